@@ -1,0 +1,32 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+/// The marketplace payments service: one executable (`payments`) with subcommands, built on
+/// four system libraries, each wrapped by exactly one Swift module.
+let package = Package(
+    name: "payments",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "payments", targets: ["payments"]),
+    ],
+    targets: [
+        // C libraries: one system-library target each, imported only by its wrapper.
+        .systemLibrary(name: "CFastCGI", pkgConfig: "fcgi", providers: [.apt(["libfcgi-dev"])]),
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+
+        // Safe Swift wrappers.
+        .target(name: "FastCGI", dependencies: ["CFastCGI"]),
+        .target(name: "Postgres", dependencies: ["CLibPQ"]),
+        .target(name: "HTTPClient", dependencies: ["CCurl"]),
+        .target(name: "Cryptography", dependencies: ["CCrypto"]),
+
+        // The application: configuration, router, responders, shared guards, migrations.
+        .target(name: "PaymentsCore", dependencies: ["FastCGI", "Postgres", "HTTPClient", "Cryptography"]),
+        .executableTarget(name: "payments", dependencies: ["PaymentsCore"]),
+
+        .testTarget(name: "PaymentsCoreTests", dependencies: ["PaymentsCore", "Postgres", "Cryptography"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,59 @@
+/// An error a client may see: a stable `code`, an HTTP status and a safe message.
+///
+/// Responders throw these; the pipeline turns them (and every other error) into the envelope
+/// `{"error":{"code","message","request_id"}}` in exactly one place. `message` never carries
+/// SQL, keys, tokens or raw payloads. The codes are listed in docs/errors.md.
+public struct APIError: Error, CustomStringConvertible, Sendable {
+    /// HTTP status.
+    public let status: Int
+    /// Stable machine-readable code.
+    public let code: String
+    /// Human-readable, safe message.
+    public let message: String
+    /// Extra response headers (`Allow`, `Retry-After`).
+    public let headers: [(String, String)]
+
+    /// Creates an error.
+    public init(status: Int, code: String, message: String, headers: [(String, String)] = []) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+    }
+
+    public var description: String { "APIError(\(status) \(code))" }
+
+    static let notFound = APIError(status: 404, code: "not_found", message: "No such resource.")
+
+    static func methodNotAllowed(allowed: [String]) -> APIError {
+        APIError(status: 405, code: "method_not_allowed", message: "Method not allowed; use \(allowed.joined(separator: ", ")).",
+                 headers: [("Allow", allowed.joined(separator: ", "))])
+    }
+
+    static let unsupportedMediaType = APIError(
+        status: 415, code: "unsupported_media_type", message: "The request body must be sent as Content-Type: application/json.")
+
+    static let invalidJSON = APIError(status: 400, code: "invalid_json", message: "The request body is not valid JSON.")
+
+    static func payloadTooLarge(limit: Int) -> APIError {
+        APIError(status: 413, code: "payload_too_large", message: "The request body exceeds \(limit) bytes.")
+    }
+
+    static let malformedBody = APIError(
+        status: 400, code: "malformed_body", message: "The request body is shorter than its Content-Length.")
+
+    static let databaseUnavailable = APIError(
+        status: 503, code: "database_unavailable", message: "The database is unavailable; retry shortly.",
+        headers: [("Retry-After", "1")])
+
+    static let databaseBusy = APIError(
+        status: 503, code: "database_busy", message: "A conflicting change was in progress; retry the request.",
+        headers: [("Retry-After", "1")])
+
+    static let internalError = APIError(status: 500, code: "internal_error", message: "An unexpected error occurred.")
+
+    /// 400 naming a bad field (`field` is a JSON path like `listing_id`).
+    public static func invalidField(_ field: String, _ message: String) -> APIError {
+        APIError(status: 400, code: "invalid_field", message: "\(field): \(message)")
+    }
+}

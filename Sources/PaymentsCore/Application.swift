@@ -1,0 +1,167 @@
+import Cryptography
+import FastCGI
+import Foundation
+import Postgres
+
+/// The request pipeline: request id, body limits, routing, content checks, the handler, and the
+/// single place where every error becomes the JSON envelope; then one log line per request.
+public struct Application: Sendable {
+    /// Process-wide state.
+    public let shared: SharedState
+    /// All routes of all families.
+    public let router: Router
+
+    /// Builds the application with every endpoint family registered.
+    public init(shared: SharedState) {
+        self.shared = shared
+        var router = Router()
+        OpsResponder().addRoutes(to: &router)
+        if shared.configuration.diagnosticsEnabled {
+            DiagnosticsResponder().addRoutes(to: &router)
+        }
+        self.router = router
+    }
+
+    /// Answers one FastCGI request on the calling worker's context.
+    public func respond(to fastCGIRequest: FastCGIRequest, context: WorkerContext) -> FastCGIResponse {
+        let started = ContinuousClock.now
+        let parameters = fastCGIRequest.parameters
+        let requestID = Self.requestID(from: parameters["REQUEST_ID"])
+        var routeName = "unmatched"
+        var errorCode: String?
+
+        var response: Response
+        do {
+            let body = try Self.completeBody(fastCGIRequest.body, limit: shared.configuration.maximumBodyBytes)
+            var request = Request(parameters: parameters, body: body, requestID: requestID)
+            switch router.route(method: request.method, path: request.path) {
+            case .notFound:
+                throw APIError.notFound
+            case .methodNotAllowed(let allowed):
+                throw APIError.methodNotAllowed(allowed: allowed)
+            case .found(let route, let pathParameters):
+                routeName = route.pattern
+                request.pathParameters = pathParameters
+                if route.body == .json { request.json = try Self.parseJSONBody(request) }
+                response = try route.handler(request, context)
+            }
+        } catch {
+            let apiError = mapError(error, requestID: requestID)
+            errorCode = apiError.code
+            response = Self.envelope(apiError, requestID: requestID)
+        }
+        // A handler must never leave a transaction open on a connection the next request reuses.
+        context.database.rollbackQuietly()
+
+        let elapsed = ContinuousClock.now - started
+        let microseconds = Int(elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000)
+        shared.metrics.recordRequest(route: routeName, status: response.status, microseconds: microseconds)
+        var fields: [(String, LogValue)] = [
+            ("request_id", .string(requestID)),
+            ("method", .string(parameters["REQUEST_METHOD"] ?? "")),
+            ("route", .string(routeName)),
+            ("status", .int(response.status)),
+            ("duration_ms", .double(Double(microseconds) / 1000)),
+        ]
+        if let errorCode { fields.append(("error_code", .string(errorCode))) }
+        shared.logger.info("request", fields)
+
+        var headers = response.headers
+        if !headers.contains(where: { $0.0.lowercased() == "content-type" }) {
+            headers.append(("Content-Type", "application/json"))
+        }
+        headers.append(("X-Request-Id", requestID))
+        headers.append(("Cache-Control", "no-store"))
+        return FastCGIResponse(status: response.status, headers: headers, body: response.body)
+    }
+
+    /// The one place an error becomes the envelope `{"error":{"code","message","request_id"}}`.
+    static func envelope(_ error: APIError, requestID: String) -> Response {
+        struct Body: Encodable {
+            struct Detail: Encodable {
+                let code: String
+                let message: String
+                let request_id: String
+            }
+            let error: Detail
+        }
+        var response = Response.json(
+            Body(error: .init(code: error.code, message: error.message, request_id: requestID)), status: error.status)
+        response.headers.append(contentsOf: error.headers)
+        return response
+    }
+
+    /// Classifies any thrown error; unknown errors are logged (type only) and become 500.
+    private func mapError(_ error: any Error, requestID: String) -> APIError {
+        switch error {
+        case let apiError as APIError:
+            return apiError
+        case let databaseError as DatabaseError:
+            switch databaseError.kind {
+            case .unavailable:
+                shared.metrics.increment("payments_database_unavailable_total")
+                shared.logger.error("database unavailable", [("request_id", .string(requestID))])
+                return .databaseUnavailable
+            case .serializationFailure, .deadlockDetected, .lockNotAvailable, .queryCanceled:
+                return .databaseBusy
+            default:
+                shared.logger.error("database error", [
+                    ("request_id", .string(requestID)), ("error", .string(databaseError.description)),
+                ])
+                return .internalError
+            }
+        default:
+            shared.logger.error("unhandled error", [
+                ("request_id", .string(requestID)), ("error_type", .string(String(describing: type(of: error)))),
+            ])
+            return .internalError
+        }
+    }
+
+    private static func completeBody(_ body: RequestBody, limit: Int) throws -> [UInt8] {
+        switch body {
+        case .complete(let bytes): return bytes
+        case .tooLarge: throw APIError.payloadTooLarge(limit: limit)
+        case .malformed: throw APIError.malformedBody
+        }
+    }
+
+    private static func parseJSONBody(_ request: Request) throws -> JSONValue? {
+        if request.body.isEmpty { return nil }
+        guard request.hasJSONContentType else { throw APIError.unsupportedMediaType }
+        guard let value = JSONValue.parse(request.body) else { throw APIError.invalidJSON }
+        return value
+    }
+
+    /// nginx's `$request_id` (32 hex digits) when present and well-formed; otherwise a fresh one.
+    static func requestID(from candidate: String?) -> String {
+        if let candidate, (1...64).contains(candidate.utf8.count),
+           candidate.utf8.allSatisfy({ $0.isASCIIAlphanumeric || $0 == UInt8(ascii: "-") }) {
+            return candidate
+        }
+        return Hex.encode(Digest.randomBytes(16))
+    }
+}
+
+extension UInt8 {
+    var isASCIIAlphanumeric: Bool {
+        (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(self) || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(self)
+            || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(self)
+    }
+}
+
+/// Adapts the application to the FastCGI server's per-thread handler.
+public struct WorkerHandler: RequestHandler {
+    let application: Application
+    let context: WorkerContext
+
+    /// Creates the handler for one worker thread.
+    public init(application: Application, context: WorkerContext) {
+        self.application = application
+        self.context = context
+    }
+
+    public func respond(to request: FastCGIRequest) -> FastCGIResponse {
+        application.respond(to: request, context: context)
+    }
+}

@@ -1,0 +1,87 @@
+import Foundation
+
+/// A missing or malformed environment variable; the message names it and nothing secret.
+public struct ConfigurationError: Error, CustomStringConvertible {
+    /// One line naming the variable and what is wrong with it.
+    public let description: String
+}
+
+/// Reads typed values from an environment dictionary, naming the variable on failure.
+public struct Environment: Sendable {
+    let values: [String: String]
+
+    /// Wraps a dictionary (usually `ProcessInfo.processInfo.environment`).
+    public init(_ values: [String: String]) {
+        self.values = values
+    }
+
+    /// A required, non-empty string.
+    public func required(_ name: String) throws -> String {
+        guard let value = values[name], !value.isEmpty else {
+            throw ConfigurationError(description: "missing required environment variable \(name)")
+        }
+        return value
+    }
+
+    /// An optional string; empty counts as absent.
+    public func optional(_ name: String) -> String? {
+        guard let value = values[name], !value.isEmpty else { return nil }
+        return value
+    }
+
+    /// An integer within `range`, or `defaultValue` when unset.
+    public func integer(_ name: String, default defaultValue: Int, in range: ClosedRange<Int>) throws -> Int {
+        guard let text = optional(name) else { return defaultValue }
+        guard let value = Int(text), range.contains(value) else {
+            throw ConfigurationError(
+                description: "environment variable \(name) must be an integer from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return value
+    }
+
+    /// A flag: `1`/`true`/`yes` or `0`/`false`/`no`.
+    public func flag(_ name: String, default defaultValue: Bool) throws -> Bool {
+        guard let text = optional(name)?.lowercased() else { return defaultValue }
+        switch text {
+        case "1", "true", "yes": return true
+        case "0", "false", "no": return false
+        default: throw ConfigurationError(description: "environment variable \(name) must be 1 or 0")
+        }
+    }
+}
+
+/// Everything the server needs to start, read once from the environment (SPEC §3).
+public struct ServerConfiguration: Sendable {
+    /// libpq connection string or URI.
+    public var databaseURL: String
+    /// Unix socket path or `127.0.0.1:PORT`.
+    public var socketAddress: String
+    /// Permission bits for a unix socket (`FCGI_SOCKET_MODE`, octal, default 0660).
+    public var socketMode: UInt32
+    /// Worker threads (`WORKERS`, default 2 × cores).
+    public var workers: Int
+    /// Largest request body the app reads (`MAX_BODY_BYTES`, default 1 MiB).
+    public var maximumBodyBytes: Int
+    /// Time allowed for in-flight requests after SIGTERM (`SHUTDOWN_TIMEOUT_SECONDS`, default 10).
+    public var shutdownTimeoutSeconds: Int
+    /// Folder of numbered migration files (`MIGRATIONS_DIR`, default `sql`).
+    public var migrationsDirectory: String
+    /// Enables the test-only `/api/_diag/…` routes (`DIAGNOSTICS_ENABLED`, default off).
+    public var diagnosticsEnabled: Bool
+
+    /// Reads and validates the configuration.
+    public init(environment: Environment) throws {
+        databaseURL = try environment.required("DATABASE_URL")
+        socketAddress = try environment.required("FCGI_SOCKET")
+        let modeText = environment.optional("FCGI_SOCKET_MODE") ?? "0660"
+        guard let mode = UInt32(modeText, radix: 8), mode <= 0o777 else {
+            throw ConfigurationError(description: "environment variable FCGI_SOCKET_MODE must be octal permission bits such as 0660")
+        }
+        socketMode = mode
+        workers = try environment.integer("WORKERS", default: 2 * ProcessInfo.processInfo.activeProcessorCount, in: 1...256)
+        maximumBodyBytes = try environment.integer("MAX_BODY_BYTES", default: 1 << 20, in: 1024...(64 << 20))
+        shutdownTimeoutSeconds = try environment.integer("SHUTDOWN_TIMEOUT_SECONDS", default: 10, in: 1...600)
+        migrationsDirectory = environment.optional("MIGRATIONS_DIR") ?? "sql"
+        diagnosticsEnabled = try environment.flag("DIAGNOSTICS_ENABLED", default: false)
+    }
+}

@@ -1,0 +1,41 @@
+/// Operations endpoints: liveness, readiness and metrics.
+struct OpsResponder {
+    func addRoutes(to router: inout Router) {
+        router.add("GET", "/api/health") { _, _ in
+            .json(["status": "ok"])
+        }
+        router.add("GET", "/api/ready", ready)
+        router.add("GET", "/metrics", metrics)
+    }
+
+    /// 200 when the database answers and every migration this binary knows is applied unchanged.
+    private func ready(_ request: Request, _ context: WorkerContext) throws -> Response {
+        let applied = try Migrator.applied(on: context.database)
+        let migrator = Migrator(migrations: context.shared.migrations)
+        let pending: [Migration]
+        do {
+            pending = try migrator.pending(applied: applied)
+        } catch let error as MigrationError {
+            context.shared.logger.error("schema check failed", [("reason", .string(error.description))])
+            throw APIError(status: 503, code: "schema_mismatch", message: "The database schema does not match this release.")
+        }
+        guard pending.isEmpty else {
+            throw APIError(status: 503, code: "migrations_pending",
+                           message: "\(pending.count) migration(s) are not applied yet; run `payments migrate`.")
+        }
+        struct Ready: Encodable {
+            let status: String
+            let migrations: Int
+        }
+        return .json(Ready(status: "ready", migrations: applied.count))
+    }
+
+    /// Prometheus text. nginx admits loopback clients only; the app checks again.
+    private func metrics(_ request: Request, _ context: WorkerContext) throws -> Response {
+        let address = request.remoteAddress
+        guard address.hasPrefix("127.") || address == "::1" || address.hasPrefix("unix:") || address.isEmpty else {
+            throw APIError.notFound
+        }
+        return .text(context.shared.metrics.render(), contentType: "text/plain; version=0.0.4")
+    }
+}

@@ -1,0 +1,87 @@
+/// How a route treats the request body.
+public enum BodyKind: Sendable {
+    /// No body expected; one that is sent is ignored.
+    case none
+    /// `application/json`, parsed before the handler runs (415 / 400 `invalid_json` otherwise).
+    case json
+    /// Raw bytes of any content type, untouched (webhooks verify signatures over them).
+    case raw
+}
+
+/// A responder's handler. It runs on a worker thread with that thread's context.
+public typealias Handler = @Sendable (Request, WorkerContext) throws -> Response
+
+/// One registered route.
+struct Route: Sendable {
+    let method: String
+    let pattern: String
+    let segments: [Substring]
+    let body: BodyKind
+    let handler: Handler
+
+    /// Literal segments count more than `{parameters}` when two patterns match the same path.
+    var specificity: Int { segments.filter { !$0.hasPrefix("{") }.count }
+
+    func match(_ pathSegments: [Substring]) -> [String: String]? {
+        guard pathSegments.count == segments.count else { return nil }
+        var parameters: [String: String] = [:]
+        for (pattern, value) in zip(segments, pathSegments) {
+            if pattern.hasPrefix("{") && pattern.hasSuffix("}") {
+                guard !value.isEmpty else { return nil }
+                parameters[String(pattern.dropFirst().dropLast())] = String(value)
+            } else if pattern != value {
+                return nil
+            }
+        }
+        return parameters
+    }
+}
+
+/// The outcome of routing a method and path.
+enum RouteResult {
+    case found(Route, [String: String])
+    case methodNotAllowed([String])
+    case notFound
+}
+
+/// Maps method and path to a handler. Each endpoint family registers its routes in one place.
+public struct Router: Sendable {
+    private var routes: [Route] = []
+
+    /// An empty router.
+    public init() {}
+
+    /// Registers `handler` for `method` on `pattern` (`/api/payments/{id}` style).
+    public mutating func add(_ method: String, _ pattern: String, body: BodyKind = .none, _ handler: @escaping Handler) {
+        routes.append(Route(method: method, pattern: pattern, segments: Self.split(pattern), body: body, handler: handler))
+    }
+
+    /// Finds the most specific route for the path; 405 lists the methods that would match.
+    func route(method: String, path: String) -> RouteResult {
+        let segments = Self.split(path)
+        var allowed: Set<String> = []
+        var best: (Route, [String: String])?
+        for route in routes {
+            guard let parameters = route.match(segments) else { continue }
+            allowed.insert(route.method)
+            if method == route.method || (method == "HEAD" && route.method == "GET"),
+               best.map({ route.specificity > $0.0.specificity }) ?? true {
+                best = (route, parameters)
+            }
+        }
+        if let best { return .found(best.0, best.1) }
+        if allowed.isEmpty { return .notFound }
+        return .methodNotAllowed(allowed.sorted())
+    }
+
+    /// The patterns and methods registered, for docs and tests.
+    public var registeredRoutes: [(method: String, pattern: String)] {
+        routes.map { ($0.method, $0.pattern) }
+    }
+
+    private static func split(_ path: String) -> [Substring] {
+        var trimmed = Substring(path)
+        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
+        return trimmed.split(separator: "/", omittingEmptySubsequences: false)
+    }
+}

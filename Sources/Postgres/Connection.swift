@@ -1,0 +1,139 @@
+internal import CLibPQ
+import Foundation
+
+/// One PostgreSQL connection, owned by one thread (it is deliberately not Sendable).
+///
+/// It connects lazily and reconnects by itself: when the server goes away the failing call
+/// throws `DatabaseError(kind: .unavailable)`, and the next call tries `PQreset` first, so a
+/// process recovers without a restart once the database is back.
+public final class Connection {
+    private let connectionString: String
+    private let settings: [(String, String)]
+    private var handle: OpaquePointer?
+
+    /// Creates an unconnected connection for a libpq URI or `key=value` string.
+    /// `statementTimeout` bounds every statement (0 disables); `connectTimeoutSeconds` bounds connecting.
+    public init(connectionString: String, applicationName: String = "payments",
+                statementTimeout: Duration = .seconds(15), connectTimeoutSeconds: Int = 5) {
+        self.connectionString = connectionString
+        let timeout = statementTimeout.components.seconds * 1000
+            + statementTimeout.components.attoseconds / 1_000_000_000_000_000
+        settings = [
+            ("application_name", applicationName),
+            ("connect_timeout", String(connectTimeoutSeconds)),
+            ("options", "-c statement_timeout=\(timeout) -c client_min_messages=warning"),
+        ]
+    }
+
+    deinit {
+        if let handle { PQfinish(handle) }
+    }
+
+    /// Runs one statement and returns its rows.
+    @discardableResult
+    public func query(_ query: SQLQuery) throws(DatabaseError) -> QueryResult {
+        let connection = try connected()
+        let result = Self.execute(query, on: connection)
+        defer { PQclear(result) }
+        return try check(result, connection: connection)
+    }
+
+    /// Runs `body` inside BEGIN … COMMIT, rolling back when it throws.
+    public func withTransaction<T>(_ body: (Connection) throws -> T) throws -> T {
+        try query("BEGIN")
+        do {
+            let value = try body(self)
+            try query("COMMIT")
+            return value
+        } catch {
+            rollbackQuietly()
+            throw error
+        }
+    }
+
+    /// Rolls back an open transaction, ignoring failures (the connection may already be gone).
+    public func rollbackQuietly() {
+        guard let handle, PQstatus(handle) == CONNECTION_OK, PQtransactionStatus(handle) != PQTRANS_IDLE else {
+            return
+        }
+        PQclear(PQexec(handle, "ROLLBACK"))
+    }
+
+    /// True when the connection is open and idle (not inside a transaction).
+    public var isIdle: Bool {
+        guard let handle else { return false }
+        return PQstatus(handle) == CONNECTION_OK && PQtransactionStatus(handle) == PQTRANS_IDLE
+    }
+
+    private func connected() throws(DatabaseError) -> OpaquePointer {
+        if let handle {
+            if PQstatus(handle) == CONNECTION_OK { return handle }
+            PQreset(handle)
+            if PQstatus(handle) == CONNECTION_OK { return handle }
+            throw DatabaseError(kind: .unavailable, sqlState: nil, serverMessage: Self.message(of: handle))
+        }
+        guard let fresh = openConnection() else {
+            throw DatabaseError(kind: .unavailable, sqlState: nil, serverMessage: "libpq could not allocate a connection")
+        }
+        handle = fresh
+        guard PQstatus(fresh) == CONNECTION_OK else {
+            throw DatabaseError(kind: .unavailable, sqlState: nil, serverMessage: Self.message(of: fresh))
+        }
+        return fresh
+    }
+
+    /// `PQconnectdbParams` with `expand_dbname`: the URI is expanded first, our settings override it.
+    private func openConnection() -> OpaquePointer? {
+        let keywords = ["dbname"] + settings.map(\.0)
+        let values = [connectionString] + settings.map(\.1)
+        let cKeywords: [UnsafeMutablePointer<CChar>?] = keywords.map { strdup($0) } + [nil]
+        let cValues: [UnsafeMutablePointer<CChar>?] = values.map { strdup($0) } + [nil]
+        defer {
+            cKeywords.forEach { free($0) }
+            cValues.forEach { free($0) }
+        }
+        return cKeywords.map { UnsafePointer($0) }.withUnsafeBufferPointer { k in
+            cValues.map { UnsafePointer($0) }.withUnsafeBufferPointer { v in
+                PQconnectdbParams(k.baseAddress, v.baseAddress, 1)
+            }
+        }
+    }
+
+    private static func execute(_ query: SQLQuery, on connection: OpaquePointer) -> OpaquePointer? {
+        guard !query.binds.isEmpty else { return PQexec(connection, query.sql) }
+        let values: [UnsafeMutablePointer<CChar>?] = query.binds.map { $0.flatMap { strdup($0) } }
+        defer { values.forEach { free($0) } }
+        return values.map { UnsafePointer($0) }.withUnsafeBufferPointer { pointers in
+            PQexecParams(connection, query.sql, Int32(values.count), nil, pointers.baseAddress, nil, nil, 0)
+        }
+    }
+
+    /// The one place libpq result statuses and SQLSTATEs become Swift errors.
+    private func check(_ result: OpaquePointer?, connection: OpaquePointer) throws(DatabaseError) -> QueryResult {
+        guard let result else {
+            throw DatabaseError(kind: .unavailable, sqlState: nil, serverMessage: Self.message(of: connection))
+        }
+        switch PQresultStatus(result) {
+        case PGRES_TUPLES_OK, PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
+            return QueryResult(result)
+        default:
+            let state = Self.field(result, CLIBPQ_DIAG_SQLSTATE)
+            let broken = PQstatus(connection) != CONNECTION_OK
+            throw DatabaseError(
+                kind: broken ? .unavailable : DatabaseError.kind(forSQLState: state),
+                sqlState: state,
+                serverMessage: Self.field(result, CLIBPQ_DIAG_MESSAGE_PRIMARY) ?? Self.message(of: connection),
+                constraint: Self.field(result, CLIBPQ_DIAG_CONSTRAINT_NAME)
+            )
+        }
+    }
+
+    private static func field(_ result: OpaquePointer, _ code: Int32) -> String? {
+        PQresultErrorField(result, code).map { String(cString: $0) }
+    }
+
+    private static func message(of connection: OpaquePointer) -> String {
+        PQerrorMessage(connection).map { String(cString: $0) }?
+            .trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown libpq error"
+    }
+}

@@ -1,0 +1,73 @@
+internal import CLibPQ
+import Foundation
+
+/// The rows of one statement, copied out of libpq (text format), with typed accessors.
+public struct QueryResult: Sendable {
+    /// Column names in order.
+    public let columns: [String]
+    /// The rows.
+    public let rows: [Row]
+    /// Rows affected by INSERT/UPDATE/DELETE.
+    public let affectedRows: Int
+
+    init(_ result: OpaquePointer) {
+        let columnCount = Int(PQnfields(result))
+        let names = (0..<columnCount).map { String(cString: PQfname(result, Int32($0))) }
+        var index: [String: Int] = [:]
+        for (position, name) in names.enumerated() where index[name] == nil { index[name] = position }
+        let rowCount = Int(PQntuples(result))
+        rows = (0..<rowCount).map { row in
+            Row(columnIndex: index, values: (0..<columnCount).map { column in
+                PQgetisnull(result, Int32(row), Int32(column)) == 1
+                    ? nil : String(cString: PQgetvalue(result, Int32(row), Int32(column)))
+            })
+        }
+        columns = names
+        affectedRows = Int(String(cString: PQcmdTuples(result))) ?? 0
+    }
+
+    /// The first row, if any.
+    public var first: Row? { rows.first }
+}
+
+/// One row; values are in PostgreSQL's text format.
+public struct Row: Sendable {
+    let columnIndex: [String: Int]
+    /// Raw text values in column order (nil is SQL NULL).
+    public let values: [String?]
+
+    /// The text value of `column`, nil when NULL or absent.
+    public subscript(_ column: String) -> String? {
+        columnIndex[column].flatMap { values[$0] }
+    }
+
+    /// The value as a string.
+    public func string(_ column: String) -> String? { self[column] }
+
+    /// The value as an integer (int2/int4/int8/numeric without fraction).
+    public func int(_ column: String) -> Int? { self[column].flatMap { Int($0) } }
+
+    /// The value as a Boolean (`t`/`f`).
+    public func bool(_ column: String) -> Bool? {
+        self[column].map { $0 == "t" || $0 == "true" }
+    }
+
+    /// The value as a UUID.
+    public func uuid(_ column: String) -> UUID? { self[column].flatMap { UUID(uuidString: $0) } }
+
+    /// A `bytea` value decoded from PostgreSQL's hex output format.
+    public func bytes(_ column: String) -> [UInt8]? {
+        guard let text = self[column], text.hasPrefix("\\x") else { return nil }
+        let hex = Array(text.utf8.dropFirst(2))
+        guard hex.count % 2 == 0 else { return nil }
+        var out = [UInt8]()
+        out.reserveCapacity(hex.count / 2)
+        var i = 0
+        while i < hex.count {
+            guard let value = UInt8(String(decoding: hex[i..<i + 2], as: UTF8.self), radix: 16) else { return nil }
+            out.append(value)
+            i += 2
+        }
+        return out
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+
+/// A value that can be sent to PostgreSQL as a text-format parameter.
+public protocol SQLBindable {
+    /// The parameter's text form, or nil for SQL NULL.
+    var sqlParameter: String? { get }
+}
+
+extension String: SQLBindable { public var sqlParameter: String? { self } }
+extension Int: SQLBindable { public var sqlParameter: String? { String(self) } }
+extension Int64: SQLBindable { public var sqlParameter: String? { String(self) } }
+extension Int32: SQLBindable { public var sqlParameter: String? { String(self) } }
+extension Double: SQLBindable { public var sqlParameter: String? { String(self) } }
+extension Bool: SQLBindable { public var sqlParameter: String? { self ? "true" : "false" } }
+extension UUID: SQLBindable { public var sqlParameter: String? { uuidString.lowercased() } }
+extension Optional: SQLBindable where Wrapped: SQLBindable {
+    public var sqlParameter: String? { self?.sqlParameter }
+}
+
+/// Raw bytes sent as `bytea` (hex format), kept byte-exact.
+public struct ByteA: SQLBindable, Sendable {
+    /// The bytes.
+    public let bytes: [UInt8]
+    /// Wraps bytes for binding.
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+    public var sqlParameter: String? {
+        let digits = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = Array("\\x".utf8)
+        text.reserveCapacity(2 + bytes.count * 2)
+        for byte in bytes {
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 0x0f)])
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+}
+
+/// A SQL statement whose interpolated values become `$1, $2, …` parameters, so that a value can
+/// never be spliced into the SQL text. Literal SQL that is not known at compile time must be
+/// spelled `SQLQuery(unsafeSQL:)`.
+///
+///     let query: SQLQuery = "SELECT id FROM profiles WHERE user_id = \(subject)"
+public struct SQLQuery: Sendable, ExpressibleByStringInterpolation {
+    /// The statement text with `$n` placeholders.
+    public private(set) var sql: String
+    /// The parameters, in placeholder order.
+    public private(set) var binds: [String?]
+
+    /// A statement with no parameters, taken as trusted SQL text (migrations, fixed statements).
+    public init(unsafeSQL sql: String) {
+        self.sql = sql
+        self.binds = []
+    }
+
+    public init(stringLiteral value: String) {
+        self.init(unsafeSQL: value)
+    }
+
+    public init(stringInterpolation: StringInterpolation) {
+        sql = stringInterpolation.sql
+        binds = stringInterpolation.binds
+    }
+
+    /// Collects literal text and parameters.
+    public struct StringInterpolation: StringInterpolationProtocol {
+        var sql = ""
+        var binds: [String?] = []
+
+        public init(literalCapacity: Int, interpolationCount: Int) {
+            sql.reserveCapacity(literalCapacity + interpolationCount * 3)
+        }
+
+        public mutating func appendLiteral(_ literal: String) {
+            sql += literal
+        }
+
+        /// Appends a parameter placeholder and records its value.
+        public mutating func appendInterpolation(_ value: some SQLBindable) {
+            binds.append(value.sqlParameter)
+            sql += "$\(binds.count)"
+        }
+    }
+}
