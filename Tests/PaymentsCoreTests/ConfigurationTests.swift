@@ -1,0 +1,35 @@
+import Testing
+@testable import PaymentsCore
+
+@Suite struct ConfigurationTests {
+    private let minimal = ["DATABASE_URL": "postgresql:///x", "FCGI_SOCKET": "/tmp/x.sock"]
+
+    private func message(_ values: [String: String]) -> String? {
+        do {
+            _ = try ServerConfiguration(environment: Environment(values))
+            return nil
+        } catch {
+            return (error as? ConfigurationError)?.description
+        }
+    }
+
+    @Test func defaultsApply() throws {
+        let configuration = try ServerConfiguration(environment: Environment(minimal))
+        #expect(configuration.socketMode == 0o660)
+        #expect(configuration.maximumBodyBytes == 1 << 20)
+        #expect(configuration.workers >= 2)
+        #expect(!configuration.diagnosticsEnabled)
+    }
+
+    @Test func missingRequiredVariablesAreNamed() {
+        #expect(message(["FCGI_SOCKET": "/tmp/x"])?.contains("DATABASE_URL") == true)
+        #expect(message(["DATABASE_URL": "x"])?.contains("FCGI_SOCKET") == true)
+    }
+
+    @Test func malformedValuesAreNamed() {
+        #expect(message(minimal.merging(["WORKERS": "many"]) { $1 })?.contains("WORKERS") == true)
+        #expect(message(minimal.merging(["WORKERS": "0"]) { $1 })?.contains("WORKERS") == true)
+        #expect(message(minimal.merging(["FCGI_SOCKET_MODE": "999"]) { $1 })?.contains("FCGI_SOCKET_MODE") == true)
+        #expect(message(minimal.merging(["DIAGNOSTICS_ENABLED": "maybe"]) { $1 })?.contains("DIAGNOSTICS_ENABLED") == true)
+    }
+}

@@ -1,0 +1,26 @@
+import Foundation
+import Postgres
+import Testing
+
+@Suite struct SQLQueryTests {
+    @Test func interpolationBecomesNumberedParameters() {
+        let user = "x'; DROP TABLE profiles; --"
+        let limit = 10
+        let missing: String? = nil
+        let query: SQLQuery = "SELECT * FROM profiles WHERE user_id = \(user) AND n < \(limit) OR email = \(missing)"
+        #expect(query.sql == "SELECT * FROM profiles WHERE user_id = $1 AND n < $2 OR email = $3")
+        #expect(query.binds == [user, "10", nil])
+    }
+
+    @Test func literalQueriesHaveNoParameters() {
+        let query: SQLQuery = "SELECT 1"
+        #expect(query.sql == "SELECT 1")
+        #expect(query.binds.isEmpty)
+    }
+
+    @Test func valuesUsePostgresTextForms() {
+        let id = UUID(uuidString: "6F9619FF-8B86-D011-B42D-00C04FC964FF")!
+        let query: SQLQuery = "\(id) \(true) \(ByteA([0x00, 0xff, 0x0d]))"
+        #expect(query.binds == ["6f9619ff-8b86-d011-b42d-00c04fc964ff", "true", "\\x00ff0d"])
+    }
+}
