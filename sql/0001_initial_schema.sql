@@ -1,6 +1,11 @@
 -- 0001: every table of SPEC §4. Money is integer minor units (bigint); never floating point.
 -- Applied files are never edited: later changes are new numbered files.
 
+-- Timestamps leave the database as ISO 8601 UTC text: iso8601(created_at) → 2026-01-31T12:00:00.123456Z.
+CREATE FUNCTION iso8601(t timestamptz) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$$;
+
 CREATE FUNCTION set_updated_at() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     NEW.updated_at := now();

@@ -9,4 +9,7 @@
 #include <openssl/param_build.h>
 #include <openssl/ecdsa.h>
 #include <openssl/err.h>
+
+/* EVP_PKEY_PUBLIC_KEY is a composite macro that Swift does not import. */
+static const int CCRYPTO_EVP_PKEY_PUBLIC_KEY = EVP_PKEY_PUBLIC_KEY;
 #endif

@@ -3,8 +3,9 @@ import FastCGI
 import Foundation
 import Postgres
 
-/// The request pipeline: request id, body limits, routing, content checks, the handler, and the
-/// single place where every error becomes the JSON envelope; then one log line per request.
+/// The request pipeline: request id, body limits, routing, the shared guards (auth, CSRF, rate
+/// limit, content checks, idempotency), the handler, and the single place where every error
+/// becomes the JSON envelope; then one log line per request.
 public struct Application: Sendable {
     /// Process-wide state.
     public let shared: SharedState
@@ -16,6 +17,7 @@ public struct Application: Sendable {
         self.shared = shared
         var router = Router()
         OpsResponder().addRoutes(to: &router)
+        AccountResponder().addRoutes(to: &router)
         if shared.configuration.diagnosticsEnabled {
             DiagnosticsResponder().addRoutes(to: &router)
         }
@@ -27,23 +29,23 @@ public struct Application: Sendable {
         let started = ContinuousClock.now
         let parameters = fastCGIRequest.parameters
         let requestID = Self.requestID(from: parameters["REQUEST_ID"])
-        var routeName = "unmatched"
-        var errorCode: String?
+        var request = Request(parameters: parameters, body: [], requestID: requestID)
+        var matched: Route?
 
         var response: Response
+        var errorCode: String?
         do {
-            let body = try Self.completeBody(fastCGIRequest.body, limit: shared.configuration.maximumBodyBytes)
-            var request = Request(parameters: parameters, body: body, requestID: requestID)
+            request = Request(parameters: parameters, body: try Self.completeBody(fastCGIRequest.body,
+                              limit: shared.configuration.maximumBodyBytes), requestID: requestID)
             switch router.route(method: request.method, path: request.path) {
             case .notFound:
                 throw APIError.notFound
             case .methodNotAllowed(let allowed):
                 throw APIError.methodNotAllowed(allowed: allowed)
             case .found(let route, let pathParameters):
-                routeName = route.pattern
+                matched = route
                 request.pathParameters = pathParameters
-                if route.body == .json { request.json = try Self.parseJSONBody(request) }
-                response = try route.handler(request, context)
+                response = try runGuarded(route, request: &request, context: context)
             }
         } catch {
             let apiError = mapError(error, requestID: requestID)
@@ -52,27 +54,59 @@ public struct Application: Sendable {
         }
         // A handler must never leave a transaction open on a connection the next request reuses.
         context.database.rollbackQuietly()
-
-        let elapsed = ContinuousClock.now - started
-        let microseconds = Int(elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000)
-        shared.metrics.recordRequest(route: routeName, status: response.status, microseconds: microseconds)
-        var fields: [(String, LogValue)] = [
-            ("request_id", .string(requestID)),
-            ("method", .string(parameters["REQUEST_METHOD"] ?? "")),
-            ("route", .string(routeName)),
-            ("status", .int(response.status)),
-            ("duration_ms", .double(Double(microseconds) / 1000)),
-        ]
-        if let errorCode { fields.append(("error_code", .string(errorCode))) }
-        shared.logger.info("request", fields)
-
-        var headers = response.headers
-        if !headers.contains(where: { $0.0.lowercased() == "content-type" }) {
-            headers.append(("Content-Type", "application/json"))
+        if let errorCode, let audit = matched?.audit {
+            recordFailure(audit, errorCode: errorCode, request: request, context: context)
         }
-        headers.append(("X-Request-Id", requestID))
-        headers.append(("Cache-Control", "no-store"))
-        return FastCGIResponse(status: response.status, headers: headers, body: response.body)
+        log(request: request, route: matched?.pattern ?? "unmatched", status: response.status, errorCode: errorCode,
+            since: started)
+        return Self.finalize(response, requestID: requestID)
+    }
+
+    /// Guards in order — IP rate limit, authentication and CSRF, profile rate limit, body checks,
+    /// idempotency — then the handler.
+    private func runGuarded(_ route: Route, request: inout Request, context: WorkerContext) throws -> Response {
+        let database = context.database
+        let limiter = shared.configuration.rateLimiter
+        if let policy = route.rateLimit, policy.isKeyedByIP {
+            try limiter.check(policy, key: policy.key(profileID: nil, remoteAddress: request.remoteAddress), on: database)
+        }
+        if case .roles(let roles) = route.access {
+            request.identity = try AuthResolver(configuration: shared.configuration.auth)
+                .resolve(request, access: roles, on: database)
+        }
+        if let policy = route.rateLimit, !policy.isKeyedByIP {
+            let key = policy.key(profileID: request.identity?.profileID.uuidString.lowercased(),
+                                 remoteAddress: request.remoteAddress)
+            try limiter.check(policy, key: key, on: database)
+        }
+        if route.body == .json { request.json = try Self.parseJSONBody(request) }
+
+        guard route.isIdempotent, let identity = request.identity,
+              let key = try IdempotencyStore.validatedKey(request.header("idempotency-key")) else {
+            return try route.handler(request, context)
+        }
+        let profileID = identity.profileID.uuidString.lowercased()
+        let hash = IdempotencyStore.requestHash(request, route: route.pattern)
+        if case .replay(let stored) = try IdempotencyStore.begin(profileID: profileID, key: key, route: route.pattern,
+                                                                 hash: hash, on: database) {
+            return stored
+        }
+        let response: Response
+        do {
+            response = try route.handler(request, context)
+        } catch {
+            let apiError = mapError(error, requestID: request.requestID)
+            database.rollbackQuietly()
+            if apiError.status == 503 || apiError.status == 429 {
+                IdempotencyStore.release(profileID: profileID, key: key, on: database)
+                throw apiError
+            }
+            let envelope = Self.envelope(apiError, requestID: request.requestID)
+            try IdempotencyStore.complete(profileID: profileID, key: key, response: envelope, on: database)
+            throw apiError
+        }
+        try IdempotencyStore.complete(profileID: profileID, key: key, response: response, on: database)
+        return response
     }
 
     /// The one place an error becomes the envelope `{"error":{"code","message","request_id"}}`.
@@ -116,6 +150,43 @@ public struct Application: Sendable {
             ])
             return .internalError
         }
+    }
+
+    /// Rejected attempts at state-changing routes are audited too (after the rollback, on their own).
+    private func recordFailure(_ audit: AuditTarget, errorCode: String, request: Request, context: WorkerContext) {
+        let entry = AuditEntry(operation: audit.operation, entityType: audit.entityType,
+                               entityID: request.pathParameters["id"], success: false, errorCode: errorCode)
+        do {
+            try AuditLog.record(entry, request: request, on: context.database)
+        } catch {
+            shared.logger.error("audit write failed", [("request_id", .string(request.requestID))])
+        }
+    }
+
+    private func log(request: Request, route: String, status: Int, errorCode: String?, since started: ContinuousClock.Instant) {
+        let elapsed = ContinuousClock.now - started
+        let microseconds = Int(elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000)
+        shared.metrics.recordRequest(route: route, status: status, microseconds: microseconds)
+        var fields: [(String, LogValue)] = [
+            ("request_id", .string(request.requestID)),
+            ("method", .string(request.method)),
+            ("route", .string(route)),
+            ("status", .int(status)),
+            ("duration_ms", .double(Double(microseconds) / 1000)),
+        ]
+        if let identity = request.identity { fields.append(("profile_id", .string(identity.profileID.uuidString.lowercased()))) }
+        if let errorCode { fields.append(("error_code", .string(errorCode))) }
+        shared.logger.info("request", fields)
+    }
+
+    private static func finalize(_ response: Response, requestID: String) -> FastCGIResponse {
+        var headers = response.headers
+        if !headers.contains(where: { $0.0.lowercased() == "content-type" }) {
+            headers.append(("Content-Type", "application/json"))
+        }
+        headers.append(("X-Request-Id", requestID))
+        headers.append(("Cache-Control", "no-store"))
+        return FastCGIResponse(status: response.status, headers: headers, body: response.body)
     }
 
     private static func completeBody(_ body: RequestBody, limit: Int) throws -> [UInt8] {

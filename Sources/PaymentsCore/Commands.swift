@@ -11,6 +11,9 @@ public enum CommandLineTool {
         commands:
           serve     run the FastCGI server (env: DATABASE_URL, FCGI_SOCKET, WORKERS, …)
           migrate   apply pending migrations from MIGRATIONS_DIR (default: sql)
+          token --user SUB [--ttl SECONDS]
+                    print a development HS256 token signed with AUTH_JWT_SECRET (default ttl 3600)
+          seed-demo create the demo buyer, seller, admin, listings and milestones (idempotent)
         """
 
     /// Runs the command named by `arguments[1]` and returns the process exit status.
@@ -23,6 +26,12 @@ public enum CommandLineTool {
                 return try serve(environment: env, logger: logger)
             case "migrate":
                 return try migrate(environment: env)
+            case "token":
+                return try token(arguments: Array(arguments.dropFirst(2)), environment: env)
+            case "seed-demo":
+                let connection = Connection(connectionString: try env.required("DATABASE_URL"))
+                print("seed-demo: \(try DemoData.seed(on: connection)) rows created")
+                return 0
             case "help", "--help", "-h":
                 print(usage)
                 return 0
@@ -54,6 +63,32 @@ public enum CommandLineTool {
         let applied = try Migrator(migrations: migrations).migrate(on: connection)
         print(applied.isEmpty ? "migrations: up to date (\(migrations.count) applied)"
                               : "migrations: applied \(applied.joined(separator: ", "))")
+        return 0
+    }
+
+    private static func token(arguments: [String], environment: Environment) throws -> Int32 {
+        var user: String?
+        var ttl = 3600
+        var remaining = arguments[...]
+        while let flag = remaining.popFirst() {
+            switch (flag, remaining.popFirst()) {
+            case ("--user", let value?): user = value
+            case ("--ttl", let value?):
+                guard let seconds = Int(value), (1...31_536_000).contains(seconds) else {
+                    throw ConfigurationError(description: "--ttl must be a number of seconds from 1 to 31536000")
+                }
+                ttl = seconds
+            default:
+                throw ConfigurationError(description: "usage: payments token --user SUB [--ttl SECONDS]")
+            }
+        }
+        guard let user, !user.isEmpty else { throw ConfigurationError(description: "usage: payments token --user SUB [--ttl SECONDS]") }
+        let secret = try environment.required("AUTH_JWT_SECRET")
+        let now = Int64(Date().timeIntervalSince1970)
+        var claims: [String: JSONValue] = ["sub": .string(user), "iat": .int(now), "exp": .int(now + Int64(ttl))]
+        if let issuer = environment.optional("AUTH_ISSUER") { claims["iss"] = .string(issuer) }
+        if let audience = environment.optional("AUTH_AUDIENCE") { claims["aud"] = .string(audience) }
+        print(TokenVerifier.mintHS256(secret: Array(secret.utf8), claims: claims))
         return 0
     }
 

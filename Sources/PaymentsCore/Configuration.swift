@@ -68,6 +68,10 @@ public struct ServerConfiguration: Sendable {
     public var migrationsDirectory: String
     /// Enables the test-only `/api/_diag/…` routes (`DIAGNOSTICS_ENABLED`, default off).
     public var diagnosticsEnabled: Bool
+    /// Token verification settings.
+    public var auth: AuthConfiguration
+    /// Rate-limit table with `RATE_LIMITS` overrides.
+    public var rateLimiter: RateLimiter
 
     /// Reads and validates the configuration.
     public init(environment: Environment) throws {
@@ -83,5 +87,7 @@ public struct ServerConfiguration: Sendable {
         shutdownTimeoutSeconds = try environment.integer("SHUTDOWN_TIMEOUT_SECONDS", default: 10, in: 1...600)
         migrationsDirectory = environment.optional("MIGRATIONS_DIR") ?? "sql"
         diagnosticsEnabled = try environment.flag("DIAGNOSTICS_ENABLED", default: false)
+        auth = try AuthConfiguration(environment: environment)
+        rateLimiter = try RateLimiter(environment: environment)
     }
 }

@@ -20,6 +20,14 @@ public struct Request: Sendable {
     public internal(set) var pathParameters: [String: String] = [:]
     /// The parsed body for JSON routes.
     public internal(set) var json: JSONValue?
+    /// The verified caller, for routes that require one.
+    public internal(set) var identity: Identity?
+
+    /// The caller of a route declared with `Access.roles`; the pipeline has already resolved it.
+    public func requireIdentity() throws -> Identity {
+        guard let identity else { throw AuthResolver.unauthenticated("authentication is required") }
+        return identity
+    }
 
     /// A header value by case-insensitive name.
     public func header(_ name: String) -> String? {

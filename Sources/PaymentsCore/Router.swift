@@ -11,13 +11,36 @@ public enum BodyKind: Sendable {
 /// A responder's handler. It runs on a worker thread with that thread's context.
 public typealias Handler = @Sendable (Request, WorkerContext) throws -> Response
 
-/// One registered route.
+/// Names the audit operation of a state-changing route; failed attempts are recorded under it.
+public struct AuditTarget: Sendable {
+    /// Dotted operation name, e.g. `notification.read`.
+    public let operation: String
+    /// The entity type; its id is the route's `{id}` parameter when present.
+    public let entityType: String
+
+    /// Creates a target.
+    public init(_ operation: String, entity entityType: String) {
+        self.operation = operation
+        self.entityType = entityType
+    }
+}
+
+/// One registered route and the guards the pipeline runs before its handler.
 struct Route: Sendable {
     let method: String
     let pattern: String
     let segments: [Substring]
     let body: BodyKind
+    let access: Access
+    let rateLimit: RateLimitPolicy?
+    let audit: AuditTarget?
     let handler: Handler
+
+    /// POST routes of signed-in callers honour `Idempotency-Key`.
+    var isIdempotent: Bool {
+        if method == "POST", case .roles = access { return true }
+        return false
+    }
 
     /// Literal segments count more than `{parameters}` when two patterns match the same path.
     var specificity: Int { segments.filter { !$0.hasPrefix("{") }.count }
@@ -51,9 +74,12 @@ public struct Router: Sendable {
     /// An empty router.
     public init() {}
 
-    /// Registers `handler` for `method` on `pattern` (`/api/payments/{id}` style).
-    public mutating func add(_ method: String, _ pattern: String, body: BodyKind = .none, _ handler: @escaping Handler) {
-        routes.append(Route(method: method, pattern: pattern, segments: Self.split(pattern), body: body, handler: handler))
+    /// Registers `handler` for `method` on `pattern` (`/api/payments/{id}` style), with the guards
+    /// the pipeline applies first: who may call it, its rate limit, and its audit operation.
+    public mutating func add(_ method: String, _ pattern: String, body: BodyKind = .none, access: Access = .anyone,
+                             rateLimit: RateLimitPolicy? = nil, audit: AuditTarget? = nil, _ handler: @escaping Handler) {
+        routes.append(Route(method: method, pattern: pattern, segments: Self.split(pattern), body: body, access: access,
+                            rateLimit: rateLimit, audit: audit, handler: handler))
     }
 
     /// Finds the most specific route for the path; 405 lists the methods that would match.

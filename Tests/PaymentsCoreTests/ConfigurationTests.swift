@@ -2,7 +2,9 @@ import Testing
 @testable import PaymentsCore
 
 @Suite struct ConfigurationTests {
-    private let minimal = ["DATABASE_URL": "postgresql:///x", "FCGI_SOCKET": "/tmp/x.sock"]
+    private let minimal = [
+        "DATABASE_URL": "postgresql:///x", "FCGI_SOCKET": "/tmp/x.sock", "AUTH_JWT_SECRET": String(repeating: "s", count: 32),
+    ]
 
     private func message(_ values: [String: String]) -> String? {
         do {

@@ -13,6 +13,7 @@ import Testing
         let configuration = try ServerConfiguration(environment: Environment([
             "DATABASE_URL": "postgresql:///unused?host=/nonexistent", "FCGI_SOCKET": "/tmp/unused.sock",
             "DIAGNOSTICS_ENABLED": "1", "MAX_BODY_BYTES": "2048",
+            "AUTH_JWT_SECRET": "test-secret-test-secret-test-secret!",
         ]))
         let shared = SharedState(configuration: configuration, logger: Logger(descriptor: -1), metrics: Metrics(),
                                  migrations: [])

@@ -1,0 +1,121 @@
+import Cryptography
+import Foundation
+import Postgres
+
+/// A profile's role. It always comes from `profiles.role`, never from a token or a body.
+public enum Role: String, Sendable, CaseIterable {
+    case buyer, seller, admin
+}
+
+/// Who is calling: the verified token's subject mapped through `profiles.user_id`.
+public struct Identity: Sendable, Equatable {
+    /// `profiles.id`.
+    public let profileID: UUID
+    /// The token's `sub` (`profiles.user_id`).
+    public let userID: String
+    /// The profile's role.
+    public let role: Role
+    /// True when the token came from the session cookie (CSRF rules apply), false for Bearer.
+    public let viaCookie: Bool
+}
+
+/// Who may call a route.
+public enum Access: Sendable {
+    /// Anyone (health, webhooks, onboarding redirects — each documents why).
+    case anyone
+    /// A signed-in profile with one of these roles.
+    case roles(Set<Role>)
+
+    /// Any signed-in profile.
+    public static let signedIn = Access.roles(Set(Role.allCases))
+}
+
+/// Authentication settings (SPEC §3: `AUTH_JWT_SECRET`, `AUTH_JWKS_FILE`, `AUTH_ISSUER`, `AUTH_AUDIENCE`).
+public struct AuthConfiguration: Sendable {
+    let verifier: TokenVerifier
+    /// The cookie holding the access token for browser sessions.
+    let accessCookie = "access_token"
+    /// The double-submit CSRF cookie; unsafe cookie-authenticated requests echo it in `X-CSRF-Token`.
+    let csrfCookie = "csrf_token"
+
+    /// Reads the settings; at least one of `AUTH_JWT_SECRET` or `AUTH_JWKS_FILE` is required.
+    public init(environment: Environment) throws {
+        let secret = environment.optional("AUTH_JWT_SECRET")
+        if let secret, secret.utf8.count < 32 {
+            throw ConfigurationError(description: "environment variable AUTH_JWT_SECRET must be at least 32 bytes")
+        }
+        let keys = try environment.optional("AUTH_JWKS_FILE").map(JWKSLoader.load(path:)) ?? [:]
+        guard secret != nil || !keys.isEmpty else {
+            throw ConfigurationError(description: "missing required environment variable AUTH_JWT_SECRET (or AUTH_JWKS_FILE)")
+        }
+        verifier = TokenVerifier(sharedSecret: secret.map { Array($0.utf8) }, keys: keys,
+                                 issuer: environment.optional("AUTH_ISSUER"), audience: environment.optional("AUTH_AUDIENCE"),
+                                 leeway: 60)
+    }
+}
+
+/// Resolves the caller of a request and enforces the CSRF rule for cookie sessions.
+struct AuthResolver {
+    let configuration: AuthConfiguration
+
+    /// The identity, or `401 unauthenticated` / `403 forbidden` / `403 csrf_failed`.
+    func resolve(_ request: Request, access: Set<Role>, on connection: Connection) throws -> Identity {
+        let cookies = Self.cookies(request.header("cookie"))
+        let token: String
+        let viaCookie: Bool
+        if let authorization = request.header("authorization") {
+            guard authorization.count > 7, authorization.prefix(7).lowercased() == "bearer " else {
+                throw Self.unauthenticated("the Authorization header must be `Bearer <token>`")
+            }
+            token = String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+            viaCookie = false
+        } else if let cookie = cookies[configuration.accessCookie], !cookie.isEmpty {
+            token = cookie
+            viaCookie = true
+        } else {
+            throw Self.unauthenticated("authentication is required")
+        }
+
+        let claims: TokenClaims
+        do {
+            claims = try configuration.verifier.verify(token, now: Int64(Date().timeIntervalSince1970))
+        } catch {
+            throw Self.unauthenticated(error.rawValue)
+        }
+
+        // CSRF (double submit) before anything else happens for a cookie session.
+        if viaCookie && !["GET", "HEAD", "OPTIONS"].contains(request.method) {
+            guard let header = request.header("x-csrf-token"), let cookie = cookies[configuration.csrfCookie],
+                  !cookie.isEmpty, Digest.constantTimeEqual(Array(header.utf8), Array(cookie.utf8)) else {
+                throw APIError(status: 403, code: "csrf_failed",
+                               message: "Cookie-authenticated requests must send X-CSRF-Token matching the CSRF cookie.")
+            }
+        }
+
+        let row = try connection.query("SELECT id, role FROM profiles WHERE user_id = \(claims.subject)").first
+        guard let row, let profileID = row.uuid("id"), let role = row.string("role").flatMap(Role.init) else {
+            throw Self.unauthenticated("the token's subject has no profile")
+        }
+        guard access.contains(role) else {
+            throw APIError(status: 403, code: "forbidden", message: "This action is not available to the \(role.rawValue) role.")
+        }
+        return Identity(profileID: profileID, userID: claims.subject, role: role, viaCookie: viaCookie)
+    }
+
+    static func unauthenticated(_ reason: String) -> APIError {
+        APIError(status: 401, code: "unauthenticated", message: "Unauthenticated: \(reason).",
+                 headers: [("WWW-Authenticate", "Bearer")])
+    }
+
+    /// Parses a `Cookie` header (`a=1; b=2`); the first occurrence of a name wins.
+    static func cookies(_ header: String?) -> [String: String] {
+        var result: [String: String] = [:]
+        for pair in (header ?? "").split(separator: ";") {
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2 else { continue }
+            let name = parts[0].trimmingCharacters(in: .whitespaces)
+            if result[name] == nil { result[name] = parts[1].trimmingCharacters(in: .whitespaces) }
+        }
+        return result
+    }
+}

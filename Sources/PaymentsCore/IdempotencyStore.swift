@@ -1,0 +1,75 @@
+import Cryptography
+import Postgres
+
+/// What to do with a request that carries an `Idempotency-Key`.
+enum IdempotencyDecision {
+    /// First use of the key: run the handler, then `complete`.
+    case proceed
+    /// The key was used before with the same request: answer with the stored response.
+    case replay(Response)
+}
+
+/// `Idempotency-Key` semantics for POST routes, per (profile, key):
+/// same key and same method+route+body → the stored status and body, without running the handler;
+/// a different request → `422 idempotency_key_reused`; the first still running → `409
+/// idempotency_in_progress`. Keys are purged by the sweeper after 24 h.
+struct IdempotencyStore {
+    /// Validates the header value: 1–255 printable ASCII characters.
+    static func validatedKey(_ header: String?) throws -> String? {
+        guard let header else { return nil }
+        guard (1...255).contains(header.utf8.count), header.utf8.allSatisfy({ (0x21...0x7e).contains($0) }) else {
+            throw APIError.invalidField("Idempotency-Key", "must be 1 to 255 printable ASCII characters without spaces")
+        }
+        return header
+    }
+
+    /// SHA-256 over method, route pattern, concrete path and body.
+    static func requestHash(_ request: Request, route: String) -> String {
+        let head = Array("\(request.method)\n\(route)\n\(request.path)\n".utf8)
+        return Hex.encode(Digest.sha256(head + request.body))
+    }
+
+    /// Claims the key, or explains why the request must not run.
+    static func begin(profileID: String, key: String, route: String, hash: String,
+                      on connection: Connection) throws -> IdempotencyDecision {
+        let inserted = try connection.query("""
+            INSERT INTO idempotency_keys (profile_id, key, route, request_hash, status)
+            VALUES (\(profileID)::uuid, \(key), \(route), \(hash), 'in_progress')
+            ON CONFLICT (profile_id, key) DO NOTHING
+            """)
+        if inserted.affectedRows == 1 { return .proceed }
+        guard let row = try connection.query("""
+            SELECT request_hash, status, response_status, response_body FROM idempotency_keys
+            WHERE profile_id = \(profileID)::uuid AND key = \(key)
+            """).first else {
+            // Deleted between our insert and select (its first use failed transiently): claim it again.
+            return try begin(profileID: profileID, key: key, route: route, hash: hash, on: connection)
+        }
+        guard row["request_hash"] == hash else {
+            throw APIError(status: 422, code: "idempotency_key_reused",
+                           message: "This Idempotency-Key was already used with a different request.")
+        }
+        guard row["status"] == "completed", let status = row.int("response_status") else {
+            throw APIError(status: 409, code: "idempotency_in_progress",
+                           message: "A request with this Idempotency-Key is still being processed; retry shortly.",
+                           headers: [("Retry-After", "1")])
+        }
+        return .replay(Response(status: status, headers: [("Idempotent-Replayed", "true")], body: row.bytes("response_body") ?? []))
+    }
+
+    /// Stores the final response for replays.
+    static func complete(profileID: String, key: String, response: Response, on connection: Connection) throws {
+        try connection.query("""
+            UPDATE idempotency_keys SET status = 'completed', response_status = \(response.status),
+                   response_body = \(ByteA(response.body))
+            WHERE profile_id = \(profileID)::uuid AND key = \(key)
+            """)
+    }
+
+    /// Releases the key after a transient failure, so the client's retry runs again.
+    static func release(profileID: String, key: String, on connection: Connection) {
+        _ = try? connection.query("""
+            DELETE FROM idempotency_keys WHERE profile_id = \(profileID)::uuid AND key = \(key) AND status = 'in_progress'
+            """)
+    }
+}
