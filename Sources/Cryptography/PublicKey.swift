@@ -39,8 +39,7 @@ public final class PublicKey: @unchecked Sendable {
             BN_free(n)
             BN_free(e)
         }
-        guard let n, let e, OSSL_PARAM_BLD_push_BN(builder, OSSL_PKEY_PARAM_RSA_N, n) == 1,
-              OSSL_PARAM_BLD_push_BN(builder, OSSL_PKEY_PARAM_RSA_E, e) == 1 else {
+        guard let n, let e, ccrypto_push_rsa_public(builder, n, e) == 1 else {
             throw PublicKeyError(description: "invalid RSA parameters")
         }
         return PublicKey(kind: .rsa, key: try makeKey(type: "RSA", builder: builder))
@@ -52,12 +51,13 @@ public final class PublicKey: @unchecked Sendable {
         guard let builder = OSSL_PARAM_BLD_new() else { throw PublicKeyError(description: "out of memory") }
         defer { OSSL_PARAM_BLD_free(builder) }
         let point: [UInt8] = [0x04] + x + y
-        let pushed = point.withUnsafeBytes { bytes in
-            OSSL_PARAM_BLD_push_utf8_string(builder, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) == 1
-                && OSSL_PARAM_BLD_push_octet_string(builder, OSSL_PKEY_PARAM_PUB_KEY, bytes.baseAddress, bytes.count) == 1
+        // The builder reads `point` when the key is made, so both happen while it is pinned.
+        let key = try point.withUnsafeBufferPointer { bytes in
+            guard ccrypto_push_p256_public(builder, bytes.baseAddress, bytes.count) == 1 else {
+                throw PublicKeyError(description: "invalid EC parameters")
+            }
+            return try makeKey(type: "EC", builder: builder)
         }
-        guard pushed else { throw PublicKeyError(description: "invalid EC parameters") }
-        let key = try makeKey(type: "EC", builder: builder)
         // EVP_PKEY_fromdata does not check that the point lies on the curve; do it explicitly.
         guard let context = EVP_PKEY_CTX_new_from_pkey(nil, key, nil) else {
             EVP_PKEY_free(key)
