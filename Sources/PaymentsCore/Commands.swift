@@ -14,6 +14,7 @@ public enum CommandLineTool {
           token --user SUB [--ttl SECONDS]
                     print a development HS256 token signed with AUTH_JWT_SECRET (default ttl 3600)
           seed-demo create the demo buyer, seller, admin, listings and milestones (idempotent)
+          sweep     run the housekeeping tasks once (purge idempotency keys after 24 h, old rate-limit windows)
         """
 
     /// Runs the command named by `arguments[1]` and returns the process exit status.
@@ -28,6 +29,10 @@ public enum CommandLineTool {
                 return try migrate(environment: env)
             case "token":
                 return try token(arguments: Array(arguments.dropFirst(2)), environment: env)
+            case "sweep":
+                let connection = Connection(connectionString: try env.required("DATABASE_URL"))
+                for (task, rows) in try Sweeper.runOnce(on: connection) { print("sweep: \(task): \(rows)") }
+                return 0
             case "seed-demo":
                 let connection = Connection(connectionString: try env.required("DATABASE_URL"))
                 print("seed-demo: \(try DemoData.seed(on: connection)) rows created")
