@@ -22,11 +22,14 @@ let package = Package(
         .target(name: "HTTPClient", dependencies: ["CCurl"]),
         .target(name: "Cryptography", dependencies: ["CCrypto"]),
 
+        // Stripe: the API client (the only user of HTTPClient) and the webhook signature verifier.
+        .target(name: "Stripe", dependencies: ["HTTPClient", "Cryptography"]),
+
         // The application: configuration, router, responders, shared guards, migrations.
-        .target(name: "PaymentsCore", dependencies: ["FastCGI", "Postgres", "HTTPClient", "Cryptography"]),
+        .target(name: "PaymentsCore", dependencies: ["FastCGI", "Postgres", "Stripe", "Cryptography"]),
         .executableTarget(name: "payments", dependencies: ["PaymentsCore"]),
 
-        .testTarget(name: "PaymentsCoreTests", dependencies: ["PaymentsCore", "Postgres", "Cryptography"]),
+        .testTarget(name: "PaymentsCoreTests", dependencies: ["PaymentsCore", "Postgres", "Cryptography", "Stripe"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -103,8 +103,9 @@ public final class HTTPClient {
         curl_easy_cleanup(handle)
     }
 
-    /// Performs one exchange. A non-2xx status is a response, not an error.
-    public func perform(_ request: HTTPRequest) throws(HTTPClientError) -> HTTPResponse {
+    /// Performs one exchange. A non-2xx status is a response, not an error. `timeout`, when
+    /// shorter, replaces the configured total timeout (a caller's remaining deadline).
+    public func perform(_ request: HTTPRequest, timeout: Duration? = nil) throws(HTTPClientError) -> HTTPResponse {
         curl_easy_reset(handle)
         let sink = ResponseSink()
         let sinkPointer = Unmanaged.passUnretained(sink).toOpaque()
@@ -124,7 +125,8 @@ public final class HTTPClient {
         ccurl_setopt_string(handle, CURLOPT_PROTOCOLS_STR, "https,http")
         ccurl_setopt_long(handle, CURLOPT_FOLLOWLOCATION, 0)
         ccurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Self.milliseconds(configuration.connectTimeout))
-        ccurl_setopt_long(handle, CURLOPT_TIMEOUT_MS, Self.milliseconds(configuration.totalTimeout))
+        let total = min(timeout ?? configuration.totalTimeout, configuration.totalTimeout)
+        ccurl_setopt_long(handle, CURLOPT_TIMEOUT_MS, max(1, Self.milliseconds(total)))
         if let caBundlePath = configuration.caBundlePath {
             ccurl_setopt_string(handle, CURLOPT_CAINFO, caBundlePath)
         }

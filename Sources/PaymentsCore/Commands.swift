@@ -1,6 +1,6 @@
 import FastCGI
 import Foundation
-import HTTPClient
+import Stripe
 import Postgres
 
 /// The `payments` command line: one binary, one subcommand per operator task (SPEC §9).
@@ -104,7 +104,7 @@ public enum CommandLineTool {
         let application = Application(shared: shared)
 
         FastCGIServer.prepareProcess()
-        HTTPClient.initializeGlobalState()
+        StripeClient.initializeGlobalState()
         let listener = try Listener(address: configuration.socketAddress, mode: configuration.socketMode)
         let server = FastCGIServer(
             workers: configuration.workers, maximumBodyBytes: configuration.maximumBodyBytes,

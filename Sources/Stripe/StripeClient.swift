@@ -1,0 +1,231 @@
+import Foundation
+import HTTPClient
+
+/// How the client reaches Stripe. Defaults follow Stripe's own libraries where they have one.
+public struct StripeConfiguration: Sendable {
+    /// `sk_test_…` / `sk_live_…`. Sent only in the Authorization header; never logged.
+    public var secretKey: String
+    /// `https://api.stripe.com` unless pointed at the fake.
+    public var apiBase: String
+    /// The pinned API version sent as `Stripe-Version`.
+    public var apiVersion: String
+    /// Retries after the first attempt (network errors, 409, 429, 5xx).
+    public var maximumRetries: Int
+    /// First backoff; doubles each retry, with jitter, capped at `maximumBackoff`.
+    public var initialBackoff: Duration
+    /// Largest single backoff.
+    public var maximumBackoff: Duration
+    /// Bound on the whole call, retries included.
+    public var overallDeadline: Duration
+    /// Connect and per-attempt timeouts, and the CA bundle (TLS verification is always on).
+    public var http: HTTPClientConfiguration
+
+    /// The pinned API version.
+    public static let pinnedAPIVersion = "2024-06-20"
+
+    /// Creates a configuration with Stripe-like defaults: 2 retries, 0.5 s → 4 s backoff, 10 s
+    /// connect, 30 s per attempt, 60 s overall.
+    public init(secretKey: String, apiBase: String = "https://api.stripe.com", apiVersion: String = pinnedAPIVersion,
+                maximumRetries: Int = 2, initialBackoff: Duration = .milliseconds(500),
+                maximumBackoff: Duration = .seconds(4), overallDeadline: Duration = .seconds(60),
+                http: HTTPClientConfiguration = HTTPClientConfiguration(connectTimeout: .seconds(10),
+                                                                        totalTimeout: .seconds(30))) {
+        self.secretKey = secretKey
+        self.apiBase = apiBase.hasSuffix("/") ? String(apiBase.dropLast()) : apiBase
+        self.apiVersion = apiVersion
+        self.maximumRetries = maximumRetries
+        self.initialBackoff = initialBackoff
+        self.maximumBackoff = maximumBackoff
+        self.overallDeadline = overallDeadline
+        self.http = http
+    }
+}
+
+/// A Stripe API client over one libcurl handle; owned by one thread (not Sendable).
+/// This module is the only user of `HTTPClient`.
+public final class StripeClient {
+    private let configuration: StripeConfiguration
+    private let http: HTTPClient
+
+    /// Creates a client; throws when libcurl cannot allocate a handle.
+    public init(configuration: StripeConfiguration) throws {
+        self.configuration = configuration
+        http = try HTTPClient(configuration: configuration.http)
+    }
+
+    // MARK: Calls the app makes
+
+    /// `POST /v1/payment_intents`.
+    public func createPaymentIntent(_ parameters: [(String, StripeParameter)], idempotencyKey: String) throws(StripeError) -> PaymentIntent {
+        try post("/v1/payment_intents", parameters, idempotencyKey: idempotencyKey)
+    }
+
+    /// `GET /v1/payment_intents/{id}` with `latest_charge` expanded.
+    public func retrievePaymentIntent(_ id: String) throws(StripeError) -> PaymentIntent {
+        try get("/v1/payment_intents/\(Self.pathComponent(id))", query: [("expand", ["latest_charge"])])
+    }
+
+    /// `POST /v1/payment_intents/{id}/capture`.
+    public func capturePaymentIntent(_ id: String, amountToCapture: Int64?, idempotencyKey: String) throws(StripeError) -> PaymentIntent {
+        let parameters: [(String, StripeParameter)] = amountToCapture.map { [("amount_to_capture", .integer($0))] } ?? []
+        return try post("/v1/payment_intents/\(Self.pathComponent(id))/capture", parameters, idempotencyKey: idempotencyKey)
+    }
+
+    /// `POST /v1/payment_intents/{id}/cancel`.
+    public func cancelPaymentIntent(_ id: String, reason: String?, idempotencyKey: String) throws(StripeError) -> PaymentIntent {
+        let parameters: [(String, StripeParameter)] = reason.map { [("cancellation_reason", .string($0))] } ?? []
+        return try post("/v1/payment_intents/\(Self.pathComponent(id))/cancel", parameters, idempotencyKey: idempotencyKey)
+    }
+
+    /// `POST /v1/refunds`.
+    public func createRefund(_ parameters: [(String, StripeParameter)], idempotencyKey: String) throws(StripeError) -> Refund {
+        try post("/v1/refunds", parameters, idempotencyKey: idempotencyKey)
+    }
+
+    /// `POST /v1/accounts`.
+    public func createAccount(_ parameters: [(String, StripeParameter)], idempotencyKey: String) throws(StripeError) -> Account {
+        try post("/v1/accounts", parameters, idempotencyKey: idempotencyKey)
+    }
+
+    /// `GET /v1/accounts/{id}`.
+    public func retrieveAccount(_ id: String) throws(StripeError) -> Account {
+        try get("/v1/accounts/\(Self.pathComponent(id))")
+    }
+
+    /// `POST /v1/account_links`.
+    public func createAccountLink(_ parameters: [(String, StripeParameter)], idempotencyKey: String) throws(StripeError) -> AccountLink {
+        try post("/v1/account_links", parameters, idempotencyKey: idempotencyKey)
+    }
+
+    /// `POST /v1/accounts/{id}/login_links`.
+    public func createLoginLink(account: String, idempotencyKey: String) throws(StripeError) -> LoginLink {
+        try post("/v1/accounts/\(Self.pathComponent(account))/login_links", [], idempotencyKey: idempotencyKey)
+    }
+
+    /// `POST /v1/transfers`.
+    public func createTransfer(_ parameters: [(String, StripeParameter)], idempotencyKey: String) throws(StripeError) -> Transfer {
+        try post("/v1/transfers", parameters, idempotencyKey: idempotencyKey)
+    }
+
+    /// `POST /v1/transfers/{id}/reversals`.
+    public func reverseTransfer(_ id: String, amount: Int64?, idempotencyKey: String) throws(StripeError) -> TransferReversal {
+        let parameters: [(String, StripeParameter)] = amount.map { [("amount", .integer($0))] } ?? []
+        return try post("/v1/transfers/\(Self.pathComponent(id))/reversals", parameters, idempotencyKey: idempotencyKey)
+    }
+
+    /// `GET /v1/disputes/{id}`.
+    public func retrieveDispute(_ id: String) throws(StripeError) -> Dispute {
+        try get("/v1/disputes/\(Self.pathComponent(id))")
+    }
+
+    /// `POST /v1/disputes/{id}` (evidence, `submit`).
+    public func updateDispute(_ id: String, _ parameters: [(String, StripeParameter)], idempotencyKey: String) throws(StripeError) -> Dispute {
+        try post("/v1/disputes/\(Self.pathComponent(id))", parameters, idempotencyKey: idempotencyKey)
+    }
+
+    /// `GET /v1/events/{id}`.
+    public func retrieveEvent(_ id: String) throws(StripeError) -> [UInt8] {
+        try send(method: "GET", path: "/v1/events/\(Self.pathComponent(id))", body: nil, idempotencyKey: nil, account: nil)
+    }
+
+    // MARK: Transport
+
+    /// A POST with its caller-supplied, deterministic `Idempotency-Key` (reused on every retry).
+    public func post<T: Decodable>(_ path: String, _ parameters: [(String, StripeParameter)], idempotencyKey: String,
+                                   account: String? = nil) throws(StripeError) -> T {
+        let body = Array(FormEncoder.encode(parameters).utf8)
+        return try decode(try send(method: "POST", path: path, body: body, idempotencyKey: idempotencyKey, account: account))
+    }
+
+    /// A GET with optional query parameters (same encoding as bodies).
+    public func get<T: Decodable>(_ path: String, query: [(String, StripeParameter)] = [], account: String? = nil) throws(StripeError) -> T {
+        let fullPath = query.isEmpty ? path : path + "?" + FormEncoder.encode(query)
+        return try decode(try send(method: "GET", path: fullPath, body: nil, idempotencyKey: nil, account: account))
+    }
+
+    private func decode<T: Decodable>(_ body: [UInt8]) throws(StripeError) -> T {
+        do {
+            return try StripeJSON.decoder.decode(T.self, from: body)
+        } catch {
+            throw StripeError(kind: .invalidResponse, httpStatus: 200, type: nil, code: nil, declineCode: nil, param: nil,
+                              message: "Stripe's response was not a \(T.self).", requestID: nil, attempts: 1)
+        }
+    }
+
+    /// Sends with retries: network errors, 409, 429 and 5xx are retried (unless Stripe says
+    /// `Stripe-Should-Retry: false`; `true` forces a retry) with exponential backoff and jitter,
+    /// within `maximumRetries` and the overall deadline. Only GETs and keyed POSTs are sent here.
+    private func send(method: String, path: String, body: [UInt8]?, idempotencyKey: String?,
+                      account: String?) throws(StripeError) -> [UInt8] {
+        precondition(method == "GET" || idempotencyKey != nil, "every Stripe POST carries an idempotency key")
+        var headers: [(String, String)] = [
+            ("Authorization", "Bearer \(configuration.secretKey)"),
+            ("Stripe-Version", configuration.apiVersion),
+            ("User-Agent", "marketplace-payments/0.1 (Swift; libcurl)"),
+            ("Accept", "application/json"),
+        ]
+        if let idempotencyKey { headers.append(("Idempotency-Key", idempotencyKey)) }
+        if let account { headers.append(("Stripe-Account", account)) }
+        if body != nil { headers.append(("Content-Type", "application/x-www-form-urlencoded")) }
+        let request = HTTPRequest(method: method, url: configuration.apiBase + path, headers: headers, body: body)
+
+        let deadline = ContinuousClock.now + configuration.overallDeadline
+        var attempt = 0
+        while true {
+            attempt += 1
+            let failure: StripeError
+            var retryAfter: Duration?
+            let remaining = deadline - ContinuousClock.now
+            switch Result(catching: { () throws(HTTPClientError) in try http.perform(request, timeout: remaining) }) {
+            case .success(let response) where (200..<300).contains(response.status):
+                return response.body
+            case .success(let response):
+                failure = StripeError.from(status: response.status, body: response.body,
+                                           requestID: response.header("request-id"), attempts: attempt)
+                guard Self.shouldRetry(status: response.status, shouldRetryHeader: response.header("stripe-should-retry"))
+                else { throw failure }
+                retryAfter = response.header("retry-after").flatMap(Int.init).map { .seconds($0) }
+            case .failure(let error):
+                failure = StripeError.transport(error, attempts: attempt)
+            }
+            let wait = max(retryAfter ?? .zero, backoff(beforeRetry: attempt))
+            guard attempt <= configuration.maximumRetries, ContinuousClock.now + wait < deadline else { throw failure }
+            Thread.sleep(forTimeInterval: Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
+        }
+    }
+
+    /// Stripe's rule: its `Stripe-Should-Retry` header decides when present; otherwise retry
+    /// conflicts (409, e.g. `lock_timeout`), rate limits (429) and server errors (5xx).
+    static func shouldRetry(status: Int, shouldRetryHeader: String?) -> Bool {
+        switch shouldRetryHeader {
+        case "true": return true
+        case "false": return false
+        default: return status == 409 || status == 429 || status >= 500
+        }
+    }
+
+    private func backoff(beforeRetry retry: Int) -> Duration {
+        let exponential = configuration.initialBackoff * (1 << min(retry - 1, 10))
+        let capped = min(exponential, configuration.maximumBackoff)
+        return capped * Double.random(in: 0.5...1.0)
+    }
+
+    /// Ids from our database are Stripe's; still, never let one change the path.
+    static func pathComponent(_ id: String) -> String {
+        id.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "_-"))) ?? ""
+    }
+}
+
+/// A reversal of a Transfer.
+public struct TransferReversal: StripeObject {
+    public let id: String
+    public let amount: Int64
+    public let transfer: String?
+}
+
+extension StripeClient {
+    /// Initialises libcurl once per process, before any worker thread starts.
+    public static func initializeGlobalState() {
+        HTTPClient.initializeGlobalState()
+    }
+}

@@ -1,0 +1,203 @@
+import Foundation
+
+/// The JSON decoder for Stripe objects: snake_case keys, unknown fields ignored.
+enum StripeJSON {
+    static let decoder: JSONDecoder = {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return decoder
+    }()
+}
+
+extension JSONDecoder {
+    func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
+        try decode(type, from: Data(bytes))
+    }
+}
+
+/// Any Stripe object with an id.
+public protocol StripeObject: Decodable, Sendable {
+    /// The object's id (`pi_…`, `ch_…`, …).
+    var id: String { get }
+}
+
+/// An expandable field: Stripe returns either the id or, when expanded, the whole object.
+public enum Expandable<Object: StripeObject>: Decodable, Sendable {
+    case id(String)
+    case object(Object)
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let id = try? container.decode(String.self) {
+            self = .id(id)
+        } else {
+            self = .object(try container.decode(Object.self))
+        }
+    }
+
+    /// The id, whichever form arrived.
+    public var id: String {
+        switch self {
+        case .id(let id): return id
+        case .object(let object): return object.id
+        }
+    }
+
+    /// The object when it was expanded.
+    public var object: Object? {
+        if case .object(let object) = self { return object }
+        return nil
+    }
+}
+
+/// A PaymentIntent (the fields the app uses).
+public struct PaymentIntent: StripeObject {
+    public let id: String
+    public let amount: Int64
+    public let amountCapturable: Int64?
+    public let amountReceived: Int64?
+    public let currency: String
+    public let status: String
+    public let captureMethod: String?
+    public let clientSecret: String?
+    public let latestCharge: Expandable<Charge>?
+    public let transferGroup: String?
+    public let applicationFeeAmount: Int64?
+    public let metadata: [String: String]?
+    public let lastPaymentError: PaymentError?
+    public let created: Int64?
+
+    /// `last_payment_error` of a declined attempt.
+    public struct PaymentError: Decodable, Sendable {
+        public let code: String?
+        public let declineCode: String?
+        public let message: String?
+    }
+}
+
+/// A Charge.
+public struct Charge: StripeObject {
+    public let id: String
+    public let amount: Int64
+    public let amountCaptured: Int64?
+    public let amountRefunded: Int64?
+    public let refunded: Bool?
+    public let disputed: Bool?
+    public let paymentIntent: String?
+    public let transfer: Expandable<Transfer>?
+}
+
+/// A Refund.
+public struct Refund: StripeObject {
+    public let id: String
+    public let amount: Int64
+    public let currency: String
+    public let status: String?
+    public let paymentIntent: String?
+    public let charge: Expandable<Charge>?
+    public let reason: String?
+    public let failureReason: String?
+    public let metadata: [String: String]?
+}
+
+/// A connected Account.
+public struct Account: StripeObject {
+    public let id: String
+    public let type: String?
+    public let email: String?
+    public let chargesEnabled: Bool
+    public let payoutsEnabled: Bool
+    public let detailsSubmitted: Bool
+    public let requirements: Requirements?
+    public let metadata: [String: String]?
+
+    /// What Stripe still needs from the account holder.
+    public struct Requirements: Decodable, Sendable {
+        public let currentlyDue: [String]?
+        public let pastDue: [String]?
+        public let disabledReason: String?
+    }
+}
+
+/// An onboarding AccountLink (single use, short-lived).
+public struct AccountLink: Decodable, Sendable {
+    public let url: String
+    public let expiresAt: Int64
+    public let created: Int64?
+}
+
+/// An Express dashboard LoginLink.
+public struct LoginLink: Decodable, Sendable {
+    public let url: String
+    public let created: Int64?
+}
+
+/// A Transfer to a connected account.
+public struct Transfer: StripeObject {
+    public let id: String
+    public let amount: Int64
+    public let amountReversed: Int64?
+    public let currency: String
+    public let destination: String?
+    public let sourceTransaction: String?
+    public let transferGroup: String?
+    public let reversed: Bool?
+    public let metadata: [String: String]?
+}
+
+/// A card Dispute (chargeback).
+public struct Dispute: StripeObject {
+    public let id: String
+    public let amount: Int64
+    public let currency: String
+    public let charge: Expandable<Charge>?
+    public let paymentIntent: String?
+    public let reason: String?
+    public let status: String
+    public let evidenceDetails: EvidenceDetails?
+
+    /// Deadline and submission state of the evidence.
+    public struct EvidenceDetails: Decodable, Sendable {
+        public let dueBy: Int64?
+        public let hasEvidence: Bool?
+        public let submissionCount: Int?
+    }
+}
+
+/// An Event's envelope; decode `data.object` with `object(_:from:)` once the type is known.
+public struct Event: StripeObject {
+    public let id: String
+    public let type: String
+    public let created: Int64
+    public let account: String?
+    public let livemode: Bool?
+    public let apiVersion: String?
+    public let data: DataReference
+
+    /// `data.object`'s id and kind.
+    public struct DataReference: Decodable, Sendable {
+        public let object: ObjectReference
+    }
+
+    /// The id and `object` name of an event's subject.
+    public struct ObjectReference: Decodable, Sendable {
+        public let id: String?
+        public let object: String?
+    }
+
+    /// Parses an event payload (a webhook body or an API response).
+    public static func decode(_ payload: [UInt8]) throws -> Event {
+        try StripeJSON.decoder.decode(Event.self, from: payload)
+    }
+
+    /// Decodes `data.object` of the same payload as `T`.
+    public static func object<T: Decodable>(_ type: T.Type, from payload: [UInt8]) throws -> T {
+        try StripeJSON.decoder.decode(EventEnvelope<T>.self, from: payload).data.object
+    }
+}
+
+/// `{"data":{"object":…}}` with a typed object.
+private struct EventEnvelope<T: Decodable>: Decodable {
+    struct Payload: Decodable { let object: T }
+    let data: Payload
+}
