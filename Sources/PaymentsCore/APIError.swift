@@ -1,3 +1,5 @@
+import Stripe
+
 /// An error a client may see: a stable `code`, an HTTP status and a safe message.
 ///
 /// Responders throw these; the pipeline turns them (and every other error) into the envelope
@@ -51,6 +53,22 @@ public struct APIError: Error, CustomStringConvertible, Sendable {
         headers: [("Retry-After", "1")])
 
     static let internalError = APIError(status: 500, code: "internal_error", message: "An unexpected error occurred.")
+
+    /// A Stripe failure as the client should see it: card declines are `402 card_declined` with
+    /// Stripe's message (written for the cardholder); everything else is `502`, without Stripe's
+    /// text, since it describes our request rather than anything the client can fix.
+    static func from(_ error: StripeError) -> APIError {
+        switch error.kind {
+        case .card:
+            let decline = error.declineCode.map { " (\($0))" } ?? ""
+            return APIError(status: 402, code: "card_declined", message: error.message + decline)
+        case .rateLimited, .api, .connection, .timeout:
+            return APIError(status: 502, code: "stripe_unavailable", message: "The payment provider is unavailable; retry shortly.",
+                            headers: [("Retry-After", "5")])
+        case .invalidRequest, .idempotency, .authentication, .permission, .invalidResponse:
+            return APIError(status: 502, code: "stripe_error", message: "The payment provider rejected the request.")
+        }
+    }
 
     /// 400 naming a bad field (`field` is a JSON path like `listing_id`).
     public static func invalidField(_ field: String, _ message: String) -> APIError {

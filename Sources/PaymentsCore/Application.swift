@@ -2,6 +2,7 @@ import Cryptography
 import FastCGI
 import Foundation
 import Postgres
+import Stripe
 
 /// The request pipeline: request id, body limits, routing, the shared guards (auth, CSRF, rate
 /// limit, content checks, idempotency), the handler, and the single place where every error
@@ -130,6 +131,11 @@ public struct Application: Sendable {
         switch error {
         case let apiError as APIError:
             return apiError
+        case let stripeError as StripeError:
+            shared.logger.error("stripe call failed", [
+                ("request_id", .string(requestID)), ("error", .string(stripeError.description)),
+            ])
+            return .from(stripeError)
         case let databaseError as DatabaseError:
             switch databaseError.kind {
             case .unavailable:

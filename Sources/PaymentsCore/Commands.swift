@@ -115,7 +115,11 @@ public enum CommandLineTool {
         ])
         let finished = server.run(
             listener: listener,
-            makeHandler: { _ in WorkerHandler(application: application, context: WorkerContext(shared: shared)) },
+            makeHandler: { _ in
+                // A worker without a curl handle cannot serve; there is no way to continue without memory.
+                guard let context = try? WorkerContext(shared: shared) else { preconditionFailure("cannot allocate a curl handle") }
+                return WorkerHandler(application: application, context: context)
+            },
             onSignal: { signal in logger.info("shutting down", [("signal", .int(Int(signal)))]) })
         logger.info(finished ? "stopped" : "stopped with requests still running", [])
         return finished ? 0 : 1

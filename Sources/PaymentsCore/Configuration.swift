@@ -1,4 +1,5 @@
 import Foundation
+import Stripe
 
 /// A missing or malformed environment variable; the message names it and nothing secret.
 public struct ConfigurationError: Error, CustomStringConvertible {
@@ -72,6 +73,8 @@ public struct ServerConfiguration: Sendable {
     public var auth: AuthConfiguration
     /// Rate-limit table with `RATE_LIMITS` overrides.
     public var rateLimiter: RateLimiter
+    /// How to reach Stripe (`STRIPE_SECRET_KEY`, `STRIPE_API_BASE`, `STRIPE_CA_BUNDLE`).
+    public var stripe: StripeConfiguration
 
     /// Reads and validates the configuration.
     public init(environment: Environment) throws {
@@ -89,5 +92,27 @@ public struct ServerConfiguration: Sendable {
         diagnosticsEnabled = try environment.flag("DIAGNOSTICS_ENABLED", default: false)
         auth = try AuthConfiguration(environment: environment)
         rateLimiter = try RateLimiter(environment: environment)
+        stripe = try Self.stripeConfiguration(environment)
+    }
+
+    /// `STRIPE_SECRET_KEY` must look like a secret key; `STRIPE_API_BASE` must be http(s).
+    static func stripeConfiguration(_ environment: Environment) throws -> StripeConfiguration {
+        let key = try environment.required("STRIPE_SECRET_KEY")
+        guard key.hasPrefix("sk_test_") || key.hasPrefix("sk_live_") || key.hasPrefix("rk_test_") || key.hasPrefix("rk_live_")
+        else {
+            throw ConfigurationError(description: "environment variable STRIPE_SECRET_KEY must be a secret key (sk_test_… or sk_live_…)")
+        }
+        let base = environment.optional("STRIPE_API_BASE") ?? "https://api.stripe.com"
+        guard base.hasPrefix("https://") || base.hasPrefix("http://127.0.0.1") || base.hasPrefix("http://localhost") else {
+            throw ConfigurationError(description: "environment variable STRIPE_API_BASE must be an https URL")
+        }
+        let timeout = try environment.integer("STRIPE_TIMEOUT_SECONDS", default: 30, in: 1...120)
+        var configuration = StripeConfiguration(
+            secretKey: key, apiBase: base,
+            maximumRetries: try environment.integer("STRIPE_MAX_RETRIES", default: 2, in: 0...10),
+            overallDeadline: .seconds(2 * timeout))
+        configuration.http.totalTimeout = .seconds(timeout)
+        configuration.http.caBundlePath = environment.optional("STRIPE_CA_BUNDLE")
+        return configuration
     }
 }

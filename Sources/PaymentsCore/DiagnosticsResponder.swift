@@ -1,9 +1,11 @@
 import Cryptography
 import Postgres
+import Stripe
 
 /// Test-only routes (`DIAGNOSTICS_ENABLED=1`): they let the integration suite prove what the
-/// pipeline delivers (exact body bytes, JSON handling) and hold a worker busy on purpose
-/// (graceful shutdown). Never enabled by `make run` or in production.
+/// pipeline delivers (exact body bytes, JSON handling), hold a worker busy on purpose (graceful
+/// shutdown), and drive the Stripe client against the fake (retries, timeouts, typed errors)
+/// before any payment family exists. Never enabled by `make run` or in production.
 struct DiagnosticsResponder {
     func addRoutes(to router: inout Router) {
         router.add("POST", "/api/_diag/echo", body: .raw) { request, _ in
@@ -22,6 +24,48 @@ struct DiagnosticsResponder {
             }
             try context.database.query("SELECT pg_sleep(\(Double(milliseconds) / 1000))")
             return .json(["slept_ms": milliseconds])
+        }
+        router.add("POST", "/api/_diag/stripe", body: .json, stripeCall)
+    }
+
+    /// `{"method":"POST","path":"/v1/payment_intents","idempotency_key":"k","params":{…}}` → the
+    /// object's `id` and `status`, or the typed `StripeError` fields with status 502.
+    private func stripeCall(_ request: Request, _ context: WorkerContext) throws -> Response {
+        guard case .object(let body)? = request.json, case .string(let method)? = body["method"],
+              case .string(let path)? = body["path"], path.hasPrefix("/v1/") else {
+            throw APIError.invalidField("method/path", "method and a /v1/ path are required")
+        }
+        let parameters: [(String, StripeParameter)] = if case .object(let params)? = body["params"] {
+            params.sorted { $0.key < $1.key }.map { ($0.key, Self.parameter($0.value)) }
+        } else { [] }
+        struct Summary: Decodable { let id: String?; let status: String? }
+        do {
+            let summary: Summary
+            switch (method, body["idempotency_key"]) {
+            case ("POST", .string(let key)?): summary = try context.stripe.post(path, parameters, idempotencyKey: key)
+            case ("GET", _): summary = try context.stripe.get(path, query: parameters)
+            default: throw APIError.invalidField("idempotency_key", "every POST needs one")
+            }
+            return .json(["id": JSONValue(summary.id), "status": JSONValue(summary.status)])
+        } catch let error as StripeError {
+            return .json([
+                "kind": .string(error.kind.rawValue), "http_status": .int(Int64(error.httpStatus)),
+                "code": JSONValue(error.code), "decline_code": JSONValue(error.declineCode), "param": JSONValue(error.param),
+                "request_id": JSONValue(error.requestID), "attempts": .int(Int64(error.attempts)),
+                "message": .string(error.message),
+            ] as [String: JSONValue], status: 502)
+        }
+    }
+
+    private static func parameter(_ value: JSONValue) -> StripeParameter {
+        switch value {
+        case .null: return .omitted
+        case .bool(let flag): return .boolean(flag)
+        case .int(let number): return .integer(number)
+        case .double(let number): return .string(String(number))
+        case .string(let text): return .string(text)
+        case .array(let items): return .array(items.map(parameter))
+        case .object(let fields): return .object(fields.sorted { $0.key < $1.key }.map { ($0.key, parameter($0.value)) })
         }
     }
 }

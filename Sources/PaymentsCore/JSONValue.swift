@@ -61,3 +61,10 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
         self = .object(Dictionary(elements, uniquingKeysWith: { $1 }))
     }
 }
+
+extension JSONValue {
+    /// A string, or null when absent.
+    init(_ text: String?) {
+        self = text.map(JSONValue.string) ?? .null
+    }
+}

@@ -1,17 +1,21 @@
 import Postgres
+import Stripe
 
-/// What one worker thread owns: its database connection. Created inside the thread and never
-/// shared, so responders can use it without locks. Later families add their Stripe client here.
+/// What one worker thread owns: its database connection and its Stripe client (one curl
+/// handle). Created inside the thread and never shared, so responders use them without locks.
 public final class WorkerContext {
     /// This thread's PostgreSQL connection (reconnects by itself).
     public let database: Connection
+    /// This thread's Stripe client.
+    public let stripe: StripeClient
     /// Process-wide, read-only state shared by all workers.
     public let shared: SharedState
 
-    /// Creates a context for one worker.
-    public init(shared: SharedState) {
+    /// Creates a context for one worker; throws only when libcurl cannot allocate a handle.
+    public init(shared: SharedState) throws {
         self.shared = shared
         database = Connection(connectionString: shared.configuration.databaseURL)
+        stripe = try StripeClient(configuration: shared.configuration.stripe)
     }
 }
 

@@ -3,7 +3,7 @@ import Testing
 
 @Suite struct ConfigurationTests {
     private let minimal = [
-        "DATABASE_URL": "postgresql:///x", "FCGI_SOCKET": "/tmp/x.sock", "AUTH_JWT_SECRET": String(repeating: "s", count: 32),
+        "DATABASE_URL": "postgresql:///x", "FCGI_SOCKET": "/tmp/x.sock", "AUTH_JWT_SECRET": String(repeating: "s", count: 32), "STRIPE_SECRET_KEY": "sk_test_unit",
     ]
 
     private func message(_ values: [String: String]) -> String? {

@@ -13,12 +13,12 @@ import Testing
         let configuration = try ServerConfiguration(environment: Environment([
             "DATABASE_URL": "postgresql:///unused?host=/nonexistent", "FCGI_SOCKET": "/tmp/unused.sock",
             "DIAGNOSTICS_ENABLED": "1", "MAX_BODY_BYTES": "2048",
-            "AUTH_JWT_SECRET": "test-secret-test-secret-test-secret!",
+            "AUTH_JWT_SECRET": "test-secret-test-secret-test-secret!", "STRIPE_SECRET_KEY": "sk_test_unit",
         ]))
         let shared = SharedState(configuration: configuration, logger: Logger(descriptor: -1), metrics: Metrics(),
                                  migrations: [])
         application = Application(shared: shared)
-        context = WorkerContext(shared: shared)
+        context = try WorkerContext(shared: shared)
     }
 
     private func send(_ method: String, _ path: String, body: RequestBody = .complete([]), contentType: String? = nil,
