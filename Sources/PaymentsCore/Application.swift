@@ -19,6 +19,7 @@ public struct Application: Sendable {
         var router = Router()
         OpsResponder().addRoutes(to: &router)
         AccountResponder().addRoutes(to: &router)
+        WebhookResponder().addRoutes(to: &router)
         if shared.configuration.diagnosticsEnabled {
             DiagnosticsResponder().addRoutes(to: &router)
         }

@@ -1,3 +1,4 @@
+import Foundation
 import Postgres
 
 /// One audit record: what was attempted on which entity, with old and new values.
@@ -34,13 +35,54 @@ public struct AuditEntry: Sendable {
     }
 }
 
+/// Who acted and through which request: a signed-in profile, Stripe (webhooks), or an operator's
+/// command (sweeper, replay).
+public struct AuditContext: Sendable {
+    /// `profiles.id` of the actor, when a person acted.
+    public let actorProfileID: UUID?
+    /// `buyer`/`seller`/`admin`, or `stripe`/`system` for automated actors.
+    public let actorRole: String?
+    /// The request id (nginx's), or a generated one for commands.
+    public let requestID: String?
+    /// The client IP, port stripped.
+    public let ip: String?
+    /// The user agent, truncated.
+    public let userAgent: String?
+
+    /// The context of an API request.
+    public init(request: Request, actorRole: String? = nil) {
+        actorProfileID = request.identity?.profileID
+        self.actorRole = actorRole ?? request.identity?.role.rawValue
+        requestID = request.requestID
+        ip = RateLimiter.clientIP(request.remoteAddress)
+        userAgent = request.userAgent.map { String($0.prefix(512)) }
+    }
+
+    /// An automated actor with no request (`system` for the sweeper and CLI).
+    public static func system(_ command: String) -> AuditContext {
+        AuditContext(actorProfileID: nil, actorRole: "system", requestID: nil, ip: nil, userAgent: command)
+    }
+
+    private init(actorProfileID: UUID?, actorRole: String?, requestID: String?, ip: String?, userAgent: String?) {
+        self.actorProfileID = actorProfileID
+        self.actorRole = actorRole
+        self.requestID = requestID
+        self.ip = ip
+        self.userAgent = userAgent
+    }
+}
+
 /// Writes `payment_audit_logs` rows. Call it on the connection of the transaction that makes the
 /// change, so the record and the change commit or roll back together. The table is append-only
 /// (a trigger rejects UPDATE, DELETE and TRUNCATE).
 public enum AuditLog {
     /// Records `entry` with the request's actor, request id, IP and user agent.
     public static func record(_ entry: AuditEntry, request: Request, on connection: Connection) throws {
-        let identity = request.identity
+        try record(entry, context: AuditContext(request: request), on: connection)
+    }
+
+    /// Records `entry` with an explicit actor context.
+    public static func record(_ entry: AuditEntry, context: AuditContext, on connection: Connection) throws {
         let old = entry.oldValues.map { String(decoding: JSONCoding.encode($0), as: UTF8.self) }
         let new = entry.newValues.map { String(decoding: JSONCoding.encode($0), as: UTF8.self) }
         let metadata = String(decoding: JSONCoding.encode(entry.metadata), as: UTF8.self)
@@ -48,10 +90,9 @@ public enum AuditLog {
             INSERT INTO payment_audit_logs
                 (operation, entity_type, entity_id, actor_profile_id, actor_role, request_id, ip, user_agent,
                  old_values, new_values, success, error_code, metadata)
-            VALUES (\(entry.operation), \(entry.entityType), \(entry.entityID), \(identity?.profileID),
-                    \(identity?.role.rawValue), \(request.requestID), \(RateLimiter.clientIP(request.remoteAddress)),
-                    \(request.userAgent.map { String($0.prefix(512)) }), \(old)::jsonb, \(new)::jsonb, \(entry.success),
-                    \(entry.errorCode), \(metadata)::jsonb)
+            VALUES (\(entry.operation), \(entry.entityType), \(entry.entityID), \(context.actorProfileID),
+                    \(context.actorRole), \(context.requestID), \(context.ip), \(context.userAgent), \(old)::jsonb,
+                    \(new)::jsonb, \(entry.success), \(entry.errorCode), \(metadata)::jsonb)
             """)
     }
 }

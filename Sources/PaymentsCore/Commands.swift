@@ -14,7 +14,11 @@ public enum CommandLineTool {
           token --user SUB [--ttl SECONDS]
                     print a development HS256 token signed with AUTH_JWT_SECRET (default ttl 3600)
           seed-demo create the demo buyer, seller, admin, listings and milestones (idempotent)
-          sweep     run the housekeeping tasks once (purge idempotency keys after 24 h, old rate-limit windows)
+          sweep     run the housekeeping tasks once (purge idempotency keys after 24 h and old rate-limit
+                    windows, retry parked and failed webhook events)
+          events list [--status S] [--limit N]
+          events replay (--id EVT | --type TYPE [--since UNIX_SECONDS])
+                    inspect the webhook inbox; replay re-applies stored events idempotently
         """
 
     /// Runs the command named by `arguments[1]` and returns the process exit status.
@@ -33,6 +37,9 @@ public enum CommandLineTool {
                 let connection = Connection(connectionString: try env.required("DATABASE_URL"))
                 for (task, rows) in try Sweeper.runOnce(on: connection) { print("sweep: \(task): \(rows)") }
                 return 0
+            case "events":
+                let connection = Connection(connectionString: try env.required("DATABASE_URL"))
+                return try EventsCommand.run(Array(arguments.dropFirst(2)), connection: connection)
             case "seed-demo":
                 let connection = Connection(connectionString: try env.required("DATABASE_URL"))
                 print("seed-demo: \(try DemoData.seed(on: connection)) rows created")

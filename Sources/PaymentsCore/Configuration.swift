@@ -75,6 +75,10 @@ public struct ServerConfiguration: Sendable {
     public var rateLimiter: RateLimiter
     /// How to reach Stripe (`STRIPE_SECRET_KEY`, `STRIPE_API_BASE`, `STRIPE_CA_BUNDLE`).
     public var stripe: StripeConfiguration
+    /// Signature checks for `/api/payments/webhook` (`STRIPE_WEBHOOK_SECRETS`).
+    public var platformWebhooks: WebhookSignatureVerifier
+    /// Signature checks for `/api/payments/webhook/connect` (`STRIPE_CONNECT_WEBHOOK_SECRETS`).
+    public var connectWebhooks: WebhookSignatureVerifier
 
     /// Reads and validates the configuration.
     public init(environment: Environment) throws {
@@ -93,6 +97,20 @@ public struct ServerConfiguration: Sendable {
         auth = try AuthConfiguration(environment: environment)
         rateLimiter = try RateLimiter(environment: environment)
         stripe = try Self.stripeConfiguration(environment)
+        let tolerance = try environment.integer("WEBHOOK_TOLERANCE_SECONDS", default: 300, in: 1...86_400)
+        platformWebhooks = WebhookSignatureVerifier(secrets: try Self.webhookSecrets("STRIPE_WEBHOOK_SECRETS", environment),
+                                                    tolerance: Int64(tolerance))
+        connectWebhooks = WebhookSignatureVerifier(
+            secrets: try Self.webhookSecrets("STRIPE_CONNECT_WEBHOOK_SECRETS", environment), tolerance: Int64(tolerance))
+    }
+
+    /// A comma-separated list of `whsec_…` secrets (several during a rotation).
+    static func webhookSecrets(_ name: String, _ environment: Environment) throws -> [String] {
+        let secrets = try environment.required(name).split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        guard !secrets.isEmpty, secrets.allSatisfy({ $0.hasPrefix("whsec_") && $0.count > 10 }) else {
+            throw ConfigurationError(description: "environment variable \(name) must be comma-separated whsec_… secrets")
+        }
+        return secrets
     }
 
     /// `STRIPE_SECRET_KEY` must look like a secret key; `STRIPE_API_BASE` must be http(s).

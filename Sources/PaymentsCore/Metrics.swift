@@ -1,9 +1,13 @@
 import Synchronization
 
-/// Process-wide counters, exposed in Prometheus text format at `/metrics`.
+/// Process-wide counters and one latency histogram, exposed in Prometheus text format at
+/// `/metrics`. Names carry their labels (`name{label="value"}`), which keeps this a dictionary.
 public final class Metrics: Sendable {
     private let counters = Mutex<[String: Int]>([:])
     private let durationMicroseconds = Atomic<Int>(0)
+    /// Upper bounds (seconds) of the webhook processing histogram.
+    static let webhookBuckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
+    private let webhookHistogram = Mutex<(buckets: [Int], count: Int, sum: Double)>(([Int](repeating: 0, count: 11), 0, 0))
 
     /// An empty set of counters.
     public init() {}
@@ -19,19 +23,44 @@ public final class Metrics: Sendable {
         counters.withLock { $0[name, default: 0] += 1 }
     }
 
-    /// The exposition text.
-    func render() -> String {
+    /// Records how long one webhook delivery took to process.
+    func observeWebhook(seconds: Double) {
+        webhookHistogram.withLock { histogram in
+            for (index, bound) in Self.webhookBuckets.enumerated() where seconds <= bound { histogram.buckets[index] += 1 }
+            histogram.count += 1
+            histogram.sum += seconds
+        }
+    }
+
+    /// The exposition text; `gauges` are values read at scrape time (the inbox backlog).
+    func render(gauges: [(String, Int)] = []) -> String {
         let snapshot = counters.withLock { $0 }
         var requests = 0
-        var lines = ["# TYPE payments_http_requests_total counter"]
+        var lines: [String] = []
+        var typed: Set<String> = []
         for (name, value) in snapshot.sorted(by: { $0.key < $1.key }) {
+            let family = String(name.prefix { $0 != "{" })
+            if typed.insert(family).inserted { lines.append("# TYPE \(family) counter") }
             lines.append("\(name) \(value)")
-            if name.hasPrefix("payments_http_requests_total") { requests += value }
+            if family == "payments_http_requests_total" { requests += value }
         }
         let seconds = Double(durationMicroseconds.load(ordering: .relaxed)) / 1_000_000
         lines.append("# TYPE payments_http_request_duration_seconds summary")
         lines.append("payments_http_request_duration_seconds_sum \(seconds)")
         lines.append("payments_http_request_duration_seconds_count \(requests)")
+
+        let histogram = webhookHistogram.withLock { $0 }
+        lines.append("# TYPE payments_webhook_processing_seconds histogram")
+        for (index, bound) in Self.webhookBuckets.enumerated() {
+            lines.append("payments_webhook_processing_seconds_bucket{le=\"\(bound)\"} \(histogram.buckets[index])")
+        }
+        lines.append("payments_webhook_processing_seconds_bucket{le=\"+Inf\"} \(histogram.count)")
+        lines.append("payments_webhook_processing_seconds_sum \(histogram.sum)")
+        lines.append("payments_webhook_processing_seconds_count \(histogram.count)")
+        if !gauges.isEmpty {
+            lines.append("# TYPE payments_webhook_backlog gauge")
+            lines += gauges.map { "\($0.0) \($0.1)" }
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 }

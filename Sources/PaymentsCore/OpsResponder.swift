@@ -36,6 +36,13 @@ struct OpsResponder {
         guard address.hasPrefix("127.") || address == "::1" || address.hasPrefix("unix:") || address.isEmpty else {
             throw APIError.notFound
         }
-        return .text(context.shared.metrics.render(), contentType: "text/plain; version=0.0.4")
+        // The inbox backlog is read at scrape time; without a database the counters still render.
+        let backlog = (try? context.database.query("""
+            SELECT s.status, count(w.id)::int AS n
+            FROM (VALUES ('parked'), ('failed'), ('dead')) AS s(status)
+            LEFT JOIN webhook_events w ON w.status = s.status GROUP BY s.status ORDER BY s.status
+            """).rows) ?? []
+        let gauges = backlog.map { ("payments_webhook_backlog{status=\"\($0["status"] ?? "")\"}", $0.int("n") ?? 0) }
+        return .text(context.shared.metrics.render(gauges: gauges), contentType: "text/plain; version=0.0.4")
     }
 }

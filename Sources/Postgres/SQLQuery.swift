@@ -74,6 +74,12 @@ public struct SQLQuery: Sendable, ExpressibleByStringInterpolation {
             sql += literal
         }
 
+        /// Splices a fixed SQL fragment (one built from `unsafeSQL:` literals, with no parameters).
+        public mutating func appendInterpolation(sql fragment: SQLQuery) {
+            precondition(fragment.binds.isEmpty, "only parameterless fragments can be spliced")
+            sql += fragment.sql
+        }
+
         /// Appends a parameter placeholder and records its value.
         public mutating func appendInterpolation(_ value: some SQLBindable) {
             binds.append(value.sqlParameter)

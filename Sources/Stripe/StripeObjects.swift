@@ -201,3 +201,13 @@ private struct EventEnvelope<T: Decodable>: Decodable {
     struct Payload: Decodable { let object: T }
     let data: Payload
 }
+
+/// A Payout of a connected account's balance to its bank.
+public struct Payout: StripeObject {
+    public let id: String
+    public let amount: Int64
+    public let currency: String
+    public let status: String
+    public let arrivalDate: Int64?
+    public let failureCode: String?
+}

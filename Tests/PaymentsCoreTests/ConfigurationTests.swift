@@ -4,6 +4,7 @@ import Testing
 @Suite struct ConfigurationTests {
     private let minimal = [
         "DATABASE_URL": "postgresql:///x", "FCGI_SOCKET": "/tmp/x.sock", "AUTH_JWT_SECRET": String(repeating: "s", count: 32), "STRIPE_SECRET_KEY": "sk_test_unit",
+            "STRIPE_WEBHOOK_SECRETS": "whsec_test_unit_platform", "STRIPE_CONNECT_WEBHOOK_SECRETS": "whsec_test_unit_connect",
     ]
 
     private func message(_ values: [String: String]) -> String? {

@@ -1,0 +1,23 @@
+import Foundation
+import Postgres
+
+/// Writes `notifications` rows in the caller's transaction, so a notification exists exactly
+/// when the change it announces was committed.
+enum Notifier {
+    /// One notification for one profile.
+    static func notify(_ profileID: String, kind: String, payload: [String: JSONValue], on connection: Connection) throws {
+        let body = String(decoding: JSONCoding.encode(payload), as: UTF8.self)
+        try connection.query("""
+            INSERT INTO notifications (profile_id, kind, payload) VALUES (\(profileID)::uuid, \(kind), \(body)::jsonb)
+            """)
+    }
+
+    /// The same notification for every admin.
+    static func notifyAdmins(kind: String, payload: [String: JSONValue], on connection: Connection) throws {
+        let body = String(decoding: JSONCoding.encode(payload), as: UTF8.self)
+        try connection.query("""
+            INSERT INTO notifications (profile_id, kind, payload)
+            SELECT id, \(kind), \(body)::jsonb FROM profiles WHERE role = 'admin'
+            """)
+    }
+}

@@ -1,0 +1,137 @@
+import Foundation
+import Postgres
+import Stripe
+
+/// Which Stripe endpoint delivered an event (each has its own secrets).
+public enum WebhookEndpoint: String, Sendable {
+    case platform, connect
+}
+
+/// The answer to one delivery.
+enum DeliveryOutcome: Equatable {
+    case applied(EffectOutcome)
+    case duplicate
+}
+
+/// The transactional inbox: an event is stored, applied and marked in ONE transaction, keyed by
+/// Stripe's event id, so concurrent and repeated deliveries have exactly one effect.
+///
+/// States (`webhook_events.status`): `processed`, `ignored`, `parked` (object unknown yet;
+/// retried), `failed` (the effect threw; retried with backoff), `dead` (gave up; replay by hand).
+struct WebhookInbox {
+    /// Attempts before a failing event is `dead`.
+    static let maximumFailedAttempts = 8
+    /// Attempts before a parked event is `dead` (about two days of backoff).
+    static let maximumParkedAttempts = 14
+
+    let connection: Connection
+    let audit: AuditContext
+
+    /// Stores and applies a verified delivery. Transient database errors propagate (503, nothing
+    /// written); an effect error is recorded as `failed` and rethrown (500).
+    func receive(_ event: Event, payload: [UInt8], endpoint: WebhookEndpoint) throws -> DeliveryOutcome {
+        do {
+            return try connection.withTransaction { connection in
+                let inserted = try connection.query("""
+                    INSERT INTO webhook_events (id, endpoint, type, created, account, object_id, payload, status)
+                    VALUES (\(event.id), \(endpoint.rawValue), \(event.type), \(event.created), \(event.account),
+                            \(event.data.object.id), \(ByteA(payload)), 'received')
+                    ON CONFLICT (id) DO NOTHING
+                    """).affectedRows == 1
+                if !inserted {
+                    let status = try connection.query("SELECT status FROM webhook_events WHERE id = \(event.id) FOR UPDATE")
+                        .first?["status"]
+                    // Only events still waiting (parked, failed) are worth another attempt.
+                    guard status == "parked" || status == "failed" else { return .duplicate }
+                }
+                return .applied(try apply(event, payload: payload, endpoint: endpoint, on: connection))
+            }
+        } catch let error as DatabaseError where error.isTransient {
+            throw error
+        } catch {
+            try recordFailure(event, payload: payload, endpoint: endpoint, error: error)
+            throw error
+        }
+    }
+
+    /// Re-applies a stored event (sweeper, `events replay`); effects are idempotent.
+    func reprocess(eventID: String) throws -> EffectOutcome? {
+        do {
+            return try connection.withTransaction { connection -> EffectOutcome? in
+                guard let row = try connection.query("""
+                    SELECT endpoint, payload FROM webhook_events WHERE id = \(eventID) FOR UPDATE
+                    """).first, let payload = row.bytes("payload"),
+                    let endpoint = row["endpoint"].flatMap(WebhookEndpoint.init) else { return nil }
+                let event = try Event.decode(payload)
+                return try apply(event, payload: payload, endpoint: endpoint, on: connection)
+            }
+        } catch let error as DatabaseError where error.isTransient {
+            throw error
+        } catch {
+            try connection.query("""
+                UPDATE webhook_events SET status = CASE WHEN attempts + 1 >= \(Self.maximumFailedAttempts) THEN 'dead' ELSE 'failed' END,
+                       attempts = attempts + 1, last_error = \(Self.describe(error)),
+                       next_attempt_at = now() + \(sql: Self.backoff)
+                WHERE id = \(eventID)
+                """)
+            throw error
+        }
+    }
+
+    /// Applies the effect and marks the row, in the caller's transaction.
+    private func apply(_ event: Event, payload: [UInt8], endpoint: WebhookEndpoint, on connection: Connection) throws -> EffectOutcome {
+        let outcome = try WebhookEffects(event: event, payload: payload, endpoint: endpoint, connection: connection,
+                                         audit: audit).apply()
+        switch outcome {
+        case .processed, .ignored:
+            try connection.query("""
+                UPDATE webhook_events SET status = \(outcome.rawValue), attempts = attempts + 1, processed_at = now(),
+                       next_attempt_at = NULL, last_error = NULL
+                WHERE id = \(event.id)
+                """)
+        case .parked:
+            try connection.query("""
+                UPDATE webhook_events SET status = CASE WHEN attempts + 1 >= \(Self.maximumParkedAttempts) THEN 'dead' ELSE 'parked' END,
+                       attempts = attempts + 1, next_attempt_at = now() + \(sql: Self.backoff), last_error = NULL
+                WHERE id = \(event.id)
+                """)
+        }
+        return outcome
+    }
+
+    /// Outside the rolled-back transaction: keep the event, as `failed`, for the sweeper.
+    private func recordFailure(_ event: Event, payload: [UInt8], endpoint: WebhookEndpoint, error: any Error) throws {
+        try connection.query("""
+            INSERT INTO webhook_events AS w (id, endpoint, type, created, account, object_id, payload, status, attempts,
+                                             last_error, next_attempt_at)
+            VALUES (\(event.id), \(endpoint.rawValue), \(event.type), \(event.created), \(event.account), \(event.data.object.id),
+                    \(ByteA(payload)), 'failed', 1, \(Self.describe(error)), now() + interval '1 minute')
+            ON CONFLICT (id) DO UPDATE SET
+                status = CASE WHEN w.attempts + 1 >= \(Self.maximumFailedAttempts) THEN 'dead' ELSE 'failed' END,
+                attempts = w.attempts + 1, last_error = EXCLUDED.last_error,
+                next_attempt_at = now() + least(interval '1 minute' * power(2, w.attempts), interval '6 hours')
+            WHERE w.status IN ('received', 'failed', 'parked')
+            """)
+    }
+
+    /// Next retry: 1, 2, 4 … minutes by attempts so far, at most 6 hours (SQL, over the row's `attempts`).
+    private static let backoff = SQLQuery(unsafeSQL: "least(interval '1 minute' * power(2, attempts), interval '6 hours')")
+
+    private static func describe(_ error: any Error) -> String {
+        switch error {
+        case let error as WebhookEffectError: return error.description
+        case let error as DatabaseError: return "\(error.description): \(error.serverMessage)".prefix(500).description
+        default: return String(describing: type(of: error))
+        }
+    }
+
+    /// Applies the parked events waiting for `objectID` (the create path calls this once the
+    /// object is stored).
+    static func applyParked(objectID: String, connection: Connection, audit: AuditContext) throws -> Int {
+        let ids = try connection.query("""
+            SELECT id FROM webhook_events WHERE object_id = \(objectID) AND status = 'parked' ORDER BY created, id
+            """).rows.compactMap { $0["id"] }
+        let inbox = WebhookInbox(connection: connection, audit: audit)
+        return try ids.filter { try inbox.reprocess(eventID: $0) == .processed }.count
+    }
+}
