@@ -1,0 +1,24 @@
+# The README's commands. Each target installs what it needs (apt, the test venv) first.
+.PHONY: deps build run stop test bench nginx-check
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	swift build -c release
+
+run: build
+	@scripts/run.sh
+
+stop:
+	@scripts/stop.sh
+
+test: build
+	@scripts/test.sh
+
+bench: build
+	@scripts/bench.sh
+
+# Render the nginx config into a scratch prefix and run `nginx -t` on it.
+nginx-check: deps
+	@scripts/nginx-check.sh

@@ -1,0 +1,136 @@
+"""The whole stack the integration suite talks to: PostgreSQL, the app and nginx."""
+
+import atexit
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import requests
+
+from .app import App
+from .nginx import Nginx
+from .paths import BINARY, SQL_DIR
+from .postgres import Postgres
+from .processes import wait_until
+
+# The suite is not a rate-limit test (test_foundation_nginx renders its own tight limits).
+GENEROUS_LIMITS = {"API_RATE": "2000r/s", "API_BURST": 4000,
+                   "WEBHOOK_RATE": "2000r/s", "WEBHOOK_BURST": 4000}
+
+
+class Stack:
+    """A throwaway stack in a fresh temporary folder. `close()` always leaves no process."""
+
+    def __init__(self):
+        if not BINARY.is_file():
+            raise RuntimeError(f"{BINARY} is missing: run `swift build -c release` first")
+        self.root = Path(tempfile.mkdtemp(prefix="payments-test-"))
+        self.root.chmod(0o711)  # the postgres user and nginx's workers must get through
+        self.pg = Postgres(self.root / "pg")
+        self.nginx = Nginx(self.root / "nginx", str(self.root / "app.sock"), self.root / "tls",
+                           **GENEROUS_LIMITS)
+        self.app = App(self.app_env(), self.root / "app.log")
+        self._extra_nginx = []
+        self._closed = False
+        atexit.register(self.close)
+
+    def app_env(self):
+        """The app's environment: the harness enables the diagnostics routes and keeps the
+        body limit (32 KiB) below nginx's /api/ limit (64 KiB) so both 413s can be seen."""
+        base_url = self.nginx.url("")
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "DATABASE_URL": self.pg.url("payments"),
+            "FCGI_SOCKET": str(self.root / "app.sock"),
+            "FCGI_SOCKET_MODE": "0666",
+            "WORKERS": "4",
+            "MAX_BODY_BYTES": "32768",
+            "SHUTDOWN_TIMEOUT_SECONDS": "10",
+            "MIGRATIONS_DIR": str(SQL_DIR),
+            "DIAGNOSTICS_ENABLED": "1",
+            "AUTH_JWT_SECRET": "test-only-jwt-secret-0123456789abcdef",
+            "STRIPE_SECRET_KEY": "sk_test_harness_000000000000",
+            "STRIPE_WEBHOOK_SECRETS": "whsec_test_harness_platform",
+            "STRIPE_CONNECT_WEBHOOK_SECRETS": "whsec_test_harness_connect",
+            "PUBLIC_BASE_URL": base_url,
+            "APP_RETURN_URL": base_url + "/marketplace/",
+        }
+
+    @property
+    def database_url(self):
+        return self.app.env["DATABASE_URL"]
+
+    def start(self):
+        self.pg.init()
+        self.pg.start()
+        self.pg.create_database("payments")
+        migrated = self.app.migrate()
+        if migrated.returncode != 0:
+            raise RuntimeError(f"payments migrate failed:\n{migrated.stdout}{migrated.stderr}")
+        self.app.start()
+        self.nginx.start()
+        wait_until(lambda: self.get("/api/health").status_code == 200, 15, what="/api/health")
+        return self
+
+    def close(self):
+        """Stop everything this stack started; safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        for nginx in [*self._extra_nginx, self.nginx]:
+            nginx.stop()
+        self.app.stop()
+        try:
+            self.pg.stop()
+        except Exception:
+            self.pg.kill()
+        if self.root.exists() and not os.environ.get("KEEP_TEST_STACK"):
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    # HTTP through nginx -------------------------------------------------------------------
+
+    def url(self, path, scheme="https"):
+        return self.nginx.url(path, scheme)
+
+    def request(self, method, path, *, scheme="https", **kwargs):
+        """One request through nginx; TLS verification off (self-signed), no redirects."""
+        kwargs.setdefault("verify", False)
+        kwargs.setdefault("timeout", 30)
+        kwargs.setdefault("allow_redirects", False)
+        return requests.request(method, self.url(path, scheme), **kwargs)
+
+    def get(self, path, **kwargs):
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path, **kwargs):
+        return self.request("POST", path, **kwargs)
+
+    # Disruptions, each with its way back ----------------------------------------------------
+
+    def stop_database(self):
+        self.pg.stop()
+
+    def start_database(self):
+        self.pg.start()
+
+    def restart_app(self):
+        """Kill the app if it runs, start it again and wait until nginx reaches it."""
+        if self.app.is_running():
+            self.app.kill()
+        self.app.start()
+        wait_until(lambda: self.get("/api/health").status_code == 200, 15, what="/api/health")
+
+    @contextlib.contextmanager
+    def other_nginx(self, **settings):
+        """A second nginx from the same template with other render settings, in front of
+        the same app (e.g. a tight rate limit or a short read timeout)."""
+        nginx = Nginx(self.root / f"nginx-{len(self._extra_nginx) + 1}", self.app.socket_path,
+                      self.root / "tls", **settings)
+        self._extra_nginx.append(nginx)
+        try:
+            yield nginx.start()
+        finally:
+            nginx.stop()
