@@ -6,7 +6,7 @@ struct AccountResponder {
     func addRoutes(to router: inout Router) {
         router.add("GET", "/api/me", access: .signedIn, me)
         router.add("GET", "/api/notifications", access: .signedIn, notifications)
-        router.add("POST", "/api/notifications/{id}/read", body: .json, access: .signedIn, rateLimit: .notifications,
+        router.add("POST", "/api/notifications/{id}/read", body: .json, access: .signedIn, rateLimits: [.notifications],
                    audit: AuditTarget("notification.read", entity: "notification"), markRead)
         router.add("GET", "/api/admin/audit-logs", access: .roles([.admin]), auditLogs)
     }

@@ -20,6 +20,8 @@ public struct Application: Sendable {
         OpsResponder().addRoutes(to: &router)
         AccountResponder().addRoutes(to: &router)
         WebhookResponder().addRoutes(to: &router)
+        IntentsResponder().addRoutes(to: &router)
+        CaptureResponder().addRoutes(to: &router)
         if shared.configuration.diagnosticsEnabled {
             DiagnosticsResponder().addRoutes(to: &router)
         }
@@ -60,7 +62,7 @@ public struct Application: Sendable {
             recordFailure(audit, errorCode: errorCode, request: request, context: context)
         }
         log(request: request, route: matched?.pattern ?? "unmatched", status: response.status, errorCode: errorCode,
-            since: started)
+            since: started, worker: context.workerIndex)
         return Self.finalize(response, requestID: requestID)
     }
 
@@ -69,14 +71,14 @@ public struct Application: Sendable {
     private func runGuarded(_ route: Route, request: inout Request, context: WorkerContext) throws -> Response {
         let database = context.database
         let limiter = shared.configuration.rateLimiter
-        if let policy = route.rateLimit, policy.isKeyedByIP {
+        for policy in route.rateLimits where policy.isKeyedByIP {
             try limiter.check(policy, key: policy.key(profileID: nil, remoteAddress: request.remoteAddress), on: database)
         }
         if case .roles(let roles) = route.access {
             request.identity = try AuthResolver(configuration: shared.configuration.auth)
                 .resolve(request, access: roles, on: database)
         }
-        if let policy = route.rateLimit, !policy.isKeyedByIP {
+        for policy in route.rateLimits where !policy.isKeyedByIP {
             let key = policy.key(profileID: request.identity?.profileID.uuidString.lowercased(),
                                  remoteAddress: request.remoteAddress)
             try limiter.check(policy, key: key, on: database)
@@ -170,10 +172,11 @@ public struct Application: Sendable {
         }
     }
 
-    private func log(request: Request, route: String, status: Int, errorCode: String?, since started: ContinuousClock.Instant) {
+    private func log(request: Request, route: String, status: Int, errorCode: String?, since started: ContinuousClock.Instant,
+                     worker: Int) {
         let elapsed = ContinuousClock.now - started
         let microseconds = Int(elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000)
-        shared.metrics.recordRequest(route: route, status: status, microseconds: microseconds)
+        shared.metrics.recordRequest(route: route, status: status, microseconds: microseconds, worker: worker)
         var fields: [(String, LogValue)] = [
             ("request_id", .string(request.requestID)),
             ("method", .string(request.method)),

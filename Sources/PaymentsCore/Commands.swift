@@ -122,9 +122,9 @@ public enum CommandLineTool {
         ])
         let finished = server.run(
             listener: listener,
-            makeHandler: { _ in
+            makeHandler: { index in
                 // A worker without a curl handle cannot serve; there is no way to continue without memory.
-                guard let context = try? WorkerContext(shared: shared) else { preconditionFailure("cannot allocate a curl handle") }
+                guard let context = try? WorkerContext(shared: shared, workerIndex: index) else { preconditionFailure("cannot allocate a curl handle") }
                 return WorkerHandler(application: application, context: context)
             },
             onSignal: { signal in logger.info("shutting down", [("signal", .int(Int(signal)))]) })

@@ -75,6 +75,8 @@ public struct ServerConfiguration: Sendable {
     public var rateLimiter: RateLimiter
     /// How to reach Stripe (`STRIPE_SECRET_KEY`, `STRIPE_API_BASE`, `STRIPE_CA_BUNDLE`).
     public var stripe: StripeConfiguration
+    /// Fees, reservation and capture windows.
+    public var marketplace: MarketplaceConfiguration
     /// Signature checks for `/api/payments/webhook` (`STRIPE_WEBHOOK_SECRETS`).
     public var platformWebhooks: WebhookSignatureVerifier
     /// Signature checks for `/api/payments/webhook/connect` (`STRIPE_CONNECT_WEBHOOK_SECRETS`).
@@ -97,6 +99,7 @@ public struct ServerConfiguration: Sendable {
         auth = try AuthConfiguration(environment: environment)
         rateLimiter = try RateLimiter(environment: environment)
         stripe = try Self.stripeConfiguration(environment)
+        marketplace = try MarketplaceConfiguration(environment: environment)
         let tolerance = try environment.integer("WEBHOOK_TOLERANCE_SECONDS", default: 300, in: 1...86_400)
         platformWebhooks = WebhookSignatureVerifier(secrets: try Self.webhookSecrets("STRIPE_WEBHOOK_SECRETS", environment),
                                                     tolerance: Int64(tolerance))
@@ -132,5 +135,32 @@ public struct ServerConfiguration: Sendable {
         configuration.http.totalTimeout = .seconds(timeout)
         configuration.http.caBundlePath = environment.optional("STRIPE_CA_BUNDLE")
         return configuration
+    }
+}
+
+/// The marketplace's money rules (SPEC §3).
+public struct MarketplaceConfiguration: Sendable {
+    /// Platform fee in basis points (`PLATFORM_FEE_BPS`, default 1000 = 10 %).
+    public var feeBasisPoints: Int
+    /// How long a listing is held while the buyer pays (`RESERVATION_MINUTES`, default 10).
+    public var reservationMinutes: Int
+    /// Seller payout delay set on Connect accounts (`PAYOUT_DELAY_DAYS`, default 7).
+    public var payoutDelayDays: Int
+    /// Authorisations this close to `capture_before` are cancelled by the sweeper
+    /// (`CAPTURE_MARGIN_HOURS`, default 12).
+    public var captureMarginHours: Int
+
+    /// Reads and validates the settings.
+    public init(environment: Environment) throws {
+        feeBasisPoints = try environment.integer("PLATFORM_FEE_BPS", default: 1000, in: 0...10_000)
+        reservationMinutes = try environment.integer("RESERVATION_MINUTES", default: 10, in: 1...1440)
+        payoutDelayDays = try environment.integer("PAYOUT_DELAY_DAYS", default: 7, in: 2...365)
+        captureMarginHours = try environment.integer("CAPTURE_MARGIN_HOURS", default: 12, in: 0...144)
+    }
+
+    /// The platform fee for `amount` minor units: `amount × bps / 10 000`, rounded half up to
+    /// a whole minor unit (integer arithmetic only; 1 050 × 1 000 bps → 105; 1 005 → 101).
+    public func fee(for amount: Int64) -> Int64 {
+        (amount * Int64(feeBasisPoints) + 5_000) / 10_000
     }
 }

@@ -17,9 +17,18 @@ public enum LogValue: Sendable, ExpressibleByStringLiteral, ExpressibleByInteger
         switch self {
         case .string(let text): return JSONText.quoted(text)
         case .int(let number): return String(number)
-        case .double(let number): return String(format: "%.3f", number)
+        case .double(let number): return Self.fixed3(number)
         case .bool(let flag): return flag ? "true" : "false"
         }
+    }
+
+    /// Three decimals without `String(format:)` (which is slow on the per-request path).
+    private static func fixed3(_ number: Double) -> String {
+        guard number.isFinite else { return "0" }
+        let thousandths = Int((abs(number) * 1000).rounded())
+        let fraction = thousandths % 1000
+        let sign = number < 0 && thousandths > 0 ? "-" : ""
+        return "\(sign)\(thousandths / 1000).\(fraction < 10 ? "00" : fraction < 100 ? "0" : "")\(fraction)"
     }
 }
 
@@ -52,20 +61,50 @@ public struct Logger: Sendable {
     /// Error line.
     public func error(_ message: String, _ fields: [(String, LogValue)] = []) { log("error", message, fields) }
 
+    /// `2026-01-31T12:00:00.123Z`, built digit by digit (this runs once per request).
     private static func timestamp() -> String {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         var seconds = now.tv_sec
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", parts.tm_year + 1900, parts.tm_mon + 1,
-                      parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec, now.tv_nsec / 1_000_000)
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(24)
+        func append(_ value: Int, digits: Int) {
+            var divisor = 1
+            for _ in 1..<digits { divisor *= 10 }
+            var remainder = value
+            while divisor > 0 {
+                bytes.append(UInt8(ascii: "0") + UInt8(remainder / divisor % 10))
+                remainder %= divisor
+                divisor /= 10
+            }
+        }
+        append(Int(parts.tm_year) + 1900, digits: 4)
+        bytes.append(UInt8(ascii: "-"))
+        append(Int(parts.tm_mon) + 1, digits: 2)
+        bytes.append(UInt8(ascii: "-"))
+        append(Int(parts.tm_mday), digits: 2)
+        bytes.append(UInt8(ascii: "T"))
+        append(Int(parts.tm_hour), digits: 2)
+        bytes.append(UInt8(ascii: ":"))
+        append(Int(parts.tm_min), digits: 2)
+        bytes.append(UInt8(ascii: ":"))
+        append(Int(parts.tm_sec), digits: 2)
+        bytes.append(UInt8(ascii: "."))
+        append(Int(now.tv_nsec) / 1_000_000, digits: 3)
+        bytes.append(UInt8(ascii: "Z"))
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
 
 /// JSON string quoting shared by the logger and the error envelope.
 enum JSONText {
     static func quoted(_ text: String) -> String {
+        // Fast path: nothing to escape (request ids, routes, methods).
+        if text.utf8.allSatisfy({ $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) {
+            return "\"" + text + "\""
+        }
         var out = "\""
         for scalar in text.unicodeScalars {
             switch scalar {

@@ -4,6 +4,9 @@ import Synchronization
 /// `/metrics`. Names carry their labels (`name{label="value"}`), which keeps this a dictionary.
 public final class Metrics: Sendable {
     private let counters = Mutex<[String: Int]>([:])
+    /// Request counts are sharded by worker so that workers do not contend for one lock.
+    private let requestShards: [Shard] = (0..<Metrics.shardCount).map { _ in Shard() }
+    private static let shardCount = 64
     private let durationMicroseconds = Atomic<Int>(0)
     /// Upper bounds (seconds) of the webhook processing histogram.
     static let webhookBuckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
@@ -12,9 +15,19 @@ public final class Metrics: Sendable {
     /// An empty set of counters.
     public init() {}
 
-    /// Counts one finished request.
-    func recordRequest(route: String, status: Int, microseconds: Int) {
-        counters.withLock { $0["payments_http_requests_total{route=\"\(route)\",status=\"\(status)\"}", default: 0] += 1 }
+    private struct RequestKey: Hashable {
+        let route: String
+        let status: Int
+    }
+
+    /// One worker's request counts (a class, since a `Mutex` cannot be stored in an array).
+    private final class Shard: Sendable {
+        let counts = Mutex<[RequestKey: Int]>([:])
+    }
+
+    /// Counts one finished request on the calling worker's shard.
+    func recordRequest(route: String, status: Int, microseconds: Int, worker: Int) {
+        requestShards[worker % Self.shardCount].counts.withLock { $0[RequestKey(route: route, status: status), default: 0] += 1 }
         durationMicroseconds.add(microseconds, ordering: .relaxed)
     }
 
@@ -34,7 +47,12 @@ public final class Metrics: Sendable {
 
     /// The exposition text; `gauges` are values read at scrape time (the inbox backlog).
     func render(gauges: [(String, Int)] = []) -> String {
-        let snapshot = counters.withLock { $0 }
+        var snapshot = counters.withLock { $0 }
+        for shard in requestShards {
+            for (key, value) in shard.counts.withLock({ $0 }) {
+                snapshot["payments_http_requests_total{route=\"\(key.route)\",status=\"\(key.status)\"}", default: 0] += value
+            }
+        }
         var requests = 0
         var lines: [String] = []
         var typed: Set<String> = []

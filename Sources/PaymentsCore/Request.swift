@@ -45,13 +45,26 @@ public struct Request: Sendable {
         query = Self.parseQuery(parameters["QUERY_STRING"] ?? "")
         var headers: [String: String] = [:]
         for (name, value) in parameters where name.hasPrefix("HTTP_") {
-            headers[name.dropFirst(5).lowercased().replacingOccurrences(of: "_", with: "-")] = value
+            headers[Self.headerName(cgiName: name)] = value
         }
         if let contentType = parameters["CONTENT_TYPE"], !contentType.isEmpty { headers["content-type"] = contentType }
         self.headers = headers
         self.body = body
         self.requestID = requestID
         remoteAddress = parameters["REMOTE_ADDR"] ?? ""
+    }
+
+    /// `HTTP_IDEMPOTENCY_KEY` → `idempotency-key`.
+    static func headerName(cgiName: String) -> String {
+        var bytes = Array(cgiName.utf8.dropFirst(5))
+        for index in bytes.indices {
+            switch bytes[index] {
+            case UInt8(ascii: "_"): bytes[index] = UInt8(ascii: "-")
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"): bytes[index] += 32
+            default: break
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Decodes `application/x-www-form-urlencoded`-style query text.

@@ -32,7 +32,7 @@ struct Route: Sendable {
     let segments: [Substring]
     let body: BodyKind
     let access: Access
-    let rateLimit: RateLimitPolicy?
+    let rateLimits: [RateLimitPolicy]
     let audit: AuditTarget?
     let handler: Handler
 
@@ -75,11 +75,11 @@ public struct Router: Sendable {
     public init() {}
 
     /// Registers `handler` for `method` on `pattern` (`/api/payments/{id}` style), with the guards
-    /// the pipeline applies first: who may call it, its rate limit, and its audit operation.
+    /// the pipeline applies first: who may call it, its rate limits, and its audit operation.
     public mutating func add(_ method: String, _ pattern: String, body: BodyKind = .none, access: Access = .anyone,
-                             rateLimit: RateLimitPolicy? = nil, audit: AuditTarget? = nil, _ handler: @escaping Handler) {
+                             rateLimits: [RateLimitPolicy] = [], audit: AuditTarget? = nil, _ handler: @escaping Handler) {
         routes.append(Route(method: method, pattern: pattern, segments: Self.split(pattern), body: body, access: access,
-                            rateLimit: rateLimit, audit: audit, handler: handler))
+                            rateLimits: rateLimits, audit: audit, handler: handler))
     }
 
     /// Finds the most specific route for the path; 405 lists the methods that would match.

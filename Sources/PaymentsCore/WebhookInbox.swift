@@ -30,12 +30,22 @@ struct WebhookInbox {
     /// Stores and applies a verified delivery. Transient database errors propagate (503, nothing
     /// written); an effect error is recorded as `failed` and rethrown (500).
     func receive(_ event: Event, payload: [UInt8], endpoint: WebhookEndpoint) throws -> DeliveryOutcome {
+        let outcome = try receiveInTransaction(event, payload: payload, endpoint: endpoint)
+        // A succeeded intent makes its charge known: transfers paid from it may be waiting.
+        if outcome == .applied(.processed), event.type == "payment_intent.succeeded",
+           let charge = (try? Event.object(PaymentIntent.self, from: payload))?.latestCharge?.id {
+            applyParked(objectID: charge)
+        }
+        return outcome
+    }
+
+    private func receiveInTransaction(_ event: Event, payload: [UInt8], endpoint: WebhookEndpoint) throws -> DeliveryOutcome {
         do {
             return try connection.withTransaction { connection in
                 let inserted = try connection.query("""
                     INSERT INTO webhook_events (id, endpoint, type, created, account, object_id, payload, status)
                     VALUES (\(event.id), \(endpoint.rawValue), \(event.type), \(event.created), \(event.account),
-                            \(event.data.object.id), \(ByteA(payload)), 'received')
+                            \(Self.awaitedObjectID(payload, event: event)), \(ByteA(payload)), 'received')
                     ON CONFLICT (id) DO NOTHING
                     """).affectedRows == 1
                 if !inserted {
@@ -104,7 +114,8 @@ struct WebhookInbox {
         try connection.query("""
             INSERT INTO webhook_events AS w (id, endpoint, type, created, account, object_id, payload, status, attempts,
                                              last_error, next_attempt_at)
-            VALUES (\(event.id), \(endpoint.rawValue), \(event.type), \(event.created), \(event.account), \(event.data.object.id),
+            VALUES (\(event.id), \(endpoint.rawValue), \(event.type), \(event.created), \(event.account),
+                    \(Self.awaitedObjectID(payload, event: event)),
                     \(ByteA(payload)), 'failed', 1, \(Self.describe(error)), now() + interval '1 minute')
             ON CONFLICT (id) DO UPDATE SET
                 status = CASE WHEN w.attempts + 1 >= \(Self.maximumFailedAttempts) THEN 'dead' ELSE 'failed' END,
@@ -125,13 +136,27 @@ struct WebhookInbox {
         }
     }
 
-    /// Applies the parked events waiting for `objectID` (the create path calls this once the
-    /// object is stored).
-    static func applyParked(objectID: String, connection: Connection, audit: AuditContext) throws -> Int {
-        let ids = try connection.query("""
+    /// Applies the parked events waiting for `objectID`, each in its own transaction; called
+    /// (outside any transaction) once the object is stored. Failures stay on the events' rows.
+    @discardableResult
+    func applyParked(objectID: String) -> Int {
+        let ids = (try? connection.query("""
             SELECT id FROM webhook_events WHERE object_id = \(objectID) AND status = 'parked' ORDER BY created, id
-            """).rows.compactMap { $0["id"] }
-        let inbox = WebhookInbox(connection: connection, audit: audit)
-        return try ids.filter { try inbox.reprocess(eventID: $0) == .processed }.count
+            """).rows.compactMap { $0["id"] }) ?? []
+        return ids.filter { (try? reprocess(eventID: $0)) == .processed }.count
+    }
+
+    /// The id of the object an event needs us to know, which is what a parked event waits for:
+    /// the payment intent for payment, charge, refund and dispute events; the charge a transfer
+    /// was paid from; otherwise the object itself.
+    static func awaitedObjectID(_ payload: [UInt8], event: Event) -> String? {
+        struct Links: Decodable {
+            let id: String?
+            let paymentIntent: String?
+            let sourceTransaction: String?
+        }
+        let links = try? Event.object(Links.self, from: payload)
+        if event.type.hasPrefix("transfer.") { return links?.sourceTransaction ?? links?.id }
+        return links?.paymentIntent ?? links?.id
     }
 }

@@ -10,10 +10,13 @@ public final class WorkerContext {
     public let stripe: StripeClient
     /// Process-wide, read-only state shared by all workers.
     public let shared: SharedState
+    /// The worker's index (metrics shard).
+    public let workerIndex: Int
 
     /// Creates a context for one worker; throws only when libcurl cannot allocate a handle.
-    public init(shared: SharedState) throws {
+    public init(shared: SharedState, workerIndex: Int = 0) throws {
         self.shared = shared
+        self.workerIndex = workerIndex
         database = Connection(connectionString: shared.configuration.databaseURL)
         stripe = try StripeClient(configuration: shared.configuration.stripe)
     }

@@ -74,7 +74,7 @@ public struct SQLQuery: Sendable, ExpressibleByStringInterpolation {
             sql += literal
         }
 
-        /// Splices a fixed SQL fragment (one built from `unsafeSQL:` literals, with no parameters).
+        /// Splices a fixed SQL fragment (one built from `unsafeSQL:` or literals, with no parameters).
         public mutating func appendInterpolation(sql fragment: SQLQuery) {
             precondition(fragment.binds.isEmpty, "only parameterless fragments can be spliced")
             sql += fragment.sql

@@ -1,0 +1,250 @@
+import Foundation
+import Postgres
+import Stripe
+
+/// The purchase flow's start and the payment read routes (SPEC §5, §6):
+/// `POST /api/payments/create-intent`, `GET /api/payments/{id}`, `GET /api/payments`.
+struct IntentsResponder {
+    func addRoutes(to router: inout Router) {
+        router.add("POST", "/api/payments/create-intent", body: .json, access: .roles([.buyer]),
+                   rateLimits: [.intentIP, .intent], audit: AuditTarget("payment.create", entity: "listing"), createIntent)
+        router.add("GET", "/api/payments/{id}", access: .signedIn, show)
+        router.add("GET", "/api/payments", access: .signedIn, list)
+    }
+
+    /// Reserves the listing and inserts the payment (one transaction, listing row locked), creates
+    /// the destination-charge PaymentIntent at Stripe, then stores its id. Stripe failing releases
+    /// the reservation; storing failing cancels the intent at Stripe.
+    private func createIntent(_ request: Request, _ context: WorkerContext) throws -> Response {
+        let identity = try request.requireIdentity()
+        let listingID = try JSONBody(request).uuid("listing_id")
+        let marketplace = context.shared.configuration.marketplace
+        let database = context.database
+
+        let reservation = try database.withTransaction { connection in
+            try reserve(listingID, for: identity, marketplace: marketplace, request: request, on: connection)
+        }
+        let payment: Row
+        switch reservation {
+        case .existing(let row): return try .json(CreatedIntent(row: row, status: nil), status: 200)
+        case .reserved(let row): payment = row
+        }
+        let paymentID = payment["id"] ?? ""
+
+        let intent: PaymentIntent
+        do {
+            intent = try context.stripe.createPaymentIntent(intentParameters(payment), idempotencyKey: "payment:\(paymentID):create")
+        } catch {
+            try? database.withTransaction { connection in
+                try abandon(paymentID, code: error.code ?? error.kind.rawValue, request: request, on: connection)
+            }
+            throw error
+        }
+
+        do {
+            let stored = try database.withTransaction { connection -> Row in
+                guard let row = try connection.query("""
+                    UPDATE payments p SET stripe_payment_intent_id = \(intent.id), client_secret = \(intent.clientSecret),
+                           status = CASE WHEN p.status = 'creating' THEN \(intent.status) ELSE p.status END
+                    WHERE id = \(paymentID)::uuid
+                    RETURNING \(sql: PaymentRecord.columns), p.client_secret, iso8601((SELECT reserved_until FROM listings
+                              WHERE id = p.listing_id)) AS reserved_until
+                    """).first else { throw APIError.internalError }
+                try AuditLog.record(AuditEntry(operation: "payment.create", entityType: "payment", entityID: paymentID,
+                                               newValues: ["status": JSONValue(row["status"]), "payment_intent_id": .string(intent.id),
+                                                           "amount": .int(intent.amount)]), request: request, on: connection)
+                return row
+            }
+            // Events that raced this create (parked) apply now, each in its own transaction.
+            WebhookInbox(connection: database, audit: AuditContext(request: request, actorRole: "stripe"))
+                .applyParked(objectID: intent.id)
+            let current = try database.query("""
+                SELECT p.status FROM payments p WHERE p.id = \(paymentID)::uuid
+                """).first?["status"]
+            return try .json(CreatedIntent(row: stored, status: current), status: 201)
+        } catch {
+            // Stripe holds an intent our database does not know: cancel it (same key on every retry).
+            _ = try? context.stripe.cancelPaymentIntent(intent.id, reason: "abandoned", idempotencyKey: "payment:\(paymentID):cancel")
+            try? database.withTransaction { connection in
+                try abandon(paymentID, code: "storage_failed", request: request, on: connection)
+            }
+            context.shared.logger.error("intent stored failed; cancelled at Stripe", [
+                ("request_id", .string(request.requestID)), ("payment_id", .string(paymentID)),
+            ])
+            throw error
+        }
+    }
+
+    private enum Reservation {
+        case reserved(Row)
+        case existing(Row)
+    }
+
+    private func reserve(_ listingID: UUID, for identity: Identity, marketplace: MarketplaceConfiguration,
+                         request: Request, on connection: Connection) throws -> Reservation {
+        guard let listing = try connection.query("""
+            SELECT l.id, l.seller_id, l.price_cents, l.currency, l.status, l.reserved_by, l.kind,
+                   (l.reserved_until > now()) AS hold_active, s.stripe_account_id, s.charges_enabled
+            FROM listings l JOIN profiles s ON s.id = l.seller_id
+            WHERE l.id = \(listingID) FOR UPDATE OF l
+            """).first else { throw APIError(status: 404, code: "listing_not_found", message: "No such listing.") }
+        guard listing.uuid("seller_id") != identity.profileID else {
+            throw APIError(status: 403, code: "self_purchase", message: "You cannot buy your own listing.")
+        }
+        guard listing["kind"] == "item" else {
+            throw APIError(status: 409, code: "listing_unavailable", message: "This listing is paid in milestones.")
+        }
+        if listing["status"] == "payment_pending", listing.uuid("reserved_by") == identity.profileID,
+           listing.bool("hold_active") == true {
+            guard let existing = try connection.query("""
+                SELECT \(sql: PaymentRecord.columns), p.client_secret, iso8601(l.reserved_until) AS reserved_until
+                FROM payments p JOIN listings l ON l.id = p.listing_id
+                WHERE p.listing_id = \(listingID) AND p.buyer_id = \(identity.profileID)
+                  AND p.status NOT IN ('failed', 'canceled', 'succeeded', 'refunded')
+                ORDER BY p.created_at DESC LIMIT 1
+                """).first else {
+                throw APIError(status: 409, code: "listing_unavailable", message: "This listing is not available.")
+            }
+            guard existing["stripe_payment_intent_id"] != nil else {
+                throw APIError(status: 409, code: "payment_in_progress",
+                               message: "Your payment for this listing is being created; retry shortly.", headers: [("Retry-After", "1")])
+            }
+            return .existing(existing)
+        }
+        guard listing["status"] == "active" else {
+            throw APIError(status: 409, code: "listing_unavailable", message: "This listing is not available.")
+        }
+        guard let account = listing["stripe_account_id"], listing.bool("charges_enabled") == true else {
+            throw APIError(status: 409, code: "seller_not_ready", message: "The seller cannot accept payments yet.")
+        }
+        let amount = Int64(listing.int("price_cents") ?? 0)
+        let fee = marketplace.fee(for: amount)
+        try connection.query("""
+            UPDATE listings SET status = 'payment_pending', reserved_by = \(identity.profileID),
+                   reserved_until = now() + make_interval(mins => \(marketplace.reservationMinutes))
+            WHERE id = \(listingID)
+            """)
+        guard let payment = try connection.query("""
+            INSERT INTO payments (kind, buyer_id, seller_id, listing_id, amount_cents, application_fee_cents, currency,
+                                  status, transfer_group)
+            VALUES ('purchase', \(identity.profileID), \(listing["seller_id"])::uuid, \(listingID), \(amount), \(fee),
+                    \(listing["currency"]), 'creating', \("listing:" + listingID.uuidString.lowercased()))
+            RETURNING id, amount_cents, application_fee_cents, currency, listing_id, buyer_id, seller_id, transfer_group,
+                      \(account) AS destination
+            """).first else { throw APIError.internalError }
+        return .reserved(payment)
+    }
+
+    private func intentParameters(_ payment: Row) -> [(String, StripeParameter)] {
+        [
+            ("amount", .integer(Int64(payment.int("amount_cents") ?? 0))),
+            ("currency", .string(payment["currency"] ?? "")),
+            ("capture_method", "manual"),
+            ("payment_method_types", ["card"]),
+            ("application_fee_amount", .integer(Int64(payment.int("application_fee_cents") ?? 0))),
+            ("transfer_data", ["destination": .string(payment["destination"] ?? "")]),
+            ("transfer_group", .string(payment["transfer_group"] ?? "")),
+            ("metadata", .object([
+                ("payment_id", .string(payment["id"] ?? "")), ("listing_id", .string(payment["listing_id"] ?? "")),
+                ("buyer_id", .string(payment["buyer_id"] ?? "")), ("seller_id", .string(payment["seller_id"] ?? "")),
+            ])),
+        ]
+    }
+
+    /// Marks a payment that will not go ahead and releases its listing.
+    private func abandon(_ paymentID: String, code: String, request: Request, on connection: Connection) throws {
+        guard let payment = try connection.query("""
+            UPDATE payments SET status = 'failed', failure_code = \(code)
+            WHERE id = \(paymentID)::uuid AND status IN ('creating', 'requires_payment_method')
+            RETURNING listing_id, buyer_id
+            """).first else { return }
+        try connection.query("""
+            UPDATE listings SET status = 'active', reserved_by = NULL, reserved_until = NULL
+            WHERE id = \(payment["listing_id"])::uuid AND status = 'payment_pending' AND reserved_by = \(payment["buyer_id"])::uuid
+            """)
+        try AuditLog.record(AuditEntry(operation: "payment.create", entityType: "payment", entityID: paymentID,
+                                       newValues: ["status": "failed"], success: false, errorCode: code),
+                            request: request, on: connection)
+    }
+
+    private func show(_ request: Request, _ context: WorkerContext) throws -> Response {
+        let identity = try request.requireIdentity()
+        let id = try PathParameter.uuid(request, "id")
+        guard let row = try PaymentRecord.visible(id, to: identity, on: context.database) else { throw APIError.notFound }
+        return .json(PaymentRecord(row: row))
+    }
+
+    /// Keyset pagination, newest first: `cursor` is opaque (base64url of created_at and id).
+    private func list(_ request: Request, _ context: WorkerContext) throws -> Response {
+        let identity = try request.requireIdentity()
+        let role = request.query["as"] ?? (identity.role == .seller ? "seller" : "buyer")
+        guard role == "buyer" || role == "seller" else { throw APIError.invalidField("as", "must be buyer or seller") }
+        let limit = try request.query["limit"].map { text -> Int in
+            guard let value = Int(text), (1...100).contains(value) else { throw APIError.invalidField("limit", "must be from 1 to 100") }
+            return value
+        } ?? 20
+        let cursor = try request.query["cursor"].map(PageCursor.init(encoded:))
+        let column: SQLQuery = role == "buyer" ? "p.buyer_id" : "p.seller_id"
+        let rows = try context.database.query("""
+            SELECT \(sql: PaymentRecord.columns), (extract(epoch FROM p.created_at) * 1000000)::bigint AS sort_key
+            FROM payments p
+            WHERE \(sql: column) = \(identity.profileID)
+              AND (\(cursor?.createdAt)::bigint IS NULL
+                   OR ((extract(epoch FROM p.created_at) * 1000000)::bigint, p.id) < (\(cursor?.createdAt)::bigint, \(cursor?.id)::uuid))
+            ORDER BY p.created_at DESC, p.id DESC LIMIT \(limit + 1)
+            """).rows
+        let page = rows.prefix(limit)
+        let next = rows.count > limit ? page.last.map { PageCursor(createdAt: Int64($0.int("sort_key") ?? 0), id: $0["id"] ?? "").encoded } : nil
+        struct Page: Encodable {
+            let data: [PaymentRecord]
+            let next_cursor: String?
+        }
+        return .json(Page(data: page.map(PaymentRecord.init(row:)), next_cursor: next))
+    }
+}
+
+/// The create-intent answer: what the buyer's browser needs to confirm the card.
+private struct CreatedIntent: Encodable {
+    let payment_id: String
+    let payment_intent_id: String
+    let client_secret: String
+    let amount: Int64
+    let application_fee: Int64
+    let currency: String
+    let status: String
+    let reserved_until: String?
+
+    init(row: Row, status current: String?) throws {
+        guard let intent = row["stripe_payment_intent_id"], let secret = row["client_secret"] else { throw APIError.internalError }
+        payment_id = row["id"] ?? ""
+        payment_intent_id = intent
+        client_secret = secret
+        amount = Int64(row.int("amount_cents") ?? 0)
+        application_fee = Int64(row.int("application_fee_cents") ?? 0)
+        currency = row["currency"] ?? ""
+        status = current ?? row["status"] ?? ""
+        reserved_until = row["reserved_until"]
+    }
+}
+
+/// An opaque keyset cursor: the last row's creation time (microseconds since 1970) and id.
+struct PageCursor {
+    let createdAt: Int64
+    let id: String
+
+    init(createdAt: Int64, id: String) {
+        self.createdAt = createdAt
+        self.id = id
+    }
+
+    init(encoded: String) throws {
+        let invalid = APIError.invalidField("cursor", "is not a cursor this API issued")
+        guard let bytes = Base64URL.decode(Substring(encoded)), let text = String(bytes: bytes, encoding: .utf8) else { throw invalid }
+        let parts = text.split(separator: "|", maxSplits: 1).map(String.init)
+        guard parts.count == 2, UUID(uuidString: parts[1]) != nil, let micros = Int64(parts[0]), micros >= 0 else { throw invalid }
+        createdAt = micros
+        id = parts[1]
+    }
+
+    var encoded: String { Base64URL.encode(Array("\(createdAt)|\(id)".utf8)) }
+}

@@ -1,0 +1,61 @@
+import Foundation
+
+/// Typed, validated access to a JSON request body. Every failure is `400 invalid_field` naming
+/// the field, so bad input never reaches the database.
+struct JSONBody {
+    let fields: [String: JSONValue]
+
+    /// The body of a `.json` route; an empty body reads as `{}`.
+    init(_ request: Request) throws {
+        switch request.json {
+        case nil: fields = [:]
+        case .object(let object)?: fields = object
+        default: throw APIError.invalidField("body", "must be a JSON object")
+        }
+    }
+
+    /// A required UUID.
+    func uuid(_ name: String) throws -> UUID {
+        guard let value = fields[name], value != .null else { throw APIError.invalidField(name, "is required") }
+        guard case .string(let text) = value, text.count == 36, let id = UUID(uuidString: text) else {
+            throw APIError.invalidField(name, "must be a UUID")
+        }
+        return id
+    }
+
+    /// An optional integer within `range` (minor units of money, counts).
+    func integer(_ name: String, in range: ClosedRange<Int64>) throws -> Int64? {
+        guard let value = fields[name], value != .null else { return nil }
+        guard case .int(let number) = value else { throw APIError.invalidField(name, "must be an integer") }
+        guard range.contains(number) else {
+            throw APIError.invalidField(name, "must be from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return number
+    }
+
+    /// A required, trimmed, non-empty string of at most `maximumLength` characters.
+    func string(_ name: String, maximumLength: Int) throws -> String {
+        guard let text = try optionalString(name, maximumLength: maximumLength) else {
+            throw APIError.invalidField(name, "is required")
+        }
+        return text
+    }
+
+    /// An optional trimmed string; empty counts as absent.
+    func optionalString(_ name: String, maximumLength: Int) throws -> String? {
+        guard let value = fields[name], value != .null else { return nil }
+        guard case .string(let raw) = value else { throw APIError.invalidField(name, "must be a string") }
+        let text = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        if text.isEmpty { return nil }
+        guard text.count <= maximumLength else { throw APIError.invalidField(name, "must be at most \(maximumLength) characters") }
+        return text
+    }
+
+    /// A required string from a fixed set.
+    func choice(_ name: String, from allowed: [String]) throws -> String {
+        guard case .string(let text)? = fields[name], allowed.contains(text) else {
+            throw APIError.invalidField(name, "must be one of \(allowed.joined(separator: ", "))")
+        }
+        return text
+    }
+}

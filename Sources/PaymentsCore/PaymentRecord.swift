@@ -1,0 +1,64 @@
+import Foundation
+import Postgres
+
+/// A payment as the API shows it (to its buyer, its seller, or an admin).
+struct PaymentRecord: Encodable {
+    let id: String
+    let kind: String
+    let status: String
+    let buyer_id: String
+    let seller_id: String
+    let listing_id: String
+    let milestone_id: String?
+    let payment_intent_id: String?
+    let amount: Int64
+    let application_fee: Int64
+    let currency: String
+    let amount_capturable: Int64
+    let amount_received: Int64
+    let amount_refunded: Int64
+    let capture_before: String?
+    let is_disputed: Bool
+    let created_at: String
+    let updated_at: String
+
+    /// The select list that `init(row:)` reads.
+    static let columns = SQLQuery(unsafeSQL: """
+        p.id, p.kind, p.status, p.buyer_id, p.seller_id, p.listing_id, p.milestone_id, p.stripe_payment_intent_id,
+        p.amount_cents, p.application_fee_cents, p.currency, p.amount_capturable, p.amount_received, p.amount_refunded,
+        iso8601(p.capture_before) AS capture_before, p.is_disputed, iso8601(p.created_at) AS created_at,
+        iso8601(p.updated_at) AS updated_at
+        """)
+
+    init(row: Row) {
+        id = row["id"] ?? ""
+        kind = row["kind"] ?? ""
+        status = row["status"] ?? ""
+        buyer_id = row["buyer_id"] ?? ""
+        seller_id = row["seller_id"] ?? ""
+        listing_id = row["listing_id"] ?? ""
+        milestone_id = row["milestone_id"]
+        payment_intent_id = row["stripe_payment_intent_id"]
+        amount = Int64(row.int("amount_cents") ?? 0)
+        application_fee = Int64(row.int("application_fee_cents") ?? 0)
+        currency = row["currency"] ?? ""
+        amount_capturable = Int64(row.int("amount_capturable") ?? 0)
+        amount_received = Int64(row.int("amount_received") ?? 0)
+        amount_refunded = Int64(row.int("amount_refunded") ?? 0)
+        capture_before = row["capture_before"]
+        is_disputed = row.bool("is_disputed") ?? false
+        created_at = row["created_at"] ?? ""
+        updated_at = row["updated_at"] ?? ""
+    }
+
+    /// The payment if `identity` may see it (its buyer, its seller, an admin); otherwise nil,
+    /// which callers answer with 404 so that existence does not leak.
+    static func visible(_ id: UUID, to identity: Identity, on connection: Connection, lock: Bool = false) throws -> Row? {
+        let lockClause: SQLQuery = lock ? "FOR UPDATE" : ""
+        return try connection.query("""
+            SELECT \(sql: columns) FROM payments p
+            WHERE p.id = \(id) AND (\(identity.role == .admin) OR p.buyer_id = \(identity.profileID) OR p.seller_id = \(identity.profileID))
+            \(sql: lockClause)
+            """).first
+    }
+}
