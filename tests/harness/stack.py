@@ -13,7 +13,15 @@ from .app import App
 from .nginx import Nginx
 from .paths import BINARY, SQL_DIR
 from .postgres import Postgres
-from .processes import wait_until
+from .processes import free_port, wait_until
+
+# The fake Stripe lives in tests/fake_stripe (a sibling package of this harness).
+import sys
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.fake_stripe import FakeStripe  # noqa: E402
+
+PLATFORM_SECRET = "whsec_test_harness_platform"
+CONNECT_SECRET = "whsec_test_harness_connect"
 
 # The suite is not a rate-limit test (test_foundation_nginx renders its own tight limits).
 GENEROUS_LIMITS = {"API_RATE": "2000r/s", "API_BURST": 4000,
@@ -31,6 +39,15 @@ class Stack:
         self.pg = Postgres(self.root / "pg")
         self.nginx = Nginx(self.root / "nginx", str(self.root / "app.sock"), self.root / "tls",
                            **GENEROUS_LIMITS)
+        # The fake Stripe serves HTTPS with the stack's self-signed certificate, which the app
+        # trusts through STRIPE_CA_BUNDLE (TLS verification stays on), and delivers signed
+        # webhooks to nginx like Stripe would.
+        self.stripe = FakeStripe(
+            port=free_port(), tls_cert=str(self.root / "tls" / "cert.pem"), tls_key=str(self.root / "tls" / "key.pem"),
+            platform_webhook_url=self.nginx.url("/api/payments/webhook"),
+            connect_webhook_url=self.nginx.url("/api/payments/webhook/connect"),
+            platform_secrets=(PLATFORM_SECRET,), connect_secrets=(CONNECT_SECRET,),
+            webhook_backoff=0.2, webhook_max_attempts=6)
         self.app = App(self.app_env(), self.root / "app.log")
         self._extra_nginx = []
         self._closed = False
@@ -53,8 +70,11 @@ class Stack:
             "DIAGNOSTICS_ENABLED": "1",
             "AUTH_JWT_SECRET": "test-only-jwt-secret-0123456789abcdef",
             "STRIPE_SECRET_KEY": "sk_test_harness_000000000000",
-            "STRIPE_WEBHOOK_SECRETS": "whsec_test_harness_platform",
-            "STRIPE_CONNECT_WEBHOOK_SECRETS": "whsec_test_harness_connect",
+            "STRIPE_API_BASE": self.stripe.url,
+            "STRIPE_CA_BUNDLE": str(self.root / "tls" / "cert.pem"),
+            "STRIPE_TIMEOUT_SECONDS": "3",
+            "STRIPE_WEBHOOK_SECRETS": PLATFORM_SECRET,
+            "STRIPE_CONNECT_WEBHOOK_SECRETS": CONNECT_SECRET,
             "PUBLIC_BASE_URL": base_url,
             "APP_RETURN_URL": base_url + "/marketplace/",
         }
@@ -64,6 +84,7 @@ class Stack:
         return self.app.env["DATABASE_URL"]
 
     def start(self):
+        self.stripe.start()
         self.pg.init()
         self.pg.start()
         self.pg.create_database("payments")
@@ -83,6 +104,7 @@ class Stack:
         for nginx in [*self._extra_nginx, self.nginx]:
             nginx.stop()
         self.app.stop()
+        self.stripe.stop()
         try:
             self.pg.stop()
         except Exception:
