@@ -14,8 +14,9 @@ public enum CommandLineTool {
           token --user SUB [--ttl SECONDS]
                     print a development HS256 token signed with AUTH_JWT_SECRET (default ttl 3600)
           seed-demo create the demo buyer, seller, admin, listings and milestones (idempotent)
-          sweep     run the housekeeping tasks once (purge idempotency keys after 24 h and old rate-limit
-                    windows, retry parked and failed webhook events)
+          sweep     run the housekeeping tasks once: purge idempotency keys after 24 h and old rate-limit
+                    windows, cancel expired reservations and lapsing authorisations, retry parked and
+                    failed webhook events (safe from cron every minute, and concurrently)
           events list [--status S] [--limit N]
           events replay (--id EVT | --type TYPE [--since UNIX_SECONDS])
                     inspect the webhook inbox; replay re-applies stored events idempotently
@@ -35,7 +36,11 @@ public enum CommandLineTool {
                 return try token(arguments: Array(arguments.dropFirst(2)), environment: env)
             case "sweep":
                 let connection = Connection(connectionString: try env.required("DATABASE_URL"))
-                for (task, rows) in try Sweeper.runOnce(on: connection) { print("sweep: \(task): \(rows)") }
+                StripeClient.initializeGlobalState()
+                let purchases = PurchaseSweeper(connection: connection,
+                                                stripe: try StripeClient(configuration: try ServerConfiguration.stripeConfiguration(env)),
+                                                marketplace: try MarketplaceConfiguration(environment: env))
+                for (task, rows) in try Sweeper.runOnce(on: connection, purchases: purchases) { print("sweep: \(task): \(rows)") }
                 return 0
             case "events":
                 let connection = Connection(connectionString: try env.required("DATABASE_URL"))

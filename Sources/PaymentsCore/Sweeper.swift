@@ -1,4 +1,5 @@
 import Postgres
+import Stripe
 
 /// Periodic housekeeping (`payments sweep`). Each task is one idempotent statement, safe to run
 /// from several hosts at once; later families add theirs (expired reservations, parked events).
@@ -17,8 +18,10 @@ struct Sweeper {
     ]
 
     /// Runs every task once; returns the rows each one touched.
-    static func runOnce(on connection: Connection) throws -> [(String, Int)] {
+    static func runOnce(on connection: Connection, purchases: PurchaseSweeper) throws -> [(String, Int)] {
         var results = try tasks.map { task in (task.name, try connection.query(task.query).affectedRows) }
+        results.append(("expire_reservations", try purchases.expireReservations()))
+        results.append(("cancel_lapsing_authorizations", try purchases.cancelLapsingAuthorizations()))
         results.append(("retry_webhook_events", try retryEvents(on: connection)))
         return results
     }

@@ -1,0 +1,79 @@
+import Foundation
+import Postgres
+import Stripe
+
+/// The purchase family's sweeps: unpaid reservations that ran out, and authorisations about
+/// to lapse. Safe to run from several hosts at once: the Stripe call carries the payment's
+/// cancel key (`payment:{id}:cancel`), and only the sweeper whose guarded update changes the
+/// row writes the audit row and the notifications.
+struct PurchaseSweeper {
+    let connection: Connection
+    let stripe: StripeClient
+    let marketplace: MarketplaceConfiguration
+
+    /// Cancels purchases whose buyer did not pay within the reservation; returns how many.
+    func expireReservations() throws -> Int {
+        let due = try connection.query("""
+            SELECT p.id, p.stripe_payment_intent_id FROM payments p JOIN listings l ON l.id = p.listing_id
+            WHERE p.kind = 'purchase' AND l.status = 'payment_pending' AND l.reserved_by = p.buyer_id
+              AND l.reserved_until < now()
+              AND p.status IN ('creating', 'requires_payment_method', 'requires_confirmation', 'requires_action')
+            ORDER BY l.reserved_until LIMIT 100
+            """).rows
+        var cancelled = 0
+        // A payment Stripe cannot cancel right now stays due for the next run; the others go on.
+        for payment in due where (try? cancel(payment, operation: "payment.reservation_expired",
+                                               notification: "reservation_expired")) == true {
+            cancelled += 1
+        }
+        return cancelled
+    }
+
+    /// Cancels authorisations within `CAPTURE_MARGIN_HOURS` of `capture_before` (they would
+    /// lapse at Stripe anyway); buyer and seller are told.
+    func cancelLapsingAuthorizations() throws -> Int {
+        let due = try connection.query("""
+            SELECT id, stripe_payment_intent_id FROM payments
+            WHERE status = 'requires_capture'
+              AND capture_before < now() + make_interval(hours => \(marketplace.captureMarginHours))
+            ORDER BY capture_before LIMIT 100
+            """).rows
+        var cancelled = 0
+        for payment in due where (try? cancel(payment, operation: "payment.authorization_lapsing",
+                                               notification: "authorization_cancelled")) == true {
+            cancelled += 1
+        }
+        return cancelled
+    }
+
+    /// Cancels at Stripe (when there is an intent), then locally; true when this run changed the row.
+    private func cancel(_ payment: Row, operation: String, notification: String) throws -> Bool {
+        guard let id = payment["id"] else { return false }
+        if let intent = payment["stripe_payment_intent_id"] {
+            let result = Result { () throws(StripeError) in
+                try stripe.cancelPaymentIntent(intent, reason: "abandoned", idempotencyKey: "payment:\(id):cancel")
+            }
+            if case .failure(let error) = result {
+                // Already cancelled or captured at Stripe: its webhook decides; nothing to do here.
+                if error.code == "payment_intent_unexpected_state" { return false }
+                throw error
+            }
+        }
+        return try connection.withTransaction { connection in
+            guard let changed = try connection.query("""
+                UPDATE payments SET status = 'canceled', amount_capturable = 0
+                WHERE id = \(id)::uuid AND status IN ('creating', 'requires_payment_method', 'requires_confirmation',
+                                                      'requires_action', 'requires_capture')
+                RETURNING buyer_id, seller_id, status
+                """).first else { return false }
+            try connection.query("SELECT payment_release_hold(p) FROM payments p WHERE p.id = \(id)::uuid")
+            try AuditLog.record(AuditEntry(operation: operation, entityType: "payment", entityID: id,
+                                           newValues: ["status": "canceled"]),
+                                context: .system("payments sweep"), on: connection)
+            for party in [changed["buyer_id"], changed["seller_id"]].compactMap({ $0 }) {
+                try Notifier.notify(party, kind: notification, payload: ["payment_id": .string(id)], on: connection)
+            }
+            return true
+        }
+    }
+}
