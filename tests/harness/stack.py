@@ -130,6 +130,25 @@ class Stack:
     def post(self, path, **kwargs):
         return self.request("POST", path, **kwargs)
 
+    # The fake Stripe ------------------------------------------------------------------------
+
+    def stripe_api(self, method, path, params=None):
+        """A call to the fake's Stripe API as a Stripe library would make it (form-encoded)."""
+        response = requests.request(method, self.stripe.url + path, data=params, verify=False, timeout=30,
+                                    headers={"Authorization": "Bearer " + self.app.env["STRIPE_SECRET_KEY"]})
+        response.raise_for_status()
+        return response.json()
+
+    def stripe_control(self, method, path, json_body=None):
+        """A call to the fake's control API (`/_control/…`)."""
+        response = requests.request(method, self.stripe.url + path, json=json_body, verify=False, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def sign_webhook(self, body: bytes, endpoint="platform", timestamp=None):
+        """A Stripe-Signature header for `body` with the endpoint's secret."""
+        return self.stripe.sign(body, endpoint=endpoint, timestamp=timestamp)
+
     # Disruptions, each with its way back ----------------------------------------------------
 
     def stop_database(self):

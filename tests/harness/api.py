@@ -1,0 +1,85 @@
+"""Helpers for API-level tests: profiles, tokens, listings and an onboarded seller.
+
+Tokens are minted here with the stack's HS256 secret (the same scheme as `payments token`),
+so tests can also forge bad ones (expired, wrong key, alg none, …)."""
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+
+JWT_SECRET = "test-only-jwt-secret-0123456789abcdef"  # the stack's AUTH_JWT_SECRET
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwt(claims: dict, *, secret: bytes = JWT_SECRET.encode(), header: dict | None = None) -> str:
+    """A compact JWS signed with HS256 (or unsigned when header alg is 'none')."""
+    header = header or {"alg": "HS256", "typ": "JWT"}
+    signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
+    if header.get("alg") == "none":
+        return signing_input + "."
+    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64url(signature)}"
+
+
+def token(user_id: str, ttl: int = 3600, **extra) -> str:
+    now = int(time.time())
+    return jwt({"sub": user_id, "iat": now, "exp": now + ttl, **extra})
+
+
+def bearer(user_id: str) -> dict:
+    return {"Authorization": f"Bearer {token(user_id)}"}
+
+
+def make_profile(db, role: str, *, stripe_account: str | None = None, charges_enabled: bool = False) -> dict:
+    """A new profile with a unique user id; returns {id, user_id, role, headers}."""
+    user_id = f"{role}-{uuid.uuid4().hex[:12]}"
+    row = db.execute(
+        "INSERT INTO profiles (user_id, role, email, stripe_account_id, charges_enabled, payouts_enabled, details_submitted)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id::text",
+        (user_id, role, f"{user_id}@example.test", stripe_account, charges_enabled, charges_enabled, charges_enabled),
+    ).fetchone()
+    return {"id": row[0], "user_id": user_id, "role": role, "headers": bearer(user_id)}
+
+
+def onboarded_seller(stack, db) -> dict:
+    """A seller whose Express account exists at the fake Stripe and can take charges."""
+    created = stack.stripe_api("POST", "/v1/accounts", {
+        "type": "express", "country": "US",
+        "capabilities[card_payments][requested]": "true", "capabilities[transfers][requested]": "true"})
+    account = created["id"]
+    stack.stripe_control("POST", f"/_control/accounts/{account}/complete_onboarding")
+    return make_profile(db, "seller", stripe_account=account, charges_enabled=True)
+
+
+def make_listing(db, seller: dict, *, price: int = 5000, currency: str = "usd", kind: str = "item") -> str:
+    return db.execute(
+        "INSERT INTO listings (seller_id, title, kind, price_cents, currency) VALUES (%s, %s, %s, %s, %s) RETURNING id::text",
+        (seller["id"], "Test listing", kind, price, currency),
+    ).fetchone()[0]
+
+
+def make_milestones(db, listing_id: str, amounts: list[int]) -> list[str]:
+    return [db.execute(
+        "INSERT INTO milestones (listing_id, position, title, amount_cents) VALUES (%s, %s, %s, %s) RETURNING id::text",
+        (listing_id, position, f"Milestone {position}", amount),
+    ).fetchone()[0] for position, amount in enumerate(amounts, start=1)]
+
+
+def table_counts(db, tables=("profiles", "listings", "milestones", "payments", "refunds", "transfers", "disputes",
+                             "webhook_events", "notifications", "idempotency_keys", "payouts")) -> dict:
+    """Row counts of the domain tables (not audit logs or rate limits), to prove a rejected
+    request changed nothing."""
+    return {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+
+
+def table_fingerprint(db, tables=("profiles", "listings", "milestones", "payments", "refunds", "transfers", "disputes",
+                                  "webhook_events", "notifications", "idempotency_keys", "payouts")) -> dict:
+    """An md5 of every row of each domain table: equal fingerprints mean nothing changed."""
+    return {t: db.execute(f"SELECT md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')) FROM {t} x").fetchone()[0]
+            for t in tables}
