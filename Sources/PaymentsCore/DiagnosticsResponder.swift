@@ -28,8 +28,8 @@ struct DiagnosticsResponder {
         router.add("POST", "/api/_diag/stripe", body: .json, stripeCall)
     }
 
-    /// `{"method":"POST","path":"/v1/payment_intents","idempotency_key":"k","params":{…}}` → the
-    /// object's `id` and `status`, or the typed `StripeError` fields with status 502.
+    /// `{"method":"POST","path":"/v1/payment_intents","idempotency_key":"k","params":{…},"account":"acct_…"}`
+    /// → the object's `id` and `status`, or the typed `StripeError` fields with status 502.
     private func stripeCall(_ request: Request, _ context: WorkerContext) throws -> Response {
         guard case .object(let body)? = request.json, case .string(let method)? = body["method"],
               case .string(let path)? = body["path"], path.hasPrefix("/v1/") else {
@@ -39,11 +39,13 @@ struct DiagnosticsResponder {
             params.sorted { $0.key < $1.key }.map { ($0.key, Self.parameter($0.value)) }
         } else { [] }
         struct Summary: Decodable { let id: String?; let status: String? }
+        let account: String? = if case .string(let value)? = body["account"] { value } else { nil }
         do {
             let summary: Summary
             switch (method, body["idempotency_key"]) {
-            case ("POST", .string(let key)?): summary = try context.stripe.post(path, parameters, idempotencyKey: key)
-            case ("GET", _): summary = try context.stripe.get(path, query: parameters)
+            case ("POST", .string(let key)?):
+                summary = try context.stripe.post(path, parameters, idempotencyKey: key, account: account)
+            case ("GET", _): summary = try context.stripe.get(path, query: parameters, account: account)
             default: throw APIError.invalidField("idempotency_key", "every POST needs one")
             }
             return .json(["id": JSONValue(summary.id), "status": JSONValue(summary.status)])

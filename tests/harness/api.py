@@ -27,6 +27,21 @@ def jwt(claims: dict, *, secret: bytes = JWT_SECRET.encode(), header: dict | Non
     return f"{signing_input}.{b64url(signature)}"
 
 
+def jwt_asymmetric(claims: dict, keys, *, alg: str = "RS256", kid: str | None = None) -> str:
+    """A token signed with the stack's test RSA (RS256) or P-256 (ES256) key."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+    header = {"alg": alg, "kid": kid or ("test-rsa" if alg == "RS256" else "test-ec")}
+    signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}".encode()
+    if alg == "RS256":
+        signature = keys.rsa.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+    else:
+        r, s = decode_dss_signature(keys.ec.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    return f"{signing_input.decode()}.{b64url(signature)}"
+
+
 def token(user_id: str, ttl: int = 3600, **extra) -> str:
     now = int(time.time())
     return jwt({"sub": user_id, "iat": now, "exp": now + ttl, **extra})

@@ -28,6 +28,29 @@ GENEROUS_LIMITS = {"API_RATE": "2000r/s", "API_BURST": 4000,
                    "WEBHOOK_RATE": "2000r/s", "WEBHOOK_BURST": 4000}
 
 
+class TestKeys:
+    """An RSA-2048 and a P-256 key pair made for this run; the public halves are written as the
+    app's AUTH_JWKS_FILE (kids `test-rsa`, `test-ec`). Nothing is stored after the run."""
+
+    def __init__(self, path: Path):
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+        import base64
+        import json
+
+        def b64(number: int, length: int) -> str:
+            return base64.urlsafe_b64encode(number.to_bytes(length, "big")).rstrip(b"=").decode()
+
+        self.path = Path(path)
+        self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.ec = ec.generate_private_key(ec.SECP256R1())
+        rn = self.rsa.public_key().public_numbers()
+        en = self.ec.public_key().public_numbers()
+        self.path.write_text(json.dumps({"keys": [
+            {"kty": "RSA", "kid": "test-rsa", "alg": "RS256", "n": b64(rn.n, 256), "e": b64(rn.e, 3)},
+            {"kty": "EC", "kid": "test-ec", "crv": "P-256", "alg": "ES256", "x": b64(en.x, 32), "y": b64(en.y, 32)},
+        ]}))
+
+
 class Stack:
     """A throwaway stack in a fresh temporary folder. `close()` always leaves no process."""
 
@@ -48,6 +71,7 @@ class Stack:
             connect_webhook_url=self.nginx.url("/api/payments/webhook/connect"),
             platform_secrets=(PLATFORM_SECRET,), connect_secrets=(CONNECT_SECRET,),
             webhook_backoff=0.2, webhook_max_attempts=6)
+        self.jwks = TestKeys(self.root / "jwks.json")
         self.app = App(self.app_env(), self.root / "app.log")
         self._extra_nginx = []
         self._closed = False
@@ -75,6 +99,9 @@ class Stack:
             "STRIPE_TIMEOUT_SECONDS": "3",
             "STRIPE_WEBHOOK_SECRETS": PLATFORM_SECRET,
             "STRIPE_CONNECT_WEBHOOK_SECRETS": CONNECT_SECRET,
+            "AUTH_JWKS_FILE": str(self.jwks.path),
+            # A tight limit on one cheap route, for the rate-limiter tests (keyed per profile).
+            "RATE_LIMITS": "notifications=10/60",
             "PUBLIC_BASE_URL": base_url,
             "APP_RETURN_URL": base_url + "/marketplace/",
         }
