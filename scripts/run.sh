@@ -3,8 +3,9 @@
 # `payments serve`, nginx on https://127.0.0.1:HTTPS_PORT — and return. Components that are
 # already running are reported and left alone, so running it twice starts nothing twice.
 # Expects the binary to be built (make run does that). Stop it all with scripts/stop.sh.
-# Settings: RUN_DIR (.run), HTTPS_PORT (8443), HTTP_PORT (8080), WORKERS, and the rate
-# settings of render-nginx.sh.
+# Settings: RUN_DIR (.run), HTTPS_PORT (8443), HTTP_PORT (8080), WORKERS, STRIPE_FAKE_PORT
+# (12111), and the rate settings of render-nginx.sh. Without a real STRIPE_SECRET_KEY in the
+# environment, the project's fake Stripe is started too (HTTPS, state kept in RUN_DIR).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
@@ -27,6 +28,33 @@ SECRETS
     )
 fi
 
+# Stripe: a real key from the environment is used as is; otherwise the local fake.
+"$REPO/scripts/make-cert.sh" "$RUN_DIR/tls"
+stripe_env=""
+if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
+    fake_port=${STRIPE_FAKE_PORT:-12111}
+    stripe_env="STRIPE_API_BASE='https://127.0.0.1:$fake_port'
+STRIPE_CA_BUNDLE='$RUN_DIR/tls/cert.pem'"
+    fake_pid=$(pid_of "$RUN_DIR/stripe.pid" fake_stripe)
+    if [ -n "$fake_pid" ]; then
+        log "fake Stripe is already running (pid $fake_pid)"
+    else
+        set -a && source "$secrets" && set +a
+        (cd "$REPO" && exec setsid python3 -m tests.fake_stripe --port "$fake_port" \
+            --tls-cert "$RUN_DIR/tls/cert.pem" --tls-key "$RUN_DIR/tls/key.pem" \
+            --platform-webhook-url "$base_url/api/payments/webhook" \
+            --connect-webhook-url "$base_url/api/payments/webhook/connect" \
+            --platform-secret "$STRIPE_WEBHOOK_SECRETS" --connect-secret "$STRIPE_CONNECT_WEBHOOK_SECRETS" \
+            --public-url "https://127.0.0.1:$fake_port" --state-file "$RUN_DIR/stripe-state.json") \
+            >>"$RUN_DIR/stripe.log" 2>&1 </dev/null &
+        echo $! >"$RUN_DIR/stripe.pid"
+        log "started the fake Stripe (pid $(cat "$RUN_DIR/stripe.pid")) on https://127.0.0.1:$fake_port, log in $RUN_DIR/stripe.log"
+    fi
+else
+    stripe_env="STRIPE_SECRET_KEY='$STRIPE_SECRET_KEY'
+STRIPE_API_BASE='${STRIPE_API_BASE:-https://api.stripe.com}'"
+fi
+
 "$REPO/scripts/pg-cluster.sh" init "$RUN_DIR/pg"
 "$REPO/scripts/pg-cluster.sh" start "$RUN_DIR/pg"
 "$REPO/scripts/pg-cluster.sh" createdb "$RUN_DIR/pg" payments
@@ -41,12 +69,14 @@ PUBLIC_BASE_URL='$base_url'
 APP_RETURN_URL='$base_url/marketplace/'
 ${WORKERS:+WORKERS='$WORKERS'}
 $(cat "$secrets")
+$stripe_env
 ENV
 )
 
 load_env() { set -a && source "$RUN_DIR/env" && set +a; }
 
 (load_env && exec "$PAYMENTS_BIN" migrate)
+(load_env && exec "$PAYMENTS_BIN" seed-demo)
 
 app_pid=$(pid_of "$RUN_DIR/app.pid" "$PAYMENTS_BIN")
 if [ -n "$app_pid" ]; then
@@ -85,14 +115,30 @@ until curl -skf -o /dev/null "$base_url/api/health"; do
     sleep 0.2
 done
 
+token_for() { (load_env && exec "$PAYMENTS_BIN" token --user "$1" --ttl 86400); }
+buyer=$(token_for demo-buyer)
+seller=$(token_for demo-seller)
+admin=$(token_for demo-admin)
+
 cat <<EOF_MSG
 
 Payments is running:
   API          $base_url/api/  (http://127.0.0.1:$HTTP_PORT redirects here)
   environment  $RUN_DIR/env
-  logs         $RUN_DIR/app.log, $nginx_prefix/logs/
+  logs         $RUN_DIR/app.log, $nginx_prefix/logs/${stripe_env:+, $RUN_DIR/stripe.log}
+Demo data: buyer, seller and admin profiles (demo-buyer, demo-seller, demo-admin), listings
+00000000-0000-4000-8000-000000000101 and …102 (items), …103 (a job with three milestones).
+Tokens below are valid for 24 h; mint more with: (set -a; . $RUN_DIR/env; $PAYMENTS_BIN token --user demo-buyer)
+
 Try:
   curl -sk $base_url/api/health
   curl -sk $base_url/api/ready
+  curl -sk -H 'Authorization: Bearer $buyer' $base_url/api/me
+  curl -sk -H 'Authorization: Bearer $seller' $base_url/api/payments?as=seller
+  curl -sk -H 'Authorization: Bearer $admin' $base_url/api/admin/audit-logs
+  curl -sk -X POST -H 'Authorization: Bearer $buyer' -H 'Content-Type: application/json' \\
+       -H 'Idempotency-Key: demo-1' -d '{"listing_id":"00000000-0000-4000-8000-000000000101"}' \\
+       $base_url/api/payments/create-intent
+  (the seller must finish Connect onboarding first, otherwise that answers 409 seller_not_ready)
 Stop it with: make stop
 EOF_MSG

@@ -6,6 +6,7 @@ source "$(dirname "$0")/common.sh"
 [ -d "$RUN_DIR" ] || exit 0
 stop_pid "$RUN_DIR/nginx/logs/nginx.pid" nginx QUIT 15
 stop_pid "$RUN_DIR/app.pid" "$PAYMENTS_BIN" TERM 15
+stop_pid "$RUN_DIR/stripe.pid" fake_stripe TERM 10
 if [ -f "$RUN_DIR/pg/data/PG_VERSION" ]; then
     "$REPO/scripts/pg-cluster.sh" stop "$RUN_DIR/pg"
 fi
