@@ -42,7 +42,10 @@ def test_every_nginx_error_status_has_a_json_envelope_page(stack):
         envelope = json.loads(body.replace("$request_id", "abc"))
         assert envelope == {"error": {"code": code, "message": envelope["error"]["message"], "request_id": "abc"}}
         assert "default_type application/json;" in block and "include nginx-response-headers.conf;" in block
-    assert "fastcgi_intercept_errors off;" in (stack.nginx.directory / "fastcgi-app.conf").read_text()
+    # The app's envelopes pass through untouched everywhere but the onboarding redirects.
+    server_config = (stack.nginx.directory / "nginx.conf").read_text()
+    assert "fastcgi_intercept_errors off;" in server_config
+    assert server_config.count("fastcgi_intercept_errors on;") == 1
 
 
 def test_path_outside_api_is_nginx_404(stack):

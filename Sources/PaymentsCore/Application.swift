@@ -22,6 +22,7 @@ public struct Application: Sendable {
         WebhookResponder().addRoutes(to: &router)
         IntentsResponder().addRoutes(to: &router)
         CaptureResponder().addRoutes(to: &router)
+        ConnectResponder().addRoutes(to: &router)
         if shared.configuration.diagnosticsEnabled {
             DiagnosticsResponder().addRoutes(to: &router)
         }

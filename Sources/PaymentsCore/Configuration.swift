@@ -77,6 +77,12 @@ public struct ServerConfiguration: Sendable {
     public var stripe: StripeConfiguration
     /// Fees, reservation and capture windows.
     public var marketplace: MarketplaceConfiguration
+    /// External https URL of this service (`PUBLIC_BASE_URL`), for onboarding links.
+    public var publicBaseURL: String
+    /// Where sellers land after onboarding (`APP_RETURN_URL`).
+    public var appReturnURL: String
+    /// The HMAC key of onboarding `state` values (derived from the Stripe secret key).
+    var onboardingStateKey: [UInt8]
     /// Signature checks for `/api/payments/webhook` (`STRIPE_WEBHOOK_SECRETS`).
     public var platformWebhooks: WebhookSignatureVerifier
     /// Signature checks for `/api/payments/webhook/connect` (`STRIPE_CONNECT_WEBHOOK_SECRETS`).
@@ -100,11 +106,23 @@ public struct ServerConfiguration: Sendable {
         rateLimiter = try RateLimiter(environment: environment)
         stripe = try Self.stripeConfiguration(environment)
         marketplace = try MarketplaceConfiguration(environment: environment)
+        publicBaseURL = try Self.httpURL("PUBLIC_BASE_URL", environment)
+        appReturnURL = try Self.httpURL("APP_RETURN_URL", environment)
+        onboardingStateKey = OnboardingState.key(stripeSecretKey: stripe.secretKey)
         let tolerance = try environment.integer("WEBHOOK_TOLERANCE_SECONDS", default: 300, in: 1...86_400)
         platformWebhooks = WebhookSignatureVerifier(secrets: try Self.webhookSecrets("STRIPE_WEBHOOK_SECRETS", environment),
                                                     tolerance: Int64(tolerance))
         connectWebhooks = WebhookSignatureVerifier(
             secrets: try Self.webhookSecrets("STRIPE_CONNECT_WEBHOOK_SECRETS", environment), tolerance: Int64(tolerance))
+    }
+
+    /// A required absolute http(s) URL without a trailing slash.
+    static func httpURL(_ name: String, _ environment: Environment) throws -> String {
+        let value = try environment.required(name)
+        guard let url = URL(string: value), ["https", "http"].contains(url.scheme ?? ""), url.host != nil else {
+            throw ConfigurationError(description: "environment variable \(name) must be an absolute https URL")
+        }
+        return value.hasSuffix("/") && name == "PUBLIC_BASE_URL" ? String(value.dropLast()) : value
     }
 
     /// A comma-separated list of `whsec_…` secrets (several during a rotation).

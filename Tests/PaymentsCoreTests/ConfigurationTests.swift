@@ -5,6 +5,7 @@ import Testing
     private let minimal = [
         "DATABASE_URL": "postgresql:///x", "FCGI_SOCKET": "/tmp/x.sock", "AUTH_JWT_SECRET": String(repeating: "s", count: 32), "STRIPE_SECRET_KEY": "sk_test_unit",
             "STRIPE_WEBHOOK_SECRETS": "whsec_test_unit_platform", "STRIPE_CONNECT_WEBHOOK_SECRETS": "whsec_test_unit_connect",
+            "PUBLIC_BASE_URL": "https://payments.example.test", "APP_RETURN_URL": "https://market.example.test/done",
     ]
 
     private func message(_ values: [String: String]) -> String? {

@@ -15,6 +15,7 @@ import Testing
             "DIAGNOSTICS_ENABLED": "1", "MAX_BODY_BYTES": "2048",
             "AUTH_JWT_SECRET": "test-secret-test-secret-test-secret!", "STRIPE_SECRET_KEY": "sk_test_unit",
             "STRIPE_WEBHOOK_SECRETS": "whsec_test_unit_platform", "STRIPE_CONNECT_WEBHOOK_SECRETS": "whsec_test_unit_connect",
+            "PUBLIC_BASE_URL": "https://payments.example.test", "APP_RETURN_URL": "https://market.example.test/done",
         ]))
         let shared = SharedState(configuration: configuration, logger: Logger(descriptor: -1), metrics: Metrics(),
                                  migrations: [])

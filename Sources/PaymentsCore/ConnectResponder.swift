@@ -1,0 +1,176 @@
+import Cryptography
+import Foundation
+import Postgres
+import Stripe
+
+/// Seller onboarding with Stripe Connect Express (SPEC §5, §6): the account is created once,
+/// the seller follows single-use account links, and our return endpoint asks Stripe (never the
+/// redirect itself) whether onboarding is complete.
+struct ConnectResponder {
+    func addRoutes(to router: inout Router) {
+        router.add("POST", "/api/connect/accounts", body: .json, access: .roles([.seller]), rateLimits: [.connect],
+                   audit: AuditTarget("connect.account", entity: "profile"), createAccount)
+        router.add("GET", "/api/connect/status", access: .roles([.seller]), status)
+        router.add("POST", "/api/connect/dashboard-link", body: .json, access: .roles([.seller]), rateLimits: [.connect],
+                   dashboardLink)
+        // The seller's browser follows these after Stripe's hosted pages: no Bearer token, no
+        // cookie needed; the signed `state` says whose account it is (outside the CSRF policy:
+        // they change nothing but the profile's mirror of Stripe's account).
+        router.add("GET", "/api/connect/onboarding/refresh", refresh)
+        router.add("GET", "/api/connect/onboarding/return", returned)
+    }
+
+    /// Creates the Express account once (Stripe key `profile:{id}:account`; concurrent calls
+    /// get the same account from Stripe), stores it, and returns a fresh onboarding link.
+    private func createAccount(_ request: Request, _ context: WorkerContext) throws -> Response {
+        let identity = try request.requireIdentity()
+        let profileID = identity.profileID.uuidString.lowercased()
+        guard let profile = try context.database.query("""
+            SELECT stripe_account_id, email FROM profiles WHERE id = \(identity.profileID)
+            """).first else { throw APIError.notFound }
+
+        var accountID = profile["stripe_account_id"]
+        var created = false
+        if accountID == nil {
+            let marketplace = context.shared.configuration.marketplace
+            let account = try context.stripe.createAccount([
+                ("type", "express"),
+                ("email", profile["email"].map(StripeParameter.string) ?? .omitted),
+                ("capabilities", ["card_payments": ["requested": true], "transfers": ["requested": true]]),
+                ("settings", ["payouts": ["schedule": ["interval": "daily",
+                                                       "delay_days": .integer(Int64(marketplace.payoutDelayDays))]]]),
+                ("metadata", ["profile_id": .string(profileID)]),
+            ], idempotencyKey: "profile:\(profileID):account")
+            accountID = try context.database.withTransaction { connection -> String in
+                let stored = try connection.query("""
+                    UPDATE profiles SET stripe_account_id = COALESCE(stripe_account_id, \(account.id))
+                    WHERE id = \(identity.profileID) RETURNING stripe_account_id
+                    """).first?["stripe_account_id"] ?? account.id
+                try AuditLog.record(AuditEntry(operation: "connect.account", entityType: "profile", entityID: profileID,
+                                               oldValues: ["stripe_account_id": nil], newValues: ["stripe_account_id": .string(stored)]),
+                                    request: request, on: connection)
+                return stored
+            }
+            created = true
+            // account.updated events may have arrived before we stored the id.
+            WebhookInbox(connection: context.database, audit: AuditContext(request: request, actorRole: "stripe"))
+                .applyParked(objectID: account.id)
+        }
+        guard let accountID else { throw APIError.internalError }
+        let link = try makeLink(profileID: profileID, accountID: accountID, context: context)
+        struct Created: Encodable {
+            let account_id: String
+            let onboarding_url: String
+            let expires_at: Int64
+        }
+        return .json(Created(account_id: accountID, onboarding_url: link.url, expires_at: link.expiresAt),
+                     status: created ? 201 : 200)
+    }
+
+    private func status(_ request: Request, _ context: WorkerContext) throws -> Response {
+        let identity = try request.requireIdentity()
+        guard let row = try context.database.query("""
+            SELECT stripe_account_id, charges_enabled, payouts_enabled, details_submitted, requirements_due::text AS due,
+                   disabled_reason FROM profiles WHERE id = \(identity.profileID)
+            """).first else { throw APIError.notFound }
+        struct Status: Encodable {
+            let account_id: String?
+            let charges_enabled, payouts_enabled, details_submitted: Bool
+            let requirements_due: JSONValue
+            let disabled_reason: String?
+        }
+        return .json(Status(account_id: row["stripe_account_id"], charges_enabled: row.bool("charges_enabled") ?? false,
+                            payouts_enabled: row.bool("payouts_enabled") ?? false,
+                            details_submitted: row.bool("details_submitted") ?? false,
+                            requirements_due: row["due"].flatMap { JSONValue.parse(Array($0.utf8)) } ?? [],
+                            disabled_reason: row["disabled_reason"]))
+    }
+
+    /// An Express dashboard login link; 409 until the seller has finished onboarding.
+    private func dashboardLink(_ request: Request, _ context: WorkerContext) throws -> Response {
+        let identity = try request.requireIdentity()
+        guard let row = try context.database.query("""
+            SELECT stripe_account_id, details_submitted FROM profiles WHERE id = \(identity.profileID)
+            """).first, let account = row["stripe_account_id"], row.bool("details_submitted") == true else {
+            throw APIError(status: 409, code: "not_onboarded", message: "Finish Connect onboarding first.")
+        }
+        let nonce = Hex.encode(Digest.randomBytes(8))
+        let link = try context.stripe.createLoginLink(account: account,
+                                                      idempotencyKey: "profile:\(identity.profileID.uuidString.lowercased()):login:\(nonce)")
+        return .json(["url": link.url])
+    }
+
+    /// A valid state gets a newly minted link (the old one expired or was used).
+    private func refresh(_ request: Request, _ context: WorkerContext) throws -> Response {
+        let state = try verifiedState(request, context: context)
+        let link = try makeLink(profileID: state.profileID, accountID: state.accountID, context: context)
+        return Self.redirect(to: link.url)
+    }
+
+    /// Stripe sends the seller back here whether or not they finished: ask Stripe, sync, and
+    /// send the browser to the marketplace with the real outcome.
+    private func returned(_ request: Request, _ context: WorkerContext) throws -> Response {
+        let state = try verifiedState(request, context: context)
+        let account = try context.stripe.retrieveAccount(state.accountID)
+        let due = String(decoding: JSONCoding.encode((account.requirements?.currentlyDue ?? []).map(JSONValue.string)),
+                         as: UTF8.self)
+        try context.database.withTransaction { connection in
+            let before = try connection.query("""
+                SELECT charges_enabled FROM profiles WHERE id = \(state.profileID)::uuid AND stripe_account_id = \(state.accountID)
+                FOR UPDATE
+                """).first
+            guard let before else { throw Self.stateRejected("forged") }
+            try connection.query("""
+                UPDATE profiles SET charges_enabled = \(account.chargesEnabled), payouts_enabled = \(account.payoutsEnabled),
+                       details_submitted = \(account.detailsSubmitted), requirements_due = \(due)::jsonb,
+                       disabled_reason = \(account.requirements?.disabledReason), account_synced_at = now()
+                WHERE id = \(state.profileID)::uuid
+                """)
+            if before.bool("charges_enabled") != account.chargesEnabled {
+                try AuditLog.record(AuditEntry(operation: "connect.synced", entityType: "profile", entityID: state.profileID,
+                                               oldValues: ["charges_enabled": .bool(before.bool("charges_enabled") ?? false)],
+                                               newValues: ["charges_enabled": .bool(account.chargesEnabled)]),
+                                    context: AuditContext(request: request, actorRole: "seller"), on: connection)
+            }
+        }
+        let complete = account.detailsSubmitted && account.chargesEnabled
+        let target = context.shared.configuration.appReturnURL
+        let separator = target.contains("?") ? "&" : "?"
+        return Self.redirect(to: "\(target)\(separator)onboarding=\(complete ? "complete" : "incomplete")")
+    }
+
+    // MARK: Helpers
+
+    private func makeLink(profileID: String, accountID: String, context: WorkerContext) throws -> AccountLink {
+        let now = Int64(Date().timeIntervalSince1970)
+        let state = OnboardingState.make(profileID: profileID, accountID: accountID, now: now)
+            .encoded(key: context.shared.configuration.onboardingStateKey)
+        let base = context.shared.configuration.publicBaseURL + "/api/connect/onboarding"
+        return try context.stripe.createAccountLink([
+            ("account", .string(accountID)),
+            ("refresh_url", .string("\(base)/refresh?state=\(state)")),
+            ("return_url", .string("\(base)/return?state=\(state)")),
+            ("type", "account_onboarding"),
+        ], idempotencyKey: "profile:\(profileID):link:\(state.suffix(16))")
+    }
+
+    private func verifiedState(_ request: Request, context: WorkerContext) throws -> OnboardingState {
+        do throws(OnboardingState.Failure) {
+            return try OnboardingState.decode(request.query["state"], key: context.shared.configuration.onboardingStateKey,
+                                              now: Int64(Date().timeIntervalSince1970))
+        } catch {
+            throw Self.stateRejected(error.rawValue)
+        }
+    }
+
+    /// nginx turns this 400 into the static onboarding error page (never a redirect).
+    private static func stateRejected(_ reason: String) -> APIError {
+        APIError(status: 400, code: "onboarding_state_invalid", message: "This onboarding link is \(reason); start again from the marketplace.")
+    }
+
+    /// A 302 whose target is never logged.
+    private static func redirect(to url: String) -> Response {
+        Response(status: 302, headers: [("Location", url), ("Content-Type", "text/plain; charset=utf-8")],
+                 body: Array("Redirecting…\n".utf8))
+    }
+}
