@@ -23,6 +23,7 @@ public struct Application: Sendable {
         IntentsResponder().addRoutes(to: &router)
         CaptureResponder().addRoutes(to: &router)
         ConnectResponder().addRoutes(to: &router)
+        MilestonesResponder().addRoutes(to: &router)
         if shared.configuration.diagnosticsEnabled {
             DiagnosticsResponder().addRoutes(to: &router)
         }

@@ -1,0 +1,257 @@
+import Foundation
+import Postgres
+import Stripe
+
+/// Escrow-style jobs paid in milestones (SPEC §5): each milestone is funded by a platform
+/// charge and released to the seller as a Transfer of amount − fee.
+struct MilestonesResponder {
+    func addRoutes(to router: inout Router) {
+        router.add("POST", "/api/payments/milestones/create-intent", body: .json, access: .roles([.buyer]),
+                   rateLimits: [.milestone], audit: AuditTarget("milestone.fund", entity: "milestone"), fund)
+        router.add("POST", "/api/payments/milestones/{id}/release", body: .json, access: .roles([.buyer]),
+                   rateLimits: [.milestone], audit: AuditTarget("milestone.release", entity: "milestone"), release)
+        router.add("GET", "/api/listings/{id}/milestones", access: .signedIn, list)
+    }
+
+    /// Starts funding one milestone: checks and the `funding` mark in one transaction (the
+    /// milestone row locked), then a platform PaymentIntent with automatic capture.
+    private func fund(_ request: Request, _ context: WorkerContext) throws -> Response {
+        let identity = try request.requireIdentity()
+        let body = try JSONBody(request)
+        let listingID = try body.uuid("listing_id")
+        let milestoneID = try body.uuid("milestone_id")
+        let marketplace = context.shared.configuration.marketplace
+        let database = context.database
+
+        let payment = try database.withTransaction { connection -> Row in
+            guard let listing = try connection.query("""
+                SELECT l.id, l.seller_id, l.currency, l.kind, l.status, s.stripe_account_id, s.charges_enabled
+                FROM listings l JOIN profiles s ON s.id = l.seller_id WHERE l.id = \(listingID)
+                """).first else { throw APIError(status: 404, code: "listing_not_found", message: "No such listing.") }
+            guard let milestone = try connection.query("""
+                SELECT id, listing_id, amount_cents, status FROM milestones WHERE id = \(milestoneID) FOR UPDATE
+                """).first else { throw APIError(status: 404, code: "milestone_not_found", message: "No such milestone.") }
+            guard milestone.uuid("listing_id") == listingID else {
+                throw APIError.invalidField("milestone_id", "does not belong to this listing")
+            }
+            guard listing.uuid("seller_id") != identity.profileID else {
+                throw APIError(status: 403, code: "self_purchase", message: "You cannot pay for your own listing.")
+            }
+            guard listing["kind"] == "job", listing["status"] == "active" else {
+                throw APIError(status: 409, code: "listing_unavailable", message: "This listing is not a job open for funding.")
+            }
+            // A job has one buyer: whoever funded it first.
+            if try connection.query("""
+                SELECT 1 FROM payments WHERE listing_id = \(listingID) AND kind = 'milestone' AND buyer_id <> \(identity.profileID)
+                  AND status NOT IN ('failed', 'canceled') LIMIT 1
+                """).first != nil {
+                throw APIError(status: 409, code: "listing_unavailable", message: "Another buyer is funding this job.")
+            }
+            guard milestone["status"] == "pending" else {
+                throw APIError(status: 409, code: "milestone_unavailable",
+                               message: "This milestone is \(milestone["status"] ?? "unknown"), not pending.")
+            }
+            guard let account = listing["stripe_account_id"], listing.bool("charges_enabled") == true else {
+                throw APIError(status: 409, code: "seller_not_ready", message: "The seller cannot accept payments yet.")
+            }
+            let amount = Int64(milestone.int("amount_cents") ?? 0)
+            try connection.query("UPDATE milestones SET status = 'funding' WHERE id = \(milestoneID)")
+            guard let row = try connection.query("""
+                INSERT INTO payments (kind, buyer_id, seller_id, listing_id, milestone_id, amount_cents, application_fee_cents,
+                                      currency, status, transfer_group)
+                VALUES ('milestone', \(identity.profileID), \(listing["seller_id"])::uuid, \(listingID), \(milestoneID), \(amount),
+                        \(marketplace.fee(for: amount)), \(listing["currency"]), 'creating',
+                        \("listing:" + listingID.uuidString.lowercased()))
+                RETURNING id, amount_cents, application_fee_cents, currency, transfer_group, buyer_id, seller_id,
+                          (SELECT count(*) + 1 FROM payments WHERE milestone_id = \(milestoneID)) AS attempt, \(account) AS destination
+                """).first else { throw APIError.internalError }
+            return row
+        }
+        let paymentID = payment["id"] ?? ""
+        let milestone = milestoneID.uuidString.lowercased()
+        let attempt = payment.int("attempt") ?? 1
+        // The first funding uses the documented key; a new attempt after a failed one gets its own.
+        let key = attempt <= 1 ? "milestone:\(milestone):fund" : "milestone:\(milestone):fund:\(attempt)"
+
+        let intent: PaymentIntent
+        do {
+            intent = try context.stripe.createPaymentIntent([
+                ("amount", .integer(Int64(payment.int("amount_cents") ?? 0))),
+                ("currency", .string(payment["currency"] ?? "")),
+                ("capture_method", "automatic"),
+                ("payment_method_types", ["card"]),
+                ("transfer_group", .string(payment["transfer_group"] ?? "")),
+                ("metadata", .object([
+                    ("payment_id", .string(paymentID)), ("milestone_id", .string(milestone)),
+                    ("listing_id", .string(listingID.uuidString.lowercased())),
+                    ("buyer_id", .string(payment["buyer_id"] ?? "")), ("seller_id", .string(payment["seller_id"] ?? "")),
+                ])),
+            ], idempotencyKey: key)
+        } catch {
+            try? database.withTransaction { connection in
+                try Self.abandon(paymentID, code: error.code ?? error.kind.rawValue, request: request, on: connection)
+            }
+            throw error
+        }
+
+        do {
+            try database.withTransaction { connection in
+                try connection.query("""
+                    UPDATE payments p SET stripe_payment_intent_id = \(intent.id), client_secret = \(intent.clientSecret),
+                           status = CASE WHEN p.status = 'creating' THEN \(intent.status) ELSE p.status END
+                    WHERE id = \(paymentID)::uuid
+                    """)
+                try AuditLog.record(AuditEntry(operation: "milestone.fund", entityType: "milestone", entityID: milestone,
+                                               oldValues: ["status": "pending"],
+                                               newValues: ["status": "funding", "payment_id": .string(paymentID),
+                                                           "payment_intent_id": .string(intent.id)]),
+                                    request: request, on: connection)
+            }
+        } catch {
+            _ = try? context.stripe.cancelPaymentIntent(intent.id, reason: "abandoned", idempotencyKey: "payment:\(paymentID):cancel")
+            try? database.withTransaction { connection in
+                try Self.abandon(paymentID, code: "storage_failed", request: request, on: connection)
+            }
+            throw error
+        }
+        WebhookInbox(connection: database, audit: AuditContext(request: request, actorRole: "stripe")).applyParked(objectID: intent.id)
+        struct Funding: Encodable {
+            let payment_id, payment_intent_id, client_secret, milestone_id, currency: String
+            let amount, application_fee: Int64
+        }
+        return .json(Funding(payment_id: paymentID, payment_intent_id: intent.id, client_secret: intent.clientSecret ?? "",
+                             milestone_id: milestone, currency: intent.currency, amount: intent.amount,
+                             application_fee: Int64(payment.int("application_fee_cents") ?? 0)), status: 201)
+    }
+
+    /// Marks a funding attempt that will not go ahead; the milestone is pending again.
+    static func abandon(_ paymentID: String, code: String, request: Request, on connection: Connection) throws {
+        guard try connection.query("""
+            UPDATE payments SET status = 'failed', failure_code = \(code)
+            WHERE id = \(paymentID)::uuid AND status IN ('creating', 'requires_payment_method')
+            RETURNING id
+            """).first != nil else { return }
+        try connection.query("SELECT payment_release_hold(p) FROM payments p WHERE p.id = \(paymentID)::uuid")
+        try AuditLog.record(AuditEntry(operation: "milestone.fund", entityType: "payment", entityID: paymentID,
+                                       newValues: ["status": "failed"], success: false, errorCode: code),
+                            request: request, on: connection)
+    }
+
+    /// The buyer who funded it releases a milestone to the seller.
+    private func release(_ request: Request, _ context: WorkerContext) throws -> Response {
+        let identity = try request.requireIdentity()
+        let milestoneID = try PathParameter.uuid(request, "id")
+        let released = try MilestoneRelease(context: context, audit: AuditContext(request: request))
+            .release(milestoneID, requiredBuyer: identity.profileID)
+        return .json(released)
+    }
+
+    /// A job's milestones with their states, for its seller, its buyer, or an admin.
+    private func list(_ request: Request, _ context: WorkerContext) throws -> Response {
+        let identity = try request.requireIdentity()
+        let listingID = try PathParameter.uuid(request, "id")
+        let visible = try context.database.query("""
+            SELECT 1 FROM listings l WHERE l.id = \(listingID) AND (\(identity.role == .admin) OR l.seller_id = \(identity.profileID)
+                OR EXISTS (SELECT 1 FROM payments p WHERE p.listing_id = l.id AND p.buyer_id = \(identity.profileID)))
+            """).first
+        guard visible != nil else { throw APIError.notFound }
+        let rows = try context.database.query("""
+            SELECT m.id, m.position, m.title, m.amount_cents, m.status,
+                   (SELECT p.id::text FROM payments p WHERE p.milestone_id = m.id AND p.status NOT IN ('failed', 'canceled')
+                    ORDER BY p.created_at DESC LIMIT 1) AS payment_id
+            FROM milestones m WHERE m.listing_id = \(listingID) ORDER BY m.position
+            """).rows
+        struct Milestone: Encodable {
+            let id, title, status: String
+            let position: Int
+            let amount: Int64
+            let payment_id: String?
+        }
+        return .json(["data": rows.map {
+            Milestone(id: $0["id"] ?? "", title: $0["title"] ?? "", status: $0["status"] ?? "", position: $0.int("position") ?? 0,
+                      amount: Int64($0.int("amount_cents") ?? 0), payment_id: $0["payment_id"])
+        }])
+    }
+}
+
+/// Releasing a funded milestone: a Transfer of amount − fee to the seller, paid from the
+/// milestone's own charge (`source_transaction`), key `milestone:{id}:release`. Used by the
+/// buyer's release and by an admin resolving a dispute in the seller's favour.
+struct MilestoneRelease {
+    let context: WorkerContext
+    let audit: AuditContext
+
+    /// What the release answers.
+    struct Released: Encodable {
+        let milestone_id, status, transfer_id, destination, currency: String
+        let amount: Int64
+    }
+
+    /// Releases; `requiredBuyer` limits it to the buyer who funded it (nil for an admin).
+    func release(_ milestoneID: UUID, requiredBuyer: UUID?, allowDisputed: Bool = false) throws -> Released {
+        let database = context.database
+        guard let row = try database.query("""
+            SELECT m.status AS milestone_status, p.id AS payment_id, p.buyer_id, p.seller_id, p.amount_cents,
+                   p.application_fee_cents, p.currency, p.stripe_charge_id, p.transfer_group, s.stripe_account_id
+            FROM milestones m
+            JOIN payments p ON p.milestone_id = m.id AND p.status IN ('succeeded', 'refunded')
+            JOIN profiles s ON s.id = p.seller_id
+            WHERE m.id = \(milestoneID) ORDER BY p.created_at DESC LIMIT 1
+            """).first, requiredBuyer == nil || row.uuid("buyer_id") == requiredBuyer else { throw APIError.notFound }
+        let milestone = milestoneID.uuidString.lowercased()
+        let paymentID = row["payment_id"] ?? ""
+        if row["milestone_status"] == "released", let existing = try database.query("""
+            SELECT stripe_transfer_id, destination_account, amount_cents, currency FROM transfers WHERE milestone_id = \(milestoneID)
+            """).first {
+            return Released(milestone_id: milestone, status: "released", transfer_id: existing["stripe_transfer_id"] ?? "",
+                            destination: existing["destination_account"] ?? "", currency: existing["currency"] ?? "",
+                            amount: Int64(existing.int("amount_cents") ?? 0))
+        }
+        guard row["milestone_status"] == "funded" else {
+            throw APIError(status: 409, code: "milestone_not_funded",
+                           message: "Only a funded milestone can be released (this one is \(row["milestone_status"] ?? "unknown")).")
+        }
+        if !allowDisputed, try database.query("""
+            SELECT 1 FROM disputes WHERE payment_id = \(paymentID)::uuid
+              AND status IN ('open', 'warning_needs_response', 'warning_under_review', 'needs_response', 'under_review')
+            """).first != nil {
+            throw APIError(status: 409, code: "payment_disputed", message: "A dispute is open on this milestone.")
+        }
+        guard let charge = row["stripe_charge_id"], let destination = row["stripe_account_id"] else {
+            throw APIError(status: 409, code: "milestone_not_funded", message: "The milestone's charge is not recorded yet; retry shortly.")
+        }
+        let amount = Int64(row.int("amount_cents") ?? 0) - Int64(row.int("application_fee_cents") ?? 0)
+        let transfer = try context.stripe.createTransfer([
+            ("amount", .integer(amount)),
+            ("currency", .string(row["currency"] ?? "")),
+            ("destination", .string(destination)),
+            ("source_transaction", .string(charge)),
+            ("transfer_group", .string(row["transfer_group"] ?? "")),
+            ("metadata", .object([("payment_id", .string(paymentID)), ("milestone_id", .string(milestone))])),
+        ], idempotencyKey: "milestone:\(milestone):release")
+
+        try database.withTransaction { connection in
+            try connection.query("""
+                INSERT INTO transfers (payment_id, milestone_id, stripe_transfer_id, destination_account, amount_cents, currency, status)
+                VALUES (\(paymentID)::uuid, \(milestoneID), \(transfer.id), \(destination), \(transfer.amount), \(transfer.currency),
+                        'created')
+                ON CONFLICT (stripe_transfer_id) DO NOTHING
+                """)
+            guard try connection.query("""
+                UPDATE milestones SET status = 'released' WHERE id = \(milestoneID) AND status = 'funded' RETURNING id
+                """).first != nil else { return }
+            try AuditLog.record(AuditEntry(operation: "milestone.release", entityType: "milestone", entityID: milestone,
+                                           oldValues: ["status": "funded"],
+                                           newValues: ["status": "released", "transfer_id": .string(transfer.id),
+                                                       "amount": .int(transfer.amount)]),
+                                context: audit, on: connection)
+            if let seller = row["seller_id"] {
+                try Notifier.notify(seller, kind: "milestone_released",
+                                    payload: ["milestone_id": .string(milestone), "amount_cents": .int(transfer.amount)],
+                                    on: connection)
+            }
+        }
+        return Released(milestone_id: milestone, status: "released", transfer_id: transfer.id, destination: destination,
+                        currency: transfer.currency, amount: transfer.amount)
+    }
+}
