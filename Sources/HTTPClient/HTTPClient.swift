@@ -124,6 +124,9 @@ public final class HTTPClient {
         ccurl_setopt_long(handle, CURLOPT_SSL_VERIFYHOST, 2)
         ccurl_setopt_string(handle, CURLOPT_PROTOCOLS_STR, "https,http")
         ccurl_setopt_long(handle, CURLOPT_FOLLOWLOCATION, 0)
+        // One attempt, one request: on a reused connection that died before answering, libcurl
+        // would silently send the request again, below the caller's retry count and backoff.
+        ccurl_setopt_long(handle, CURLOPT_FORBID_REUSE, 1)
         ccurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Self.milliseconds(configuration.connectTimeout))
         let total = min(timeout ?? configuration.totalTimeout, configuration.totalTimeout)
         ccurl_setopt_long(handle, CURLOPT_TIMEOUT_MS, max(1, Self.milliseconds(total)))

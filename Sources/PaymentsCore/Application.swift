@@ -24,6 +24,8 @@ public struct Application: Sendable {
         CaptureResponder().addRoutes(to: &router)
         ConnectResponder().addRoutes(to: &router)
         MilestonesResponder().addRoutes(to: &router)
+        DisputesResponder().addRoutes(to: &router)
+        AdminDisputesResponder().addRoutes(to: &router)
         if shared.configuration.diagnosticsEnabled {
             DiagnosticsResponder().addRoutes(to: &router)
         }

@@ -32,39 +32,11 @@ struct CaptureResponder {
         guard payment["kind"] == "purchase" else {
             throw APIError(status: 409, code: "payment_not_capturable", message: "Milestone payments are released, not captured.")
         }
-        guard try !hasOpenDispute(paymentID, on: context.database) else {
+        guard try !Disputes.hasOpenDispute(paymentID: paymentID, on: context.database) else {
             throw APIError(status: 409, code: "payment_disputed", message: "A dispute is open on this payment.")
         }
-        let capturable = Int64(payment.int("amount_capturable") ?? 0)
-        if let requested, requested > capturable {
-            throw APIError.invalidField("amount_to_capture", "must not exceed the authorised \(capturable)")
-        }
-
-        let intent = try context.stripe.capturePaymentIntent(intentID, amountToCapture: requested,
-                                                             idempotencyKey: "payment:\(paymentID.uuidString.lowercased()):capture")
-        let updated = try context.database.withTransaction { connection -> Row in
-            let changed = try connection.query("""
-                SELECT * FROM payment_complete_atomic(\(intentID), 0, \(intent.amountReceived ?? requested ?? capturable),
-                                                      \(intent.latestCharge?.id))
-                """).first
-            if changed != nil {
-                try AuditLog.record(AuditEntry(operation: "payment.capture", entityType: "payment",
-                                               entityID: paymentID.uuidString.lowercased(),
-                                               oldValues: ["status": "requires_capture"],
-                                               newValues: ["status": "succeeded",
-                                                           "amount_received": .int(intent.amountReceived ?? 0)]),
-                                    request: request, on: connection)
-                for party in [payment["buyer_id"], payment["seller_id"]].compactMap({ $0 }) {
-                    try Notifier.notify(party, kind: "payment_succeeded",
-                                        payload: ["payment_id": .string(paymentID.uuidString.lowercased())], on: connection)
-                }
-            }
-            return try PaymentRecord.visible(paymentID, to: identity, on: connection) ?? payment
-        }
-        if let charge = intent.latestCharge?.id {
-            WebhookInbox(connection: context.database, audit: AuditContext(request: request, actorRole: "stripe"))
-                .applyParked(objectID: charge)
-        }
+        try PurchaseCapture(context: context, audit: AuditContext(request: request)).capture(payment, amount: requested)
+        guard let updated = try PaymentRecord.visible(paymentID, to: identity, on: context.database) else { throw APIError.notFound }
         return .json(PaymentRecord(row: updated))
     }
 
@@ -130,11 +102,41 @@ struct CaptureResponder {
             return try PaymentRecord.visible(id, to: identity, on: connection) ?? payment
         }
     }
+}
 
-    private func hasOpenDispute(_ paymentID: UUID, on connection: Connection) throws -> Bool {
-        try connection.query("""
-            SELECT 1 FROM disputes WHERE payment_id = \(paymentID)
-              AND status IN ('open', 'warning_needs_response', 'warning_under_review', 'needs_response', 'under_review')
-            """).first != nil
+/// Captures an authorised purchase at Stripe (key `payment:{id}:capture`, so repeated and
+/// concurrent captures capture once) and applies the result: the buyer's confirmation of
+/// delivery, or an admin resolving a dispute in the seller's favour.
+struct PurchaseCapture {
+    let context: WorkerContext
+    let audit: AuditContext
+
+    /// `payment` is a `PaymentRecord.columns` row in `requires_capture`; `amount` nil captures all.
+    func capture(_ payment: Row, amount requested: Int64?) throws {
+        guard let paymentID = payment["id"], let intentID = payment["stripe_payment_intent_id"] else {
+            throw APIError(status: 409, code: "payment_not_capturable", message: "This payment has no authorisation to capture.")
+        }
+        let capturable = Int64(payment.int("amount_capturable") ?? 0)
+        if let requested, requested > capturable {
+            throw APIError.invalidField("amount_to_capture", "must not exceed the authorised \(capturable)")
+        }
+        let intent = try context.stripe.capturePaymentIntent(intentID, amountToCapture: requested,
+                                                             idempotencyKey: "payment:\(paymentID):capture")
+        try context.database.withTransaction { connection in
+            guard try connection.query("""
+                SELECT * FROM payment_complete_atomic(\(intentID), 0, \(intent.amountReceived ?? requested ?? capturable),
+                                                      \(intent.latestCharge?.id))
+                """).first != nil else { return }
+            try AuditLog.record(AuditEntry(operation: "payment.capture", entityType: "payment", entityID: paymentID,
+                                           oldValues: ["status": "requires_capture"],
+                                           newValues: ["status": "succeeded", "amount_received": .int(intent.amountReceived ?? 0)]),
+                                context: audit, on: connection)
+            for party in [payment["buyer_id"], payment["seller_id"]].compactMap({ $0 }) {
+                try Notifier.notify(party, kind: "payment_succeeded", payload: ["payment_id": .string(paymentID)], on: connection)
+            }
+        }
+        if let charge = intent.latestCharge?.id {
+            WebhookInbox(connection: context.database, audit: audit).applyParked(objectID: charge)
+        }
     }
 }

@@ -1,0 +1,203 @@
+import Cryptography
+import Foundation
+import Postgres
+import Stripe
+
+/// Admins settle disputes: list, inspect, refund, resolve, and answer chargebacks with evidence.
+/// Every action is audited with the admin, request id, IP and user agent — success or failure.
+struct AdminDisputesResponder {
+    func addRoutes(to router: inout Router) {
+        let admin = Access.roles([.admin])
+        router.add("GET", "/api/admin/disputes", access: admin, list)
+        router.add("GET", "/api/admin/disputes/{id}", access: admin, show)
+        router.add("POST", "/api/admin/disputes/{id}/refund", body: .json, access: admin, rateLimits: [.adminRefund],
+                   audit: AuditTarget("dispute.refund", entity: "dispute"), refund)
+        router.add("POST", "/api/admin/disputes/{id}/resolve", body: .json, access: admin, rateLimits: [.adminResolve],
+                   audit: AuditTarget("dispute.resolve", entity: "dispute"), resolve)
+        router.add("POST", "/api/admin/disputes/{id}/evidence", body: .json, access: admin, rateLimits: [.adminEvidence],
+                   audit: AuditTarget("dispute.evidence", entity: "dispute"), evidence)
+    }
+
+    private func list(_ request: Request, _ context: WorkerContext) throws -> Response {
+        let status = request.query["status"]
+        let kind = request.query["kind"]
+        if let kind, !["platform", "chargeback"].contains(kind) { throw APIError.invalidField("kind", "must be platform or chargeback") }
+        if let status, status.count > 40 || !status.allSatisfy({ $0.isLetter || $0 == "_" }) {
+            throw APIError.invalidField("status", "is not a dispute status")
+        }
+        let cursor = try request.query["cursor"].map(PageCursor.init(encoded:))
+        let rows = try context.database.query("""
+            SELECT \(sql: Disputes.columns), (extract(epoch FROM d.created_at) * 1000000)::bigint AS sort_key
+            FROM disputes d JOIN payments p ON p.id = d.payment_id
+            WHERE (\(status)::text IS NULL OR d.status = \(status)) AND (\(kind)::text IS NULL OR d.kind = \(kind))
+              AND (\(cursor?.createdAt)::bigint IS NULL
+                   OR ((extract(epoch FROM d.created_at) * 1000000)::bigint, d.id) < (\(cursor?.createdAt)::bigint, \(cursor?.id)::uuid))
+            ORDER BY d.created_at DESC, d.id DESC LIMIT 51
+            """).rows
+        let page = rows.prefix(50)
+        let next = rows.count > 50 ? page.last.map { PageCursor(createdAt: Int64($0.int("sort_key") ?? 0), id: $0["id"] ?? "").encoded } : nil
+        return .json(["data": .array(page.map(Disputes.view)), "next_cursor": JSONValue(next)] as [String: JSONValue])
+    }
+
+    /// The dispute, its payment and parties, refunds, and its history from the audit log.
+    private func show(_ request: Request, _ context: WorkerContext) throws -> Response {
+        let id = try PathParameter.uuid(request, "id")
+        guard let row = try load(id, on: context.database) else { throw APIError.notFound }
+        guard case .object(var view) = Disputes.view(row) else { throw APIError.internalError }
+        let refunds = try context.database.query("""
+            SELECT id::text AS id, stripe_refund_id, amount_cents, status, reason, iso8601(created_at) AS created_at
+            FROM refunds WHERE dispute_id = \(id) ORDER BY sequence
+            """).rows
+        view["refunds"] = .array(refunds.map {
+            ["id": JSONValue($0["id"]), "stripe_refund_id": JSONValue($0["stripe_refund_id"]),
+             "amount": .int(Int64($0.int("amount_cents") ?? 0)), "status": JSONValue($0["status"]),
+             "reason": JSONValue($0["reason"]), "created_at": JSONValue($0["created_at"])]
+        })
+        let history = try context.database.query("""
+            SELECT iso8601(occurred_at) AS at, operation, actor_profile_id::text AS actor, actor_role, success, error_code,
+                   request_id, old_values::text AS old_values, new_values::text AS new_values
+            FROM payment_audit_logs
+            WHERE (entity_type = 'dispute' AND entity_id = \(id.uuidString.lowercased()))
+               OR (entity_type = 'payment' AND entity_id = \(row["payment_id"]))
+            ORDER BY id
+            """).rows
+        view["history"] = .array(history.map {
+            ["at": JSONValue($0["at"]), "operation": JSONValue($0["operation"]), "actor_profile_id": JSONValue($0["actor"]),
+             "actor_role": JSONValue($0["actor_role"]), "success": .bool($0.bool("success") ?? false),
+             "error_code": JSONValue($0["error_code"]), "request_id": JSONValue($0["request_id"]),
+             "old_values": $0["old_values"].flatMap { JSONValue.parse(Array($0.utf8)) } ?? .null,
+             "new_values": $0["new_values"].flatMap { JSONValue.parse(Array($0.utf8)) } ?? .null]
+        })
+        return .json(JSONValue.object(view))
+    }
+
+    /// Full or partial refund of the disputed payment, cumulative, never above what was captured.
+    private func refund(_ request: Request, _ context: WorkerContext) throws -> Response {
+        let id = try PathParameter.uuid(request, "id")
+        let body = try JSONBody(request)
+        let amount = try body.integer("amount", in: 1...Int64(Int32.max) * 1000)
+        let reason = try body.string("reason", maximumLength: 500)
+        guard let dispute = try load(id, on: context.database), let paymentID = dispute["payment_id"] else { throw APIError.notFound }
+        let row = try Refunds(context: context, audit: AuditContext(request: request))
+            .refund(disputeID: id.uuidString.lowercased(), paymentID: paymentID, requested: amount, reason: reason)
+        return .json(["id": JSONValue(row["id"]), "stripe_refund_id": JSONValue(row["stripe_refund_id"]),
+                      "amount": .int(Int64(row.int("amount_cents") ?? 0)), "status": JSONValue(row["status"])] as [String: JSONValue],
+                     status: 201)
+    }
+
+    /// Settles an open platform dispute: `refund_buyer` refunds what is left (or cancels an
+    /// uncaptured authorisation), `release_seller` captures the purchase or releases the
+    /// milestone, `dismiss` only closes it. A settled dispute cannot be settled again.
+    private func resolve(_ request: Request, _ context: WorkerContext) throws -> Response {
+        let id = try PathParameter.uuid(request, "id")
+        let body = try JSONBody(request)
+        let outcome = try body.choice("outcome", from: ["refund_buyer", "release_seller", "dismiss"])
+        let note = try body.optionalString("note", maximumLength: 2000)
+        let audit = AuditContext(request: request)
+        guard let dispute = try load(id, on: context.database), let paymentID = dispute["payment_id"] else { throw APIError.notFound }
+        guard dispute["kind"] == "platform", dispute["status"] == "open" else {
+            throw APIError(status: 409, code: "dispute_not_open", message: "Only an open platform dispute can be resolved.")
+        }
+        let disputeID = id.uuidString.lowercased()
+        guard let payment = try context.database.query("""
+            SELECT \(sql: PaymentRecord.columns) FROM payments p WHERE p.id = \(paymentID)::uuid
+            """).first else { throw APIError.notFound }
+
+        switch outcome {
+        case "refund_buyer":
+            if payment["status"] == "requires_capture", let intent = payment["stripe_payment_intent_id"] {
+                _ = try context.stripe.cancelPaymentIntent(intent, reason: "requested_by_customer",
+                                                           idempotencyKey: "payment:\(paymentID):cancel")
+                _ = try context.database.withTransaction { connection in
+                    try connection.query("SELECT * FROM payment_cancel_atomic(\(intent), 0)")
+                }
+            } else if ["succeeded", "refunded"].contains(payment["status"] ?? ""),
+                      Int64(payment.int("amount_received") ?? 0) > Int64(payment.int("amount_refunded") ?? 0) {
+                do {
+                    _ = try Refunds(context: context, audit: audit).refund(disputeID: disputeID, paymentID: paymentID,
+                                                                           requested: nil, reason: note ?? "dispute resolved")
+                } catch let error as APIError where error.code == "nothing_to_refund" {
+                    // Earlier partial refunds already returned everything: nothing left to move.
+                }
+            }
+        case "release_seller":
+            if payment["kind"] == "purchase", payment["status"] == "requires_capture" {
+                try PurchaseCapture(context: context, audit: audit).capture(payment, amount: nil)
+            } else if payment["kind"] == "milestone", let milestone = payment.uuid("milestone_id") {
+                _ = try MilestoneRelease(context: context, audit: audit).release(milestone, requiredBuyer: nil, allowDisputed: true)
+            }
+        default:
+            break
+        }
+
+        let resolved = try context.database.withTransaction { connection -> Row in
+            guard try connection.query("""
+                UPDATE disputes SET status = \(outcome == "dismiss" ? "dismissed" : "resolved"), outcome = \(outcome),
+                       resolution_note = \(note), resolved_by = \(audit.actorProfileID), resolved_at = now()
+                WHERE id = \(id) AND status = 'open' RETURNING id
+                """).first != nil else {
+                throw APIError(status: 409, code: "dispute_not_open", message: "This dispute was resolved meanwhile.")
+            }
+            try Disputes.refreshFlag(paymentID: paymentID, on: connection)
+            try AuditLog.record(AuditEntry(operation: "dispute.resolve", entityType: "dispute", entityID: disputeID,
+                                           oldValues: ["status": "open"],
+                                           newValues: ["status": .string(outcome == "dismiss" ? "dismissed" : "resolved"),
+                                                       "outcome": .string(outcome), "note": JSONValue(note)]),
+                                context: audit, on: connection)
+            for party in [dispute["buyer_id"], dispute["seller_id"]].compactMap({ $0 }) {
+                try Notifier.notify(party, kind: "dispute_resolved",
+                                    payload: ["dispute_id": .string(disputeID), "outcome": .string(outcome)], on: connection)
+            }
+            return try load(id, on: connection) ?? dispute
+        }
+        return .json(Disputes.view(resolved))
+    }
+
+    /// Stages chargeback evidence at Stripe (`submit: false`) or submits it (`submit: true`).
+    private func evidence(_ request: Request, _ context: WorkerContext) throws -> Response {
+        let id = try PathParameter.uuid(request, "id")
+        let body = try JSONBody(request)
+        guard case .object(let fields)? = body.fields["evidence"], !fields.isEmpty else {
+            throw APIError.invalidField("evidence", "must be an object of evidence fields")
+        }
+        var evidence: [(String, StripeParameter)] = []
+        for (name, value) in fields.sorted(by: { $0.key < $1.key }) {
+            guard case .string(let text) = value, text.count <= 20_000,
+                  name.count <= 64, name.allSatisfy({ $0.isLowercase || $0 == "_" }) else {
+                throw APIError.invalidField("evidence.\(name)", "must be a text field of Stripe's dispute evidence")
+            }
+            evidence.append((name, .string(text)))
+        }
+        let submit: Bool
+        switch body.fields["submit"] {
+        case nil, .null?: submit = false
+        case .bool(let flag)?: submit = flag
+        default: throw APIError.invalidField("submit", "must be true or false")
+        }
+        guard let dispute = try load(id, on: context.database) else { throw APIError.notFound }
+        guard dispute["kind"] == "chargeback", let stripeID = dispute["stripe_dispute_id"] else {
+            throw APIError(status: 409, code: "not_a_chargeback", message: "Evidence goes to Stripe for chargebacks only.")
+        }
+        let parameters: [(String, StripeParameter)] = [("evidence", .object(evidence)), ("submit", .boolean(submit))]
+        let digest = Hex.encode(Digest.sha256(Array(FormEncoder.encode(parameters).utf8))).prefix(16)
+        let updated = try context.stripe.updateDispute(stripeID, parameters, idempotencyKey: "dispute:\(id.uuidString.lowercased()):evidence:\(digest)")
+        let status = submit ? "submitted" : "staged"
+        try context.database.withTransaction { connection in
+            try connection.query("""
+                UPDATE disputes SET evidence_status = \(status), status = \(updated.status) WHERE id = \(id)
+                """)
+            try AuditLog.record(AuditEntry(operation: "dispute.evidence", entityType: "dispute", entityID: id.uuidString.lowercased(),
+                                           oldValues: ["evidence_status": JSONValue(dispute["evidence_status"])],
+                                           newValues: ["evidence_status": .string(status), "fields": .array(evidence.map { .string($0.0) })]),
+                                request: request, on: connection)
+        }
+        return .json(["id": .string(id.uuidString.lowercased()), "evidence_status": .string(status),
+                      "status": .string(updated.status)] as [String: JSONValue])
+    }
+
+    private func load(_ id: UUID, on connection: Connection) throws -> Row? {
+        try connection.query("""
+            SELECT \(sql: Disputes.columns) FROM disputes d JOIN payments p ON p.id = d.payment_id WHERE d.id = \(id)
+            """).first
+    }
+}

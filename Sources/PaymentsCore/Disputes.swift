@@ -1,0 +1,106 @@
+import Foundation
+import Postgres
+
+/// What every family needs to know about disputes.
+enum Disputes {
+    /// Dispute statuses that block capture and release: an open platform dispute, or a
+    /// chargeback Stripe has not closed.
+    static let openStatuses = "{open,warning_needs_response,warning_under_review,needs_response,under_review}"
+
+    /// True while a dispute blocks moving this payment's money.
+    static func hasOpenDispute(paymentID: UUID, on connection: Connection) throws -> Bool {
+        try connection.query("""
+            SELECT 1 FROM disputes WHERE payment_id = \(paymentID) AND status = ANY(\(openStatuses)::text[]) LIMIT 1
+            """).first != nil
+    }
+
+    /// Recomputes `payments.is_disputed` from the disputes rows.
+    static func refreshFlag(paymentID: String, on connection: Connection) throws {
+        try connection.query("""
+            UPDATE payments SET is_disputed = EXISTS (
+                SELECT 1 FROM disputes WHERE payment_id = \(paymentID)::uuid AND status = ANY(\(openStatuses)::text[]))
+            WHERE id = \(paymentID)::uuid
+            """)
+    }
+
+    /// A dispute as admins and parties see it.
+    static let columns = SQLQuery(unsafeSQL: """
+        d.id, d.payment_id, d.kind, d.status, d.opened_by, d.reason, d.details, d.stripe_dispute_id, d.amount_cents,
+        d.currency, iso8601(d.due_by) AS due_by, d.evidence_status, d.funds_withdrawn_cents, d.funds_reinstated_cents,
+        d.outcome, d.resolution_note, d.resolved_by, iso8601(d.resolved_at) AS resolved_at,
+        iso8601(d.created_at) AS created_at, p.buyer_id, p.seller_id, p.kind AS payment_kind, p.status AS payment_status,
+        p.amount_cents AS payment_amount, p.amount_received, p.amount_refunded, p.currency AS payment_currency, p.milestone_id
+        """)
+
+    /// The JSON of one `columns` row.
+    static func view(_ row: Row) -> JSONValue {
+        func text(_ name: String) -> JSONValue { JSONValue(row[name]) }
+        func number(_ name: String) -> JSONValue { row.int(name).map { .int(Int64($0)) } ?? .null }
+        return [
+            "id": text("id"), "payment_id": text("payment_id"), "kind": text("kind"), "status": text("status"),
+            "opened_by": text("opened_by"), "reason": text("reason"), "details": text("details"),
+            "stripe_dispute_id": text("stripe_dispute_id"), "amount": number("amount_cents"), "currency": text("currency"),
+            "due_by": text("due_by"), "evidence_status": text("evidence_status"),
+            "funds_withdrawn": number("funds_withdrawn_cents"), "funds_reinstated": number("funds_reinstated_cents"),
+            "outcome": text("outcome"), "resolution_note": text("resolution_note"), "resolved_by": text("resolved_by"),
+            "resolved_at": text("resolved_at"), "created_at": text("created_at"),
+            "payment": [
+                "kind": text("payment_kind"), "status": text("payment_status"), "buyer_id": text("buyer_id"),
+                "seller_id": text("seller_id"), "milestone_id": text("milestone_id"), "amount": number("payment_amount"),
+                "amount_received": number("amount_received"), "amount_refunded": number("amount_refunded"),
+                "currency": text("payment_currency"),
+            ],
+        ]
+    }
+}
+
+/// Buyers and sellers open platform disputes: `POST /api/payments/{id}/disputes`.
+struct DisputesResponder {
+    func addRoutes(to router: inout Router) {
+        router.add("POST", "/api/payments/{id}/disputes", body: .json, access: .roles([.buyer, .seller]), rateLimits: [.dispute],
+                   audit: AuditTarget("dispute.open", entity: "payment"), open)
+    }
+
+    /// One open platform dispute per payment; it blocks capture and release until an admin
+    /// resolves it; the other party and the admins are told.
+    private func open(_ request: Request, _ context: WorkerContext) throws -> Response {
+        let identity = try request.requireIdentity()
+        let paymentID = try PathParameter.uuid(request, "id")
+        let body = try JSONBody(request)
+        let reason = try body.string("reason", maximumLength: 200)
+        let details = try body.optionalString("details", maximumLength: 5000)
+        let row = try context.database.withTransaction { connection -> Row in
+            guard let payment = try connection.query("""
+                SELECT id, buyer_id, seller_id, status FROM payments
+                WHERE id = \(paymentID) AND (buyer_id = \(identity.profileID) OR seller_id = \(identity.profileID)) FOR UPDATE
+                """).first else { throw APIError.notFound }
+            guard ["requires_capture", "succeeded", "refunded", "processing"].contains(payment["status"] ?? "") else {
+                throw APIError(status: 409, code: "payment_not_disputable",
+                               message: "Only an authorised or paid payment can be disputed (this one is \(payment["status"] ?? "unknown")).")
+            }
+            guard try connection.query("""
+                SELECT 1 FROM disputes WHERE payment_id = \(paymentID) AND kind = 'platform' AND status = 'open'
+                """).first == nil else {
+                throw APIError(status: 409, code: "dispute_already_open", message: "A dispute is already open on this payment.")
+            }
+            guard let dispute = try connection.query("""
+                INSERT INTO disputes (payment_id, kind, status, opened_by, reason, details)
+                VALUES (\(paymentID), 'platform', 'open', \(identity.profileID), \(reason), \(details))
+                RETURNING id::text AS id
+                """).first, let disputeID = dispute["id"] else { throw APIError.internalError }
+            try Disputes.refreshFlag(paymentID: paymentID.uuidString.lowercased(), on: connection)
+            try AuditLog.record(AuditEntry(operation: "dispute.open", entityType: "dispute", entityID: disputeID,
+                                           newValues: ["status": "open", "reason": .string(reason),
+                                                       "payment_id": .string(paymentID.uuidString.lowercased())]),
+                                request: request, on: connection)
+            let notice: [String: JSONValue] = ["dispute_id": .string(disputeID), "payment_id": .string(paymentID.uuidString.lowercased())]
+            let other = payment.uuid("buyer_id") == identity.profileID ? payment["seller_id"] : payment["buyer_id"]
+            if let other { try Notifier.notify(other, kind: "dispute_opened", payload: notice, on: connection) }
+            try Notifier.notifyAdmins(kind: "dispute_opened", payload: notice, on: connection)
+            return try connection.query("""
+                SELECT \(sql: Disputes.columns) FROM disputes d JOIN payments p ON p.id = d.payment_id WHERE d.id = \(disputeID)::uuid
+                """).first ?? dispute
+        }
+        return .json(Disputes.view(row), status: 201)
+    }
+}

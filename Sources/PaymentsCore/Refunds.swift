@@ -1,0 +1,122 @@
+import Foundation
+import Postgres
+import Stripe
+
+/// Refunds decided by an admin on a dispute. The amount is reserved (a `refunds` row) while the
+/// payment row is locked, so concurrent refunds can never add up to more than was captured;
+/// the Stripe key `dispute:{id}:refund:{n}` makes each numbered refund happen once.
+struct Refunds {
+    let context: WorkerContext
+    let audit: AuditContext
+
+    /// Refunds `requested` (or everything not yet refunded) of the dispute's payment; returns the refund row.
+    func refund(disputeID: String, paymentID: String, requested: Int64?, reason: String?) throws -> Row {
+        let database = context.database
+        let reservation = try database.withTransaction { connection -> Row in
+            guard let payment = try connection.query("""
+                SELECT status, amount_received, currency, kind, milestone_id,
+                       amount_received - COALESCE((SELECT sum(amount_cents) FROM refunds
+                           WHERE payment_id = payments.id AND status NOT IN ('failed', 'canceled')), 0) AS remainder
+                FROM payments WHERE id = \(paymentID)::uuid FOR UPDATE
+                """).first else { throw APIError.notFound }
+            guard ["succeeded", "refunded"].contains(payment["status"] ?? "") else {
+                throw APIError(status: 409, code: "payment_not_captured", message: "Only captured money can be refunded.")
+            }
+            let remainder = Int64(payment.int("remainder") ?? 0)
+            let amount = requested ?? remainder
+            guard remainder > 0 else {
+                throw APIError(status: 409, code: "nothing_to_refund", message: "Everything captured has been refunded already.")
+            }
+            guard amount <= remainder else {
+                throw APIError(status: 422, code: "refund_exceeds_captured",
+                               message: "At most \(remainder) can still be refunded on this payment.")
+            }
+            guard let row = try connection.query("""
+                INSERT INTO refunds (payment_id, dispute_id, sequence, amount_cents, currency, reason, status, created_by)
+                VALUES (\(paymentID)::uuid, \(disputeID)::uuid,
+                        (SELECT COALESCE(max(sequence), 0) + 1 FROM refunds WHERE payment_id = \(paymentID)::uuid),
+                        \(amount), \(payment["currency"]), \(reason), 'creating', \(audit.actorProfileID))
+                RETURNING id::text AS id, amount_cents,
+                          (SELECT count(*) + 1 FROM refunds WHERE dispute_id = \(disputeID)::uuid) AS number
+                """).first else { throw APIError.internalError }
+            return row
+        }
+        let refundID = reservation["id"] ?? ""
+        let amount = Int64(reservation.int("amount_cents") ?? 0)
+        let number = reservation.int("number") ?? 1
+
+        let refund: Refund
+        do {
+            try reverseReleasedTransfer(paymentID: paymentID, amount: amount, key: "dispute:\(disputeID):reversal:\(number)")
+            refund = try context.stripe.createRefund(try parameters(paymentID: paymentID, amount: amount, disputeID: disputeID,
+                                                                    refundID: refundID),
+                                                     idempotencyKey: "dispute:\(disputeID):refund:\(number)")
+        } catch {
+            let code = (error as? StripeError)?.code ?? (error as? APIError)?.code ?? "stripe_error"
+            try? database.withTransaction { connection in
+                try connection.query("UPDATE refunds SET status = 'failed', failure_reason = \(code) WHERE id = \(refundID)::uuid")
+                try AuditLog.record(AuditEntry(operation: "dispute.refund", entityType: "dispute", entityID: disputeID,
+                                               newValues: ["refund_id": .string(refundID), "amount": .int(amount)],
+                                               success: false, errorCode: code), context: audit, on: connection)
+            }
+            throw error
+        }
+
+        return try database.withTransaction { connection -> Row in
+            let status = refund.status ?? "pending"
+            guard let row = try connection.query("""
+                UPDATE refunds SET stripe_refund_id = \(refund.id), status = \(status) WHERE id = \(refundID)::uuid
+                RETURNING id::text AS id, stripe_refund_id, amount_cents, status, sequence
+                """).first else { throw APIError.internalError }
+            try connection.query("""
+                SELECT payment_refund_atomic(p.stripe_payment_intent_id, 0::bigint, p.amount_received,
+                       (SELECT COALESCE(sum(amount_cents), 0)::bigint FROM refunds WHERE payment_id = p.id
+                          AND status IN ('pending', 'requires_action', 'succeeded')))
+                FROM payments p WHERE p.id = \(paymentID)::uuid
+                """)
+            try AuditLog.record(AuditEntry(operation: "dispute.refund", entityType: "dispute", entityID: disputeID,
+                                           newValues: ["refund_id": .string(refundID), "stripe_refund_id": .string(refund.id),
+                                                       "amount": .int(amount), "status": .string(status)]),
+                                context: audit, on: connection)
+            if let buyer = try connection.query("SELECT buyer_id::text AS id FROM payments WHERE id = \(paymentID)::uuid").first?["id"] {
+                try Notifier.notify(buyer, kind: "refund_issued",
+                                    payload: ["payment_id": .string(paymentID), "amount_cents": .int(amount)], on: connection)
+            }
+            return row
+        }
+    }
+
+    /// Destination charges take the seller's share back with the refund; a platform charge
+    /// (milestone) is refunded from the platform alone.
+    private func parameters(paymentID: String, amount: Int64, disputeID: String, refundID: String) throws -> [(String, StripeParameter)] {
+        guard let payment = try context.database.query("""
+            SELECT kind, stripe_payment_intent_id FROM payments WHERE id = \(paymentID)::uuid
+            """).first, let intent = payment["stripe_payment_intent_id"] else { throw APIError.notFound }
+        var parameters: [(String, StripeParameter)] = [
+            ("payment_intent", .string(intent)), ("amount", .integer(amount)), ("reason", "requested_by_customer"),
+            ("metadata", .object([("dispute_id", .string(disputeID)), ("refund_id", .string(refundID)),
+                                  ("payment_id", .string(paymentID))])),
+        ]
+        if payment["kind"] == "purchase" {
+            parameters += [("reverse_transfer", true), ("refund_application_fee", true)]
+        }
+        return parameters
+    }
+
+    /// A released milestone's transfer is reversed first, up to what is left of it.
+    private func reverseReleasedTransfer(paymentID: String, amount: Int64, key: String) throws {
+        guard let transfer = try context.database.query("""
+            SELECT t.stripe_transfer_id, t.amount_cents - t.amount_reversed AS left_over
+            FROM transfers t JOIN payments p ON p.id = t.payment_id
+            WHERE t.payment_id = \(paymentID)::uuid AND p.kind = 'milestone' AND t.stripe_transfer_id IS NOT NULL
+            """).first, let transferID = transfer["stripe_transfer_id"] else { return }
+        let reversal = min(amount, Int64(transfer.int("left_over") ?? 0))
+        guard reversal > 0 else { return }
+        _ = try context.stripe.reverseTransfer(transferID, amount: reversal, idempotencyKey: key)
+        try context.database.query("""
+            UPDATE transfers SET amount_reversed = LEAST(amount_cents, amount_reversed + \(reversal)),
+                   status = CASE WHEN amount_reversed + \(reversal) >= amount_cents THEN 'reversed' ELSE 'partially_reversed' END
+            WHERE stripe_transfer_id = \(transferID)
+            """)
+    }
+}
