@@ -82,22 +82,18 @@ public struct Router: Sendable {
                             rateLimits: rateLimits, audit: audit, handler: handler))
     }
 
-    /// Finds the most specific route for the path; 405 lists the methods that would match.
+    /// Finds the route for the path: only the most specific matching patterns count (so
+    /// `/api/payments/capture` is never taken as `/api/payments/{id}`); 405 lists their methods.
     func route(method: String, path: String) -> RouteResult {
         let segments = Self.split(path)
-        var allowed: Set<String> = []
-        var best: (Route, [String: String])?
-        for route in routes {
-            guard let parameters = route.match(segments) else { continue }
-            allowed.insert(route.method)
-            if method == route.method || (method == "HEAD" && route.method == "GET"),
-               best.map({ route.specificity > $0.0.specificity }) ?? true {
-                best = (route, parameters)
-            }
+        let matches = routes.compactMap { route in route.match(segments).map { (route, $0) } }
+        guard let specificity = matches.map({ $0.0.specificity }).max() else { return .notFound }
+        let candidates = matches.filter { $0.0.specificity == specificity }
+        if let found = candidates.first(where: { $0.0.method == method })
+            ?? candidates.first(where: { method == "HEAD" && $0.0.method == "GET" }) {
+            return .found(found.0, found.1)
         }
-        if let best { return .found(best.0, best.1) }
-        if allowed.isEmpty { return .notFound }
-        return .methodNotAllowed(allowed.sorted())
+        return .methodNotAllowed(Set(candidates.map(\.0.method)).sorted())
     }
 
     /// The patterns and methods registered, for docs and tests.

@@ -29,12 +29,23 @@ import Testing
         #expect(route.pattern == "/api/payments/capture")
     }
 
-    @Test func wrongMethodListsAllowedMethods() {
+    @Test func wrongMethodListsTheMethodsOfTheMostSpecificRoute() {
         guard case .methodNotAllowed(let allowed) = makeRouter().route(method: "DELETE", path: "/api/payments/capture") else {
             Issue.record("expected 405")
             return
         }
-        #expect(allowed == ["GET", "POST"])
+        #expect(allowed == ["POST"])
+        // A literal route is never taken as a parameter of a less specific one.
+        guard case .methodNotAllowed(let getAllowed) = makeRouter().route(method: "GET", path: "/api/payments/capture") else {
+            Issue.record("expected 405")
+            return
+        }
+        #expect(getAllowed == ["POST"])
+        guard case .methodNotAllowed(let byID) = makeRouter().route(method: "DELETE", path: "/api/payments/abc") else {
+            Issue.record("expected 405")
+            return
+        }
+        #expect(byID == ["GET"])
     }
 
     @Test func unknownPathsAndEmptySegmentsAreNotFound() {

@@ -100,8 +100,10 @@ class Stack:
             "STRIPE_WEBHOOK_SECRETS": PLATFORM_SECRET,
             "STRIPE_CONNECT_WEBHOOK_SECRETS": CONNECT_SECRET,
             "AUTH_JWKS_FILE": str(self.jwks.path),
-            # A tight limit on one cheap route, for the rate-limiter tests (keyed per profile).
-            "RATE_LIMITS": "notifications=10/60",
+            # A tight limit on one cheap route, for the rate-limiter tests (keyed per profile);
+            # every test comes from 127.0.0.1, so the per-IP limits are opened up for the suite.
+            "RATE_LIMITS": "notifications=10/60,intent-ip=5000/60,capture=5000/60,admin-refund=5000/60,"
+                           "admin-resolve=5000/60,admin-evidence=5000/60",
             "PUBLIC_BASE_URL": base_url,
             "APP_RETURN_URL": base_url + "/marketplace/",
         }
