@@ -36,7 +36,8 @@ struct IntentsResponder {
             intent = try context.stripe.createPaymentIntent(intentParameters(payment), idempotencyKey: "payment:\(paymentID):create")
         } catch {
             try? database.withTransaction { connection in
-                try abandon(paymentID, code: error.code ?? error.kind.rawValue, request: request, on: connection)
+                try PaymentRecord.abandon(paymentID, code: error.code ?? error.kind.rawValue, operation: "payment.create",
+                                          request: request, on: connection)
             }
             throw error
         }
@@ -66,7 +67,8 @@ struct IntentsResponder {
             // Stripe holds an intent our database does not know: cancel it (same key on every retry).
             _ = try? context.stripe.cancelPaymentIntent(intent.id, reason: "abandoned", idempotencyKey: "payment:\(paymentID):cancel")
             try? database.withTransaction { connection in
-                try abandon(paymentID, code: "storage_failed", request: request, on: connection)
+                try PaymentRecord.abandon(paymentID, code: "storage_failed", operation: "payment.create", request: request,
+                                          on: connection)
             }
             context.shared.logger.error("intent stored failed; cancelled at Stripe", [
                 ("request_id", .string(request.requestID)), ("payment_id", .string(paymentID)),
@@ -149,22 +151,6 @@ struct IntentsResponder {
                 ("buyer_id", .string(payment["buyer_id"] ?? "")), ("seller_id", .string(payment["seller_id"] ?? "")),
             ])),
         ]
-    }
-
-    /// Marks a payment that will not go ahead and releases its listing.
-    private func abandon(_ paymentID: String, code: String, request: Request, on connection: Connection) throws {
-        guard let payment = try connection.query("""
-            UPDATE payments SET status = 'failed', failure_code = \(code)
-            WHERE id = \(paymentID)::uuid AND status IN ('creating', 'requires_payment_method')
-            RETURNING listing_id, buyer_id
-            """).first else { return }
-        try connection.query("""
-            UPDATE listings SET status = 'active', reserved_by = NULL, reserved_until = NULL
-            WHERE id = \(payment["listing_id"])::uuid AND status = 'payment_pending' AND reserved_by = \(payment["buyer_id"])::uuid
-            """)
-        try AuditLog.record(AuditEntry(operation: "payment.create", entityType: "payment", entityID: paymentID,
-                                       newValues: ["status": "failed"], success: false, errorCode: code),
-                            request: request, on: connection)
     }
 
     private func show(_ request: Request, _ context: WorkerContext) throws -> Response {

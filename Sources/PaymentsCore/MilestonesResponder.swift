@@ -89,7 +89,8 @@ struct MilestonesResponder {
             ], idempotencyKey: key)
         } catch {
             try? database.withTransaction { connection in
-                try Self.abandon(paymentID, code: error.code ?? error.kind.rawValue, request: request, on: connection)
+                try PaymentRecord.abandon(paymentID, code: error.code ?? error.kind.rawValue, operation: "milestone.fund",
+                                          request: request, on: connection)
             }
             throw error
         }
@@ -110,7 +111,8 @@ struct MilestonesResponder {
         } catch {
             _ = try? context.stripe.cancelPaymentIntent(intent.id, reason: "abandoned", idempotencyKey: "payment:\(paymentID):cancel")
             try? database.withTransaction { connection in
-                try Self.abandon(paymentID, code: "storage_failed", request: request, on: connection)
+                try PaymentRecord.abandon(paymentID, code: "storage_failed", operation: "milestone.fund", request: request,
+                                          on: connection)
             }
             throw error
         }
@@ -122,19 +124,6 @@ struct MilestonesResponder {
         return .json(Funding(payment_id: paymentID, payment_intent_id: intent.id, client_secret: intent.clientSecret ?? "",
                              milestone_id: milestone, currency: intent.currency, amount: intent.amount,
                              application_fee: Int64(payment.int("application_fee_cents") ?? 0)), status: 201)
-    }
-
-    /// Marks a funding attempt that will not go ahead; the milestone is pending again.
-    static func abandon(_ paymentID: String, code: String, request: Request, on connection: Connection) throws {
-        guard try connection.query("""
-            UPDATE payments SET status = 'failed', failure_code = \(code)
-            WHERE id = \(paymentID)::uuid AND status IN ('creating', 'requires_payment_method')
-            RETURNING id
-            """).first != nil else { return }
-        try connection.query("SELECT payment_release_hold(p) FROM payments p WHERE p.id = \(paymentID)::uuid")
-        try AuditLog.record(AuditEntry(operation: "milestone.fund", entityType: "payment", entityID: paymentID,
-                                       newValues: ["status": "failed"], success: false, errorCode: code),
-                            request: request, on: connection)
     }
 
     /// The buyer who funded it releases a milestone to the seller.

@@ -61,4 +61,20 @@ struct PaymentRecord: Encodable {
             \(sql: lockClause)
             """).first
     }
+
+    /// Marks a payment that will not go ahead (Stripe refused it, or its intent could not be
+    /// stored) as `failed` and releases what it held: the listing's reservation or the
+    /// milestone's funding slot. Audited as a failed `operation`.
+    static func abandon(_ paymentID: String, code: String, operation: String, request: Request,
+                        on connection: Connection) throws {
+        guard try connection.query("""
+            UPDATE payments SET status = 'failed', failure_code = \(code)
+            WHERE id = \(paymentID)::uuid AND status IN ('creating', 'requires_payment_method')
+            RETURNING id
+            """).first != nil else { return }
+        try connection.query("SELECT payment_release_hold(p) FROM payments p WHERE p.id = \(paymentID)::uuid")
+        try AuditLog.record(AuditEntry(operation: operation, entityType: "payment", entityID: paymentID,
+                                       newValues: ["status": "failed"], success: false, errorCode: code),
+                            request: request, on: connection)
+    }
 }
