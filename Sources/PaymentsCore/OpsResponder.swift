@@ -39,13 +39,15 @@ struct OpsResponder {
         guard address.hasPrefix("127.") || address == "::1" || address.hasPrefix("unix:") || address.isEmpty else {
             throw APIError.notFound
         }
-        // The inbox backlog is read at scrape time; without a database the counters still render.
+        // The inbox backlog (by status and type; dead events included) is read at scrape time;
+        // without a database the counters still render.
         let backlog = (try? context.database.query("""
-            SELECT s.status, count(w.id)::int AS n
-            FROM (VALUES ('parked'), ('failed'), ('dead')) AS s(status)
-            LEFT JOIN webhook_events w ON w.status = s.status GROUP BY s.status ORDER BY s.status
+            SELECT status, type, count(*)::int AS n FROM webhook_events
+            WHERE status IN ('parked', 'failed', 'dead') GROUP BY status, type ORDER BY status, type
             """).rows) ?? []
-        let gauges = backlog.map { ("payments_webhook_backlog{status=\"\($0["status"] ?? "")\"}", $0.int("n") ?? 0) }
+        let gauges = backlog.map {
+            ("payments_webhook_backlog{status=\"\($0["status"] ?? "")\",type=\"\($0["type"] ?? "")\"}", $0.int("n") ?? 0)
+        }
         return .text(context.shared.metrics.render(gauges: gauges), contentType: "text/plain; version=0.0.4")
     }
 }

@@ -28,6 +28,7 @@ struct WebhookResponder {
         guard let event = try? Event.decode(request.body), !event.id.isEmpty, !event.type.isEmpty else {
             throw APIError(status: 400, code: "invalid_event", message: "The body is not a Stripe event.")
         }
+        metrics.increment("payments_webhook_events_total{endpoint=\"\(endpoint.rawValue)\",type=\"\(event.type)\",outcome=\"received\"}")
 
         let started = ContinuousClock.now
         let inbox = WebhookInbox(connection: context.database, audit: AuditContext(request: request, actorRole: "stripe"))

@@ -51,7 +51,7 @@ public struct DatabaseError: Error, CustomStringConvertible, Sendable {
     /// True for failures that a retry of the whole transaction may cure.
     public var isTransient: Bool {
         switch kind {
-        case .unavailable, .serializationFailure, .deadlockDetected, .lockNotAvailable: return true
+        case .unavailable, .serializationFailure, .deadlockDetected, .lockNotAvailable, .queryCanceled: return true
         default: return false
         }
     }

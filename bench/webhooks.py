@@ -1,0 +1,454 @@
+"""Webhook benchmark (issue 5): signed, unique `payment_intent.succeeded` events through nginx,
+compared with the PostgreSQL ceiling that pgbench measures on the same database in the same
+run, executing the same SQL transaction (bench/webhook_tx.sql).
+
+Per round (BENCH_ROUNDS, default 3, interleaved; medians are quoted):
+  1. pgbench ceiling   pgbench -n -M extended -c 32 -j 2 -T S -f bench/webhook_tx.sql
+  2. unique events     wrk -t2 -c32 -dSs, every request a new event for a new payment
+  3. duplicate-heavy   wrk -t2 -c32 -dSs, every event delivered 3 times (copies close together)
+Before each measured run the inbox is reset the way PLATFORM-NOTES asks: TRUNCATE
+webhook_events, put back 100k older processed events, ANALYZE, CHECKPOINT. Every run
+completes pre-created payments (a fresh pool per run), so each event has a real effect
+(payment succeeded, listing sold, an audit row, two notifications).
+
+Requests are built and signed here (timestamps well inside the 300 s tolerance: they are
+signed seconds before the run) and written to one file per wrk thread; the wrk script loads
+its file and holds every thread's first request until the last thread has loaded (see
+PLATFORM-NOTES: otherwise the first thread sends alone and req/s is inflated). The script
+reports how many requests each thread wrote.
+
+After each run, the DB check: the requests still in flight when wrk stopped are redelivered
+(as Stripe would; each must answer 200), then the number of processed events of the run must
+equal the number of distinct events sent, every one of them processed exactly once (attempts
+= 1), and as many pool payments must have succeeded. For pgbench: processed events =
+transactions pgbench reports, and no failed transaction (a missing payment would fail one).
+
+Usage: python3 bench/webhooks.py BASE_URL RUN_DIR   (scripts/bench.sh calls it after
+bench/measure.py). Exits 1 unless: unique-event throughput >= 70% of the pgbench ceiling,
+p99 <= 50 ms on both wrk runs, no non-2xx or socket error, the duplicate-heavy run at no
+lower throughput than the unique run, and every DB check passes.
+Settings: BENCH_ROUNDS (3), BENCH_SECONDS (10), PG_BIN (/usr/lib/postgresql/15/bin).
+"""
+
+import datetime
+import hashlib
+import hmac
+import http.client
+import json
+import math
+import os
+import platform
+import random
+import re
+import shlex
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))
+SECONDS = int(os.environ.get("BENCH_SECONDS", 10))
+THREADS, CONNECTIONS = 2, 32
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+TX_SCRIPT = Path(__file__).with_name("webhook_tx.sql")
+BASE_EVENTS = 100_000
+BUYERS, SELLERS = 2000, 400
+MIN_RATIO, MAX_P99_MS = 0.70, 50.0
+PATH = "/api/payments/webhook"
+
+# wrk script: loads this thread's pre-signed requests (records separated by NUL), holds the
+# first request until every thread has loaded, and reports per-thread counts at the end.
+WRK_LUA = r"""
+local threads = {}
+local counter = 0
+
+function setup(thread)
+    thread:set("id", counter)
+    counter = counter + 1
+    table.insert(threads, thread)
+end
+
+function init(args)
+    prefix, nthreads = args[1], tonumber(args[2])
+    local f = assert(io.open(prefix .. "." .. id .. ".req", "rb"))
+    local data = f:read("*a")
+    f:close()
+    reqs = {}
+    local pos = 1
+    while true do
+        local stop = string.find(data, "\0", pos, true)
+        if not stop then break end
+        reqs[#reqs + 1] = string.sub(data, pos, stop - 1)
+        pos = stop + 1
+    end
+    data = nil
+    collectgarbage()
+    count, sent, exhausted, ready = #reqs, 0, 0, false
+    fallback = "GET /bench/webhook-requests-exhausted HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    -- init runs in wrk's main thread, one thread after the other, and each thread starts as
+    -- soon as its own init returns: the last one to load opens the gate for all.
+    if id == nthreads - 1 then
+        local gate = assert(io.open(prefix .. ".ready", "w"))
+        gate:write("ready")
+        gate:close()
+    end
+end
+
+function request()
+    -- wrk calls request() once on thread 0, in its main thread, before the other threads
+    -- exist, to check the request's format: answer without waiting and without sending.
+    if id == 0 and not verified then
+        verified = true
+        return reqs[1] or fallback
+    end
+    if not ready then
+        while true do
+            local gate = io.open(prefix .. ".ready", "r")
+            if gate then gate:close() break end
+        end
+        ready = true
+    end
+    if sent >= count then
+        exhausted = exhausted + 1
+        return fallback
+    end
+    sent = sent + 1
+    return reqs[sent]
+end
+
+function done(summary, latency, requests)
+    local per = {}
+    for _, t in ipairs(threads) do
+        per[#per + 1] = string.format('{"id":%d,"sent":%d,"exhausted":%d}', t:get("id"), t:get("sent"), t:get("exhausted"))
+    end
+    local e = summary.errors
+    io.write(string.format(
+        '{"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"status_errors":%d,"socket_errors":%d,"threads":[%s]}\n',
+        summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+        e.status, e.connect + e.read + e.write + e.timeout, table.concat(per, ",")))
+end
+"""
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- database -------------------------------------------------------------------------------------
+
+class Database:
+    def __init__(self, url):
+        self.url = url
+        parts = urllib.parse.urlsplit(url)
+        query = dict(urllib.parse.parse_qsl(parts.query))
+        query["user"] = "postgres"
+        self.admin_url = f"{parts.scheme}://{parts.netloc}/postgres?{urllib.parse.urlencode(query)}"
+
+    def run(self, sql, *, admin=False):
+        """Runs SQL with psql; returns rows as lists of strings."""
+        out = subprocess.run([str(PG_BIN / "psql"), "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+                              self.admin_url if admin else self.url, "-c", sql],
+                             capture_output=True, text=True, timeout=600)
+        if out.returncode != 0:
+            raise RuntimeError(f"psql failed: {out.stderr.strip()}\n{sql[:300]}")
+        return [line.split("\t") for line in out.stdout.splitlines() if line]
+
+    def value(self, sql):
+        return self.run(sql)[0][0]
+
+
+def setup(db):
+    """Bench profiles, and the 100k older processed events every reset puts back."""
+    db.run(f"""
+        INSERT INTO profiles (user_id, role, email)
+        SELECT 'bench-buyer-' || n, 'buyer', 'bench-buyer-' || n || '@example.test' FROM generate_series(1, {BUYERS}) n
+        ON CONFLICT (user_id) DO NOTHING;
+        INSERT INTO profiles (user_id, role, email, stripe_account_id, charges_enabled, payouts_enabled, details_submitted)
+        SELECT 'bench-seller-' || n, 'seller', 'bench-seller-' || n || '@example.test', 'acct_bench_' || n, true, true, true
+        FROM generate_series(1, {SELLERS}) n
+        ON CONFLICT (user_id) DO NOTHING;
+        DROP TABLE IF EXISTS bench_base_events;
+        CREATE TABLE bench_base_events AS
+        SELECT 'evt_old_' || n AS id, 'platform'::text AS endpoint, 'payment_intent.succeeded'::text AS type,
+               1700000000 + n AS created, NULL::text AS account, 'pi_old_' || n AS object_id,
+               convert_to(format('{{"id":"evt_old_%1$s","object":"event","api_version":"2024-06-20","created":%2$s,'
+                                 '"livemode":false,"type":"payment_intent.succeeded","data":{{"object":{{"id":"pi_old_%1$s",'
+                                 '"object":"payment_intent","amount":5000,"amount_capturable":0,"amount_received":5000,'
+                                 '"currency":"usd","status":"succeeded","created":%2$s,"latest_charge":"ch_old_%1$s"}}}}}}',
+                                 n, 1700000000 + n), 'UTF8') AS payload,
+               'processed'::text AS status, 1 AS attempts, NULL::timestamptz AS next_attempt_at, NULL::text AS last_error,
+               now() - interval '30 days' + n * interval '10 seconds' AS received_at,
+               now() - interval '30 days' + n * interval '10 seconds' AS processed_at
+        FROM generate_series(1, {BASE_EVENTS}) n;
+    """)
+
+
+def make_pool(db, names_sql):
+    """One listing (reserved, payment_pending) and one `processing` purchase per intent id that
+    `names_sql` yields (a query with one text column `name`, the intent id)."""
+    db.run(f"""
+        WITH buyers AS (SELECT array_agg(id ORDER BY user_id) a FROM profiles WHERE user_id LIKE 'bench-buyer-%'),
+             sellers AS (SELECT array_agg(id ORDER BY user_id) a FROM profiles WHERE user_id LIKE 'bench-seller-%'),
+             names AS (SELECT name, row_number() OVER () AS n FROM ({names_sql}) q),
+             l AS (INSERT INTO listings (seller_id, title, price_cents, currency, status, reserved_by, reserved_until)
+                   SELECT sellers.a[1 + n % {SELLERS}], name, 5000, 'usd', 'payment_pending', buyers.a[1 + n % {BUYERS}],
+                          now() + interval '1 day'
+                   FROM names, buyers, sellers
+                   RETURNING id, seller_id, reserved_by, title)
+        INSERT INTO payments (kind, buyer_id, seller_id, listing_id, stripe_payment_intent_id, amount_cents,
+                              application_fee_cents, currency, status)
+        SELECT 'purchase', reserved_by, seller_id, id, title, 5000, 500, 'usd', 'processing' FROM l;
+    """)
+
+
+def reset(db):
+    """PLATFORM-NOTES: TRUNCATE (not drop/recreate), keep 100k older processed rows, ANALYZE."""
+    db.run("""
+        TRUNCATE webhook_events;
+        INSERT INTO webhook_events (id, endpoint, type, created, account, object_id, payload, status, attempts,
+                                    next_attempt_at, last_error, received_at, processed_at)
+        SELECT * FROM bench_base_events;
+        ANALYZE webhook_events; ANALYZE payments; ANALYZE listings; ANALYZE notifications; ANALYZE payment_audit_logs;
+    """)
+    db.run("CHECKPOINT", admin=True)
+
+
+# --- the three measured runs ------------------------------------------------------------------------
+
+def run_pgbench(db, run, seconds, expected_tps):
+    per_client = math.ceil(max(expected_tps, 2000) * seconds * 1.6 / CONNECTIONS) + 50
+    make_pool(db, f"SELECT 'pi_{run}_' || c || '_' || k AS name FROM generate_series(0, {CONNECTIONS - 1}) c,"
+                  f" generate_series(1, {per_client}) k")
+    reset(db)
+    out = subprocess.run(["pgbench", "-n", "-M", "extended", "-c", str(CONNECTIONS), "-j", str(THREADS), "-T", str(seconds),
+                          "-D", f"run={run}", "-D", "k=0", "-f", str(TX_SCRIPT), db.url],
+                         capture_output=True, text=True, timeout=seconds + 120)
+    text = out.stdout + out.stderr
+    if "tps = " not in text:
+        raise RuntimeError(f"pgbench failed:\n{text}")
+    tps = float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", text).group(1))
+    processed = int(re.search(r"number of transactions actually processed: (\d+)", text).group(1))
+    failed_match = re.search(r"number of failed transactions: (\d+)", text)
+    failed = int(failed_match.group(1)) if failed_match else (0 if out.returncode == 0 else -1)
+    latency = float(re.search(r"latency average = ([\d.]+) ms", text).group(1))
+    stored = int(db.value(f"SELECT count(*) FROM webhook_events WHERE id LIKE 'evt\\_{run}\\_%' AND status = 'processed'"))
+    succeeded = int(db.value(f"SELECT count(*) FROM payments WHERE stripe_payment_intent_id LIKE 'pi\\_{run}\\_%'"
+                             " AND status = 'succeeded'"))
+    problems = []
+    if out.returncode != 0:
+        problems.append(f"pgbench exited {out.returncode}: " + " | ".join(text.strip().splitlines()[-3:]))
+    if failed != 0:
+        problems.append(f"{failed} failed pgbench transactions")
+    if not stored == succeeded == processed:
+        problems.append(f"pgbench: {processed} transactions, {stored} processed events, {succeeded} payments succeeded")
+    return {"rps": tps, "p50_ms": latency, "p99_ms": None, "non2xx": 0, "socket_errors": 0, "sent": processed,
+            "check": problems}
+
+
+def event_body(run, n):
+    created = int(time.time())
+    return json.dumps({
+        "id": f"evt_{run}_{n}", "object": "event", "api_version": "2024-06-20", "created": created, "livemode": False,
+        "type": "payment_intent.succeeded", "data": {"object": {
+            "id": f"pi_{run}_{n}", "object": "payment_intent", "amount": 5000, "amount_capturable": 0,
+            "amount_received": 5000, "currency": "usd", "status": "succeeded", "created": created - 30,
+            "capture_method": "manual", "latest_charge": f"ch_{run}_{n}", "last_payment_error": None,
+            "metadata": {"listing_id": "00000000-0000-0000-0000-000000000000"}}},
+        "request": {"id": None, "idempotency_key": None}}, separators=(",", ":")).encode()
+
+
+def raw_request(host, secret, body):
+    timestamp = str(int(time.time()))
+    signature = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    head = (f"POST {PATH} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: Stripe/1.0 (+https://stripe.com/docs/webhooks)\r\n"
+            f"Content-Type: application/json; charset=utf-8\r\nStripe-Signature: t={timestamp},v1={signature}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body
+
+
+def run_wrk(db, base, secret, workdir, run, seconds, expected_tps, copies):
+    """copies=1: unique events; copies=3: every event three times, the copies close together."""
+    distinct = math.ceil(max(expected_tps, 2000) * seconds * (1.6 if copies == 1 else 1.0)) + 500
+    make_pool(db, f"SELECT 'pi_{run}_' || n AS name FROM generate_series(0, {distinct - 1}) n")
+    reset(db)
+    host = urllib.parse.urlsplit(base).netloc
+    bodies = {}
+    order = []
+    rng = random.Random(run)
+    block = 64  # events per block; a block's 3 × 64 deliveries are shuffled together
+    for start in range(0, distinct, block):
+        ids = list(range(start, min(start + block, distinct)))
+        chunk = ids * copies
+        if copies > 1:
+            rng.shuffle(chunk)
+        order.extend(chunk)
+    requests = {}
+    for n in range(distinct):
+        bodies[n] = event_body(run, n)
+        requests[n] = raw_request(host, secret, bodies[n])
+    per_thread = [order[i::THREADS] for i in range(THREADS)]
+    prefix = Path(workdir) / run
+    for i, events in enumerate(per_thread):
+        with open(f"{prefix}.{i}.req", "wb") as f:
+            for n in events:
+                f.write(requests[n])
+                f.write(b"\0")
+    script = Path(workdir) / "webhooks.lua"
+    script.write_text(WRK_LUA)
+    out = subprocess.run(["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(script), base + PATH,
+                          "--", str(prefix), str(THREADS)], capture_output=True, text=True, timeout=seconds + 180)
+    if out.returncode != 0:
+        raise RuntimeError(f"wrk failed:\n{out.stdout}{out.stderr}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    for i in range(THREADS):
+        os.unlink(f"{prefix}.{i}.req")
+    os.unlink(f"{prefix}.ready")
+
+    # Stripe redelivers what was cut off when wrk stopped: the last requests of each thread.
+    sent = set()
+    tail = []
+    for thread in result["threads"]:
+        written = per_thread[thread["id"]][:thread["sent"]]
+        sent.update(written)
+        tail.extend(written[-CONNECTIONS:])
+    first_time, answers = redeliver(base, secret, [bodies[n] for n in tail])
+    problems = [f"redelivery answered {a}" for a in answers if a != 200][:3]
+    ids_sql = f"id LIKE 'evt\\_{run}\\_%'"
+    rows = dict(db.run(f"SELECT status || '/' || attempts, count(*) FROM webhook_events WHERE {ids_sql} GROUP BY 1"))
+    succeeded = int(db.value(f"SELECT count(*) FROM payments WHERE stripe_payment_intent_id LIKE 'pi\\_{run}\\_%'"
+                             " AND status = 'succeeded'"))
+    notifications = int(db.value(f"SELECT count(*) FROM notifications n JOIN payments p ON p.id::text = n.payload->>'payment_id'"
+                                 f" WHERE p.stripe_payment_intent_id LIKE 'pi\\_{run}\\_%'"))
+    if rows != {"processed/1": str(len(sent))}:
+        problems.append(f"events sent {len(sent)} distinct, inbox rows {rows}")
+    if succeeded != len(sent) or notifications != 2 * len(sent):
+        problems.append(f"{len(sent)} distinct events, {succeeded} payments succeeded, {notifications} notifications")
+    exhausted = sum(t["exhausted"] for t in result["threads"])
+    if exhausted:
+        problems.append(f"{exhausted} requests beyond the pre-built ones (raise the pool size)")
+    rps = result["requests"] / (result["duration_us"] / 1e6)
+    log(f"    {len(sent)} distinct events sent in {sum(t['sent'] for t in result['threads'])} requests; "
+        f"{len(tail)} tail redeliveries ({first_time} first-time)")
+    return {"rps": rps, "p50_ms": result["p50_us"] / 1000, "p99_ms": result["p99_us"] / 1000,
+            "non2xx": result["status_errors"], "socket_errors": result["socket_errors"], "sent": len(sent),
+            "check": problems}
+
+
+def redeliver(base, secret, bodies):
+    """Sends each body once more over one keep-alive connection; returns (first-time count, statuses)."""
+    parts = urllib.parse.urlsplit(base)
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    connection = http.client.HTTPSConnection(parts.hostname, parts.port, context=context, timeout=30)
+    statuses, first_time = [], 0
+    try:
+        for body in bodies:
+            raw = raw_request(parts.netloc, secret, body)
+            head, _ = raw.split(b"\r\n\r\n", 1)
+            headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n")[1:])
+            headers.pop("Host", None)
+            connection.request("POST", PATH, body=body, headers=headers)
+            response = connection.getresponse()
+            answer = response.read()
+            statuses.append(response.status)
+            if response.status == 200 and b"duplicate" not in answer:
+                first_time += 1
+    finally:
+        connection.close()
+    return first_time, statuses
+
+
+# --- report ---------------------------------------------------------------------------------------------
+
+def machine():
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.machine())
+    return f"{os.cpu_count()} cores, {model}, Linux {platform.release()}"
+
+
+def read_env(run_dir):
+    env = {}
+    for line in (Path(run_dir) / "env").read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            env[key] = shlex.split(value)[0] if value else ""
+    return env
+
+
+def preflight(db, base, secret):
+    """A signed event for a real payment answers 200 {"received":true} and is applied."""
+    make_pool(db, "SELECT 'pi_preflight_0' AS name")
+    body = event_body("preflight", 0)
+    first_time, statuses = redeliver(base, secret, [body, body])
+    assert statuses == [200, 200] and first_time == 1, (statuses, first_time)
+    assert db.value("SELECT status FROM payments WHERE stripe_payment_intent_id = 'pi_preflight_0'") == "succeeded"
+
+
+def main(base, run_dir):
+    env = read_env(run_dir)
+    secret = env["STRIPE_WEBHOOK_SECRETS"].split(",")[0].strip()
+    db = Database(env["DATABASE_URL"])
+    tag = time.strftime("%H%M%S")
+    setup(db)
+    preflight(db, base, secret)
+    names = ["pgbench ceiling (webhook_tx.sql)", "POST webhook, unique events", "POST webhook, each event 3×"]
+    runs = {name: [] for name in names}
+    with tempfile.TemporaryDirectory(prefix="webhook-bench-") as workdir:
+        log("warm-up (2 s each)")
+        ceiling = run_pgbench(db, f"w{tag}p", 2, 0)["rps"]
+        run_wrk(db, base, secret, workdir, f"w{tag}u", 2, ceiling, 1)
+        run_wrk(db, base, secret, workdir, f"w{tag}d", 2, ceiling, 3)
+        for r in range(1, ROUNDS + 1):
+            results = [run_pgbench(db, f"r{r}{tag}p", SECONDS, ceiling)]
+            ceiling = max(ceiling, results[0]["rps"])
+            results.append(run_wrk(db, base, secret, workdir, f"r{r}{tag}u", SECONDS, ceiling, 1))
+            results.append(run_wrk(db, base, secret, workdir, f"r{r}{tag}d", SECONDS, ceiling, 3))
+            for name, result in zip(names, results):
+                runs[name].append(result)
+                p99 = "-" if result["p99_ms"] is None else f"{result['p99_ms']:.2f} ms"
+                log(f"round {r} {name:34} {result['rps']:8.0f}/s  p50 {result['p50_ms']:.2f} ms  p99 {p99}  "
+                    f"non-2xx {result['non2xx']}  socket {result['socket_errors']}  "
+                    f"check {'ok' if not result['check'] else '; '.join(result['check'])}")
+
+    def med(name, key):
+        return statistics.median(r[key] for r in runs[name])
+
+    ceiling = med(names[0], "rps")
+    print(f"\n{datetime.date.today().isoformat()} — {machine()}; pgbench `-n -M extended -c {CONNECTIONS} -j {THREADS} "
+          f"-T {SECONDS}` and `wrk -t{THREADS} -c{CONNECTIONS} -d{SECONDS}s` over HTTPS through nginx, same database, "
+          f"{ROUNDS} interleaved rounds, medians; WORKERS={os.environ.get('WORKERS', 'default')}\n")
+    print("| run | per second | p50 ms | p99 ms | non-2xx | socket errors | vs pgbench | DB check |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    failures = []
+    for name in names:
+        rps = med(name, "rps")
+        p50 = med(name, "p50_ms")
+        p99 = "—" if name == names[0] else f"{med(name, 'p99_ms'):.2f}"
+        bad = sum(r["non2xx"] for r in runs[name])
+        sock = sum(r["socket_errors"] for r in runs[name])
+        checks = [c for r in runs[name] for c in r["check"]]
+        sent = sum(r["sent"] for r in runs[name])
+        check = f"ok ({sent:,} events)" if not checks else "FAIL"
+        label = f"{p50:.2f} (mean)" if name == names[0] else f"{p50:.2f}"
+        print(f"| {name} | {rps:,.0f} | {label} | {p99} | {bad} | {sock} | {rps / ceiling:.1%} | {check} |")
+        failures += [f"{name}: {c}" for c in checks]
+        if bad or sock:
+            failures.append(f"{name}: {bad} non-2xx responses, {sock} socket errors")
+        if name != names[0] and med(name, "p99_ms") > MAX_P99_MS:
+            failures.append(f"{name}: p99 {med(name, 'p99_ms'):.1f} ms above {MAX_P99_MS:.0f} ms")
+    unique, dup = med(names[1], "rps"), med(names[2], "rps")
+    if unique < MIN_RATIO * ceiling:
+        failures.append(f"unique events at {unique / ceiling:.1%} of the pgbench ceiling, below {MIN_RATIO:.0%}")
+    if dup < unique:
+        failures.append(f"duplicate-heavy run ({dup:,.0f}/s) below the unique run ({unique:,.0f}/s)")
+    for failure in failures:
+        print(f"FAIL: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))
