@@ -3,7 +3,9 @@
 set -euo pipefail
 
 packages=(libfcgi-dev libpq-dev libcurl4-openssl-dev libssl-dev nginx postgresql wrk
-          pkg-config openssl curl python3-venv)
+          pkg-config openssl curl python3-venv
+          # the browser tests (tests/test_connect_browser.py): headless Chromium, its driver, a font
+          chromium chromium-driver fonts-dejavu-core)
 
 missing=()
 for p in "${packages[@]}"; do

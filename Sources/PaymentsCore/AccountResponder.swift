@@ -19,7 +19,9 @@ struct AccountResponder {
             """).first else { throw APIError.notFound }
         struct Profile: Encodable {
             let id, user_id, role: String
-            let email, display_name, stripe_account_id: String?
+            @Nullable var email: String?
+            @Nullable var display_name: String?
+            @Nullable var stripe_account_id: String?
             let charges_enabled, payouts_enabled: Bool
         }
         return .json(Profile(
@@ -41,7 +43,7 @@ struct AccountResponder {
         struct Notification: Encodable {
             let id, kind, created_at: String
             let payload: JSONValue
-            let read_at: String?
+            @Nullable var read_at: String?
         }
         let items = rows.map { row in
             Notification(id: row["id"] ?? "", kind: row["kind"] ?? "", created_at: row["created_at"] ?? "",
@@ -88,8 +90,15 @@ struct AccountResponder {
         struct Entry: Encodable {
             let id: Int
             let occurred_at, operation, entity_type: String
-            let entity_id, actor_profile_id, actor_role, request_id, ip, user_agent, error_code: String?
-            let old_values, new_values: JSONValue?
+            @Nullable var entity_id: String?
+            @Nullable var actor_profile_id: String?
+            @Nullable var actor_role: String?
+            @Nullable var request_id: String?
+            @Nullable var ip: String?
+            @Nullable var user_agent: String?
+            @Nullable var error_code: String?
+            @Nullable var old_values: JSONValue?
+            @Nullable var new_values: JSONValue?
             let success: Bool
         }
         let entries = rows.reversed().map { row in

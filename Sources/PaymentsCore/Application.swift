@@ -79,8 +79,10 @@ public struct Application: Sendable {
             try limiter.check(policy, key: policy.key(profileID: nil, remoteAddress: request.remoteAddress), on: database)
         }
         if case .roles(let roles) = route.access {
-            request.identity = try AuthResolver(configuration: shared.configuration.auth)
-                .resolve(request, access: roles, on: database)
+            let resolver = AuthResolver(configuration: shared.configuration.auth)
+            let identity = try resolver.authenticate(request, on: database)
+            request.identity = identity
+            try resolver.authorize(identity, request: request, roles: roles)
         }
         for policy in route.rateLimits where !policy.isKeyedByIP {
             let key = policy.key(profileID: request.identity?.profileID.uuidString.lowercased(),
@@ -105,7 +107,9 @@ public struct Application: Sendable {
         } catch {
             let apiError = mapError(error, requestID: request.requestID)
             database.rollbackQuietly()
-            if apiError.status == 503 || apiError.status == 429 {
+            // A failure the client is told to retry (rate limit, database or Stripe unavailable,
+            // unexpected error) must not be replayed to that retry: release the key.
+            if apiError.status >= 500 || apiError.status == 429 {
                 IdempotencyStore.release(profileID: profileID, key: key, on: database)
                 throw apiError
             }
@@ -165,15 +169,39 @@ public struct Application: Sendable {
         }
     }
 
-    /// Rejected attempts at state-changing routes are audited too (after the rollback, on their own).
+    /// Rejected attempts at state-changing routes are audited too (after the rollback, on their
+    /// own), with the entity's id and what was attempted (the JSON body, when small).
     private func recordFailure(_ audit: AuditTarget, errorCode: String, request: Request, context: WorkerContext) {
-        let entry = AuditEntry(operation: audit.operation, entityType: audit.entityType,
-                               entityID: request.pathParameters["id"], success: false, errorCode: errorCode)
+        var entityID = request.pathParameters["id"]
+        var attempted: JSONValue?
+        if case .object(let fields)? = request.json ?? JSONValue.parse(request.body) {
+            if let field = audit.bodyField, case .string(let id)? = fields[field] { entityID = String(id.prefix(64)) }
+            if !fields.isEmpty, request.body.count <= 4096 { attempted = ["attempted": .object(fields)] }
+        }
+        let entry = AuditEntry(operation: audit.operation, entityType: audit.entityType, entityID: entityID,
+                               oldValues: entityID.flatMap { try? Self.snapshot(audit.entityType, id: $0, on: context.database) },
+                               newValues: attempted, success: false, errorCode: errorCode)
         do {
             try AuditLog.record(entry, request: request, on: context.database)
         } catch {
             shared.logger.error("audit write failed", [("request_id", .string(request.requestID))])
         }
+    }
+
+    /// What a refused action would have changed, as it stood: the entity's state columns.
+    private static func snapshot(_ entityType: String, id: String, on connection: Connection) throws -> JSONValue? {
+        guard UUID(uuidString: id) != nil else { return nil }
+        let query: SQLQuery
+        switch entityType {
+        case "payment":
+            query = "SELECT jsonb_build_object('status', status, 'amount_received', amount_received, 'amount_refunded', amount_refunded)::text AS v FROM payments WHERE id = \(id)::uuid"
+        case "dispute": query = "SELECT jsonb_build_object('status', status, 'kind', kind)::text AS v FROM disputes WHERE id = \(id)::uuid"
+        case "milestone": query = "SELECT jsonb_build_object('status', status)::text AS v FROM milestones WHERE id = \(id)::uuid"
+        case "listing": query = "SELECT jsonb_build_object('status', status)::text AS v FROM listings WHERE id = \(id)::uuid"
+        case "notification": query = "SELECT jsonb_build_object('read_at', read_at)::text AS v FROM notifications WHERE id = \(id)::uuid"
+        default: return nil
+        }
+        return try connection.query(query).first?["v"].flatMap { JSONValue.parse(Array($0.utf8)) }
     }
 
     private func log(request: Request, route: String, status: Int, errorCode: String?, since started: ContinuousClock.Instant,

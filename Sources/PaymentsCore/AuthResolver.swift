@@ -58,9 +58,9 @@ public struct AuthConfiguration: Sendable {
 struct AuthResolver {
     let configuration: AuthConfiguration
 
-    /// The identity, or `401 unauthenticated` / `403 forbidden` / `403 csrf_failed`.
-    func resolve(_ request: Request, access: Set<Role>, on connection: Connection) throws -> Identity {
-        let cookies = Self.cookies(request.header("cookie"))
+    /// The verified caller (`401 unauthenticated` otherwise). Role and CSRF checks come after,
+    /// in `authorize`, so that a refused attempt is audited with the caller's identity.
+    func authenticate(_ request: Request, on connection: Connection) throws -> Identity {
         let token: String
         let viaCookie: Bool
         if let authorization = request.header("authorization") {
@@ -69,7 +69,7 @@ struct AuthResolver {
             }
             token = String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)
             viaCookie = false
-        } else if let cookie = cookies[configuration.accessCookie], !cookie.isEmpty {
+        } else if let cookie = Self.cookies(request.header("cookie"))[configuration.accessCookie], !cookie.isEmpty {
             token = cookie
             viaCookie = true
         } else {
@@ -82,24 +82,27 @@ struct AuthResolver {
         } catch {
             throw Self.unauthenticated(error.rawValue)
         }
+        let row = try connection.query("SELECT id, role FROM profiles WHERE user_id = \(claims.subject)").first
+        guard let row, let profileID = row.uuid("id"), let role = row.string("role").flatMap(Role.init) else {
+            throw Self.unauthenticated("the token's subject has no profile")
+        }
+        return Identity(profileID: profileID, userID: claims.subject, role: role, viaCookie: viaCookie)
+    }
 
-        // CSRF (double submit) before anything else happens for a cookie session.
-        if viaCookie && !["GET", "HEAD", "OPTIONS"].contains(request.method) {
+    /// CSRF (double submit) for cookie sessions' unsafe methods, then the route's roles:
+    /// `403 csrf_failed` / `403 forbidden`.
+    func authorize(_ identity: Identity, request: Request, roles: Set<Role>) throws {
+        if identity.viaCookie && !["GET", "HEAD", "OPTIONS"].contains(request.method) {
+            let cookies = Self.cookies(request.header("cookie"))
             guard let header = request.header("x-csrf-token"), let cookie = cookies[configuration.csrfCookie],
                   !cookie.isEmpty, Digest.constantTimeEqual(Array(header.utf8), Array(cookie.utf8)) else {
                 throw APIError(status: 403, code: "csrf_failed",
                                message: "Cookie-authenticated requests must send X-CSRF-Token matching the CSRF cookie.")
             }
         }
-
-        let row = try connection.query("SELECT id, role FROM profiles WHERE user_id = \(claims.subject)").first
-        guard let row, let profileID = row.uuid("id"), let role = row.string("role").flatMap(Role.init) else {
-            throw Self.unauthenticated("the token's subject has no profile")
+        guard roles.contains(identity.role) else {
+            throw APIError(status: 403, code: "forbidden", message: "This action is not available to the \(identity.role.rawValue) role.")
         }
-        guard access.contains(role) else {
-            throw APIError(status: 403, code: "forbidden", message: "This action is not available to the \(role.rawValue) role.")
-        }
-        return Identity(profileID: profileID, userID: claims.subject, role: role, viaCookie: viaCookie)
     }
 
     static func unauthenticated(_ reason: String) -> APIError {

@@ -6,7 +6,7 @@ import Stripe
 struct CaptureResponder {
     func addRoutes(to router: inout Router) {
         router.add("POST", "/api/payments/capture", body: .json, access: .roles([.buyer, .admin]), rateLimits: [.capture],
-                   audit: AuditTarget("payment.capture", entity: "payment"), capture)
+                   audit: AuditTarget("payment.capture", entity: "payment", idInBody: "payment_id"), capture)
         router.add("POST", "/api/payments/{id}/cancel", body: .json, access: .roles([.buyer, .admin]), rateLimits: [.cancel],
                    audit: AuditTarget("payment.cancel", entity: "payment"), cancel)
     }
@@ -60,15 +60,16 @@ struct CaptureResponder {
                 WHERE id = \(paymentID) AND status = ANY(\("{" + cancellable.joined(separator: ",") + "}")::text[])
                 RETURNING *
                 """).first
+            // The cancellation is this actor's action even when Stripe's webhook recorded it first.
+            try AuditLog.record(AuditEntry(operation: "payment.cancel", entityType: "payment",
+                                           entityID: paymentID.uuidString.lowercased(),
+                                           oldValues: ["status": JSONValue(payment["status"])], newValues: ["status": "canceled"]),
+                                request: request, on: connection)
             if let changed {
                 try connection.query("SELECT payment_release_hold(p) FROM payments p WHERE p.id = \(paymentID)")
-                try AuditLog.record(AuditEntry(operation: "payment.cancel", entityType: "payment",
-                                               entityID: paymentID.uuidString.lowercased(),
-                                               oldValues: ["status": JSONValue(payment["status"])], newValues: ["status": "canceled"]),
-                                    request: request, on: connection)
                 let other = identity.profileID.uuidString.lowercased() == changed["buyer_id"] ? changed["seller_id"] : changed["buyer_id"]
                 if let other {
-                    try Notifier.notify(other, kind: "payment_canceled",
+                    try Notifier.notify([other], kind: "payment_canceled",
                                         payload: ["payment_id": .string(paymentID.uuidString.lowercased())], on: connection)
                 }
             }
@@ -123,17 +124,18 @@ struct PurchaseCapture {
         let intent = try context.stripe.capturePaymentIntent(intentID, amountToCapture: requested,
                                                              idempotencyKey: "payment:\(paymentID):capture")
         try context.database.withTransaction { connection in
-            guard try connection.query("""
+            let changed = try connection.query("""
                 SELECT * FROM payment_complete_atomic(\(intentID), 0, \(intent.amountReceived ?? requested ?? capturable),
                                                       \(intent.latestCharge?.id))
-                """).first != nil else { return }
+                """).first != nil
+            // The capture is this actor's action even when Stripe's webhook recorded its effect first.
             try AuditLog.record(AuditEntry(operation: "payment.capture", entityType: "payment", entityID: paymentID,
                                            oldValues: ["status": "requires_capture"],
                                            newValues: ["status": "succeeded", "amount_received": .int(intent.amountReceived ?? 0)]),
                                 context: audit, on: connection)
-            for party in [payment["buyer_id"], payment["seller_id"]].compactMap({ $0 }) {
-                try Notifier.notify(party, kind: "payment_succeeded", payload: ["payment_id": .string(paymentID)], on: connection)
-            }
+            guard changed else { return }  // the webhook already told both parties
+            try Notifier.notify([payment["buyer_id"], payment["seller_id"]].compactMap { $0 }, kind: "payment_succeeded",
+                                payload: ["payment_id": .string(paymentID)], on: connection)
         }
         if let charge = intent.latestCharge?.id {
             WebhookInbox(connection: context.database, audit: audit).applyParked(objectID: charge)

@@ -44,7 +44,10 @@ public enum CommandLineTool {
                 return 0
             case "events":
                 let connection = Connection(connectionString: try env.required("DATABASE_URL"))
-                return try EventsCommand.run(Array(arguments.dropFirst(2)), connection: connection)
+                // Replays may need to cancel abandoned authorisations; without Stripe settings they only record.
+                StripeClient.initializeGlobalState()
+                let stripe = (try? ServerConfiguration.stripeConfiguration(env)).flatMap { try? StripeClient(configuration: $0) }
+                return try EventsCommand.run(Array(arguments.dropFirst(2)), connection: connection, stripe: stripe)
             case "seed-demo":
                 let connection = Connection(connectionString: try env.required("DATABASE_URL"))
                 print("seed-demo: \(try DemoData.seed(on: connection)) rows created")

@@ -74,10 +74,10 @@ struct ConnectResponder {
                    disabled_reason FROM profiles WHERE id = \(identity.profileID)
             """).first else { throw APIError.notFound }
         struct Status: Encodable {
-            let account_id: String?
+            @Nullable var account_id: String?
             let charges_enabled, payouts_enabled, details_submitted: Bool
             let requirements_due: JSONValue
-            let disabled_reason: String?
+            @Nullable var disabled_reason: String?
         }
         return .json(Status(account_id: row["stripe_account_id"], charges_enabled: row.bool("charges_enabled") ?? false,
                             payouts_enabled: row.bool("payouts_enabled") ?? false,
@@ -103,6 +103,10 @@ struct ConnectResponder {
     /// A valid state gets a newly minted link (the old one expired or was used).
     private func refresh(_ request: Request, _ context: WorkerContext) throws -> Response {
         let state = try verifiedState(request, context: context)
+        // The state binds profile and account: both must still belong together.
+        guard try context.database.query("""
+            SELECT 1 FROM profiles WHERE id = \(state.profileID)::uuid AND stripe_account_id = \(state.accountID)
+            """).first != nil else { throw Self.stateRejected("forged") }
         let link = try makeLink(profileID: state.profileID, accountID: state.accountID, context: context)
         return Self.redirect(to: link.url)
     }

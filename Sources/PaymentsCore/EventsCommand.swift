@@ -1,12 +1,13 @@
 import Foundation
 import Postgres
+import Stripe
 
 /// `payments events list --status S` and `payments events replay --id ID | --type T --since WHEN`.
 enum EventsCommand {
     static let usage = "usage: payments events list [--status parked|failed|dead|processed|ignored] [--limit N]\n"
         + "       payments events replay (--id EVT | --type TYPE [--since UNIX_SECONDS])"
 
-    static func run(_ arguments: [String], connection: Connection) throws -> Int32 {
+    static func run(_ arguments: [String], connection: Connection, stripe: StripeClient?) throws -> Int32 {
         var options: [String: String] = [:]
         var rest = arguments.dropFirst()[...]
         while let flag = rest.popFirst() {
@@ -15,7 +16,7 @@ enum EventsCommand {
         }
         switch arguments.first {
         case "list": return try list(options, connection: connection)
-        case "replay": return try replay(options, connection: connection)
+        case "replay": return try replay(options, connection: connection, stripe: stripe)
         default: throw ConfigurationError(description: usage)
         }
     }
@@ -35,7 +36,7 @@ enum EventsCommand {
         return 0
     }
 
-    private static func replay(_ options: [String: String], connection: Connection) throws -> Int32 {
+    private static func replay(_ options: [String: String], connection: Connection, stripe: StripeClient?) throws -> Int32 {
         let ids: [String]
         if let id = options["id"] {
             ids = [id]
@@ -47,7 +48,7 @@ enum EventsCommand {
         } else {
             throw ConfigurationError(description: usage)
         }
-        let inbox = WebhookInbox(connection: connection, audit: .system("payments events replay"))
+        let inbox = WebhookInbox(connection: connection, audit: .system("payments events replay"), stripe: stripe)
         var failures = 0
         for id in ids {
             do {

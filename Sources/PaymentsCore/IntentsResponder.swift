@@ -7,7 +7,7 @@ import Stripe
 struct IntentsResponder {
     func addRoutes(to router: inout Router) {
         router.add("POST", "/api/payments/create-intent", body: .json, access: .roles([.buyer]),
-                   rateLimits: [.intentIP, .intent], audit: AuditTarget("payment.create", entity: "listing"), createIntent)
+                   rateLimits: [.intentIP, .intent], audit: AuditTarget("payment.create", entity: "listing", idInBody: "listing_id"), createIntent)
         router.add("GET", "/api/payments/{id}", access: .signedIn, show)
         router.add("GET", "/api/payments", access: .signedIn, list)
     }
@@ -183,7 +183,7 @@ struct IntentsResponder {
         let next = rows.count > limit ? page.last.map { PageCursor(createdAt: Int64($0.int("sort_key") ?? 0), id: $0["id"] ?? "").encoded } : nil
         struct Page: Encodable {
             let data: [PaymentRecord]
-            let next_cursor: String?
+            @Nullable var next_cursor: String?
         }
         return .json(Page(data: page.map(PaymentRecord.init(row:)), next_cursor: next))
     }
@@ -198,7 +198,7 @@ private struct CreatedIntent: Encodable {
     let application_fee: Int64
     let currency: String
     let status: String
-    let reserved_until: String?
+    @Nullable var reserved_until: String?
 
     init(row: Row, status current: String?) throws {
         guard let intent = row["stripe_payment_intent_id"], let secret = row["client_secret"] else { throw APIError.internalError }

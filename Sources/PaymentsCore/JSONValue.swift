@@ -68,3 +68,19 @@ extension JSONValue {
         self = text.map(JSONValue.string) ?? .null
     }
 }
+
+/// An optional that is encoded as JSON `null` when absent, instead of being left out, so that
+/// every response of a type has the same fields.
+@propertyWrapper
+struct Nullable<Value: Encodable & Sendable>: Encodable, Sendable {
+    var wrappedValue: Value?
+
+    init(wrappedValue: Value?) {
+        self.wrappedValue = wrappedValue
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        if let wrappedValue { try container.encode(wrappedValue) } else { try container.encodeNil() }
+    }
+}

@@ -7,7 +7,7 @@ import Stripe
 struct MilestonesResponder {
     func addRoutes(to router: inout Router) {
         router.add("POST", "/api/payments/milestones/create-intent", body: .json, access: .roles([.buyer]),
-                   rateLimits: [.milestone], audit: AuditTarget("milestone.fund", entity: "milestone"), fund)
+                   rateLimits: [.milestone], audit: AuditTarget("milestone.fund", entity: "milestone", idInBody: "milestone_id"), fund)
         router.add("POST", "/api/payments/milestones/{id}/release", body: .json, access: .roles([.buyer]),
                    rateLimits: [.milestone], audit: AuditTarget("milestone.release", entity: "milestone"), release)
         router.add("GET", "/api/listings/{id}/milestones", access: .signedIn, list)
@@ -154,7 +154,7 @@ struct MilestonesResponder {
             let id, title, status: String
             let position: Int
             let amount: Int64
-            let payment_id: String?
+            @Nullable var payment_id: String?
         }
         return .json(["data": rows.map {
             Milestone(id: $0["id"] ?? "", title: $0["title"] ?? "", status: $0["status"] ?? "", position: $0.int("position") ?? 0,
@@ -179,11 +179,12 @@ struct MilestoneRelease {
     /// Releases; `requiredBuyer` limits it to the buyer who funded it (nil for an admin).
     func release(_ milestoneID: UUID, requiredBuyer: UUID?, allowDisputed: Bool = false) throws -> Released {
         let database = context.database
+        // The milestone's current payment (the latest attempt that did not fail): its buyer may release.
         guard let row = try database.query("""
             SELECT m.status AS milestone_status, p.id AS payment_id, p.buyer_id, p.seller_id, p.amount_cents,
                    p.application_fee_cents, p.currency, p.stripe_charge_id, p.transfer_group, s.stripe_account_id
             FROM milestones m
-            JOIN payments p ON p.milestone_id = m.id AND p.status IN ('succeeded', 'refunded')
+            JOIN payments p ON p.milestone_id = m.id AND p.status NOT IN ('failed', 'canceled')
             JOIN profiles s ON s.id = p.seller_id
             WHERE m.id = \(milestoneID) ORDER BY p.created_at DESC LIMIT 1
             """).first, requiredBuyer == nil || row.uuid("buyer_id") == requiredBuyer else { throw APIError.notFound }

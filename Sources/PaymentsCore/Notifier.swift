@@ -6,9 +6,17 @@ import Postgres
 enum Notifier {
     /// One notification for one profile.
     static func notify(_ profileID: String, kind: String, payload: [String: JSONValue], on connection: Connection) throws {
+        try notify([profileID], kind: kind, payload: payload, on: connection)
+    }
+
+    /// The same notification for several profiles, in one statement.
+    static func notify(_ profileIDs: [String], kind: String, payload: [String: JSONValue], on connection: Connection) throws {
+        guard !profileIDs.isEmpty else { return }
         let body = String(decoding: JSONCoding.encode(payload), as: UTF8.self)
+        let ids = "{" + profileIDs.joined(separator: ",") + "}"
         try connection.query("""
-            INSERT INTO notifications (profile_id, kind, payload) VALUES (\(profileID)::uuid, \(kind), \(body)::jsonb)
+            INSERT INTO notifications (profile_id, kind, payload)
+            SELECT profile, \(kind), \(body)::jsonb FROM unnest(\(ids)::uuid[]) AS profile
             """)
     }
 

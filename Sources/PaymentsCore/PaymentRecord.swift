@@ -9,15 +9,15 @@ struct PaymentRecord: Encodable {
     let buyer_id: String
     let seller_id: String
     let listing_id: String
-    let milestone_id: String?
-    let payment_intent_id: String?
+    @Nullable var milestone_id: String?
+    @Nullable var payment_intent_id: String?
     let amount: Int64
     let application_fee: Int64
     let currency: String
     let amount_capturable: Int64
     let amount_received: Int64
     let amount_refunded: Int64
-    let capture_before: String?
+    @Nullable var capture_before: String?
     let is_disputed: Bool
     let created_at: String
     let updated_at: String

@@ -14,7 +14,7 @@ struct PurchaseSweeper {
     /// Cancels purchases whose buyer did not pay within the reservation; returns how many.
     func expireReservations() throws -> Int {
         let due = try connection.query("""
-            SELECT p.id, p.stripe_payment_intent_id FROM payments p JOIN listings l ON l.id = p.listing_id
+            SELECT p.id, p.stripe_payment_intent_id, p.status FROM payments p JOIN listings l ON l.id = p.listing_id
             WHERE p.kind = 'purchase' AND l.status = 'payment_pending' AND l.reserved_by = p.buyer_id
               AND l.reserved_until < now()
               AND p.status IN ('creating', 'requires_payment_method', 'requires_confirmation', 'requires_action')
@@ -33,7 +33,7 @@ struct PurchaseSweeper {
     /// lapse at Stripe anyway); buyer and seller are told.
     func cancelLapsingAuthorizations() throws -> Int {
         let due = try connection.query("""
-            SELECT id, stripe_payment_intent_id FROM payments
+            SELECT id, stripe_payment_intent_id, status FROM payments
             WHERE status = 'requires_capture'
               AND capture_before < now() + make_interval(hours => \(marketplace.captureMarginHours))
             ORDER BY capture_before LIMIT 100
@@ -46,34 +46,30 @@ struct PurchaseSweeper {
         return cancelled
     }
 
-    /// Cancels at Stripe (when there is an intent), then locally; true when this run changed the row.
+    /// Cancels locally first — guarded, audited, both parties told — then at Stripe, so the
+    /// `payment_intent.canceled` event that follows finds nothing left to change. If Stripe cannot
+    /// cancel now, a later authorisation on the intent is cancelled when its event arrives.
+    /// True when this run changed the row.
     private func cancel(_ payment: Row, operation: String, notification: String) throws -> Bool {
         guard let id = payment["id"] else { return false }
-        if let intent = payment["stripe_payment_intent_id"] {
-            let result = Result { () throws(StripeError) in
-                try stripe.cancelPaymentIntent(intent, reason: "abandoned", idempotencyKey: "payment:\(id):cancel")
-            }
-            if case .failure(let error) = result {
-                // Already cancelled or captured at Stripe: its webhook decides; nothing to do here.
-                if error.code == "payment_intent_unexpected_state" { return false }
-                throw error
-            }
-        }
-        return try connection.withTransaction { connection in
-            guard let changed = try connection.query("""
+        let changed = try connection.withTransaction { connection -> Bool in
+            guard let parties = try connection.query("""
                 UPDATE payments SET status = 'canceled', amount_capturable = 0
                 WHERE id = \(id)::uuid AND status IN ('creating', 'requires_payment_method', 'requires_confirmation',
                                                       'requires_action', 'requires_capture')
-                RETURNING buyer_id, seller_id, status
+                RETURNING buyer_id, seller_id
                 """).first else { return false }
             try connection.query("SELECT payment_release_hold(p) FROM payments p WHERE p.id = \(id)::uuid")
             try AuditLog.record(AuditEntry(operation: operation, entityType: "payment", entityID: id,
-                                           newValues: ["status": "canceled"]),
+                                           oldValues: ["status": JSONValue(payment["status"])], newValues: ["status": "canceled"]),
                                 context: .system("payments sweep"), on: connection)
-            for party in [changed["buyer_id"], changed["seller_id"]].compactMap({ $0 }) {
-                try Notifier.notify(party, kind: notification, payload: ["payment_id": .string(id)], on: connection)
-            }
+            try Notifier.notify([parties["buyer_id"], parties["seller_id"]].compactMap { $0 }, kind: notification,
+                                payload: ["payment_id": .string(id)], on: connection)
             return true
         }
+        if changed, let intent = payment["stripe_payment_intent_id"] {
+            _ = try? stripe.cancelPaymentIntent(intent, reason: "abandoned", idempotencyKey: "payment:\(id):cancel")
+        }
+        return changed
     }
 }

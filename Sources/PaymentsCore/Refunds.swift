@@ -13,11 +13,16 @@ struct Refunds {
     func refund(disputeID: String, paymentID: String, requested: Int64?, reason: String?) throws -> Row {
         let database = context.database
         let reservation = try database.withTransaction { connection -> Row in
+            // Lock first, then read: a statement that waited for the lock would still see the
+            // refunds as they were before it waited (READ COMMITTED takes its snapshot at start).
+            guard try connection.query("SELECT 1 FROM payments WHERE id = \(paymentID)::uuid FOR UPDATE").first != nil else {
+                throw APIError.notFound
+            }
             guard let payment = try connection.query("""
-                SELECT status, amount_received, currency, kind, milestone_id,
+                SELECT status, amount_received, amount_refunded, currency,
                        amount_received - COALESCE((SELECT sum(amount_cents) FROM refunds
                            WHERE payment_id = payments.id AND status NOT IN ('failed', 'canceled')), 0) AS remainder
-                FROM payments WHERE id = \(paymentID)::uuid FOR UPDATE
+                FROM payments WHERE id = \(paymentID)::uuid
                 """).first else { throw APIError.notFound }
             guard ["succeeded", "refunded"].contains(payment["status"] ?? "") else {
                 throw APIError(status: 409, code: "payment_not_captured", message: "Only captured money can be refunded.")
@@ -37,13 +42,15 @@ struct Refunds {
                         (SELECT COALESCE(max(sequence), 0) + 1 FROM refunds WHERE payment_id = \(paymentID)::uuid),
                         \(amount), \(payment["currency"]), \(reason), 'creating', \(audit.actorProfileID))
                 RETURNING id::text AS id, amount_cents,
-                          (SELECT count(*) + 1 FROM refunds WHERE dispute_id = \(disputeID)::uuid) AS number
+                          (SELECT count(*) + 1 FROM refunds WHERE dispute_id = \(disputeID)::uuid) AS number,
+                          \(payment["amount_refunded"])::bigint AS refunded_before
                 """).first else { throw APIError.internalError }
             return row
         }
         let refundID = reservation["id"] ?? ""
         let amount = Int64(reservation.int("amount_cents") ?? 0)
         let number = reservation.int("number") ?? 1
+        let refundedBefore: JSONValue = .int(Int64(reservation.int("refunded_before") ?? 0))
 
         let refund: Refund
         do {
@@ -56,6 +63,7 @@ struct Refunds {
             try? database.withTransaction { connection in
                 try connection.query("UPDATE refunds SET status = 'failed', failure_reason = \(code) WHERE id = \(refundID)::uuid")
                 try AuditLog.record(AuditEntry(operation: "dispute.refund", entityType: "dispute", entityID: disputeID,
+                                               oldValues: ["amount_refunded": refundedBefore],
                                                newValues: ["refund_id": .string(refundID), "amount": .int(amount)],
                                                success: false, errorCode: code), context: audit, on: connection)
             }
@@ -74,9 +82,13 @@ struct Refunds {
                           AND status IN ('pending', 'requires_action', 'succeeded')))
                 FROM payments p WHERE p.id = \(paymentID)::uuid
                 """)
+            let refundedAfter = try connection.query("SELECT amount_refunded FROM payments WHERE id = \(paymentID)::uuid")
+                .first?.int("amount_refunded")
             try AuditLog.record(AuditEntry(operation: "dispute.refund", entityType: "dispute", entityID: disputeID,
+                                           oldValues: ["amount_refunded": refundedBefore],
                                            newValues: ["refund_id": .string(refundID), "stripe_refund_id": .string(refund.id),
-                                                       "amount": .int(amount), "status": .string(status)]),
+                                                       "amount": .int(amount), "status": .string(status),
+                                                       "amount_refunded": refundedAfter.map { .int(Int64($0)) } ?? .null]),
                                 context: audit, on: connection)
             if let buyer = try connection.query("SELECT buyer_id::text AS id FROM payments WHERE id = \(paymentID)::uuid").first?["id"] {
                 try Notifier.notify(buyer, kind: "refund_issued",

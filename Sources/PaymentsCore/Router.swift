@@ -15,13 +15,16 @@ public typealias Handler = @Sendable (Request, WorkerContext) throws -> Response
 public struct AuditTarget: Sendable {
     /// Dotted operation name, e.g. `notification.read`.
     public let operation: String
-    /// The entity type; its id is the route's `{id}` parameter when present.
+    /// The entity type.
     public let entityType: String
+    /// Where the entity's id is: the JSON body field of that name, or else the `{id}` path segment.
+    public let bodyField: String?
 
     /// Creates a target.
-    public init(_ operation: String, entity entityType: String) {
+    public init(_ operation: String, entity entityType: String, idInBody bodyField: String? = nil) {
         self.operation = operation
         self.entityType = entityType
+        self.bodyField = bodyField
     }
 }
 

@@ -22,20 +22,20 @@ struct Sweeper {
         var results = try tasks.map { task in (task.name, try connection.query(task.query).affectedRows) }
         results.append(("expire_reservations", try purchases.expireReservations()))
         results.append(("cancel_lapsing_authorizations", try purchases.cancelLapsingAuthorizations()))
-        results.append(("retry_webhook_events", try retryEvents(on: connection)))
+        results.append(("retry_webhook_events", try retryEvents(on: connection, stripe: purchases.stripe)))
         return results
     }
 
     /// Re-applies parked and failed events whose next attempt is due (100 per run). Each is
     /// re-applied in its own transaction under its row lock, and effects are idempotent, so
     /// sweepers running at the same time cannot apply an event twice.
-    static func retryEvents(on connection: Connection) throws -> Int {
+    static func retryEvents(on connection: Connection, stripe: StripeClient) throws -> Int {
         let due = try connection.query("""
             SELECT id FROM webhook_events
             WHERE status IN ('parked', 'failed') AND next_attempt_at <= now()
             ORDER BY next_attempt_at LIMIT 100
             """).rows.compactMap { $0["id"] }
-        let inbox = WebhookInbox(connection: connection, audit: .system("payments sweep"))
+        let inbox = WebhookInbox(connection: connection, audit: .system("payments sweep"), stripe: stripe)
         var applied = 0
         for id in due {
             // One event's failure is recorded on its row and must not stop the others.

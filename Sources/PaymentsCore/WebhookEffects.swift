@@ -17,15 +17,33 @@ struct WebhookEffectError: Error, CustomStringConvertible {
     let description: String
 }
 
+/// An authorisation Stripe holds for a payment that will not go ahead: cancelled at Stripe
+/// after the event's transaction commits (key `payment:{id}:cancel`).
+struct IntentCancellation: Equatable {
+    let paymentID: String
+    let intentID: String
+}
+
 /// Applies one Stripe event to our tables, inside the caller's transaction, through the guarded
 /// transitions of sql/0002. Notifications and audit rows are written only when a row really
-/// changed, so duplicates and stale events leave no trace.
+/// changed, so duplicates and stale events leave no trace. Stripe calls the event makes
+/// necessary are collected in `cancellations` for after the commit.
 struct WebhookEffects {
     let event: Event
     let payload: [UInt8]
     let endpoint: WebhookEndpoint
     let connection: Connection
     let audit: AuditContext
+    /// Intents to cancel once the transaction has committed.
+    private(set) var cancellations: [IntentCancellation] = []
+
+    init(event: Event, payload: [UInt8], endpoint: WebhookEndpoint, connection: Connection, audit: AuditContext) {
+        self.event = event
+        self.payload = payload
+        self.endpoint = endpoint
+        self.connection = connection
+        self.audit = audit
+    }
 
     /// Event types acted on, per endpoint; everything else is stored as `ignored`.
     static func isHandled(_ type: String, on endpoint: WebhookEndpoint) -> Bool {
@@ -38,34 +56,42 @@ struct WebhookEffects {
         }
     }
 
-    func apply() throws -> EffectOutcome {
+    mutating func apply() throws -> EffectOutcome {
         guard Self.isHandled(event.type, on: endpoint) else { return .ignored }
         switch event.type {
         case "payment_intent.amount_capturable_updated":
             let intent = try object(PaymentIntent.self)
             let captureBefore = (intent.created ?? event.created) + 7 * 86_400
-            return try transition(intent.id, operation: "payment.authorized", notify: .seller("payment_authorized"),
-                                  query: """
-                SELECT * FROM payment_capturable_atomic(\(intent.id), \(event.created), \(intent.amountCapturable ?? intent.amount),
-                                                        to_timestamp(\(captureBefore)))
+            let outcome = try transition(intent.id, operation: "payment.authorized", notify: .seller("payment_authorized"), call: """
+                payment_capturable_atomic(b.intent, \(event.created), \(intent.amountCapturable ?? intent.amount),
+                                          to_timestamp(\(captureBefore)))
                 """)
+            // An authorisation that arrives for a payment we already gave up on must not stay on the card.
+            if let payment = try connection.query("""
+                SELECT id::text AS id FROM payments WHERE stripe_payment_intent_id = \(intent.id) AND status IN ('failed', 'canceled')
+                """).first?["id"] {
+                cancellations.append(IntentCancellation(paymentID: payment, intentID: intent.id))
+            }
+            return outcome
         case "payment_intent.succeeded":
             let intent = try object(PaymentIntent.self)
-            return try transition(intent.id, operation: "payment.succeeded", notify: .both("payment_succeeded"), query: """
-                SELECT * FROM payment_complete_atomic(\(intent.id), \(event.created), \(intent.amountReceived ?? intent.amount),
-                                                      \(intent.latestCharge?.id))
+            return try transition(intent.id, operation: "payment.succeeded", notify: .both("payment_succeeded"), call: """
+                payment_complete_atomic(b.intent, \(event.created), \(intent.amountReceived ?? intent.amount), \(intent.latestCharge?.id))
                 """)
         case "payment_intent.payment_failed":
             let intent = try object(PaymentIntent.self)
             let error = intent.lastPaymentError
-            return try transition(intent.id, operation: "payment.failed", notify: .buyer("payment_failed"), query: """
-                SELECT * FROM payment_fail_atomic(\(intent.id), \(event.created), \(error?.declineCode ?? error?.code),
-                                                  \(error?.message))
-                """)
+            var failedPayment: String?
+            let outcome = try transition(intent.id, operation: "payment.failed", notify: .buyer("payment_failed"), call: """
+                payment_fail_atomic(b.intent, \(event.created), \(error?.declineCode ?? error?.code), \(error?.message))
+                """, changed: { failedPayment = $0["id"] })
+            // The buyer retries through a new payment; the failed intent must not take a later card.
+            if let failedPayment { cancellations.append(IntentCancellation(paymentID: failedPayment, intentID: intent.id)) }
+            return outcome
         case "payment_intent.canceled":
             let intent = try object(PaymentIntent.self)
-            return try transition(intent.id, operation: "payment.canceled", notify: .both("payment_canceled"), query: """
-                SELECT * FROM payment_cancel_atomic(\(intent.id), \(event.created))
+            return try transition(intent.id, operation: "payment.canceled", notify: .both("payment_canceled"), call: """
+                payment_cancel_atomic(b.intent, \(event.created))
                 """)
         case "charge.refunded":
             return try chargeRefunded(try object(Charge.self))
@@ -92,15 +118,21 @@ struct WebhookEffects {
         case buyer(String), seller(String), both(String), nobody
     }
 
-    /// Runs a guarded transition; no row back means stale/repeated (processed) or unknown (parked).
-    private func transition(_ intentID: String, operation: String, notify: Recipients, query: SQLQuery) throws -> EffectOutcome {
-        let before = try connection.query("""
-            SELECT status FROM payments WHERE stripe_payment_intent_id = \(intentID) FOR UPDATE
-            """).first
-        guard let before else { return .parked }
-        guard let changed = try connection.query(query).first else { return .processed }
-        try record(payment: changed, operation: operation, oldStatus: before["status"])
-        try notifyParties(notify, payment: changed)
+    /// Runs a guarded transition in one round trip: the payment row is locked first (the
+    /// lateral call references it, so it runs after), then the transition function. No row:
+    /// the payment is unknown (parked); a row with no change: stale or repeated (processed).
+    private func transition(_ intentID: String, operation: String, notify: Recipients, call: SQLQuery,
+                            changed onChange: (Row) -> Void = { _ in }) throws -> EffectOutcome {
+        guard let row = try connection.query("""
+            SELECT c.*, b.status AS old_status, (c.id IS NOT NULL) AS changed
+            FROM (SELECT stripe_payment_intent_id AS intent, status FROM payments
+                  WHERE stripe_payment_intent_id = \(intentID) FOR UPDATE) b
+            LEFT JOIN LATERAL \(sql: call) c ON true
+            """).first else { return .parked }
+        guard row.bool("changed") == true else { return .processed }
+        onChange(row)
+        try record(payment: row, operation: operation, oldStatus: row["old_status"])
+        try notifyParties(notify, payment: row)
         return .processed
     }
 
@@ -109,13 +141,13 @@ struct WebhookEffects {
         let captured = charge.amountCaptured ?? 0
         if captured > 0 {
             // The refund implies the capture; apply it first in case its event has not arrived yet.
-            let outcome = try transition(intentID, operation: "payment.succeeded", notify: .both("payment_succeeded"), query: """
-                SELECT * FROM payment_complete_atomic(\(intentID), \(event.created), \(captured), \(charge.id))
+            let outcome = try transition(intentID, operation: "payment.succeeded", notify: .both("payment_succeeded"), call: """
+                payment_complete_atomic(b.intent, \(event.created), \(captured), \(charge.id))
                 """)
             if outcome == .parked { return .parked }
         }
-        return try transition(intentID, operation: "payment.refunded", notify: .both("payment_refunded"), query: """
-            SELECT * FROM payment_refund_atomic(\(intentID), \(event.created), \(captured), \(charge.amountRefunded ?? 0))
+        return try transition(intentID, operation: "payment.refunded", notify: .both("payment_refunded"), call: """
+            payment_refund_atomic(b.intent, \(event.created), \(captured), \(charge.amountRefunded ?? 0))
             """)
     }
 
@@ -171,14 +203,15 @@ struct WebhookEffects {
                                        evidence_status, funds_withdrawn_cents, funds_reinstated_cents, last_event_created)
             VALUES (\(paymentID)::uuid, 'chargeback', \(dispute.status), \(dispute.reason ?? "unknown"), \(dispute.id),
                     \(dispute.amount), \(dispute.currency), to_timestamp(\(dueBy)),
-                    \((dispute.evidenceDetails?.submissionCount ?? 0) > 0 ? "submitted" : "none"),
+                    \(Self.evidenceStatus(dispute.evidenceDetails)),
                     \(withdrawn), \(reinstated), \(event.created))
             ON CONFLICT (stripe_dispute_id) DO UPDATE SET
                 status = CASE WHEN d.last_event_created <= EXCLUDED.last_event_created THEN EXCLUDED.status ELSE d.status END,
                 amount_cents = EXCLUDED.amount_cents,
                 due_by = COALESCE(EXCLUDED.due_by, d.due_by),
-                evidence_status = CASE WHEN d.last_event_created <= EXCLUDED.last_event_created
-                                       THEN EXCLUDED.evidence_status ELSE d.evidence_status END,
+                evidence_status = CASE WHEN EXCLUDED.evidence_status = 'submitted' OR d.evidence_status IS NULL
+                                            OR d.evidence_status = 'none' THEN EXCLUDED.evidence_status
+                                       ELSE d.evidence_status END,
                 funds_withdrawn_cents = GREATEST(d.funds_withdrawn_cents, EXCLUDED.funds_withdrawn_cents),
                 funds_reinstated_cents = GREATEST(d.funds_reinstated_cents, EXCLUDED.funds_reinstated_cents),
                 last_event_created = GREATEST(d.last_event_created, EXCLUDED.last_event_created)
@@ -202,6 +235,12 @@ struct WebhookEffects {
             }
         }
         return .processed
+    }
+
+    /// none → staged → submitted, and never back (a late event must not undo staged evidence).
+    private static func evidenceStatus(_ details: Dispute.EvidenceDetails?) -> String {
+        if (details?.submissionCount ?? 0) > 0 { return "submitted" }
+        return details?.hasEvidence == true ? "staged" : "none"
     }
 
     private func transferChanged(_ transfer: Transfer) throws -> EffectOutcome {
@@ -311,18 +350,17 @@ struct WebhookEffects {
                                        metadata: eventMetadata), context: audit, on: connection)
     }
 
-    private func notifyParties(_ recipients: Recipients, payment: Row) throws {
+    private func notifyParties(_ audience: Recipients, payment: Row) throws {
         let payload: [String: JSONValue] = ["payment_id": JSONValue(payment["id"]), "status": JSONValue(payment["status"]),
                                             "amount_cents": .int(Int64(payment.int("amount_cents") ?? 0))]
-        let targets: [(String?, String)]
-        switch recipients {
-        case .buyer(let kind): targets = [(payment["buyer_id"], kind)]
-        case .seller(let kind): targets = [(payment["seller_id"], kind)]
-        case .both(let kind): targets = [(payment["buyer_id"], kind), (payment["seller_id"], kind)]
-        case .nobody: targets = []
+        let recipients: [String?]
+        let kind: String
+        switch audience {
+        case .buyer(let name): (recipients, kind) = ([payment["buyer_id"]], name)
+        case .seller(let name): (recipients, kind) = ([payment["seller_id"]], name)
+        case .both(let name): (recipients, kind) = ([payment["buyer_id"], payment["seller_id"]], name)
+        case .nobody: return
         }
-        for case (let profile?, let kind) in targets {
-            try Notifier.notify(profile, kind: kind, payload: payload, on: connection)
-        }
+        try Notifier.notify(recipients.compactMap { $0 }, kind: kind, payload: payload, on: connection)
     }
 }

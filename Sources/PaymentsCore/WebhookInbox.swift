@@ -26,11 +26,14 @@ struct WebhookInbox {
 
     let connection: Connection
     let audit: AuditContext
+    /// Cancels authorisations an event shows we no longer want (nil: only recorded, e.g. in tests).
+    var stripe: StripeClient?
 
     /// Stores and applies a verified delivery. Transient database errors propagate (503, nothing
     /// written); an effect error is recorded as `failed` and rethrown (500).
     func receive(_ event: Event, payload: [UInt8], endpoint: WebhookEndpoint) throws -> DeliveryOutcome {
-        let outcome = try receiveInTransaction(event, payload: payload, endpoint: endpoint)
+        let (outcome, cancellations) = try receiveInTransaction(event, payload: payload, endpoint: endpoint)
+        cancel(cancellations)
         // A succeeded intent makes its charge known: transfers paid from it may be waiting.
         if outcome == .applied(.processed), event.type == "payment_intent.succeeded",
            let charge = (try? Event.object(PaymentIntent.self, from: payload))?.latestCharge?.id {
@@ -39,7 +42,8 @@ struct WebhookInbox {
         return outcome
     }
 
-    private func receiveInTransaction(_ event: Event, payload: [UInt8], endpoint: WebhookEndpoint) throws -> DeliveryOutcome {
+    private func receiveInTransaction(_ event: Event, payload: [UInt8],
+                                      endpoint: WebhookEndpoint) throws -> (DeliveryOutcome, [IntentCancellation]) {
         do {
             return try connection.withTransaction { connection in
                 let inserted = try connection.query("""
@@ -52,9 +56,10 @@ struct WebhookInbox {
                     let status = try connection.query("SELECT status FROM webhook_events WHERE id = \(event.id) FOR UPDATE")
                         .first?["status"]
                     // Only events still waiting (parked, failed) are worth another attempt.
-                    guard status == "parked" || status == "failed" else { return .duplicate }
+                    guard status == "parked" || status == "failed" else { return (.duplicate, []) }
                 }
-                return .applied(try apply(event, payload: payload, endpoint: endpoint, on: connection))
+                let (outcome, cancellations) = try apply(event, payload: payload, endpoint: endpoint, on: connection)
+                return (.applied(outcome), cancellations)
             }
         } catch let error as DatabaseError where error.isTransient {
             throw error
@@ -67,7 +72,7 @@ struct WebhookInbox {
     /// Re-applies a stored event (sweeper, `events replay`); effects are idempotent.
     func reprocess(eventID: String) throws -> EffectOutcome? {
         do {
-            return try connection.withTransaction { connection -> EffectOutcome? in
+            let applied = try connection.withTransaction { connection -> (EffectOutcome, [IntentCancellation])? in
                 guard let row = try connection.query("""
                     SELECT endpoint, payload FROM webhook_events WHERE id = \(eventID) FOR UPDATE
                     """).first, let payload = row.bytes("payload"),
@@ -75,6 +80,8 @@ struct WebhookInbox {
                 let event = try Event.decode(payload)
                 return try apply(event, payload: payload, endpoint: endpoint, on: connection)
             }
+            cancel(applied?.1 ?? [])
+            return applied?.0
         } catch let error as DatabaseError where error.isTransient {
             throw error
         } catch {
@@ -89,9 +96,10 @@ struct WebhookInbox {
     }
 
     /// Applies the effect and marks the row, in the caller's transaction.
-    private func apply(_ event: Event, payload: [UInt8], endpoint: WebhookEndpoint, on connection: Connection) throws -> EffectOutcome {
-        let outcome = try WebhookEffects(event: event, payload: payload, endpoint: endpoint, connection: connection,
-                                         audit: audit).apply()
+    private func apply(_ event: Event, payload: [UInt8], endpoint: WebhookEndpoint,
+                       on connection: Connection) throws -> (EffectOutcome, [IntentCancellation]) {
+        var effects = WebhookEffects(event: event, payload: payload, endpoint: endpoint, connection: connection, audit: audit)
+        let outcome = try effects.apply()
         switch outcome {
         case .processed, .ignored:
             try connection.query("""
@@ -106,7 +114,16 @@ struct WebhookInbox {
                 WHERE id = \(event.id)
                 """)
         }
-        return outcome
+        return (outcome, effects.cancellations)
+    }
+
+    /// After the commit: cancel intents the event showed we gave up on. Best effort: the key
+    /// makes a repeat harmless, and an authorisation nobody captures lapses at Stripe.
+    private func cancel(_ cancellations: [IntentCancellation]) {
+        guard let stripe else { return }
+        for item in cancellations {
+            _ = try? stripe.cancelPaymentIntent(item.intentID, reason: "abandoned", idempotencyKey: "payment:\(item.paymentID):cancel")
+        }
     }
 
     /// Outside the rolled-back transaction: keep the event, as `failed`, for the sweeper.

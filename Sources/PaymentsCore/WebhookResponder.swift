@@ -31,7 +31,8 @@ struct WebhookResponder {
         metrics.increment("payments_webhook_events_total{endpoint=\"\(endpoint.rawValue)\",type=\"\(event.type)\",outcome=\"received\"}")
 
         let started = ContinuousClock.now
-        let inbox = WebhookInbox(connection: context.database, audit: AuditContext(request: request, actorRole: "stripe"))
+        let inbox = WebhookInbox(connection: context.database, audit: AuditContext(request: request, actorRole: "stripe"),
+                                 stripe: context.stripe)
         let outcome: DeliveryOutcome
         do {
             outcome = try inbox.receive(event, payload: request.body, endpoint: endpoint)

@@ -74,10 +74,23 @@ public struct SQLQuery: Sendable, ExpressibleByStringInterpolation {
             sql += literal
         }
 
-        /// Splices a fixed SQL fragment (one built from `unsafeSQL:` or literals, with no parameters).
+        /// Splices another query, renumbering its `$n` placeholders after the ones so far, so
+        /// that fragments built by interpolation compose without ever splicing a value.
         public mutating func appendInterpolation(sql fragment: SQLQuery) {
-            precondition(fragment.binds.isEmpty, "only parameterless fragments can be spliced")
-            sql += fragment.sql
+            let offset = binds.count
+            var text = Substring(fragment.sql)
+            while let dollar = text.firstIndex(of: "$") {
+                sql += text[..<dollar]
+                let digits = text[text.index(after: dollar)...].prefix { $0.isASCII && $0.isNumber }
+                if let number = Int(digits) {
+                    sql += "$\(number + offset)"
+                } else {
+                    sql += "$"
+                }
+                text = text[text.index(after: dollar)...].dropFirst(digits.count)
+            }
+            sql += text
+            binds += fragment.binds
         }
 
         /// Appends a parameter placeholder and records its value.
