@@ -861,6 +861,12 @@ class RequestHandler(BaseHTTPRequestHandler):
                     hdrs.update(rec["headers"])
                     hdrs["Idempotent-Replayed"] = "true"
                     hdrs["Original-Request"] = rec["request_id"]
+                    # A replayed response can be lost or slow on the way back just like the first.
+                    if fault and fault.type == "drop" and fault.when == "after":
+                        entry["dropped"] = True
+                        return self._drop()
+                    if fault and fault.type == "delay" and fault.when == "after":
+                        time.sleep(fault.delay_ms / 1000.0)
                     self._send(rec["status"], rec["body"], hdrs)
                     return
                 fake.idem[scope_key] = {"path": path, "method": method, "params": params,
