@@ -25,7 +25,7 @@ struct CaptureResponder {
             payment = try refresh(payment, intent: try context.stripe.retrievePaymentIntent(intentID), context: context,
                                   request: request)
         }
-        guard payment["status"] == "requires_capture", let intentID = payment["stripe_payment_intent_id"] else {
+        guard payment["status"] == "requires_capture", payment["stripe_payment_intent_id"] != nil else {
             throw APIError(status: 409, code: "payment_not_capturable",
                            message: "Only an authorised payment can be captured (this one is \(payment["status"] ?? "unknown")).")
         }

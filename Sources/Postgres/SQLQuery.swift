@@ -98,5 +98,11 @@ public struct SQLQuery: Sendable, ExpressibleByStringInterpolation {
             binds.append(value.sqlParameter)
             sql += "$\(binds.count)"
         }
+
+        /// Appends a parameter placeholder for an optional value; nil is SQL NULL.
+        public mutating func appendInterpolation<Value: SQLBindable>(_ value: Value?) {
+            binds.append(value?.sqlParameter)
+            sql += "$\(binds.count)"
+        }
     }
 }
