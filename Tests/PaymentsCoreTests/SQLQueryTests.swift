@@ -24,3 +24,18 @@ import Testing
         #expect(query.binds == ["6f9619ff-8b86-d011-b42d-00c04fc964ff", "true", "\\x00ff0d"])
     }
 }
+
+@Suite struct SQLFragmentTests {
+    @Test func fragmentsAreRenumberedAfterTheOuterParameters() {
+        let inner: SQLQuery = "f(\(7), \("x"))"
+        let outer: SQLQuery = "SELECT \("a") FROM \(sql: inner) WHERE y = \(true)"
+        #expect(outer.sql == "SELECT $1 FROM f($2, $3) WHERE y = $4")
+        #expect(outer.binds == ["a", "7", "x", "true"])
+    }
+
+    @Test func fixedFragmentsSpliceAsText() {
+        let clause: SQLQuery = "FOR UPDATE"
+        let query: SQLQuery = "SELECT 1 FROM t WHERE id = \(3) \(sql: clause)"
+        #expect(query.sql == "SELECT 1 FROM t WHERE id = $1 FOR UPDATE")
+    }
+}

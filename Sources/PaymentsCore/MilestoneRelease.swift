@@ -1,0 +1,86 @@
+import Foundation
+import Postgres
+import Stripe
+
+/// Releasing a funded milestone: a Transfer of amount − fee to the seller, paid from the
+/// milestone's own charge (`source_transaction`), key `milestone:{id}:release`. Used by the
+/// buyer's release and by an admin resolving a dispute in the seller's favour.
+struct MilestoneRelease {
+    let context: WorkerContext
+    let audit: AuditContext
+
+    /// What the release answers.
+    struct Released: Encodable {
+        let milestone_id, status, transfer_id, destination, currency: String
+        let amount: Int64
+    }
+
+    /// Releases; `requiredBuyer` limits it to the buyer who funded it (nil for an admin).
+    func release(_ milestoneID: UUID, requiredBuyer: UUID?, allowDisputed: Bool = false) throws -> Released {
+        let database = context.database
+        // The milestone's current payment (the latest attempt that did not fail): its buyer may release.
+        guard let row = try database.query("""
+            SELECT m.status AS milestone_status, p.id AS payment_id, p.buyer_id, p.seller_id, p.amount_cents,
+                   p.application_fee_cents, p.currency, p.stripe_charge_id, p.transfer_group, s.stripe_account_id
+            FROM milestones m
+            JOIN payments p ON p.milestone_id = m.id AND p.status NOT IN ('failed', 'canceled')
+            JOIN profiles s ON s.id = p.seller_id
+            WHERE m.id = \(milestoneID) ORDER BY p.created_at DESC LIMIT 1
+            """).first, requiredBuyer == nil || row.uuid("buyer_id") == requiredBuyer else { throw APIError.notFound }
+        let milestone = milestoneID.uuidString.lowercased()
+        let paymentID = row["payment_id"] ?? ""
+        if row["milestone_status"] == "released", let existing = try database.query("""
+            SELECT stripe_transfer_id, destination_account, amount_cents, currency FROM transfers WHERE milestone_id = \(milestoneID)
+            """).first {
+            return Released(milestone_id: milestone, status: "released", transfer_id: existing["stripe_transfer_id"] ?? "",
+                            destination: existing["destination_account"] ?? "", currency: existing["currency"] ?? "",
+                            amount: Int64(existing.int("amount_cents") ?? 0))
+        }
+        guard row["milestone_status"] == "funded" else {
+            throw APIError(status: 409, code: "milestone_not_funded",
+                           message: "Only a funded milestone can be released (this one is \(row["milestone_status"] ?? "unknown")).")
+        }
+        if !allowDisputed, try database.query("""
+            SELECT 1 FROM disputes WHERE payment_id = \(paymentID)::uuid
+              AND status IN ('open', 'warning_needs_response', 'warning_under_review', 'needs_response', 'under_review')
+            """).first != nil {
+            throw APIError(status: 409, code: "payment_disputed", message: "A dispute is open on this milestone.")
+        }
+        guard let charge = row["stripe_charge_id"], let destination = row["stripe_account_id"] else {
+            throw APIError(status: 409, code: "milestone_not_funded", message: "The milestone's charge is not recorded yet; retry shortly.")
+        }
+        let amount = Int64(row.int("amount_cents") ?? 0) - Int64(row.int("application_fee_cents") ?? 0)
+        let transfer = try context.stripe.createTransfer([
+            ("amount", .integer(amount)),
+            ("currency", .string(row["currency"] ?? "")),
+            ("destination", .string(destination)),
+            ("source_transaction", .string(charge)),
+            ("transfer_group", .string(row["transfer_group"] ?? "")),
+            ("metadata", .object([("payment_id", .string(paymentID)), ("milestone_id", .string(milestone))])),
+        ], idempotencyKey: "milestone:\(milestone):release")
+
+        try database.withTransaction { connection in
+            try connection.query("""
+                INSERT INTO transfers (payment_id, milestone_id, stripe_transfer_id, destination_account, amount_cents, currency, status)
+                VALUES (\(paymentID)::uuid, \(milestoneID), \(transfer.id), \(destination), \(transfer.amount), \(transfer.currency),
+                        'created')
+                ON CONFLICT (stripe_transfer_id) DO NOTHING
+                """)
+            guard try connection.query("""
+                UPDATE milestones SET status = 'released' WHERE id = \(milestoneID) AND status = 'funded' RETURNING id
+                """).first != nil else { return }
+            try AuditLog.record(AuditEntry(operation: "milestone.release", entityType: "milestone", entityID: milestone,
+                                           oldValues: ["status": "funded"],
+                                           newValues: ["status": "released", "transfer_id": .string(transfer.id),
+                                                       "amount": .int(transfer.amount)]),
+                                context: audit, on: connection)
+            if let seller = row["seller_id"] {
+                try Notifier.notify(seller, kind: "milestone_released",
+                                    payload: ["milestone_id": .string(milestone), "amount_cents": .int(transfer.amount)],
+                                    on: connection)
+            }
+        }
+        return Released(milestone_id: milestone, status: "released", transfer_id: transfer.id, destination: destination,
+                        currency: transfer.currency, amount: transfer.amount)
+    }
+}
