@@ -4,6 +4,7 @@ import psycopg
 import pytest
 
 from harness import Stack
+from harness.api import reset_ip_limits
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +41,23 @@ def pytest_runtest_makereport(item, call):
     running = getattr(item, "funcargs", {}).get("stack")
     if report.failed and running is not None:
         report.sections.append(("app log (last 40 lines)", running.app.log_tail(40)))
+
+
+@pytest.fixture
+def faults(stack):
+    """Injects faults at the fake Stripe (`faults(type=…, path_prefix=…, count=…)`); every fault
+    is cleared afterwards, whatever happens."""
+    def inject(**spec):
+        return stack.stripe_control("POST", "/_control/faults", spec)
+    try:
+        yield inject
+    finally:
+        stack.stripe_control("DELETE", "/_control/faults")
+
+
+@pytest.fixture
+def fresh_ip_windows(db):
+    """Empty IP-keyed rate-limit windows before and after the test (see reset_ip_limits)."""
+    reset_ip_limits(db)
+    yield
+    reset_ip_limits(db)

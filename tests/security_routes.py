@@ -351,17 +351,6 @@ def send(stack, prepared: Prepared, headers: dict | None = None, *, path: str | 
 
 # Shared helpers of the guard tests ------------------------------------------------------------
 
-IP_KEYED_POLICY_PREFIXES = ("intent", "capture", "admin:refund", "admin:resolve", "admin:evidence")
-
-
-def reset_ip_limits(db, ip: str = "127.0.0.1"):
-    """Every test request comes from 127.0.0.1, so IP-keyed windows (`capture:{ip}` 30/60 s,
-    `intent:{ip}` 60/60 s) are shared by the whole session: a test that is not about the limiter
-    starts from an empty window, and one that fills a window empties it again afterwards, so the
-    next file is not refused."""
-    db.execute("DELETE FROM rate_limits WHERE key = ANY(%s)", ([f"{p}:{ip}" for p in IP_KEYED_POLICY_PREFIXES],))
-
-
 def audit_rows(db, request_id: str) -> list[dict]:
     """The audit rows one request wrote."""
     cursor = db.execute(

@@ -25,6 +25,7 @@ import requests
 
 from harness.api import make_listing, make_profile, table_fingerprint
 from harness.assertions import assert_envelope
+from harness.api import wait_for
 
 ERROR_PAGE = Path(__file__).resolve().parents[1] / "nginx" / "static" / "connect" / "onboarding-error.html"
 def payout_delay_days(stack) -> int:
@@ -39,15 +40,6 @@ def create_account(stack, seller, **kwargs):
     return stack.post("/api/connect/accounts", json={}, headers=seller["headers"], **kwargs)
 
 
-def wait_for(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def settle(stack):

@@ -12,14 +12,10 @@ from cryptography.hazmat.primitives import serialization
 from harness.api import jwt, jwt_asymmetric, make_profile, table_fingerprint, token
 from harness.assertions import assert_envelope, request_id
 from security_routes import (OWNER_ROUTES, ROLE_RESTRICTED_ROUTES, ROUTES, TOKEN_ROUTES, audit_rows, prepare,
-                             registered_routes, reset_ip_limits, send)
+                             registered_routes, send)
 
 
-@pytest.fixture(autouse=True)
-def fresh_ip_windows(db):
-    reset_ip_limits(db)
-    yield
-    reset_ip_limits(db)
+pytestmark = pytest.mark.usefixtures("fresh_ip_windows")
 
 
 def claims(user_id, **overrides):

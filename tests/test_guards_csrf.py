@@ -8,14 +8,10 @@ import pytest
 
 from harness.api import make_listing, make_profile, onboarded_seller, table_fingerprint, token
 from harness.assertions import assert_envelope, request_id
-from security_routes import STATE_CHANGING_TOKEN_ROUTES, audit_rows, prepare, reset_ip_limits, send, settle
+from security_routes import STATE_CHANGING_TOKEN_ROUTES, audit_rows, prepare, send, settle
 
 
-@pytest.fixture(autouse=True)
-def fresh_ip_windows(db):
-    reset_ip_limits(db)
-    yield
-    reset_ip_limits(db)
+pytestmark = pytest.mark.usefixtures("fresh_ip_windows")
 
 
 def cookie_header(access_token=None, csrf=None, extra=""):

@@ -11,14 +11,10 @@ import pytest
 
 from harness.api import jwt, make_listing, make_profile, onboarded_seller, table_fingerprint
 from harness.assertions import assert_envelope, request_id
-from security_routes import audit_rows, reset_ip_limits, settle
+from security_routes import audit_rows, settle
 
 
-@pytest.fixture(autouse=True)
-def fresh_ip_windows(db):
-    reset_ip_limits(db)
-    yield
-    reset_ip_limits(db)
+pytestmark = pytest.mark.usefixtures("fresh_ip_windows")
 
 
 def notification(db, profile):

@@ -9,11 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from requests.adapters import HTTPAdapter
 
-from harness.api import make_profile, table_fingerprint
+from harness.api import SourceAddressAdapter, make_profile, reset_ip_limits, table_fingerprint
 from harness.assertions import assert_envelope, request_id
-from security_routes import audit_rows, reset_ip_limits
+from security_routes import audit_rows
 
 LIMIT, WINDOW = 10, 60  # the stack's RATE_LIMITS=notifications=10/60 (checked by the fixture below)
 
@@ -150,16 +149,6 @@ def test_the_ip_key_is_nginxs_remote_addr_not_a_client_header(stack, db):
         assert [r["ip"] for r in audit_rows(db, request_id(response))] == ["127.0.0.1"]
 
 
-class SourceAddressAdapter(HTTPAdapter):
-    """Connects from another loopback address, so nginx sees another REMOTE_ADDR."""
-
-    def __init__(self, source_ip, **kwargs):
-        self.source_ip = source_ip
-        super().__init__(**kwargs)
-
-    def init_poolmanager(self, *args, **kwargs):
-        kwargs["source_address"] = (self.source_ip, 0)
-        super().init_poolmanager(*args, **kwargs)
 
 
 def test_a_client_from_another_address_gets_its_own_ip_window(stack, db):

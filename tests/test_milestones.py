@@ -10,16 +10,15 @@ tests/test_chargebacks.py."""
 
 import concurrent.futures
 import random
-import time
 import uuid
 from urllib.parse import urlencode
 
 import pytest
 import requests
-from requests.adapters import HTTPAdapter
 
 from harness.api import make_listing, make_milestones, make_profile, onboarded_seller, table_fingerprint
 from harness.assertions import assert_envelope, request_id
+from harness.api import wait_for, SourceAddressAdapter
 
 # ------------------------------------------------------------------------------------------
 # Shared helpers
@@ -45,15 +44,6 @@ def fresh_loopback_windows(db):
     yield
 
 
-def wait_for(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def one(db, sql, params=()):
@@ -213,16 +203,6 @@ def open_dispute(stack, profile, payment_id, reason="not_as_described", details=
 
 # --- admin calls from their own loopback address --------------------------------------------
 
-class SourceAddressAdapter(HTTPAdapter):
-    """Connects from another loopback address, so nginx (and the app) see another REMOTE_ADDR."""
-
-    def __init__(self, source_ip, **kwargs):
-        self.source_ip = source_ip
-        super().__init__(**kwargs)
-
-    def init_poolmanager(self, *args, **kwargs):
-        kwargs["source_address"] = (self.source_ip, 0)
-        super().init_poolmanager(*args, **kwargs)
 
 
 def fresh_loopback_ip():

@@ -2,7 +2,6 @@
 database failing after Stripe created the intent, a lost Stripe response, and captures the
 app must refuse (above the authorisation, disputed, not yet authorised)."""
 
-import pytest
 
 from harness.api import make_profile
 from harness.assertions import assert_envelope, request_id
@@ -12,15 +11,6 @@ from test_purchase_flow import (  # noqa: F401  (fresh_ip_rate_windows is an aut
     payments_for_listing, settle_webhooks, sweep, wait_payment_status)
 
 
-@pytest.fixture
-def faults(stack):
-    """Inject faults at the fake; every fault is cleared afterwards, whatever happens."""
-    def inject(**spec):
-        return stack.stripe_control("POST", "/_control/faults", spec)
-    try:
-        yield inject
-    finally:
-        stack.stripe_control("DELETE", "/_control/faults")
 
 
 def test_stripe_unavailable_on_create_releases_listing(stack, db, faults):

@@ -13,6 +13,7 @@ import pytest
 from harness.api import make_listing, make_profile, onboarded_seller
 from harness.assertions import assert_envelope, request_id
 from harness.paths import BINARY
+from harness.api import wait_for
 
 # ------------------------------------------------------------------------------------------
 # Shared helpers
@@ -58,15 +59,6 @@ def confirm(stack, intent_id, payment_method="pm_card_visa"):
     return stack.stripe.confirm_payment_intent(intent_id, payment_method)
 
 
-def wait_for(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def payment_row(db, payment_id):

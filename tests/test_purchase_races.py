@@ -36,14 +36,6 @@ def concurrently(*calls):
     return results
 
 
-@pytest.fixture
-def faults(stack):
-    def inject(**spec):
-        return stack.stripe_control("POST", "/_control/faults", spec)
-    try:
-        yield inject
-    finally:
-        stack.stripe_control("DELETE", "/_control/faults")
 
 
 # ------------------------------------------------------------------------------------------

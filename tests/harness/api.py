@@ -10,6 +10,8 @@ import json
 import time
 import uuid
 
+from requests.adapters import HTTPAdapter
+
 JWT_SECRET = "test-only-jwt-secret-0123456789abcdef"  # the stack's AUTH_JWT_SECRET
 
 
@@ -98,3 +100,37 @@ def table_fingerprint(db, tables=("profiles", "listings", "milestones", "payment
     """An md5 of every row of each domain table: equal fingerprints mean nothing changed."""
     return {t: db.execute(f"SELECT md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')) FROM {t} x").fetchone()[0]
             for t in tables}
+
+
+def wait_for(predicate, timeout=10.0, what="condition"):
+    """Polls `predicate` until it returns something truthy (webhooks arrive asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+class SourceAddressAdapter(HTTPAdapter):
+    """Connects from another loopback address, so nginx (and the app) see another REMOTE_ADDR."""
+
+    def __init__(self, source_ip, **kwargs):
+        self.source_ip = source_ip
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self.source_ip, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+IP_KEYED_POLICY_PREFIXES = ("intent", "capture", "admin:refund", "admin:resolve", "admin:evidence")
+
+
+def reset_ip_limits(db, ip: str = "127.0.0.1"):
+    """Every test request comes from 127.0.0.1, so IP-keyed windows are shared by the whole
+    session: a test that is not about the limiter starts from an empty window, and one that
+    fills a window empties it again afterwards, so the next file is not refused."""
+    db.execute("DELETE FROM rate_limits WHERE key = ANY(%s)", ([f"{p}:{ip}" for p in IP_KEYED_POLICY_PREFIXES],))
