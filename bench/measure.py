@@ -32,9 +32,10 @@ def preflight(base):
             assert 200 <= response.status < 300, (path, response.status)
 
 
-def wrk(url, seconds=None):
+def wrk(url, seconds=None, headers=()):
     args = [*WRK[:-1], f"-d{seconds}s"] if seconds else WRK
-    out = subprocess.run([*args, "-s", str(SCRIPT), url], capture_output=True, text=True, check=True,
+    header_args = [arg for header in headers for arg in ("-H", header)]
+    out = subprocess.run([*args, *header_args, "-s", str(SCRIPT), url], capture_output=True, text=True, check=True,
                          timeout=120).stdout
     result = json.loads(out.strip().splitlines()[-1])
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)

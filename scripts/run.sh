@@ -3,8 +3,9 @@
 # `payments serve`, nginx on https://127.0.0.1:HTTPS_PORT — and return. Components that are
 # already running are reported and left alone, so running it twice starts nothing twice.
 # Expects the binary to be built (make run does that). Stop it all with scripts/stop.sh.
-# Settings: RUN_DIR (.run), HTTPS_PORT (8443), HTTP_PORT (8080), WORKERS, STRIPE_FAKE_PORT
-# (12111), and the rate settings of render-nginx.sh. Without a real STRIPE_SECRET_KEY in the
+# Settings: RUN_DIR (.run), HTTPS_PORT (8443), HTTP_PORT (8080), WORKERS, RATE_LIMITS,
+# STRIPE_FAKE_PORT (12111), STRIPE_FAKE_STATE_FILE (RUN_DIR/stripe-state.json; empty: none),
+# and the rate settings of render-nginx.sh. Without a real STRIPE_SECRET_KEY in the
 # environment, the project's fake Stripe is started too (HTTPS, state kept in RUN_DIR).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -33,6 +34,8 @@ fi
 stripe_env=""
 if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
     fake_port=${STRIPE_FAKE_PORT:-12111}
+    # Its state survives restarts of `make run` unless STRIPE_FAKE_STATE_FILE is set empty.
+    fake_state=${STRIPE_FAKE_STATE_FILE-$RUN_DIR/stripe-state.json}
     stripe_env="STRIPE_API_BASE='https://127.0.0.1:$fake_port'
 STRIPE_CA_BUNDLE='$RUN_DIR/tls/cert.pem'"
     fake_pid=$(pid_of "$RUN_DIR/stripe.pid" fake_stripe)
@@ -45,7 +48,7 @@ STRIPE_CA_BUNDLE='$RUN_DIR/tls/cert.pem'"
             --platform-webhook-url "$base_url/api/payments/webhook" \
             --connect-webhook-url "$base_url/api/payments/webhook/connect" \
             --platform-secret "$STRIPE_WEBHOOK_SECRETS" --connect-secret "$STRIPE_CONNECT_WEBHOOK_SECRETS" \
-            --public-url "https://127.0.0.1:$fake_port" --state-file "$RUN_DIR/stripe-state.json") \
+            --public-url "https://127.0.0.1:$fake_port" ${fake_state:+--state-file "$fake_state"}) \
             >>"$RUN_DIR/stripe.log" 2>&1 </dev/null &
         echo $! >"$RUN_DIR/stripe.pid"
         log "started the fake Stripe (pid $(cat "$RUN_DIR/stripe.pid")) on https://127.0.0.1:$fake_port, log in $RUN_DIR/stripe.log"
@@ -68,6 +71,7 @@ MIGRATIONS_DIR='$REPO/sql'
 PUBLIC_BASE_URL='$base_url'
 APP_RETURN_URL='$base_url/marketplace/'
 ${WORKERS:+WORKERS='$WORKERS'}
+${RATE_LIMITS:+RATE_LIMITS='$RATE_LIMITS'}
 $(cat "$secrets")
 $stripe_env
 ENV
