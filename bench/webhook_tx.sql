@@ -25,14 +25,16 @@ VALUES ('evt_' || :run::text || '_' || :client_id::text || '_' || :k::text, 'pla
                           :run::text, :client_id::text, :k::text, extract(epoch FROM now())::bigint), 'UTF8'),
         'received')
 ON CONFLICT (id) DO NOTHING;
--- 2. The guarded transition (WebhookEffects.transition): lock, then payment_complete_atomic,
---    which also marks the purchase's listing sold.
-SELECT status FROM payments WHERE stripe_payment_intent_id = 'pi_' || :run::text || '_' || :client_id::text || '_' || :k::text FOR UPDATE;
-SELECT id AS p_id, buyer_id AS p_buyer, seller_id AS p_seller, status AS p_status, amount_cents AS p_amount,
-       amount_received AS p_received, amount_refunded AS p_refunded
-FROM payment_complete_atomic('pi_' || :run::text || '_' || :client_id::text || '_' || :k::text, extract(epoch FROM now())::bigint,
-                             5000, 'ch_' || :run::text || '_' || :client_id::text || '_' || :k::text) \gset
--- 3. The audit row and the two notifications (buyer and seller), only on a real change.
+-- 2. The guarded transition (WebhookEffects.transition), one statement: the payment row is
+--    locked, then payment_complete_atomic runs (lateral), which also marks the listing sold.
+SELECT c.id AS p_id, c.buyer_id AS p_buyer, c.seller_id AS p_seller, c.status AS p_status, c.amount_cents AS p_amount,
+       c.amount_received AS p_received, c.amount_refunded AS p_refunded, b.status AS old_status
+FROM (SELECT stripe_payment_intent_id AS intent, status FROM payments
+      WHERE stripe_payment_intent_id = 'pi_' || :run::text || '_' || :client_id::text || '_' || :k::text FOR UPDATE) b
+LEFT JOIN LATERAL payment_complete_atomic(b.intent, extract(epoch FROM now())::bigint, 5000,
+                                          'ch_' || :run::text || '_' || :client_id::text || '_' || :k::text) c ON true
+WHERE c.id IS NOT NULL \gset
+-- 3. The audit row and the notification of buyer and seller (one statement), only on a real change.
 INSERT INTO payment_audit_logs (operation, entity_type, entity_id, actor_profile_id, actor_role, request_id, ip,
                                 user_agent, old_values, new_values, success, error_code, metadata)
 VALUES ('payment.succeeded', 'payment', :p_id::text, NULL, 'stripe', md5(:run::text || :client_id::text || :k::text), '127.0.0.1',
@@ -42,11 +44,9 @@ VALUES ('payment.succeeded', 'payment', :p_id::text, NULL, 'stripe', md5(:run::t
         ('{"event_id":"evt_' || :run::text || '_' || :client_id::text || '_' || :k::text
          || '","event_type":"payment_intent.succeeded"}')::jsonb);
 INSERT INTO notifications (profile_id, kind, payload)
-VALUES (:p_buyer::uuid, 'payment_succeeded',
-        ('{"payment_id":"' || :p_id::text || '","status":"succeeded","amount_cents":' || :p_amount::text || '}')::jsonb);
-INSERT INTO notifications (profile_id, kind, payload)
-VALUES (:p_seller::uuid, 'payment_succeeded',
-        ('{"payment_id":"' || :p_id::text || '","status":"succeeded","amount_cents":' || :p_amount::text || '}')::jsonb);
+SELECT profile, 'payment_succeeded',
+       ('{"amount_cents":' || :p_amount::text || ',"payment_id":"' || :p_id::text || '","status":"succeeded"}')::jsonb
+FROM unnest(('{' || :p_buyer::text || ',' || :p_seller::text || '}')::uuid[]) AS profile;
 -- 4. Mark the event processed.
 UPDATE webhook_events SET status = 'processed', attempts = attempts + 1, processed_at = now(),
        next_attempt_at = NULL, last_error = NULL
