@@ -702,13 +702,22 @@ class Core:
         self.emit("payment_intent.canceled", pi, ctx, account)
         return pi
 
-    def pi_list(self, ctx: Ctx, p: Dict[str, Any]) -> Dict[str, Any]:
-        check_unknown(p, ("limit", "starting_after", "ending_before", "created", "customer"))
+    def _list(self, ctx: Ctx, p: Dict[str, Any], kind: str, path: str, filters: Tuple[str, ...] = (),
+              accepted: Tuple[str, ...] = ()) -> Dict[str, Any]:
+        """A list endpoint: the caller's objects of `kind`, newest first, narrowed by `created`
+        and by every field of `filters` the request names (`accepted` fields are allowed and
+        ignored, as the fake has no customers)."""
+        check_unknown(p, ("limit", "starting_after", "ending_before", "created", *filters, *accepted))
         cf = created_filter(p)
+        wanted = {f: p[f] for f in filters if p.get(f) is not None}
         items = [self.objects[i] for i in reversed(self.order)
-                 if self.objects[i].get("object") == "payment_intent"
-                 and self.scope[i] == ctx.account and cf(self.objects[i]["created"])]
-        return paginate(items, p, "/v1/payment_intents")
+                 if self.objects[i].get("object") == kind and self.scope[i] == ctx.account
+                 and cf(self.objects[i]["created"])
+                 and all(self.objects[i].get(f) == v for f, v in wanted.items())]
+        return paginate(items, p, path)
+
+    def pi_list(self, ctx: Ctx, p: Dict[str, Any]) -> Dict[str, Any]:
+        return self._list(ctx, p, "payment_intent", "/v1/payment_intents", accepted=("customer",))
 
     def pi_authenticate(self, pi_id: str, succeed: bool) -> Dict[str, Any]:
         """Control: finish (or fail) the 3-D Secure step the buyer does in the browser."""
@@ -744,17 +753,8 @@ class Core:
         return self.get(ch_id, ctx, "charge")
 
     def charge_list(self, ctx: Ctx, p: Dict[str, Any]) -> Dict[str, Any]:
-        check_unknown(p, ("limit", "starting_after", "ending_before", "created",
-                          "payment_intent", "transfer_group", "customer"))
-        cf = created_filter(p)
-        pi = p.get("payment_intent")
-        tg = p.get("transfer_group")
-        items = [self.objects[i] for i in reversed(self.order)
-                 if self.objects[i].get("object") == "charge" and self.scope[i] == ctx.account
-                 and cf(self.objects[i]["created"])
-                 and (pi is None or self.objects[i]["payment_intent"] == pi)
-                 and (tg is None or self.objects[i]["transfer_group"] == tg)]
-        return paginate(items, p, "/v1/charges")
+        return self._list(ctx, p, "charge", "/v1/charges", ("payment_intent", "transfer_group"),
+                          accepted=("customer",))
 
     def simple_retrieve(self, ctx: Ctx, obj_id: str, kind: str,
                         p: Dict[str, Any]) -> Dict[str, Any]:
@@ -920,17 +920,7 @@ class Core:
         return rf
 
     def refund_list(self, ctx: Ctx, p: Dict[str, Any]) -> Dict[str, Any]:
-        check_unknown(p, ("limit", "starting_after", "ending_before", "created", "charge",
-                          "payment_intent"))
-        cf = created_filter(p)
-        ch = p.get("charge")
-        pi = p.get("payment_intent")
-        items = [self.objects[i] for i in reversed(self.order)
-                 if self.objects[i].get("object") == "refund" and self.scope[i] == ctx.account
-                 and cf(self.objects[i]["created"])
-                 and (ch is None or self.objects[i]["charge"] == ch)
-                 and (pi is None or self.objects[i]["payment_intent"] == pi)]
-        return paginate(items, p, "/v1/refunds")
+        return self._list(ctx, p, "refund", "/v1/refunds", ("charge", "payment_intent"))
 
     # =================================================================================
     # Accounts, account links, login links
@@ -1358,17 +1348,7 @@ class Core:
         return tr
 
     def transfer_list(self, ctx: Ctx, p: Dict[str, Any]) -> Dict[str, Any]:
-        check_unknown(p, ("limit", "starting_after", "ending_before", "created", "destination",
-                          "transfer_group"))
-        cf = created_filter(p)
-        d = p.get("destination")
-        tg = p.get("transfer_group")
-        items = [self.objects[i] for i in reversed(self.order)
-                 if self.objects[i].get("object") == "transfer" and self.scope[i] == ctx.account
-                 and cf(self.objects[i]["created"])
-                 and (d is None or self.objects[i]["destination"] == d)
-                 and (tg is None or self.objects[i]["transfer_group"] == tg)]
-        return paginate(items, p, "/v1/transfers")
+        return self._list(ctx, p, "transfer", "/v1/transfers", ("destination", "transfer_group"))
 
     def _reverse_transfer(self, ctx: Ctx, tr: Dict[str, Any], amount: int,
                           metadata: Dict[str, str], account: Optional[str],
@@ -1542,17 +1522,7 @@ class Core:
         return dp
 
     def dispute_list(self, ctx: Ctx, p: Dict[str, Any]) -> Dict[str, Any]:
-        check_unknown(p, ("limit", "starting_after", "ending_before", "created", "charge",
-                          "payment_intent"))
-        cf = created_filter(p)
-        ch = p.get("charge")
-        pi = p.get("payment_intent")
-        items = [self.objects[i] for i in reversed(self.order)
-                 if self.objects[i].get("object") == "dispute" and self.scope[i] == ctx.account
-                 and cf(self.objects[i]["created"])
-                 and (ch is None or self.objects[i]["charge"] == ch)
-                 and (pi is None or self.objects[i]["payment_intent"] == pi)]
-        return paginate(items, p, "/v1/disputes")
+        return self._list(ctx, p, "dispute", "/v1/disputes", ("charge", "payment_intent"))
 
     # =================================================================================
     # Payouts (control only: the app only receives payout.* events)
