@@ -27,15 +27,13 @@ struct AdminDisputesResponder {
         }
         let cursor = try request.query["cursor"].map(PageCursor.init(encoded:))
         let rows = try context.database.query("""
-            SELECT \(sql: Disputes.columns), (extract(epoch FROM d.created_at) * 1000000)::bigint AS sort_key
+            SELECT \(sql: Disputes.columns), \(sql: PageCursor.sortKey("d")) AS sort_key
             FROM disputes d JOIN payments p ON p.id = d.payment_id
             WHERE (\(status)::text IS NULL OR d.status = \(status)) AND (\(kind)::text IS NULL OR d.kind = \(kind))
-              AND (\(cursor?.createdAt)::bigint IS NULL
-                   OR ((extract(epoch FROM d.created_at) * 1000000)::bigint, d.id) < (\(cursor?.createdAt)::bigint, \(cursor?.id)::uuid))
+              AND \(sql: PageCursor.after(cursor, alias: "d"))
             ORDER BY d.created_at DESC, d.id DESC LIMIT 51
             """).rows
-        let page = rows.prefix(50)
-        let next = rows.count > 50 ? page.last.map { PageCursor(createdAt: Int64($0.int("sort_key") ?? 0), id: $0["id"] ?? "").encoded } : nil
+        let (page, next) = PageCursor.page(rows, limit: 50)
         return .json(["data": .array(page.map(Disputes.view)), "next_cursor": JSONValue(next)] as [String: JSONValue])
     }
 

@@ -172,15 +172,11 @@ struct IntentsResponder {
         let cursor = try request.query["cursor"].map(PageCursor.init(encoded:))
         let column: SQLQuery = role == "buyer" ? "p.buyer_id" : "p.seller_id"
         let rows = try context.database.query("""
-            SELECT \(sql: PaymentRecord.columns), (extract(epoch FROM p.created_at) * 1000000)::bigint AS sort_key
-            FROM payments p
-            WHERE \(sql: column) = \(identity.profileID)
-              AND (\(cursor?.createdAt)::bigint IS NULL
-                   OR ((extract(epoch FROM p.created_at) * 1000000)::bigint, p.id) < (\(cursor?.createdAt)::bigint, \(cursor?.id)::uuid))
+            SELECT \(sql: PaymentRecord.columns), \(sql: PageCursor.sortKey("p")) AS sort_key FROM payments p
+            WHERE \(sql: column) = \(identity.profileID) AND \(sql: PageCursor.after(cursor, alias: "p"))
             ORDER BY p.created_at DESC, p.id DESC LIMIT \(limit + 1)
             """).rows
-        let page = rows.prefix(limit)
-        let next = rows.count > limit ? page.last.map { PageCursor(createdAt: Int64($0.int("sort_key") ?? 0), id: $0["id"] ?? "").encoded } : nil
+        let (page, next) = PageCursor.page(rows, limit: limit)
         struct Page: Encodable {
             let data: [PaymentRecord]
             @Nullable var next_cursor: String?
@@ -214,6 +210,7 @@ private struct CreatedIntent: Encodable {
 }
 
 /// An opaque keyset cursor: the last row's creation time (microseconds since 1970) and id.
+/// Lists are newest first, ordered by `created_at DESC, id DESC`.
 struct PageCursor {
     let createdAt: Int64
     let id: String
@@ -233,4 +230,24 @@ struct PageCursor {
     }
 
     var encoded: String { Base64URL.encode(Array("\(createdAt)|\(id)".utf8)) }
+
+    /// The sort key of table alias `alias` (our own constant): `created_at` in microseconds,
+    /// compared exactly (a timestamp round-tripped through text could skip or repeat a row).
+    static func sortKey(_ alias: String) -> SQLQuery {
+        SQLQuery(unsafeSQL: "(extract(epoch FROM \(alias).created_at) * 1000000)::bigint")
+    }
+
+    /// `true` without a cursor; otherwise the rows after it.
+    static func after(_ cursor: PageCursor?, alias: String) -> SQLQuery {
+        guard let cursor else { return "true" }
+        return "(\(sql: sortKey(alias)), \(sql: SQLQuery(unsafeSQL: alias + ".id"))) < (\(cursor.createdAt), \(cursor.id)::uuid)"
+    }
+
+    /// Splits `limit + 1` fetched rows (each with `sort_key` and `id`) into the page and the
+    /// cursor of the next one, nil on the last page.
+    static func page(_ rows: [Row], limit: Int) -> (ArraySlice<Row>, String?) {
+        let page = rows.prefix(limit)
+        guard rows.count > limit, let last = page.last else { return (page, nil) }
+        return (page, PageCursor(createdAt: Int64(last.int("sort_key") ?? 0), id: last["id"] ?? "").encoded)
+    }
 }

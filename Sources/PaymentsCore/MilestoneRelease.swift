@@ -40,10 +40,8 @@ struct MilestoneRelease {
             throw APIError(status: 409, code: "milestone_not_funded",
                            message: "Only a funded milestone can be released (this one is \(row["milestone_status"] ?? "unknown")).")
         }
-        if !allowDisputed, try database.query("""
-            SELECT 1 FROM disputes WHERE payment_id = \(paymentID)::uuid
-              AND status IN ('open', 'warning_needs_response', 'warning_under_review', 'needs_response', 'under_review')
-            """).first != nil {
+        if !allowDisputed, let payment = UUID(uuidString: paymentID),
+           try Disputes.hasOpenDispute(paymentID: payment, on: database) {
             throw APIError(status: 409, code: "payment_disputed", message: "A dispute is open on this milestone.")
         }
         guard let charge = row["stripe_charge_id"], let destination = row["stripe_account_id"] else {

@@ -68,12 +68,7 @@ extension WebhookEffects {
                 last_event_created = GREATEST(d.last_event_created, EXCLUDED.last_event_created)
             RETURNING id, status, (xmax = 0) AS inserted
             """).first
-        let isOpen = !["won", "lost", "warning_closed"].contains(upserted?["status"] ?? "")
-        try connection.query("""
-            UPDATE payments SET is_disputed = \(isOpen) OR EXISTS (
-                SELECT 1 FROM disputes WHERE payment_id = \(paymentID)::uuid AND status IN ('open')
-            ) WHERE id = \(paymentID)::uuid
-            """)
+        try Disputes.refreshFlag(paymentID: paymentID, on: connection)
         try AuditLog.record(AuditEntry(operation: event.type, entityType: "dispute", entityID: upserted?["id"],
                                        newValues: ["status": JSONValue(upserted?["status"]), "amount_cents": .int(dispute.amount)],
                                        metadata: eventMetadata), context: audit, on: connection)

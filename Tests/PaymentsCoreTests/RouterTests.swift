@@ -66,3 +66,21 @@ import Testing
         #expect(route.pattern == "/api/health")
     }
 }
+
+@Suite struct PageCursorTests {
+    @Test func cursorsRoundTripAndRejectForgeries() throws {
+        let cursor = PageCursor(createdAt: 1_795_000_000_123_456, id: "6f9619ff-8b86-d011-b42d-00c04fc964ff")
+        let decoded = try PageCursor(encoded: cursor.encoded)
+        #expect(decoded.createdAt == cursor.createdAt && decoded.id == cursor.id)
+        for forged in ["", "not-base64!", Base64URL.encode(Array("x|y".utf8)), Base64URL.encode(Array("-1|6f9619ff-8b86-d011-b42d-00c04fc964ff".utf8))] {
+            #expect(throws: APIError.self) { try PageCursor(encoded: forged) }
+        }
+    }
+
+    @Test func theKeysetConditionBindsTheCursor() {
+        #expect(PageCursor.after(nil, alias: "p").sql == "true")
+        let after = PageCursor.after(PageCursor(createdAt: 42, id: "6f9619ff-8b86-d011-b42d-00c04fc964ff"), alias: "p")
+        #expect(after.sql == "((extract(epoch FROM p.created_at) * 1000000)::bigint, p.id) < ($1, $2::uuid)")
+        #expect(after.binds == ["42", "6f9619ff-8b86-d011-b42d-00c04fc964ff"])
+    }
+}
