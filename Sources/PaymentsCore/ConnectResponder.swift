@@ -116,27 +116,12 @@ struct ConnectResponder {
     private func returned(_ request: Request, _ context: WorkerContext) throws -> Response {
         let state = try verifiedState(request, context: context)
         let account = try context.stripe.retrieveAccount(state.accountID)
-        let due = String(decoding: JSONCoding.encode((account.requirements?.currentlyDue ?? []).map(JSONValue.string)),
-                         as: UTF8.self)
-        try context.database.withTransaction { connection in
-            let before = try connection.query("""
-                SELECT charges_enabled FROM profiles WHERE id = \(state.profileID)::uuid AND stripe_account_id = \(state.accountID)
-                FOR UPDATE
-                """).first
-            guard let before else { throw Self.stateRejected("forged") }
-            try connection.query("""
-                UPDATE profiles SET charges_enabled = \(account.chargesEnabled), payouts_enabled = \(account.payoutsEnabled),
-                       details_submitted = \(account.detailsSubmitted), requirements_due = \(due)::jsonb,
-                       disabled_reason = \(account.requirements?.disabledReason), account_synced_at = now()
-                WHERE id = \(state.profileID)::uuid
-                """)
-            if before.bool("charges_enabled") != account.chargesEnabled {
-                try AuditLog.record(AuditEntry(operation: "connect.synced", entityType: "profile", entityID: state.profileID,
-                                               oldValues: ["charges_enabled": .bool(before.bool("charges_enabled") ?? false)],
-                                               newValues: ["charges_enabled": .bool(account.chargesEnabled)]),
-                                    context: AuditContext(request: request, actorRole: "seller"), on: connection)
-            }
+        let synced = try context.database.withTransaction { connection in
+            try AccountMirror.sync(account, eventCreated: nil, profileID: state.profileID,
+                                   operation: "connect.synced", audit: AuditContext(request: request, actorRole: "seller"),
+                                   on: connection)
         }
+        if case .unknownAccount = synced { throw Self.stateRejected("forged") }
         let complete = account.detailsSubmitted && account.chargesEnabled
         let target = context.shared.configuration.appReturnURL
         let separator = target.contains("?") ? "&" : "?"

@@ -5,28 +5,17 @@ import Stripe
 /// Connected accounts, as the Connect webhook reports them.
 extension WebhookEffects {
     func accountUpdated(_ account: Account) throws -> EffectOutcome {
-        guard let before = try connection.query("""
-            SELECT id, charges_enabled FROM profiles WHERE stripe_account_id = \(account.id) FOR UPDATE
-            """).first, let profileID = before["id"] else { return .parked }
-        let due = String(decoding: JSONCoding.encode((account.requirements?.currentlyDue ?? []).map(JSONValue.string)), as: UTF8.self)
-        let changed = try connection.query("""
-            UPDATE profiles SET charges_enabled = \(account.chargesEnabled), payouts_enabled = \(account.payoutsEnabled),
-                   details_submitted = \(account.detailsSubmitted), requirements_due = \(due)::jsonb,
-                   disabled_reason = \(account.requirements?.disabledReason), account_synced_at = now(),
-                   account_event_created = \(event.created)
-            WHERE id = \(profileID)::uuid AND account_event_created <= \(event.created)
-            RETURNING charges_enabled
-            """).first
-        guard let changed else { return .processed }
-        if changed.bool("charges_enabled") != before.bool("charges_enabled") {
-            try AuditLog.record(AuditEntry(operation: "account.updated", entityType: "profile", entityID: profileID,
-                                           oldValues: ["charges_enabled": .bool(before.bool("charges_enabled") ?? false)],
-                                           newValues: ["charges_enabled": .bool(account.chargesEnabled)], metadata: eventMetadata),
-                                context: audit, on: connection)
+        switch try AccountMirror.sync(account, eventCreated: event.created, operation: "account.updated", metadata: eventMetadata,
+                                      audit: audit, on: connection) {
+        case .unknownAccount:
+            return .parked
+        case .stale, .synced(_, chargesChanged: false):
+            return .processed
+        case .synced(let profileID, chargesChanged: true):
             try Notifier.notify(profileID, kind: account.chargesEnabled ? "account_enabled" : "account_restricted",
                                 payload: ["account": .string(account.id)], on: connection)
+            return .processed
         }
-        return .processed
     }
 
     func accountDeauthorized() throws -> EffectOutcome {
