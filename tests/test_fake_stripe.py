@@ -9,6 +9,7 @@ import base64
 import http.client
 import json
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -27,6 +28,7 @@ import pytest  # noqa: E402
 import stripe  # noqa: E402
 
 from tests.fake_stripe import FakeStripe  # noqa: E402
+from tests.fake_stripe.core import Ctx  # noqa: E402
 from tests.fake_stripe.forms import parse_form  # noqa: E402
 
 KEY = "sk_test_fakeKey1234567890abcdefAB12"
@@ -965,6 +967,282 @@ def test_reset_and_state_file(tmp_path):
         assert call(fs2, "GET", f"/v1/payment_intents/{pi['id']}").status == 404
     finally:
         fs2.stop()
+
+
+# ---- the state file: a snapshot and a journal ----------------------------------------------
+def state_of(fs: FakeStripe) -> Dict[str, Any]:
+    """Everything the state file must keep, JSON-normalised, to compare two fakes."""
+    with fs.core.lock, fs.meta_lock:
+        idem = {json.dumps(list(k)): dict(r, body=r["body"].decode())
+                for k, r in fs.idem.items() if r["status"] is not None}
+        return json.loads(json.dumps({"core": fs.core.snapshot(), "idempotency": idem}))
+
+
+def crash_copy(fs: FakeStripe, tmp_path, name: str) -> str:
+    """The state files as they are now, i.e. as a killed fake would leave them (a clean stop
+    compacts; a kill leaves the journal to replay)."""
+    folder = tmp_path / name
+    folder.mkdir()
+    path = str(folder / "state.json")
+    shutil.copy(fs.state_file, path)
+    shutil.copy(fs.state_file + ".journal", path + ".journal")
+    return path
+
+
+def journal_lines(path: str) -> List[bytes]:
+    with open(path + ".journal", "rb") as fh:
+        return fh.read().splitlines()
+
+
+PI_PARAMS = {"amount": 1200, "currency": "usd", "metadata": {"order": "o-1"}}
+
+
+def busy_day(fs: FakeStripe) -> Dict[str, str]:
+    """One of each kind of write, so that a reload has every part of the state to restore:
+    objects changed in place, accounts, links and onboarding sessions, login links, refunds,
+    transfers, disputes, payouts, deauthorization, the clock, the refund mode, idempotency."""
+    acct = onboarded_account(fs)
+    other = call(fs, "POST", "/v1/accounts", {"type": "express"}).json()["id"]
+    link = call(fs, "POST", "/v1/account_links", {
+        "account": other, "refresh_url": "https://app.test/refresh",
+        "return_url": "https://app.test/return", "type": "account_onboarding"}).json()
+    page = get_url(link["url"]).body.decode()
+    action = page.split('action="')[1].split('"')[0]
+    session = page.split('name="session" value="')[1].split('"')[0]
+    assert get_url(fs.url + action, "POST", urllib.parse.urlencode(
+        {"session": session, "action": "complete"})).status == 303
+    assert call(fs, "POST", f"/v1/accounts/{acct}/login_links").status == 200
+
+    pi = destination_pi(fs, acct, idem="busy:pi")
+    assert call(fs, "POST", f"/v1/payment_intents/{pi['id']}/confirm",
+                {"payment_method": "pm_card_visa"}).json()["status"] == "requires_capture"
+    assert call(fs, "POST", f"/v1/payment_intents/{pi['id']}/capture",
+                {"amount_to_capture": 4000}).json()["status"] == "succeeded"
+    assert call(fs, "POST", "/v1/refunds", {
+        "payment_intent": pi["id"], "amount": 1000, "reverse_transfer": True,
+        "refund_application_fee": True}, idem="busy:refund").status == 200
+
+    paid = paid_pi(fs, 10000)
+    tr = call(fs, "POST", "/v1/transfers", {
+        "amount": 6000, "currency": "usd", "destination": acct,
+        "source_transaction": paid["latest_charge"]}).json()
+    assert call(fs, "POST", f"/v1/transfers/{tr['id']}/reversals",
+                {"amount": 1000}).status == 200
+    disputed = paid_pi(fs)
+    assert control(fs, "POST", f"/charges/{disputed['latest_charge']}/dispute",
+                   {"reason": "fraudulent"}).status == 200
+    assert control(fs, "POST", f"/accounts/{acct}/payouts", {"amount": 700}).status == 200
+
+    assert control(fs, "POST", "/clock/advance", {"seconds": 3600}).status == 200
+    assert control(fs, "POST", "/refunds/mode", {"status": "pending"}).status == 200
+    pending = call(fs, "POST", "/v1/refunds", {"payment_intent": paid_pi(fs)["id"]}).json()
+    assert pending["status"] == "pending"
+    assert control(fs, "POST", f"/accounts/{other}/deauthorize").status == 200
+    declined = call(fs, "POST", "/v1/payment_intents", {
+        "amount": 900, "currency": "usd", "payment_method": "pm_card_chargeDeclined",
+        "confirm": True}, idem="busy:decline")
+    assert declined.status == 402
+    created = call(fs, "POST", "/v1/payment_intents", PI_PARAMS, idem="busy:plain")
+    assert call(fs, "GET", "/v1/payment_intents").status == 200  # a scan, between writes
+    return {"pi": pi["id"], "plain": created.json()["id"], "plain_body": created.body.decode(),
+            "declined": declined.body.decode(), "paid": paid["id"]}
+
+
+def test_state_survives_a_crash_through_the_journal(tmp_path):
+    fs = FakeStripe(state_file=str(tmp_path / "state.json")).start()
+    try:
+        day = busy_day(fs)
+        assert len(journal_lines(fs.state_file)) > 20  # one record per write, on top of...
+        assert fs.store.generation == 1                 # ...the snapshot made at start-up
+        crashed = crash_copy(fs, tmp_path, "crashed")
+        live = state_of(fs)
+    finally:
+        fs.stop()
+
+    fs2 = FakeStripe(state_file=crashed).start()
+    try:
+        assert state_of(fs2) == live
+        again = call(fs2, "POST", "/v1/payment_intents", PI_PARAMS, idem="busy:plain")
+        assert again.status == 200 and again.headers["idempotent-replayed"] == "true"
+        assert again.body.decode() == day["plain_body"]
+        declined = call(fs2, "POST", "/v1/payment_intents", {
+            "amount": 900, "currency": "usd", "payment_method": "pm_card_chargeDeclined",
+            "confirm": True}, idem="busy:decline")
+        assert declined.status == 402 and declined.headers["idempotent-replayed"] == "true"
+        assert declined.body.decode() == day["declined"]
+        other_params = call(fs2, "POST", "/v1/payment_intents", dict(PI_PARAMS, amount=1300),
+                            idem="busy:plain")
+        assert other_params.status == 400
+        pi = call(fs2, "GET", f"/v1/payment_intents/{day['pi']}").json()
+        assert pi["status"] == "succeeded" and pi["amount_received"] == 4000
+        fresh = call(fs2, "POST", "/v1/payment_intents", PI_PARAMS, idem="after-restart")
+        assert fresh.status == 200 and "idempotent-replayed" not in fresh.headers
+        after_writes = state_of(fs2)
+    finally:
+        fs2.stop()
+    # a clean stop folds the journal into the snapshot, and that reloads the same state
+    assert len(journal_lines(crashed)) == 1
+    fs3 = FakeStripe(state_file=crashed)
+    assert state_of(fs3) == after_writes
+    fs3.stop()
+
+
+def test_torn_last_journal_line_is_dropped(tmp_path):
+    fs = FakeStripe(state_file=str(tmp_path / "state.json")).start()
+    try:
+        kept = call(fs, "POST", "/v1/payment_intents", PI_PARAMS, idem="kept").json()
+        torn = call(fs, "POST", "/v1/payment_intents", PI_PARAMS, idem="torn").json()
+        crashed = crash_copy(fs, tmp_path, "crashed")
+    finally:
+        fs.stop()
+    with open(crashed + ".journal", "rb") as fh:
+        data = fh.read()
+    last = data.rstrip(b"\n").rsplit(b"\n", 1)[1]
+    with open(crashed + ".journal", "wb") as fh:  # killed half-way through the last append
+        fh.write(data[:len(data) - 1 - len(last) // 2])
+
+    fs2 = FakeStripe(state_file=crashed).start()
+    try:
+        assert call(fs2, "GET", f"/v1/payment_intents/{kept['id']}").status == 200
+        assert call(fs2, "GET", f"/v1/payment_intents/{torn['id']}").status == 404
+        assert call(fs2, "POST", "/v1/payment_intents", PI_PARAMS,
+                    idem="kept").headers["idempotent-replayed"] == "true"
+        retry = call(fs2, "POST", "/v1/payment_intents", PI_PARAMS, idem="torn")
+        assert retry.status == 200 and "idempotent-replayed" not in retry.headers
+        # the torn line went with the start-up compaction: later appends replay fine
+        assert len(journal_lines(crashed)) == 2
+        recrashed = crash_copy(fs2, tmp_path, "recrashed")
+    finally:
+        fs2.stop()
+    fs3 = FakeStripe(state_file=recrashed)
+    assert retry.json()["id"] in fs3.core.objects
+    fs3.stop()
+
+    # a bad line that is not the last one is damage, not a crash: refuse to guess
+    damaged = str(tmp_path / "damaged.json")
+    with open(damaged, "w") as fh:
+        json.dump({"generation": 7}, fh)
+    with open(damaged + ".journal", "wb") as fh:
+        fh.write(b'{"generation":7}\n{"order":["pi_1"\n{"clock_offset":5}\n')
+    with pytest.raises(ValueError, match="line 2 is not a journal record"):
+        FakeStripe(state_file=damaged)
+
+
+def test_compaction_keeps_the_state(tmp_path):
+    fs = FakeStripe(state_file=str(tmp_path / "state.json")).start()
+    fs.store.compact_min_bytes = 0
+    fs.store.compact_ratio = 0.5  # compact whenever the journal passes half the snapshot
+    try:
+        day = busy_day(fs)
+        assert fs.store.generation > 3  # compacted during the run, not only at start-up
+        with open(fs.state_file) as fh:
+            assert json.load(fh)["generation"] == fs.store.generation
+        assert os.path.getsize(fs.state_file + ".journal") < os.path.getsize(fs.state_file)
+        crashed = crash_copy(fs, tmp_path, "crashed")
+        live = state_of(fs)
+
+        # Killed between the two steps of a compaction: the new snapshot is in place, the
+        # old journal is not restarted yet. Replaying it would undo the capture below.
+        pi = destination_pi(fs, onboarded_account(fs))
+        stale_journal = crash_copy(fs, tmp_path, "stale")
+        call(fs, "POST", f"/v1/payment_intents/{pi['id']}/confirm",
+             {"payment_method": "pm_card_visa"})
+        call(fs, "POST", f"/v1/payment_intents/{pi['id']}/capture")
+        fs.compact_state()
+        shutil.copy(fs.state_file, stale_journal)
+        later = state_of(fs)
+    finally:
+        fs.stop()
+    for path, expected in ((crashed, live), (stale_journal, later)):
+        reloaded = FakeStripe(state_file=path)
+        assert state_of(reloaded) == expected
+        reloaded.stop()
+    reloaded = FakeStripe(state_file=stale_journal).start()
+    try:
+        assert call(reloaded, "GET",
+                    f"/v1/payment_intents/{pi['id']}").json()["status"] == "succeeded"
+        assert call(reloaded, "GET", f"/v1/payment_intents/{day['paid']}").status == 200
+    finally:
+        reloaded.stop()
+
+
+def test_concurrent_writes_reload_to_the_same_state(tmp_path):
+    fs = FakeStripe(state_file=str(tmp_path / "state.json")).start()
+    fs.store.compact_min_bytes, fs.store.compact_ratio = 0, 0.5  # compactions in between too
+    errors: List[str] = []
+
+    def worker(n: int) -> None:
+        for i in range(12):
+            pi = call(fs, "POST", "/v1/payment_intents", dict(PI_PARAMS, capture_method="manual"),
+                      idem=f"w{n}-{i}").json()
+            for step, params in (("confirm", {"payment_method": "pm_card_visa"}),
+                                 ("capture", None)):
+                if call(fs, "POST", f"/v1/payment_intents/{pi['id']}/{step}",
+                        params).status != 200:
+                    errors.append(f"{step} {pi['id']}")
+    try:
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert fs.store.generation > 3
+        crashed = crash_copy(fs, tmp_path, "crashed")
+        live = state_of(fs)
+    finally:
+        fs.stop()
+    reloaded = FakeStripe(state_file=crashed)
+    assert state_of(reloaded) == live
+    assert sum(1 for o in reloaded.core.objects.values()
+               if o.get("object") == "payment_intent" and o["status"] == "succeeded") == 96
+    reloaded.stop()
+
+
+def test_a_write_costs_the_same_whatever_the_state_size(tmp_path):
+    """Bytes, not time: one write appends the same to the journal with 100 or 3000 objects,
+    and leaves the snapshot alone."""
+    fs = FakeStripe(state_file=str(tmp_path / "state.json")).start()
+    fs.store.compact_min_bytes = 1 << 40  # no compaction in the middle of a measurement
+
+    def fill(n_objects: int) -> None:  # straight into the core: faster than HTTP
+        with fs.core.lock:
+            while len(fs.core.objects) < n_objects:
+                fs.core.pi_create(Ctx(request_id="req_fill"),
+                                  {"amount": "1000", "currency": "usd"})
+        fs.save_state()
+
+    def bytes_for_one_write(n: int) -> int:
+        snapshot = os.stat(fs.state_file)
+        before = os.path.getsize(fs.state_file + ".journal")
+        r = call(fs, "POST", "/v1/payment_intents", PI_PARAMS, idem=f"measure-{n}")
+        assert r.status == 200
+        after = os.stat(fs.state_file)
+        assert (after.st_ino, after.st_size, after.st_mtime_ns) == \
+            (snapshot.st_ino, snapshot.st_size, snapshot.st_mtime_ns)
+        return os.path.getsize(fs.state_file + ".journal") - before
+
+    try:
+        fill(100)
+        small = bytes_for_one_write(1)
+        fill(3000)
+        large = bytes_for_one_write(2)
+    finally:
+        fs.stop()
+    assert 0 < small < 20_000
+    assert abs(large - small) <= small // 20, (small, large)
+    assert os.path.getsize(fs.state_file) > 100 * large  # the whole state is far bigger
+
+
+def test_request_log_keeps_the_most_recent_entries():
+    fs = FakeStripe(request_log_limit=3).start()
+    try:
+        for n in range(5):
+            call(fs, "GET", f"/v1/payment_intents/pi_{n}")
+        assert [r["path"] for r in fs.received()] == [f"/v1/payment_intents/pi_{n}"
+                                                      for n in (2, 3, 4)]
+    finally:
+        fs.stop()
 
 
 def test_cli_starts_and_serves(tmp_path):

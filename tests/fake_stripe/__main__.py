@@ -23,7 +23,8 @@ def main(argv=None) -> int:
                     help="whsec_… signing secret; repeat or comma-separate for rotation")
     ap.add_argument("--connect-secret", action="append", default=[],
                     help="whsec_… signing secret for the Connect endpoint")
-    ap.add_argument("--state-file", help="JSON file to load state from and save it to")
+    ap.add_argument("--state-file", help="JSON snapshot to load state from and keep it in "
+                                         "(each write is appended to PATH.journal)")
     ap.add_argument("--public-url", help="base URL used in account/login link URLs "
                                          "(default: this server's URL)")
     ap.add_argument("--api-version", default=DEFAULT_API_VERSION)

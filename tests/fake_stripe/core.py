@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from .errors import (StripeError, card_error, invalid, missing, param_missing, state_error)
+from .persist import TrackedDict
 from .util import (apply_metadata, check_currency, check_unknown, created_filter, deep,
                    get_bool, get_dict, get_int, get_list, get_str, new_id, paginate, rand)
 
@@ -90,6 +91,19 @@ def kind_of(obj_id: str) -> str:
     return KIND_BY_PREFIX.get(obj_id.split("_", 1)[0], "object")
 
 
+# The keyed parts of the state. They are TrackedDicts, so each journal record can carry just
+# the entries a request fetched or changed (see Core.take_changes).
+STORES = ("objects", "scope", "event_bodies", "links", "sessions", "login_links")
+
+
+def _to_json(store: str, value: Any) -> Any:
+    return value.decode("utf-8") if store == "event_bodies" else value
+
+
+def _from_json(store: str, value: Any) -> Any:
+    return value.encode("utf-8") if store == "event_bodies" else value
+
+
 class Ctx:
     """Per-request context."""
 
@@ -117,41 +131,100 @@ class Core:
     # ---- state ----------------------------------------------------------------------
     def reset(self) -> None:
         with self.lock:
-            self.objects: Dict[str, Dict[str, Any]] = {}
-            self.scope: Dict[str, Optional[str]] = {}     # object id -> account (None = platform)
-            self.order: List[str] = []                     # creation order of all objects
-            self.event_bodies: Dict[str, bytes] = {}
-            self.links: Dict[str, Dict[str, Any]] = {}     # account link token -> record
-            self.sessions: Dict[str, Dict[str, Any]] = {}  # onboarding page session -> record
-            self.login_links: Dict[str, Dict[str, Any]] = {}
+            self.objects: TrackedDict = TrackedDict()  # id -> object
+            self.scope: TrackedDict = TrackedDict()    # object id -> account (None = platform)
+            self.order: List[str] = []                  # creation order of all objects
+            self.event_bodies: TrackedDict = TrackedDict()  # event id -> the delivered bytes
+            self.links: TrackedDict = TrackedDict()     # account link token -> record
+            self.sessions: TrackedDict = TrackedDict()  # onboarding page session -> record
+            self.login_links: TrackedDict = TrackedDict()
             self.deauthorized: set = set()
             self.clock_offset = 0
             self.refund_mode = "succeeded"
+            self.mark_saved()
 
     def now(self) -> int:
         return int(time.time() + self.clock_offset)
 
+    # ---- persistence (see persist.py) ------------------------------------------------
     def snapshot(self) -> Dict[str, Any]:
+        """The whole state, JSON-ready. The values are the live objects: serialise the result
+        before releasing `lock`."""
         with self.lock:
-            return {"objects": self.objects, "scope": self.scope, "order": self.order,
-                    "event_bodies": {k: v.decode("utf-8") for k, v in self.event_bodies.items()},
-                    "links": self.links, "sessions": self.sessions,
-                    "login_links": self.login_links, "deauthorized": sorted(self.deauthorized),
-                    "clock_offset": self.clock_offset, "refund_mode": self.refund_mode}
+            # dict.items: reading a whole store for the snapshot is not a change to track
+            data: Dict[str, Any] = {name: {k: _to_json(name, v)
+                                           for k, v in dict.items(getattr(self, name))}
+                                    for name in STORES}
+            data.update(order=self.order, deauthorized=sorted(self.deauthorized),
+                        clock_offset=self.clock_offset, refund_mode=self.refund_mode)
+            return data
 
     def restore(self, data: Dict[str, Any]) -> None:
         with self.lock:
-            self.objects = data.get("objects", {})
-            self.scope = data.get("scope", {})
-            self.order = data.get("order", [])
-            self.event_bodies = {k: v.encode("utf-8")
-                                 for k, v in data.get("event_bodies", {}).items()}
-            self.links = data.get("links", {})
-            self.sessions = data.get("sessions", {})
-            self.login_links = data.get("login_links", {})
+            for name in STORES:
+                setattr(self, name, TrackedDict(
+                    (k, _from_json(name, v)) for k, v in data.get(name, {}).items()))
+            self.order = list(data.get("order", []))
             self.deauthorized = set(data.get("deauthorized", []))
             self.clock_offset = data.get("clock_offset", 0)
             self.refund_mode = data.get("refund_mode", "succeeded")
+            self.mark_saved()
+
+    def mark_saved(self) -> None:
+        """Everything in memory is now on disk: the next change record starts from here."""
+        with self.lock:
+            for name in STORES:
+                getattr(self, name).take_touched()
+            self._saved_order = len(self.order)
+            self._saved_deauthorized = len(self.deauthorized)
+            self._saved_settings = (self.clock_offset, self.refund_mode)
+
+    def take_changes(self) -> Dict[str, Any]:
+        """A journal record of what may have changed since the last save ({} if nothing):
+        every store entry fetched or set since, and the new tail of `order`. Like snapshot(),
+        the values are live: serialise the record before releasing `lock`."""
+        with self.lock:
+            record: Dict[str, Any] = {}
+            for name in STORES:
+                store = getattr(self, name)
+                keys = store.take_touched()
+                put = {k: _to_json(name, store.peek(k)) for k in keys if k in store}
+                gone = [k for k in keys if k not in store]
+                if put:
+                    record.setdefault("set", {})[name] = put
+                if gone:
+                    record.setdefault("del", {})[name] = gone
+            if len(self.order) > self._saved_order:  # `order` is only ever appended to
+                record["order"] = self.order[self._saved_order:]
+            if len(self.deauthorized) != self._saved_deauthorized:
+                # only ever added to, and tiny: the whole set is simpler than a diff
+                record["deauthorized"] = sorted(self.deauthorized)
+            if (self.clock_offset, self.refund_mode) != self._saved_settings:
+                record.update(clock_offset=self.clock_offset, refund_mode=self.refund_mode)
+            self.mark_saved()
+            return record
+
+    def apply_changes(self, record: Dict[str, Any]) -> None:
+        """Replay one take_changes() record (loading the journal)."""
+        with self.lock:
+            for name in STORES:
+                store = getattr(self, name)
+                for k, v in record.get("set", {}).get(name, {}).items():
+                    store[k] = _from_json(name, v)
+                for k in record.get("del", {}).get(name, []):
+                    store.pop(k, None)
+            self.order.extend(record.get("order", []))
+            if "deauthorized" in record:
+                self.deauthorized = set(record["deauthorized"])
+            self.clock_offset = record.get("clock_offset", self.clock_offset)
+            self.refund_mode = record.get("refund_mode", self.refund_mode)
+            self.mark_saved()
+
+    def scan(self) -> Iterator[Tuple[Dict[str, Any], Optional[str]]]:
+        """(object, account) for every object, newest first, to read only: a scan does not
+        count as a change, so a list request adds nothing to the next journal record."""
+        for i in reversed(self.order):
+            yield self.objects.peek(i), self.scope.peek(i)
 
     def put(self, obj: Dict[str, Any], account: Optional[str]) -> Dict[str, Any]:
         if obj["id"] not in self.objects:
@@ -710,10 +783,9 @@ class Core:
         check_unknown(p, ("limit", "starting_after", "ending_before", "created", *filters, *accepted))
         cf = created_filter(p)
         wanted = {f: p[f] for f in filters if p.get(f) is not None}
-        items = [self.objects[i] for i in reversed(self.order)
-                 if self.objects[i].get("object") == kind and self.scope[i] == ctx.account
-                 and cf(self.objects[i]["created"])
-                 and all(self.objects[i].get(f) == v for f, v in wanted.items())]
+        items = [o for o, account in self.scan()
+                 if o.get("object") == kind and account == ctx.account and cf(o["created"])
+                 and all(o.get(f) == v for f, v in wanted.items())]
         return paginate(items, p, path)
 
     def pi_list(self, ctx: Ctx, p: Dict[str, Any]) -> Dict[str, Any]:
@@ -1129,9 +1201,9 @@ class Core:
     def account_list(self, ctx: Ctx, p: Dict[str, Any]) -> Dict[str, Any]:
         check_unknown(p, ("limit", "starting_after", "ending_before", "created"))
         cf = created_filter(p)
-        items = [self.objects[i] for i in reversed(self.order)
-                 if self.objects[i].get("object") == "account" and cf(self.objects[i]["created"])
-                 and i not in self.deauthorized]
+        items = [o for o, _ in self.scan()
+                 if o.get("object") == "account" and cf(o["created"])
+                 and o["id"] not in self.deauthorized]
         return paginate(items, p, "/v1/accounts")
 
     def account_set_state(self, acct_id: str, changes: Dict[str, Any],
@@ -1319,9 +1391,8 @@ class Core:
             if ch["currency"] != currency:
                 raise invalid("The currency of source_transaction's balance transaction must "
                               "match the transfer currency.", param="currency")
-            already = sum(self.objects[t]["amount"] - self.objects[t]["amount_reversed"]
-                          for t in self.order if self.objects[t].get("object") == "transfer"
-                          and self.objects[t]["source_transaction"] == src)
+            already = sum(t["amount"] - t["amount_reversed"] for t, _ in self.scan()
+                          if t.get("object") == "transfer" and t["source_transaction"] == src)
             available = ch["amount_captured"] - (ch["amount_refunded"] -
                                                  (ch["amount"] - ch["amount_captured"])) - already
             if amount > available:
@@ -1586,9 +1657,9 @@ class Core:
                 if pat == t:
                     return True
             return False
-        items = [self.objects[i] for i in reversed(self.order)
-                 if self.objects[i].get("object") == "event" and self.scope[i] == ctx.account
-                 and cf(self.objects[i]["created"]) and tmatch(self.objects[i]["type"])]
+        items = [o for o, account in self.scan()
+                 if o.get("object") == "event" and account == ctx.account
+                 and cf(o["created"]) and tmatch(o["type"])]
         return paginate(items, p, "/v1/events")
 
     def emit_custom(self, type_: str, obj: Dict[str, Any], account: Optional[str]

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import base64
+import collections
+import hashlib
 import html
 import json
-import os
 import re
 import socket
 import ssl
@@ -12,16 +13,24 @@ import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Set, Tuple, Union
 from urllib.parse import parse_qsl, urlsplit
 
 from .core import DEFAULT_API_VERSION, Core, Ctx, TEST_PAYMENT_METHODS
 from .errors import StripeError, invalid
 from .forms import FormError, parse_form
+from .persist import StateFile
 from .util import deep, get_list, rand, request_id
 from .webhooks import Dispatcher, Endpoint, sign
 
 Handler = Callable[..., Dict[str, Any]]
+
+# The request log keeps the most recent entries only, so a long `make run` does not grow
+# without bound. Far above what a test needs (the whole suite makes a few thousand requests);
+# an entry is about 2 KB, so a full log is some tens of MB.
+REQUEST_LOG_LIMIT = 20_000
+
+IdemKey = Tuple[str, Optional[str], str]  # (secret key's digest, Stripe-Account, Idempotency-Key)
 
 # (method, regex, core method name, extra kwargs builder)
 ROUTES: List[Tuple[str, "re.Pattern[str]", Callable[..., Dict[str, Any]]]] = []
@@ -194,7 +203,8 @@ class FakeStripe:
                  api_version: str = DEFAULT_API_VERSION, webhook_max_attempts: int = 5,
                  webhook_backoff: float = 1.0, webhook_timeout: float = 10.0,
                  account_link_ttl: int = 300, api_keys: Optional[Sequence[str]] = None,
-                 log: Optional[Callable[[str], None]] = None):
+                 log: Optional[Callable[[str], None]] = None,
+                 request_log_limit: int = REQUEST_LOG_LIMIT):
         self.host = host
         self.port = port
         self.tls_cert = tls_cert
@@ -213,14 +223,15 @@ class FakeStripe:
         self.core.on_event = lambda evt, body: self.dispatcher.enqueue(evt, body)
         self.core.pending_webhooks = self.dispatcher.pending_count
         self.faults: List[Fault] = []
-        self.requests: List[Dict[str, Any]] = []
-        self.idem: Dict[Tuple[str, Optional[str], str], Dict[str, Any]] = {}
+        self.requests: Deque[Dict[str, Any]] = collections.deque(maxlen=request_log_limit)
+        self.idem: Dict[IdemKey, Dict[str, Any]] = {}
+        self.idem_unsaved: Set[IdemKey] = set()  # finished since the last save_state()
         self.meta_lock = threading.RLock()
         self.httpd: Optional[ThreadingHTTPServer] = None
         self.thread: Optional[threading.Thread] = None
-        if state_file and os.path.exists(state_file):
-            with open(state_file, "r", encoding="utf-8") as fh:
-                self.core.restore(json.load(fh))
+        self.store = StateFile(state_file) if state_file else None
+        if self.store:
+            self._load_state()
 
     # ---- lifecycle -------------------------------------------------------------------
     @property
@@ -263,7 +274,9 @@ class FakeStripe:
             self.httpd.server_close()
             self.httpd = None
         self.dispatcher.stop()
-        self.save_state()
+        if self.store:
+            self.compact_state()  # leave one snapshot and an empty journal behind
+            self.store.close()
 
     def __enter__(self) -> "FakeStripe":
         return self.start() if self.httpd is None else self
@@ -271,15 +284,73 @@ class FakeStripe:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
+    # ---- state file (see persist.py) ------------------------------------------------
     def save_state(self) -> None:
-        if not self.state_file:
+        """Append what changed since the last save to the journal: one line, as long as the
+        change, whatever the size of the state. Called after every write."""
+        if not self.store:
+            return
+        with self.core.lock:  # held until the line is written: records stay in change order
+            record = self.core.take_changes()
+            idem = self._take_unsaved_idem()
+            if idem:
+                record["idempotency"] = idem
+            if record:
+                self.store.append(record)
+            if self.store.wants_compaction():
+                self.compact_state()
+
+    def compact_state(self) -> None:
+        """Rewrite the snapshot from memory and empty the journal (O(state): at start-up, on
+        stop, on reset, and when the journal has outgrown the snapshot)."""
+        if not self.store:
             return
         with self.core.lock:
-            data = json.dumps(self.core.snapshot())
-        tmp = self.state_file + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(data)
-        os.replace(tmp, self.state_file)
+            state = self.core.snapshot()
+            state["idempotency"] = self._saved_idem()
+            self.store.compact(state)
+            self.core.mark_saved()
+
+    def _load_state(self) -> None:
+        assert self.store is not None
+        snapshot, records = self.store.load()
+        if snapshot:
+            self.core.restore(snapshot)
+            self._restore_idem(snapshot.get("idempotency", []))
+        for record in records:
+            self.core.apply_changes(record)
+            self._restore_idem(record.get("idempotency", []))
+        # Start from a fresh snapshot: the journal is replayed once, and a torn last line is
+        # gone before anything is appended after it.
+        self.compact_state()
+
+    def _take_unsaved_idem(self) -> List[Dict[str, Any]]:
+        with self.meta_lock:
+            keys, self.idem_unsaved = self.idem_unsaved, set()
+            return [_idem_to_json(k, self.idem[k]) for k in keys if k in self.idem]
+
+    def _saved_idem(self) -> List[Dict[str, Any]]:
+        """Every finished idempotency record. One still executing is left out: it is
+        journaled when it finishes, and after a restart its request can be retried."""
+        with self.meta_lock:
+            self.idem_unsaved.clear()
+            done = [(k, r) for k, r in self.idem.items() if r["status"] is not None]
+        return [_idem_to_json(k, r) for k, r in done]  # finished records no longer change
+
+    def _restore_idem(self, records: List[Dict[str, Any]]) -> None:
+        with self.meta_lock:
+            for r in records:
+                key, rec = _idem_from_json(r)
+                self.idem[key] = rec
+
+    def record_idem_result(self, key: IdemKey, store: bool, status: int, body: bytes,
+                     headers: Dict[str, str]) -> None:
+        with self.meta_lock:
+            if store:
+                self.idem[key].update(status=status, body=body, headers=headers)
+                self.idem_unsaved.add(key)
+            else:
+                self.idem.pop(key, None)
 
     # ---- Python conveniences (same operations as the control API) -------------------
     def reset(self) -> None:
@@ -288,6 +359,8 @@ class FakeStripe:
             self.faults.clear()
             self.requests.clear()
             self.idem.clear()
+            self.idem_unsaved.clear()
+            self.compact_state()  # a journal record can't say "forget everything"
         self.dispatcher.reset()
 
     def inject_fault(self, **spec: Any) -> Dict[str, Any]:
@@ -346,9 +419,9 @@ class FakeStripe:
 
     def events(self, type_: Optional[str] = None) -> List[Dict[str, Any]]:
         with self.core.lock:
-            return [deep(self.core.objects[i]) for i in self.core.order
-                    if self.core.objects[i].get("object") == "event"
-                    and (type_ is None or self.core.objects[i]["type"] == type_)]
+            oldest_first = [self.core.objects.peek(i) for i in self.core.order]
+            return [deep(o) for o in oldest_first
+                    if o.get("object") == "event" and (type_ is None or o["type"] == type_)]
 
     def sign(self, body: bytes, endpoint: str = "platform",
              timestamp: Optional[int] = None) -> str:
@@ -403,11 +476,11 @@ class FakeStripe:
                 return ok({"now": c.now(), "offset": c.clock_offset})
             if parts and parts[0] == "objects" and len(parts) == 2:
                 with c.lock:
-                    obj = c.objects.get(parts[1])
+                    obj = c.objects.peek(parts[1])
                     if obj is None:
                         return 404, {"error": {"type": "invalid_request_error",
                                                "message": f"No such object: {parts[1]}"}}
-                    return ok({"object": c.clean(deep(obj)), "account": c.scope[parts[1]]})
+                    return ok({"object": c.clean(deep(obj)), "account": c.scope.peek(parts[1])})
             if parts == ["events"] and m == "POST":
                 with c.lock:
                     evt = c.emit_custom(body["type"], body.get("object") or {},
@@ -550,6 +623,10 @@ class RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "nginx"
     sys_version = ""
+    # A response goes out as two writes (headers, then body). With Nagle's algorithm on, the
+    # body waits for the ACK of the headers, which a keep-alive client delays by ~40 ms:
+    # every request on a reused connection would take 40 ms.
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt: str, *args: Any) -> None:  # silence default logging
         pass
@@ -649,6 +726,8 @@ class RequestHandler(BaseHTTPRequestHandler):
                 return
         q = dict(parse_qsl(query))
         status, out = fake.control(method, path, q, body)
+        if method != "GET":
+            fake.save_state()  # e.g. the clock or the refund mode (nothing to write: no line)
         self._json(status, out)
 
     # ---- hosted onboarding + express dashboard pages -------------------------------------
@@ -792,7 +871,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         # -- connected account
         if account:
             with core.lock:
-                a = core.objects.get(account)
+                a = core.objects.peek(account)
                 bad = a is None or a.get("object") != "account" or account in core.deauthorized
             if bad:
                 return reply_error(StripeError(
@@ -828,7 +907,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             if len(idem_key) > 255:
                 return reply_error(invalid("Idempotency-Key must be at most 255 characters "
                                            "long.", param="Idempotency-Key"))
-            scope_key = (api_key, account, idem_key)
+            scope_key = (_key_digest(api_key), account, idem_key)
             with fake.meta_lock:
                 rec = fake.idem.get(scope_key)
                 if rec is not None:
@@ -901,11 +980,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             body = json.dumps(StripeError(500, "api_error", "An unknown error occurred")
                               .body(req_id), indent=2).encode("utf-8")
         if scope_key is not None:
-            with fake.meta_lock:
-                if store:
-                    fake.idem[scope_key].update(status=status, body=body, headers=out_headers)
-                else:
-                    fake.idem.pop(scope_key, None)
+            fake.record_idem_result(scope_key, store, status, body, out_headers)
         if method != "GET":
             fake.save_state()
         entry["status"] = status
@@ -942,6 +1017,23 @@ class RequestHandler(BaseHTTPRequestHandler):
             return StripeError(401, "invalid_request_error",
                                f"Invalid API Key provided: {_mask(key)}", store=False)
         return None
+
+
+def _key_digest(api_key: str) -> str:
+    """Idempotency keys are scoped per secret key; the scope holds a digest of it so that
+    no API key is ever written to the state file."""
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:32]
+
+
+def _idem_to_json(key: IdemKey, rec: Dict[str, Any]) -> Dict[str, Any]:
+    return dict(rec, key=list(key), body=rec["body"].decode("utf-8"))
+
+
+def _idem_from_json(data: Dict[str, Any]) -> Tuple[IdemKey, Dict[str, Any]]:
+    rec = dict(data)
+    key = tuple(rec.pop("key"))
+    rec["body"] = rec["body"].encode("utf-8")
+    return key, rec  # type: ignore[return-value]
 
 
 def _render_list(core: Core, lst: Dict[str, Any], expand: List[str], ctx: Ctx
