@@ -7,6 +7,16 @@ PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PAYMENTS_BIN=${PAYMENTS_BIN:-$REPO/.build/release/payments}
 NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
 
+# stripe_socket_beside ADDRESS: the Stripe-lane socket the app derives from FCGI_SOCKET when
+# FCGI_STRIPE_SOCKET is unset (Configuration.swift): app.sock → app-stripe.sock; HOST:PORT → HOST:PORT+1.
+stripe_socket_beside() {
+    case $1 in
+        */*.sock) printf '%s' "${1%.sock}-stripe.sock" ;;
+        */*) printf '%s' "$1-stripe" ;;
+        *) printf '%s:%s' "${1%:*}" "$((${1##*:} + 1))" ;;
+    esac
+}
+
 log() { printf '%s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 

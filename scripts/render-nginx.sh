@@ -1,33 +1,59 @@
 #!/usr/bin/env bash
 # render-nginx.sh PREFIX: copy nginx/ into PREFIX with its placeholders filled in, ready for
 # `nginx -p PREFIX -c PREFIX/nginx.conf -e PREFIX/logs/error.log`.
-# Settings (environment): FCGI_SOCKET (required: a socket path or 127.0.0.1:PORT),
-# CERT_FILE, KEY_FILE (required), HTTPS_PORT (8443), HTTP_PORT (8080),
-# API_RATE (100r/s), API_BURST (200), WEBHOOK_RATE (50r/s), WEBHOOK_BURST (500),
-# FASTCGI_READ_TIMEOUT (60s).
+# Settings (environment): APP_SOCKETS (required: the core-lane socket of every app process,
+# space-separated; each a socket path or HOST:PORT; FCGI_SOCKET is taken when APP_SOCKETS is
+# unset), APP_STRIPE_SOCKETS (their Stripe-lane sockets, same order; default: beside each, as the
+# app derives FCGI_STRIPE_SOCKET), CERT_FILE, KEY_FILE (required), HTTPS_PORT (8443),
+# HTTP_PORT (8080), API_RATE (100r/s), API_BURST (200), WEBHOOK_RATE (50r/s), WEBHOOK_BURST (500),
+# FASTCGI_READ_TIMEOUT (core lane, 30s), STRIPE_DEADLINE_SECONDS (20: the Stripe lane's read
+# timeout is that plus 10 s, so the app's 504 stripe_timeout always comes first).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
 prefix=${1:?usage: render-nginx.sh PREFIX}
-: "${FCGI_SOCKET:?FCGI_SOCKET is required}" "${CERT_FILE:?CERT_FILE is required}" "${KEY_FILE:?KEY_FILE is required}"
-case $FCGI_SOCKET in
-    */*) fastcgi_pass="unix:$FCGI_SOCKET" ;;
-    *) fastcgi_pass=$FCGI_SOCKET ;;
-esac
+APP_SOCKETS=${APP_SOCKETS:-${FCGI_SOCKET:-}}
+: "${APP_SOCKETS:?APP_SOCKETS (or FCGI_SOCKET) is required}" "${CERT_FILE:?CERT_FILE is required}" "${KEY_FILE:?KEY_FILE is required}"
+
+# upstream_servers ADDRESS...: one `server` line per address (nginx spells unix sockets unix:PATH).
+upstream_servers() {
+    local address
+    for address in "$@"; do
+        case $address in
+            */*) printf 'server unix:%s; ' "$address" ;;
+            *) printf 'server %s; ' "$address" ;;
+        esac
+    done
+}
+
+read -r -a core_sockets <<<"$APP_SOCKETS"
+if [ -n "${APP_STRIPE_SOCKETS:-}" ]; then
+    read -r -a stripe_sockets <<<"$APP_STRIPE_SOCKETS"
+else
+    stripe_sockets=()
+    for address in "${core_sockets[@]}"; do stripe_sockets+=("$(stripe_socket_beside "$address")"); done
+fi
+[ ${#stripe_sockets[@]} -eq ${#core_sockets[@]} ] || die "APP_STRIPE_SOCKETS must name one socket per APP_SOCKETS entry"
+core_servers=$(upstream_servers "${core_sockets[@]}")
+stripe_servers=$(upstream_servers "${stripe_sockets[@]}")
+deadline=${STRIPE_DEADLINE_SECONDS:-20}
+[[ "$deadline" =~ ^[0-9]+$ ]] || die "STRIPE_DEADLINE_SECONDS must be a whole number of seconds"
 
 mkdir -p "$prefix/logs" "$prefix/tmp" "$prefix/static"
 cp -R "$REPO/nginx/static/." "$prefix/static/"
 for file in "$REPO"/nginx/*.conf; do
     sed -e "s|@HTTPS_PORT@|${HTTPS_PORT:-8443}|g" \
         -e "s|@HTTP_PORT@|${HTTP_PORT:-8080}|g" \
-        -e "s|@FASTCGI_PASS@|$fastcgi_pass|g" \
+        -e "s|@CORE_SERVERS@|$core_servers|g" \
+        -e "s|@STRIPE_SERVERS@|$stripe_servers|g" \
+        -e "s|@STRIPE_READ_TIMEOUT@|$((deadline + 10))s|g" \
         -e "s|@CERT_FILE@|$CERT_FILE|g" \
         -e "s|@KEY_FILE@|$KEY_FILE|g" \
         -e "s|@API_RATE@|${API_RATE:-100r/s}|g" \
         -e "s|@API_BURST@|${API_BURST:-200}|g" \
         -e "s|@WEBHOOK_RATE@|${WEBHOOK_RATE:-50r/s}|g" \
         -e "s|@WEBHOOK_BURST@|${WEBHOOK_BURST:-500}|g" \
-        -e "s|@FASTCGI_READ_TIMEOUT@|${FASTCGI_READ_TIMEOUT:-60s}|g" \
+        -e "s|@FASTCGI_READ_TIMEOUT@|${FASTCGI_READ_TIMEOUT:-30s}|g" \
         "$file" >"$prefix/$(basename "$file")"
 done
 if grep -n '@[A-Z_][A-Z_]*@' "$prefix"/*.conf; then die "unfilled placeholder in $prefix"; fi

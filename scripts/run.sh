@@ -3,7 +3,9 @@
 # `payments serve`, nginx on https://127.0.0.1:HTTPS_PORT — and return. Components that are
 # already running are reported and left alone, so running it twice starts nothing twice.
 # Expects the binary to be built (make run does that). Stop it all with scripts/stop.sh.
-# Settings: RUN_DIR (.run), HTTPS_PORT (8443), HTTP_PORT (8080), WORKERS, RATE_LIMITS,
+# Settings: RUN_DIR (.run), HTTPS_PORT (8443), HTTP_PORT (8080), APP_PROCESSES (1: how many
+# `payments serve` processes sit behind nginx's upstreams), WORKERS, STRIPE_WORKERS,
+# DATABASE_POOL_SIZE, DATABASE_POOL_TIMEOUT_MS, LANE_QUEUE_TIMEOUT_MS, STRIPE_DEADLINE_SECONDS, RATE_LIMITS,
 # STRIPE_FAKE_PORT (12111), STRIPE_FAKE_STATE_FILE (RUN_DIR/stripe-state.json; empty: none),
 # and the rate settings of render-nginx.sh. Without a real STRIPE_SECRET_KEY in the
 # environment, the project's fake Stripe is started too (HTTPS, state kept in RUN_DIR).
@@ -65,12 +67,16 @@ fi
 (umask 077 && cat >"$RUN_DIR/env" <<ENV
 # Written by scripts/run.sh: the environment of the local \`payments serve\`. Local values only.
 DATABASE_URL='$("$REPO/scripts/pg-cluster.sh" url "$RUN_DIR/pg" payments)'
-FCGI_SOCKET='$RUN_DIR/app.sock'
 FCGI_SOCKET_MODE='0666'
 MIGRATIONS_DIR='$REPO/sql'
 PUBLIC_BASE_URL='$base_url'
 APP_RETURN_URL='$base_url/marketplace/'
 ${WORKERS:+WORKERS='$WORKERS'}
+${STRIPE_WORKERS:+STRIPE_WORKERS='$STRIPE_WORKERS'}
+${DATABASE_POOL_SIZE:+DATABASE_POOL_SIZE='$DATABASE_POOL_SIZE'}
+${DATABASE_POOL_TIMEOUT_MS:+DATABASE_POOL_TIMEOUT_MS='$DATABASE_POOL_TIMEOUT_MS'}
+${LANE_QUEUE_TIMEOUT_MS:+LANE_QUEUE_TIMEOUT_MS='$LANE_QUEUE_TIMEOUT_MS'}
+${STRIPE_DEADLINE_SECONDS:+STRIPE_DEADLINE_SECONDS='$STRIPE_DEADLINE_SECONDS'}
 ${RATE_LIMITS:+RATE_LIMITS='$RATE_LIMITS'}
 $(cat "$secrets")
 $stripe_env
@@ -82,22 +88,33 @@ load_env() { set -a && source "$RUN_DIR/env" && set +a; }
 (load_env && exec "$PAYMENTS_BIN" migrate)
 (load_env && exec "$PAYMENTS_BIN" seed-demo)
 
-app_pid=$(pid_of "$RUN_DIR/app.pid" "$PAYMENTS_BIN")
-if [ -n "$app_pid" ]; then
-    log "payments is already running (pid $app_pid)"
-else
+# App processes 1…APP_PROCESSES, each with its own pair of lane sockets (app-N.sock for the
+# core lane, app-N-stripe.sock for the Stripe lane), pid file and log.
+processes=${APP_PROCESSES:-1}
+[[ "$processes" =~ ^[1-9][0-9]?$ ]] || die "APP_PROCESSES must be a number from 1 to 99"
+app_sockets=()
+for n in $(seq 1 "$processes"); do
+    socket=$RUN_DIR/app-$n.sock
+    app_sockets+=("$socket")
+    pid_file=$RUN_DIR/app-$n.pid
+    app_pid=$(pid_of "$pid_file" "$PAYMENTS_BIN")
+    if [ -n "$app_pid" ]; then
+        log "payments $n is already running (pid $app_pid)"
+        continue
+    fi
     # One subshell that execs (via setsid, detached from the terminal) into the app, so
     # $! is the app's own pid.
-    (load_env && exec setsid "$PAYMENTS_BIN" serve) >>"$RUN_DIR/app.log" 2>&1 </dev/null &
-    echo $! >"$RUN_DIR/app.pid"
+    (load_env && FCGI_SOCKET=$socket INSTANCE_NAME="$(hostname)/app-$n" exec setsid "$PAYMENTS_BIN" serve) \
+        >>"$RUN_DIR/app-$n.log" 2>&1 </dev/null &
+    echo $! >"$pid_file"
     deadline=$((SECONDS + 15))
-    until [ -S "$RUN_DIR/app.sock" ] && [ -n "$(pid_of "$RUN_DIR/app.pid" "$PAYMENTS_BIN")" ]; do
-        [ -n "$(pid_of "$RUN_DIR/app.pid" "$PAYMENTS_BIN")" ] || { tail -n 20 "$RUN_DIR/app.log" >&2; die "payments serve exited"; }
-        [ "$SECONDS" -lt "$deadline" ] || die "payments serve did not open its socket in 15 s"
+    until [ -S "$socket" ] && [ -n "$(pid_of "$pid_file" "$PAYMENTS_BIN")" ]; do
+        [ -n "$(pid_of "$pid_file" "$PAYMENTS_BIN")" ] || { tail -n 20 "$RUN_DIR/app-$n.log" >&2; die "payments serve $n exited"; }
+        [ "$SECONDS" -lt "$deadline" ] || die "payments serve $n did not open its socket in 15 s"
         sleep 0.1
     done
-    log "started payments serve (pid $(cat "$RUN_DIR/app.pid")), log in $RUN_DIR/app.log"
-fi
+    log "started payments serve $n (pid $(cat "$pid_file")), log in $RUN_DIR/app-$n.log"
+done
 
 nginx_prefix=$RUN_DIR/nginx
 nginx_pid=$(pid_of "$nginx_prefix/logs/nginx.pid" nginx)
@@ -105,7 +122,7 @@ if [ -n "$nginx_pid" ]; then
     log "nginx is already running (pid $nginx_pid)"
 else
     "$REPO/scripts/make-cert.sh" "$RUN_DIR/tls"
-    FCGI_SOCKET=$RUN_DIR/app.sock CERT_FILE=$RUN_DIR/tls/cert.pem KEY_FILE=$RUN_DIR/tls/key.pem \
+    APP_SOCKETS="${app_sockets[*]}" CERT_FILE=$RUN_DIR/tls/cert.pem KEY_FILE=$RUN_DIR/tls/key.pem \
         "$REPO/scripts/render-nginx.sh" "$nginx_prefix"
     nginx_args=(-p "$nginx_prefix" -c "$nginx_prefix/nginx.conf" -e "$nginx_prefix/logs/error.log")
     "$NGINX_BIN" -t -q "${nginx_args[@]}"
@@ -129,7 +146,7 @@ cat <<EOF_MSG
 Payments is running:
   API          $base_url/api/  (http://127.0.0.1:$HTTP_PORT redirects here)
   environment  $RUN_DIR/env
-  logs         $RUN_DIR/app.log, $nginx_prefix/logs/${stripe_env:+, $RUN_DIR/stripe.log}
+  logs         $RUN_DIR/app-N.log ($processes process(es)), $nginx_prefix/logs/${stripe_env:+, $RUN_DIR/stripe.log}
 Demo data: buyer, seller and admin profiles (demo-buyer, demo-seller, demo-admin), listings
 00000000-0000-4000-8000-000000000101 and …102 (items), …103 (a job with three milestones).
 Tokens below are valid for 24 h; mint more with: (set -a; . $RUN_DIR/env; $PAYMENTS_BIN token --user demo-buyer)

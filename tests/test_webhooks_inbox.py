@@ -323,7 +323,9 @@ def scrape(stack) -> dict:
     for line in response.text.splitlines():
         if line and not line.startswith("#"):
             name, value = line.rsplit(" ", 1)
-            values[name] = float(value)
+            # Every series carries the process's instance label first; the stack has one process.
+            assert re.match(r'^\w+\{instance="[^"]+"', name), name
+            values[re.sub(r'\{instance="[^"]+",?', "{", name).replace("{}", "")] = float(value)
     return values
 
 

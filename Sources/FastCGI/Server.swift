@@ -1,4 +1,5 @@
 internal import CFastCGI
+import Dispatch
 import Foundation
 import Synchronization
 #if canImport(Glibc)
@@ -6,29 +7,58 @@ import Glibc
 #endif
 
 /// What a worker thread does with each request. Created once per thread, inside that thread,
-/// so it may own non-Sendable resources (a database connection, a curl handle).
+/// so it may own non-Sendable resources (a curl handle, a view of the database pool).
 public protocol RequestHandler {
     /// Turns one request into one response. Must not throw: errors become responses here.
     func respond(to request: FastCGIRequest) -> FastCGIResponse
+    /// The fast answer for a request that waited `waited` for a free worker of its lane and
+    /// gave up (backpressure): nothing of the request has run.
+    func respondBusy(to request: FastCGIRequest, waited: Duration) -> FastCGIResponse
 }
 
-/// Runs `workers` threads that accept FastCGI requests on one listener until SIGTERM or SIGINT.
+/// One class of requests with workers of its own, on its own listening socket, so that one
+/// class (slow Stripe calls) can never make another (webhooks, health checks) wait.
+///
+/// `workers` requests run at once. Up to `queueCapacity` more are accepted and wait for a free
+/// worker, each at most `queueTimeout` counted from when nginx sent it (`REQUEST_START`);
+/// then it gets `respondBusy`. Past that, connections wait in the socket's listen backlog and
+/// are answered as soon as a thread accepts them: late ones get `respondBusy` at once.
+public struct Lane: Sendable {
+    /// A short name for logs and metrics (`core`, `stripe`).
+    public let name: String
+    /// The lane's socket.
+    public let listener: Listener
+    /// Requests served at the same time.
+    public let workers: Int
+    /// Accepted requests that may wait for a worker.
+    public let queueCapacity: Int
+    /// Longest wait for a worker.
+    public let queueTimeout: Duration
+
+    /// Describes a lane.
+    public init(name: String, listener: Listener, workers: Int, queueCapacity: Int, queueTimeout: Duration) {
+        self.name = name
+        self.listener = listener
+        self.workers = workers
+        self.queueCapacity = queueCapacity
+        self.queueTimeout = queueTimeout
+    }
+}
+
+/// Runs every lane's threads until SIGTERM or SIGINT.
 ///
 /// Signal handling follows PLATFORM-NOTES: SIGPIPE is ignored (a client that aborts mid-response
 /// must not kill the process), TERM and INT are blocked in every thread and taken with `sigwait`
-/// in the calling thread, which then shuts the listener down so that idle workers wake up,
+/// in the calling thread, which then shuts the listeners down so that idle threads wake up,
 /// lets busy workers finish their in-flight request, and returns within `shutdownTimeout`.
 public struct FastCGIServer: Sendable {
-    /// Worker thread count.
-    public let workers: Int
     /// Largest body read; larger declared bodies are reported as `.tooLarge` without being read.
     public let maximumBodyBytes: Int
     /// How long in-flight requests may take to finish after a shutdown signal.
     public let shutdownTimeout: Duration
 
     /// Creates a server description.
-    public init(workers: Int, maximumBodyBytes: Int, shutdownTimeout: Duration) {
-        self.workers = workers
+    public init(maximumBodyBytes: Int, shutdownTimeout: Duration) {
         self.maximumBodyBytes = maximumBodyBytes
         self.shutdownTimeout = shutdownTimeout
     }
@@ -41,21 +71,27 @@ public struct FastCGIServer: Sendable {
         pthread_sigmask(SIG_BLOCK, &blocked, nil)
     }
 
-    /// Serves until a shutdown signal arrives; returns true when every worker finished in time.
-    /// `makeHandler` runs inside each worker thread with the worker's index.
+    /// Serves until a shutdown signal arrives; returns true when every thread finished in time.
+    /// `makeHandler` runs inside each thread with its lane and a process-wide thread index.
     public func run(
-        listener: Listener,
-        makeHandler: @escaping @Sendable (Int) -> any RequestHandler,
+        lanes: [Lane],
+        makeHandler: @escaping @Sendable (Lane, Int) -> any RequestHandler,
         onSignal: @Sendable (Int32) -> Void
     ) -> Bool {
-        let running = Arc(Atomic<Int>(workers))
-        for index in 0..<workers {
-            let thread = Thread { [maximumBodyBytes] in
-                Self.workerLoop(listener: listener, maximumBodyBytes: maximumBodyBytes, handler: makeHandler(index))
-                running.value.subtract(1, ordering: .sequentiallyConsistent)
+        let threadCount = lanes.reduce(0) { $0 + $1.workers + $1.queueCapacity }
+        let running = Arc(Atomic<Int>(threadCount))
+        var index = 0
+        for lane in lanes {
+            let slots = DispatchSemaphore(value: lane.workers)
+            for _ in 0..<(lane.workers + lane.queueCapacity) {
+                let thread = Thread { [maximumBodyBytes, index] in
+                    Self.serve(lane, slots: slots, maximumBodyBytes: maximumBodyBytes, handler: makeHandler(lane, index))
+                    running.value.subtract(1, ordering: .sequentiallyConsistent)
+                }
+                thread.name = "fcgi-\(lane.name)-\(index)"
+                thread.start()
+                index += 1
             }
-            thread.name = "fcgi-worker-\(index)"
-            thread.start()
         }
 
         var signals = Self.shutdownSignals()
@@ -63,7 +99,7 @@ public struct FastCGIServer: Sendable {
         sigwait(&signals, &received)
         onSignal(received)
         FCGX_ShutdownPending()
-        listener.shutdown()
+        for lane in lanes { lane.listener.shutdown() }
 
         let deadline = ContinuousClock.now + shutdownTimeout
         while running.value.load(ordering: .sequentiallyConsistent) > 0, ContinuousClock.now < deadline {
@@ -72,15 +108,36 @@ public struct FastCGIServer: Sendable {
         return running.value.load(ordering: .sequentiallyConsistent) == 0
     }
 
-    private static func workerLoop(listener: Listener, maximumBodyBytes: Int, handler: any RequestHandler) {
-        let exchange = Exchange(listener: listener)
+    /// One thread's loop: accept, read, wait (bounded) for one of the lane's worker slots, answer.
+    private static func serve(_ lane: Lane, slots: DispatchSemaphore, maximumBodyBytes: Int, handler: any RequestHandler) {
+        let exchange = Exchange(listener: lane.listener)
         while exchange.accept() {
+            let accepted = Date()
             let parameters = exchange.parameters()
             let body = exchange.readBody(contentLength: parameters["CONTENT_LENGTH"], maximum: maximumBodyBytes)
-            let response = handler.respond(to: FastCGIRequest(parameters: parameters, body: body))
-            exchange.write(response)
+            let request = FastCGIRequest(parameters: parameters, body: body)
+            let sent = Self.sentTime(parameters["REQUEST_START"], accepted: accepted)
+            let giveUp = sent.addingTimeInterval(Double(lane.queueTimeout.components.seconds)
+                                                 + Double(lane.queueTimeout.components.attoseconds) / 1e18)
+            let remaining = max(0, giveUp.timeIntervalSinceNow)
+            if slots.wait(timeout: .now() + remaining) == .success {
+                exchange.write(handler.respond(to: request))
+                slots.signal()
+            } else {
+                let waited = Date().timeIntervalSince(sent)
+                exchange.write(handler.respondBusy(to: request, waited: .milliseconds(Int(waited * 1000))))
+            }
             exchange.finish()
         }
+    }
+
+    /// When nginx sent the request (`$msec`), if that is plausible; else when we accepted it.
+    /// (A clock that disagrees by more than a second, or a value from the future, is not trusted.)
+    static func sentTime(_ requestStart: String?, accepted: Date) -> Date {
+        guard let requestStart, let seconds = Double(requestStart) else { return accepted }
+        let sent = Date(timeIntervalSince1970: seconds)
+        let age = accepted.timeIntervalSince(sent)
+        return (-1.0...300.0).contains(age) ? min(sent, accepted) : accepted
     }
 
     private static func shutdownSignals() -> sigset_t {

@@ -52,6 +52,15 @@ public struct APIError: Error, CustomStringConvertible, Sendable {
         status: 503, code: "database_busy", message: "A conflicting change was in progress; retry the request.",
         headers: [("Retry-After", "1")])
 
+    static let databasePoolExhausted = APIError(
+        status: 503, code: "database_busy", message: "Every database connection is in use; retry shortly.",
+        headers: [("Retry-After", "1")])
+
+    /// The request waited for a free worker of its lane and gave up; nothing of it ran.
+    static let serverBusy = APIError(
+        status: 503, code: "server_busy", message: "The service is at capacity; retry shortly.",
+        headers: [("Retry-After", "1")])
+
     static let internalError = APIError(status: 500, code: "internal_error", message: "An unexpected error occurred.")
 
     /// A Stripe failure as the client should see it: card declines are `402 card_declined` with
@@ -62,7 +71,11 @@ public struct APIError: Error, CustomStringConvertible, Sendable {
         case .card:
             let decline = error.declineCode.map { " (\($0))" } ?? ""
             return APIError(status: 402, code: "card_declined", message: error.message + decline)
-        case .rateLimited, .api, .connection, .timeout:
+        case .timeout:
+            return APIError(status: 504, code: "stripe_timeout",
+                            message: "The payment provider did not answer in time; retry with the same Idempotency-Key.",
+                            headers: [("Retry-After", "2")])
+        case .rateLimited, .api, .connection:
             return APIError(status: 502, code: "stripe_unavailable", message: "The payment provider is unavailable; retry shortly.",
                             headers: [("Retry-After", "5")])
         case .invalidRequest, .idempotency, .authentication, .permission, .invalidResponse:

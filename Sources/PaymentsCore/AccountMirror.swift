@@ -23,7 +23,7 @@ enum AccountMirror {
     /// leaves the ordering watermark alone (our clock is not Stripe's). `profileID` restricts
     /// the write to that profile.
     static func sync(_ account: Account, eventCreated: Int64?, profileID: String? = nil, operation: String,
-                     metadata: [String: JSONValue] = [:], audit: AuditContext, on connection: Connection) throws -> Result {
+                     metadata: [String: JSONValue] = [:], audit: AuditContext, on connection: some SQLExecutor) throws -> Result {
         guard let before = try connection.query("""
             SELECT id::text AS id, charges_enabled FROM profiles
             WHERE stripe_account_id = \(account.id) AND (\(profileID)::uuid IS NULL OR id = \(profileID)::uuid)

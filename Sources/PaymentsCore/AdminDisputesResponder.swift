@@ -11,11 +11,11 @@ struct AdminDisputesResponder {
         router.add("GET", "/api/admin/disputes", access: admin, list)
         router.add("GET", "/api/admin/disputes/{id}", access: admin, show)
         router.add("POST", "/api/admin/disputes/{id}/refund", body: .json, access: admin, rateLimits: [.adminRefund],
-                   audit: AuditTarget("dispute.refund", entity: "dispute"), refund)
+                   audit: AuditTarget("dispute.refund", entity: "dispute"), lane: .stripe, refund)
         router.add("POST", "/api/admin/disputes/{id}/resolve", body: .json, access: admin, rateLimits: [.adminResolve],
-                   audit: AuditTarget("dispute.resolve", entity: "dispute"), resolve)
+                   audit: AuditTarget("dispute.resolve", entity: "dispute"), lane: .stripe, resolve)
         router.add("POST", "/api/admin/disputes/{id}/evidence", body: .json, access: admin, rateLimits: [.adminEvidence],
-                   audit: AuditTarget("dispute.evidence", entity: "dispute"), evidence)
+                   audit: AuditTarget("dispute.evidence", entity: "dispute"), lane: .stripe, evidence)
     }
 
     private func list(_ request: Request, _ context: WorkerContext) throws -> Response {
@@ -105,7 +105,7 @@ struct AdminDisputesResponder {
         case "refund_buyer":
             if payment["status"] == "requires_capture", let intent = payment["stripe_payment_intent_id"] {
                 _ = try context.stripe.cancelPaymentIntent(intent, reason: "requested_by_customer",
-                                                           idempotencyKey: "payment:\(paymentID):cancel")
+                                                           idempotencyKey: PaymentKeys.cancel(paymentID))
                 _ = try context.database.withTransaction { connection in
                     try connection.query("SELECT * FROM payment_cancel_atomic(\(intent), 0)")
                 }
@@ -193,7 +193,7 @@ struct AdminDisputesResponder {
                       "status": .string(updated.status)] as [String: JSONValue])
     }
 
-    private func load(_ id: UUID, on connection: Connection) throws -> Row? {
+    private func load(_ id: UUID, on connection: some SQLExecutor) throws -> Row? {
         try connection.query("""
             SELECT \(sql: Disputes.columns) FROM disputes d JOIN payments p ON p.id = d.payment_id WHERE d.id = \(id)
             """).first

@@ -42,6 +42,9 @@ public struct Application: Sendable {
 
         var response: Response
         var errorCode: String?
+        // One time budget for every Stripe call this request makes (STRIPE_DEADLINE_SECONDS).
+        context.stripe.beginRequest()
+        defer { context.stripe.endRequest() }
         do {
             request = Request(parameters: parameters, body: try Self.completeBody(fastCGIRequest.body,
                               limit: shared.configuration.maximumBodyBytes), requestID: requestID)
@@ -53,6 +56,7 @@ public struct Application: Sendable {
             case .found(let route, let pathParameters):
                 matched = route
                 request.pathParameters = pathParameters
+                if route.lane != context.lane { countMisroute(route, context: context) }
                 response = try runGuarded(route, request: &request, context: context)
             }
         } catch {
@@ -60,14 +64,38 @@ public struct Application: Sendable {
             errorCode = apiError.code
             response = Self.envelope(apiError, requestID: requestID)
         }
-        // A handler must never leave a transaction open on a connection the next request reuses.
-        context.database.rollbackQuietly()
-        if let errorCode, let audit = matched?.audit {
+        // A 503 (database or lane unavailable) refused nothing: the action never ran, and an
+        // audit write would only wait on the same unavailable database.
+        if let errorCode, response.status != 503, let audit = matched?.audit {
             recordFailure(audit, errorCode: errorCode, request: request, context: context)
         }
         log(request: request, route: matched?.pattern ?? "unmatched", status: response.status, errorCode: errorCode,
-            since: started, worker: context.workerIndex)
+            since: started, context: context)
         return Self.finalize(response, requestID: requestID)
+    }
+
+    /// The answer to a request that waited too long for a free worker of its lane: `503
+    /// server_busy`; nothing of it ran, so nothing is audited or written.
+    public func respondBusy(to fastCGIRequest: FastCGIRequest, waited: Duration, context: WorkerContext) -> FastCGIResponse {
+        let started = ContinuousClock.now - waited
+        let requestID = Self.requestID(from: fastCGIRequest.parameters["REQUEST_ID"])
+        let request = Request(parameters: fastCGIRequest.parameters, body: [], requestID: requestID)
+        let route = router.route(method: request.method, path: request.path)
+        let pattern = if case .found(let matched, _) = route { matched.pattern } else { "unmatched" }
+        let response = Self.envelope(.serverBusy, requestID: requestID)
+        shared.metrics.increment("payments_lane_rejections_total{lane=\"\(context.lane.rawValue)\"}")
+        log(request: request, route: pattern, status: response.status, errorCode: APIError.serverBusy.code, since: started,
+            context: context)
+        return Self.finalize(response, requestID: requestID)
+    }
+
+    /// nginx sent a route to the other lane's socket: it is served anyway (refusing would
+    /// fail a payment over a routing slip), but counted and logged for the operator.
+    private func countMisroute(_ route: Route, context: WorkerContext) {
+        shared.metrics.increment("payments_lane_misrouted_total{route=\"\(route.pattern)\",lane=\"\(context.lane.rawValue)\"}")
+        shared.logger.warning("route served on the wrong lane", [
+            ("route", .string(route.pattern)), ("expected", .string(route.lane.rawValue)), ("lane", .string(context.lane.rawValue)),
+        ])
     }
 
     /// Guards in order — IP rate limit, authentication and CSRF, profile rate limit, body checks,
@@ -97,8 +125,8 @@ public struct Application: Sendable {
         }
         let profileID = identity.profileID.uuidString.lowercased()
         let hash = IdempotencyStore.requestHash(request, route: route.pattern)
-        if case .replay(let stored) = try IdempotencyStore.begin(profileID: profileID, key: key, route: route.pattern,
-                                                                 hash: hash, on: database) {
+        if case .replay(let stored) = try IdempotencyStore.begin(profileID: profileID, key: key, route: route.pattern, hash: hash,
+                                                                 lease: shared.configuration.requestLease, on: database) {
             return stored
         }
         let response: Response
@@ -106,7 +134,6 @@ public struct Application: Sendable {
             response = try route.handler(request, context)
         } catch {
             let apiError = mapError(error, requestID: request.requestID)
-            database.rollbackQuietly()
             // A failure the client is told to retry (rate limit, database or Stripe unavailable,
             // unexpected error) must not be replayed to that retry: release the key.
             if apiError.status >= 500 || apiError.status == 429 {
@@ -149,6 +176,9 @@ public struct Application: Sendable {
             return .from(stripeError)
         case let databaseError as DatabaseError:
             switch databaseError.kind {
+            case .poolExhausted:
+                shared.metrics.increment("payments_database_pool_timeouts_total")
+                return .databasePoolExhausted
             case .unavailable:
                 shared.metrics.increment("payments_database_unavailable_total")
                 shared.logger.error("database unavailable", [("request_id", .string(requestID))])
@@ -189,7 +219,7 @@ public struct Application: Sendable {
     }
 
     /// What a refused action would have changed, as it stood: the entity's state columns.
-    private static func snapshot(_ entityType: String, id: String, on connection: Connection) throws -> JSONValue? {
+    private static func snapshot(_ entityType: String, id: String, on connection: some SQLExecutor) throws -> JSONValue? {
         guard UUID(uuidString: id) != nil else { return nil }
         let query: SQLQuery
         switch entityType {
@@ -205,14 +235,16 @@ public struct Application: Sendable {
     }
 
     private func log(request: Request, route: String, status: Int, errorCode: String?, since started: ContinuousClock.Instant,
-                     worker: Int) {
+                     context: WorkerContext) {
         let elapsed = ContinuousClock.now - started
         let microseconds = Int(elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000)
-        shared.metrics.recordRequest(route: route, status: status, microseconds: microseconds, worker: worker)
+        shared.metrics.recordRequest(lane: context.lane.rawValue, route: route, status: status, microseconds: microseconds,
+                                     worker: context.workerIndex)
         var fields: [(String, LogValue)] = [
             ("request_id", .string(request.requestID)),
             ("method", .string(request.method)),
             ("route", .string(route)),
+            ("lane", .string(context.lane.rawValue)),
             ("status", .int(status)),
             ("duration_ms", .double(Double(microseconds) / 1000)),
         ]
@@ -276,5 +308,9 @@ public struct WorkerHandler: RequestHandler {
 
     public func respond(to request: FastCGIRequest) -> FastCGIResponse {
         application.respond(to: request, context: context)
+    }
+
+    public func respondBusy(to request: FastCGIRequest, waited: Duration) -> FastCGIResponse {
+        application.respondBusy(to: request, waited: waited, context: context)
     }
 }

@@ -77,12 +77,12 @@ public struct AuditContext: Sendable {
 /// (a trigger rejects UPDATE, DELETE and TRUNCATE).
 public enum AuditLog {
     /// Records `entry` with the request's actor, request id, IP and user agent.
-    public static func record(_ entry: AuditEntry, request: Request, on connection: Connection) throws {
+    public static func record(_ entry: AuditEntry, request: Request, on connection: some SQLExecutor) throws {
         try record(entry, context: AuditContext(request: request), on: connection)
     }
 
     /// Records `entry` with an explicit actor context.
-    public static func record(_ entry: AuditEntry, context: AuditContext, on connection: Connection) throws {
+    public static func record(_ entry: AuditEntry, context: AuditContext, on connection: some SQLExecutor) throws {
         let old = entry.oldValues.map { String(decoding: JSONCoding.encode($0), as: UTF8.self) }
         let new = entry.newValues.map { String(decoding: JSONCoding.encode($0), as: UTF8.self) }
         let metadata = String(decoding: JSONCoding.encode(entry.metadata), as: UTF8.self)

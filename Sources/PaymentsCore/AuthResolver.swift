@@ -60,7 +60,7 @@ struct AuthResolver {
 
     /// The verified caller (`401 unauthenticated` otherwise). Role and CSRF checks come after,
     /// in `authorize`, so that a refused attempt is audited with the caller's identity.
-    func authenticate(_ request: Request, on connection: Connection) throws -> Identity {
+    func authenticate(_ request: Request, on connection: some SQLExecutor) throws -> Identity {
         let token: String
         let viaCookie: Bool
         if let authorization = request.header("authorization") {

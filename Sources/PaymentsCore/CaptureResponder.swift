@@ -6,9 +6,9 @@ import Stripe
 struct CaptureResponder {
     func addRoutes(to router: inout Router) {
         router.add("POST", "/api/payments/capture", body: .json, access: .roles([.buyer, .admin]), rateLimits: [.capture],
-                   audit: AuditTarget("payment.capture", entity: "payment", idInBody: "payment_id"), capture)
+                   audit: AuditTarget("payment.capture", entity: "payment", idInBody: "payment_id"), lane: .stripe, capture)
         router.add("POST", "/api/payments/{id}/cancel", body: .json, access: .roles([.buyer, .admin]), rateLimits: [.cancel],
-                   audit: AuditTarget("payment.cancel", entity: "payment"), cancel)
+                   audit: AuditTarget("payment.cancel", entity: "payment"), lane: .stripe, cancel)
     }
 
     /// Captures an authorised purchase: the buyer confirming delivery, or an admin. Only from
@@ -52,7 +52,7 @@ struct CaptureResponder {
         }
         if let intentID = payment["stripe_payment_intent_id"] {
             _ = try context.stripe.cancelPaymentIntent(intentID, reason: "requested_by_customer",
-                                                       idempotencyKey: "payment:\(paymentID.uuidString.lowercased()):cancel")
+                                                       idempotencyKey: PaymentKeys.cancel(paymentID.uuidString))
         }
         let updated = try context.database.withTransaction { connection -> Row in
             let changed = try connection.query("""

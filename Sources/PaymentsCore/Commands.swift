@@ -115,24 +115,36 @@ public enum CommandLineTool {
     private static func serve(environment: Environment, logger: Logger) throws -> Int32 {
         let configuration = try ServerConfiguration(environment: environment)
         let migrations = try Migration.load(from: configuration.migrationsDirectory)
+        // Before any thread starts: signal mask and libcurl's global state are inherited by every thread.
+        FastCGIServer.prepareProcess()
+        StripeClient.initializeGlobalState()
         let shared = SharedState(configuration: configuration, logger: logger, metrics: Metrics(), migrations: migrations)
         let application = Application(shared: shared)
 
-        FastCGIServer.prepareProcess()
-        StripeClient.initializeGlobalState()
-        let listener = try Listener(address: configuration.socketAddress, mode: configuration.socketMode)
-        let server = FastCGIServer(
-            workers: configuration.workers, maximumBodyBytes: configuration.maximumBodyBytes,
-            shutdownTimeout: .seconds(configuration.shutdownTimeoutSeconds))
+        let queueTimeout = configuration.laneQueueTimeout
+        let lanes = [
+            Lane(name: LaneKind.core.rawValue,
+                 listener: try Listener(address: configuration.socketAddress, mode: configuration.socketMode),
+                 workers: configuration.workers, queueCapacity: configuration.workers, queueTimeout: queueTimeout),
+            Lane(name: LaneKind.stripe.rawValue,
+                 listener: try Listener(address: configuration.stripeSocketAddress, mode: configuration.socketMode),
+                 workers: configuration.stripeWorkers, queueCapacity: configuration.stripeWorkers, queueTimeout: queueTimeout),
+        ]
+        let server = FastCGIServer(maximumBodyBytes: configuration.maximumBodyBytes,
+                                   shutdownTimeout: .seconds(configuration.shutdownTimeoutSeconds))
         logger.info("listening", [
             ("socket", .string(configuration.socketAddress)), ("workers", .int(configuration.workers)),
+            ("stripe_socket", .string(configuration.stripeSocketAddress)), ("stripe_workers", .int(configuration.stripeWorkers)),
+            ("pool_size", .int(configuration.pool.size)), ("instance", .string(configuration.instanceName)),
             ("pid", .int(Int(getpid()))),
         ])
         let finished = server.run(
-            listener: listener,
-            makeHandler: { index in
+            lanes: lanes,
+            makeHandler: { lane, index in
                 // A worker without a curl handle cannot serve; there is no way to continue without memory.
-                guard let context = try? WorkerContext(shared: shared, workerIndex: index) else { preconditionFailure("cannot allocate a curl handle") }
+                guard let context = try? WorkerContext(shared: shared, lane: LaneKind(rawValue: lane.name) ?? .core,
+                                                       workerIndex: index)
+                else { preconditionFailure("cannot allocate a curl handle") }
                 return WorkerHandler(application: application, context: context)
             },
             onSignal: { signal in logger.info("shutting down", [("signal", .int(Int(signal)))]) })

@@ -1,4 +1,5 @@
 import Foundation
+import Postgres
 import Stripe
 
 /// A missing or malformed environment variable; the message names it and nothing secret.
@@ -59,8 +60,18 @@ public struct ServerConfiguration: Sendable {
     public var socketAddress: String
     /// Permission bits for a unix socket (`FCGI_SOCKET_MODE`, octal, default 0660).
     public var socketMode: UInt32
-    /// Worker threads (`WORKERS`, default 2 × cores).
+    /// The Stripe lane's socket (`FCGI_STRIPE_SOCKET`; default beside `FCGI_SOCKET`).
+    public var stripeSocketAddress: String
+    /// Core-lane worker threads: webhooks, reads, ops (`WORKERS`, default 16).
     public var workers: Int
+    /// Stripe-lane worker threads: routes that call Stripe (`STRIPE_WORKERS`, default 64).
+    public var stripeWorkers: Int
+    /// Longest wait of an accepted request for a free worker of its lane (`LANE_QUEUE_TIMEOUT_MS`, default 1000).
+    public var laneQueueTimeout: Duration
+    /// The process's PostgreSQL pool (`DATABASE_POOL_SIZE`, default 16; `DATABASE_POOL_TIMEOUT_MS`, default 2000).
+    public var pool: PoolConfiguration
+    /// This process's name in `/metrics` and logs (`INSTANCE_NAME`, default `HOST/SOCKET-FILE`).
+    public var instanceName: String
     /// Largest request body the app reads (`MAX_BODY_BYTES`, default 1 MiB).
     public var maximumBodyBytes: Int
     /// Time allowed for in-flight requests after SIGTERM (`SHUTDOWN_TIMEOUT_SECONDS`, default 10).
@@ -97,7 +108,19 @@ public struct ServerConfiguration: Sendable {
             throw ConfigurationError(description: "environment variable FCGI_SOCKET_MODE must be octal permission bits such as 0660")
         }
         socketMode = mode
-        workers = try environment.integer("WORKERS", default: 2 * ProcessInfo.processInfo.activeProcessorCount, in: 1...256)
+        stripeSocketAddress = environment.optional("FCGI_STRIPE_SOCKET") ?? Self.stripeSocket(beside: socketAddress)
+        guard stripeSocketAddress != socketAddress else {
+            throw ConfigurationError(description: "environment variable FCGI_STRIPE_SOCKET must differ from FCGI_SOCKET")
+        }
+        workers = try environment.integer("WORKERS", default: 16, in: 1...512)
+        stripeWorkers = try environment.integer("STRIPE_WORKERS", default: 64, in: 1...1024)
+        laneQueueTimeout = .milliseconds(try environment.integer("LANE_QUEUE_TIMEOUT_MS", default: 1000, in: 1...60_000))
+        pool = PoolConfiguration(
+            connectionString: databaseURL,
+            size: try environment.integer("DATABASE_POOL_SIZE", default: 16, in: 1...1000),
+            acquireTimeout: .milliseconds(try environment.integer("DATABASE_POOL_TIMEOUT_MS", default: 2000, in: 1...60_000)))
+        instanceName = environment.optional("INSTANCE_NAME")
+            ?? "\(ProcessInfo.processInfo.hostName)/\(socketAddress.split(separator: "/").last.map(String.init) ?? socketAddress)"
         maximumBodyBytes = try environment.integer("MAX_BODY_BYTES", default: 1 << 20, in: 1024...(64 << 20))
         shutdownTimeoutSeconds = try environment.integer("SHUTDOWN_TIMEOUT_SECONDS", default: 10, in: 1...600)
         migrationsDirectory = environment.optional("MIGRATIONS_DIR") ?? "sql"
@@ -115,6 +138,20 @@ public struct ServerConfiguration: Sendable {
         connectWebhooks = WebhookSignatureVerifier(
             secrets: try Self.webhookSecrets("STRIPE_CONNECT_WEBHOOK_SECRETS", environment), tolerance: Int64(tolerance))
     }
+
+    /// The default Stripe-lane address: `app.sock` → `app-stripe.sock`; `HOST:PORT` → `HOST:PORT+1`.
+    static func stripeSocket(beside address: String) -> String {
+        if !address.hasPrefix("/"), let colon = address.lastIndex(of: ":"),
+           let port = Int(address[address.index(after: colon)...]) {
+            return "\(address[..<colon]):\(port + 1)"
+        }
+        return address.hasSuffix(".sock") ? String(address.dropLast(5)) + "-stripe.sock" : address + "-stripe"
+    }
+
+    /// How long one request may be in progress: the Stripe deadline plus one statement
+    /// timeout for the database work after it. An `Idempotency-Key` or a create attempt still
+    /// marked in progress after this cannot belong to a running request.
+    public var requestLease: Duration { stripe.requestDeadline + pool.statementTimeout }
 
     /// A required absolute http(s) URL without a trailing slash.
     static func httpURL(_ name: String, _ environment: Environment) throws -> String {
@@ -145,11 +182,12 @@ public struct ServerConfiguration: Sendable {
         guard base.hasPrefix("https://") || base.hasPrefix("http://127.0.0.1") || base.hasPrefix("http://localhost") else {
             throw ConfigurationError(description: "environment variable STRIPE_API_BASE must be an https URL")
         }
-        let timeout = try environment.integer("STRIPE_TIMEOUT_SECONDS", default: 30, in: 1...120)
+        let timeout = try environment.integer("STRIPE_TIMEOUT_SECONDS", default: 10, in: 1...120)
+        let deadline = try environment.integer("STRIPE_DEADLINE_SECONDS", default: 20, in: 1...300)
         var configuration = StripeConfiguration(
             secretKey: key, apiBase: base,
             maximumRetries: try environment.integer("STRIPE_MAX_RETRIES", default: 2, in: 0...10),
-            overallDeadline: .seconds(2 * timeout))
+            requestDeadline: .seconds(deadline))
         configuration.http.totalTimeout = .seconds(timeout)
         configuration.http.caBundlePath = environment.optional("STRIPE_CA_BUNDLE")
         return configuration

@@ -9,15 +9,15 @@ import Stripe
 struct ConnectResponder {
     func addRoutes(to router: inout Router) {
         router.add("POST", "/api/connect/accounts", body: .json, access: .roles([.seller]), rateLimits: [.connect],
-                   audit: AuditTarget("connect.account", entity: "profile"), createAccount)
+                   audit: AuditTarget("connect.account", entity: "profile"), lane: .stripe, createAccount)
         router.add("GET", "/api/connect/status", access: .roles([.seller]), status)
         router.add("POST", "/api/connect/dashboard-link", body: .json, access: .roles([.seller]), rateLimits: [.connect],
-                   dashboardLink)
+                   lane: .stripe, dashboardLink)
         // The seller's browser follows these after Stripe's hosted pages: no Bearer token, no
         // cookie needed; the signed `state` says whose account it is (outside the CSRF policy:
         // they change nothing but the profile's mirror of Stripe's account).
-        router.add("GET", "/api/connect/onboarding/refresh", refresh)
-        router.add("GET", "/api/connect/onboarding/return", returned)
+        router.add("GET", "/api/connect/onboarding/refresh", lane: .stripe, refresh)
+        router.add("GET", "/api/connect/onboarding/return", lane: .stripe, returned)
     }
 
     /// Creates the Express account once (Stripe key `profile:{id}:account`; concurrent calls

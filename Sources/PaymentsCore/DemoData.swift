@@ -9,7 +9,7 @@ enum DemoData {
     static let admin = "demo-admin"
 
     /// Inserts whatever is missing; returns the number of rows created.
-    static func seed(on connection: Connection) throws -> Int {
+    static func seed(on connection: some SQLExecutor) throws -> Int {
         try connection.withTransaction { connection in
             var created = 0
             let profiles: [(String, String, String, String)] = [

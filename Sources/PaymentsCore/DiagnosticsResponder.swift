@@ -25,7 +25,7 @@ struct DiagnosticsResponder {
             try context.database.query("SELECT pg_sleep(\(Double(milliseconds) / 1000))")
             return .json(["slept_ms": milliseconds])
         }
-        router.add("POST", "/api/_diag/stripe", body: .json, stripeCall)
+        router.add("POST", "/api/_diag/stripe", body: .json, lane: .stripe, stripeCall)
     }
 
     /// `{"method":"POST","path":"/v1/payment_intents","idempotency_key":"k","params":{…},"account":"acct_…"}`

@@ -8,14 +8,14 @@ enum Disputes {
     static let openStatuses = "{open,warning_needs_response,warning_under_review,needs_response,under_review}"
 
     /// True while a dispute blocks moving this payment's money.
-    static func hasOpenDispute(paymentID: UUID, on connection: Connection) throws -> Bool {
+    static func hasOpenDispute(paymentID: UUID, on connection: some SQLExecutor) throws -> Bool {
         try connection.query("""
             SELECT 1 FROM disputes WHERE payment_id = \(paymentID) AND status = ANY(\(openStatuses)::text[]) LIMIT 1
             """).first != nil
     }
 
     /// Recomputes `payments.is_disputed` from the disputes rows.
-    static func refreshFlag(paymentID: String, on connection: Connection) throws {
+    static func refreshFlag(paymentID: String, on connection: some SQLExecutor) throws {
         try connection.query("""
             UPDATE payments SET is_disputed = EXISTS (
                 SELECT 1 FROM disputes WHERE payment_id = \(paymentID)::uuid AND status = ANY(\(openStatuses)::text[]))

@@ -48,7 +48,7 @@ enum EventsCommand {
         } else {
             throw ConfigurationError(description: usage)
         }
-        let inbox = WebhookInbox(connection: connection, audit: .system("payments events replay"), stripe: stripe)
+        let inbox = WebhookInbox(connection: connection, audit: .system("payments events replay"), canceller: stripe)
         var failures = 0
         for id in ids {
             do {

@@ -12,7 +12,8 @@ enum IdempotencyDecision {
 /// `Idempotency-Key` semantics for POST routes, per (profile, key):
 /// same key and same method+route+body → the stored status and body, without running the handler;
 /// a different request → `422 idempotency_key_reused`; the first still running → `409
-/// idempotency_in_progress`. Keys are purged by the sweeper after 24 h.
+/// idempotency_in_progress` — unless that request can no longer be running (see `begin`).
+/// Keys are purged by the sweeper after 24 h.
 struct IdempotencyStore {
     /// Validates the header value: 1–255 printable ASCII characters.
     static func validatedKey(_ header: String?) throws -> String? {
@@ -29,36 +30,50 @@ struct IdempotencyStore {
         return Hex.encode(Digest.sha256(head + request.body))
     }
 
-    /// Claims the key, or explains why the request must not run.
-    static func begin(profileID: String, key: String, route: String, hash: String,
-                      on connection: Connection) throws -> IdempotencyDecision {
+    /// Claims the key, or explains why the request must not run. A key still `in_progress`
+    /// whose request can no longer be running — its lease (`lease`, the longest a request can
+    /// take) ran out, or its owner process is gone — is taken over by this request, which then
+    /// finishes or compensates the first attempt's work through the same Stripe keys.
+    static func begin(profileID: String, key: String, route: String, hash: String, lease: Duration,
+                      on connection: some SQLExecutor) throws -> IdempotencyDecision {
+        let owner = RequestOwner.current
+        let leaseSeconds = Double(lease.components.seconds)
         let inserted = try connection.query("""
-            INSERT INTO idempotency_keys (profile_id, key, route, request_hash, status)
-            VALUES (\(profileID)::uuid, \(key), \(route), \(hash), 'in_progress')
+            INSERT INTO idempotency_keys (profile_id, key, route, request_hash, status, owner, lease_expires_at)
+            VALUES (\(profileID)::uuid, \(key), \(route), \(hash), 'in_progress', \(owner),
+                    now() + make_interval(secs => \(leaseSeconds)))
             ON CONFLICT (profile_id, key) DO NOTHING
             """)
         if inserted.affectedRows == 1 { return .proceed }
         guard let row = try connection.query("""
-            SELECT request_hash, status, response_status, response_body FROM idempotency_keys
-            WHERE profile_id = \(profileID)::uuid AND key = \(key)
+            SELECT request_hash, status, response_status, response_body, owner,
+                   COALESCE(lease_expires_at <= now(), created_at < now() - interval '1 hour') AS lease_over
+            FROM idempotency_keys WHERE profile_id = \(profileID)::uuid AND key = \(key)
             """).first else {
             // Deleted between our insert and select (its first use failed transiently): claim it again.
-            return try begin(profileID: profileID, key: key, route: route, hash: hash, on: connection)
+            return try begin(profileID: profileID, key: key, route: route, hash: hash, lease: lease, on: connection)
         }
         guard row["request_hash"] == hash else {
             throw APIError(status: 422, code: "idempotency_key_reused",
                            message: "This Idempotency-Key was already used with a different request.")
         }
-        guard row["status"] == "completed", let status = row.int("response_status") else {
-            throw APIError(status: 409, code: "idempotency_in_progress",
-                           message: "A request with this Idempotency-Key is still being processed; retry shortly.",
-                           headers: [("Retry-After", "1")])
+        if row["status"] == "completed", let status = row.int("response_status") {
+            return .replay(Response(status: status, headers: [("Idempotent-Replayed", "true")], body: row.bytes("response_body") ?? []))
         }
-        return .replay(Response(status: status, headers: [("Idempotent-Replayed", "true")], body: row.bytes("response_body") ?? []))
+        if row.bool("lease_over") == true || RequestOwner.isGone(row["owner"]), try connection.query("""
+            UPDATE idempotency_keys SET owner = \(owner), lease_expires_at = now() + make_interval(secs => \(leaseSeconds))
+            WHERE profile_id = \(profileID)::uuid AND key = \(key) AND status = 'in_progress'
+              AND owner IS NOT DISTINCT FROM \(row["owner"])
+            """).affectedRows == 1 {
+            return .proceed
+        }
+        throw APIError(status: 409, code: "idempotency_in_progress",
+                       message: "A request with this Idempotency-Key is still being processed; retry shortly.",
+                       headers: [("Retry-After", "1")])
     }
 
     /// Stores the final response for replays.
-    static func complete(profileID: String, key: String, response: Response, on connection: Connection) throws {
+    static func complete(profileID: String, key: String, response: Response, on connection: some SQLExecutor) throws {
         try connection.query("""
             UPDATE idempotency_keys SET status = 'completed', response_status = \(response.status),
                    response_body = \(ByteA(response.body))
@@ -67,7 +82,7 @@ struct IdempotencyStore {
     }
 
     /// Releases the key after a transient failure, so the client's retry runs again.
-    static func release(profileID: String, key: String, on connection: Connection) {
+    static func release(profileID: String, key: String, on connection: some SQLExecutor) {
         _ = try? connection.query("""
             DELETE FROM idempotency_keys WHERE profile_id = \(profileID)::uuid AND key = \(key) AND status = 'in_progress'
             """)

@@ -7,37 +7,49 @@ import Stripe
 struct IntentsResponder {
     func addRoutes(to router: inout Router) {
         router.add("POST", "/api/payments/create-intent", body: .json, access: .roles([.buyer]),
-                   rateLimits: [.intentIP, .intent], audit: AuditTarget("payment.create", entity: "listing", idInBody: "listing_id"), createIntent)
+                   rateLimits: [.intentIP, .intent], audit: AuditTarget("payment.create", entity: "listing", idInBody: "listing_id"),
+                   lane: .stripe, createIntent)
         router.add("GET", "/api/payments/{id}", access: .signedIn, show)
         router.add("GET", "/api/payments", access: .signedIn, list)
     }
 
     /// Reserves the listing and inserts the payment (one transaction, listing row locked), creates
-    /// the destination-charge PaymentIntent at Stripe, then stores its id. Stripe failing releases
-    /// the reservation; storing failing cancels the intent at Stripe.
+    /// the destination-charge PaymentIntent at Stripe, then stores its id. No database connection
+    /// is held while Stripe is called.
+    ///
+    /// When Stripe refuses, the payment fails and the reservation is released. When the outcome
+    /// is unknown (a lost response, a timeout) the intent may exist: the payment stays `creating`
+    /// with the listing held, and the buyer's retry — with or without the same Idempotency-Key —
+    /// resumes it with the same Stripe key, which returns that intent. A retry the buyer never
+    /// makes is finished by the sweeper, which cancels the intent once the reservation expires.
     private func createIntent(_ request: Request, _ context: WorkerContext) throws -> Response {
         let identity = try request.requireIdentity()
         let listingID = try JSONBody(request).uuid("listing_id")
-        let marketplace = context.shared.configuration.marketplace
+        let configuration = context.shared.configuration
         let database = context.database
 
         let reservation = try database.withTransaction { connection in
-            try reserve(listingID, for: identity, marketplace: marketplace, request: request, on: connection)
+            try reserve(listingID, for: identity, marketplace: configuration.marketplace, lease: configuration.requestLease,
+                        request: request, on: connection)
         }
-        let payment: Row
+        let paymentID: String
         switch reservation {
         case .existing(let row): return try .json(CreatedIntent(row: row, status: nil), status: 200)
-        case .reserved(let row): payment = row
+        case .attempt(let id): paymentID = id
         }
-        let paymentID = payment["id"] ?? ""
+        guard let payment = try PurchaseIntent.load(paymentID, on: database) else { throw APIError.internalError }
 
         let intent: PaymentIntent
         do {
-            intent = try context.stripe.createPaymentIntent(intentParameters(payment), idempotencyKey: "payment:\(paymentID):create")
+            intent = try PurchaseIntent.create(payment, stripe: context.stripe)
         } catch {
-            try? database.withTransaction { connection in
-                try PaymentRecord.abandon(paymentID, code: error.code ?? error.kind.rawValue, operation: "payment.create",
-                                          request: request, on: connection)
+            if error.mayHaveSucceeded {
+                PurchaseIntent.releaseAttempt(paymentID, on: database)
+            } else {
+                try? database.withTransaction { connection in
+                    try PaymentRecord.abandon(paymentID, code: error.code ?? error.kind.rawValue, operation: "payment.create",
+                                              request: request, on: connection)
+                }
             }
             throw error
         }
@@ -46,7 +58,8 @@ struct IntentsResponder {
             let stored = try database.withTransaction { connection -> Row in
                 guard let row = try connection.query("""
                     UPDATE payments p SET stripe_payment_intent_id = \(intent.id), client_secret = \(intent.clientSecret),
-                           status = CASE WHEN p.status = 'creating' THEN \(intent.status) ELSE p.status END
+                           status = CASE WHEN p.status = 'creating' THEN \(intent.status) ELSE p.status END,
+                           create_attempt_owner = NULL, create_attempt_expires_at = NULL
                     WHERE id = \(paymentID)::uuid
                     RETURNING \(sql: PaymentRecord.columns), p.client_secret, iso8601((SELECT reserved_until FROM listings
                               WHERE id = p.listing_id)) AS reserved_until
@@ -65,10 +78,15 @@ struct IntentsResponder {
             return try .json(CreatedIntent(row: stored, status: current), status: 201)
         } catch {
             // Stripe holds an intent our database does not know: cancel it (same key on every retry).
-            _ = try? context.stripe.cancelPaymentIntent(intent.id, reason: "abandoned", idempotencyKey: "payment:\(paymentID):cancel")
-            try? database.withTransaction { connection in
-                try PaymentRecord.abandon(paymentID, code: "storage_failed", operation: "payment.create", request: request,
-                                          on: connection)
+            // If that fails too, the payment stays `creating` and the sweeper recovers and cancels it.
+            if (try? context.stripe.cancelPaymentIntent(intent.id, reason: "abandoned",
+                                                        idempotencyKey: PaymentKeys.cancel(paymentID))) != nil {
+                try? database.withTransaction { connection in
+                    try PaymentRecord.abandon(paymentID, code: "storage_failed", operation: "payment.create", request: request,
+                                              on: connection)
+                }
+            } else {
+                PurchaseIntent.releaseAttempt(paymentID, on: database)
             }
             context.shared.logger.error("intent stored failed; cancelled at Stripe", [
                 ("request_id", .string(request.requestID)), ("payment_id", .string(paymentID)),
@@ -78,11 +96,13 @@ struct IntentsResponder {
     }
 
     private enum Reservation {
-        case reserved(Row)
+        /// This request runs the payment's create attempt (a new payment, or one to resume).
+        case attempt(paymentID: String)
+        /// The buyer's payment for this listing already has its intent.
         case existing(Row)
     }
 
-    private func reserve(_ listingID: UUID, for identity: Identity, marketplace: MarketplaceConfiguration,
+    private func reserve(_ listingID: UUID, for identity: Identity, marketplace: MarketplaceConfiguration, lease: Duration,
                          request: Request, on connection: Connection) throws -> Reservation {
         guard let listing = try connection.query("""
             SELECT l.id, l.seller_id, l.price_cents, l.currency, l.status, l.reserved_by, l.kind,
@@ -104,19 +124,21 @@ struct IntentsResponder {
                 WHERE p.listing_id = \(listingID) AND p.buyer_id = \(identity.profileID)
                   AND p.status NOT IN ('failed', 'canceled', 'succeeded', 'refunded')
                 ORDER BY p.created_at DESC LIMIT 1
-                """).first else {
+                """).first, let paymentID = existing["id"] else {
                 throw APIError(status: 409, code: "listing_unavailable", message: "This listing is not available.")
             }
-            guard existing["stripe_payment_intent_id"] != nil else {
+            if existing["stripe_payment_intent_id"] != nil { return .existing(existing) }
+            // An earlier attempt ended without an outcome, or its process died: take it over.
+            guard try PurchaseIntent.claimAttempt(paymentID, lease: lease, on: connection) else {
                 throw APIError(status: 409, code: "payment_in_progress",
                                message: "Your payment for this listing is being created; retry shortly.", headers: [("Retry-After", "1")])
             }
-            return .existing(existing)
+            return .attempt(paymentID: paymentID)
         }
         guard listing["status"] == "active" else {
             throw APIError(status: 409, code: "listing_unavailable", message: "This listing is not available.")
         }
-        guard let account = listing["stripe_account_id"], listing.bool("charges_enabled") == true else {
+        guard listing["stripe_account_id"] != nil, listing.bool("charges_enabled") == true else {
             throw APIError(status: 409, code: "seller_not_ready", message: "The seller cannot accept payments yet.")
         }
         let amount = Int64(listing.int("price_cents") ?? 0)
@@ -128,29 +150,13 @@ struct IntentsResponder {
             """)
         guard let payment = try connection.query("""
             INSERT INTO payments (kind, buyer_id, seller_id, listing_id, amount_cents, application_fee_cents, currency,
-                                  status, transfer_group)
+                                  status, transfer_group, create_attempt_owner, create_attempt_expires_at)
             VALUES ('purchase', \(identity.profileID), \(listing["seller_id"])::uuid, \(listingID), \(amount), \(fee),
-                    \(listing["currency"]), 'creating', \("listing:" + listingID.uuidString.lowercased()))
-            RETURNING id, amount_cents, application_fee_cents, currency, listing_id, buyer_id, seller_id, transfer_group,
-                      \(account) AS destination
-            """).first else { throw APIError.internalError }
-        return .reserved(payment)
-    }
-
-    private func intentParameters(_ payment: Row) -> [(String, StripeParameter)] {
-        [
-            ("amount", .integer(Int64(payment.int("amount_cents") ?? 0))),
-            ("currency", .string(payment["currency"] ?? "")),
-            ("capture_method", "manual"),
-            ("payment_method_types", ["card"]),
-            ("application_fee_amount", .integer(Int64(payment.int("application_fee_cents") ?? 0))),
-            ("transfer_data", ["destination": .string(payment["destination"] ?? "")]),
-            ("transfer_group", .string(payment["transfer_group"] ?? "")),
-            ("metadata", .object([
-                ("payment_id", .string(payment["id"] ?? "")), ("listing_id", .string(payment["listing_id"] ?? "")),
-                ("buyer_id", .string(payment["buyer_id"] ?? "")), ("seller_id", .string(payment["seller_id"] ?? "")),
-            ])),
-        ]
+                    \(listing["currency"]), 'creating', \("listing:" + listingID.uuidString.lowercased()),
+                    \(RequestOwner.current), now() + make_interval(secs => \(Double(lease.components.seconds))))
+            RETURNING id
+            """).first, let paymentID = payment["id"] else { throw APIError.internalError }
+        return .attempt(paymentID: paymentID)
     }
 
     private func show(_ request: Request, _ context: WorkerContext) throws -> Response {

@@ -58,6 +58,8 @@ public struct Logger: Sendable {
 
     /// Informational line.
     public func info(_ message: String, _ fields: [(String, LogValue)] = []) { log("info", message, fields) }
+    /// Warning line: something an operator should fix, though the request was served.
+    public func warning(_ message: String, _ fields: [(String, LogValue)] = []) { log("warning", message, fields) }
     /// Error line.
     public func error(_ message: String, _ fields: [(String, LogValue)] = []) { log("error", message, fields) }
 

@@ -16,6 +16,7 @@ public final class Metrics: Sendable {
     public init() {}
 
     private struct RequestKey: Hashable {
+        let lane: String
         let route: String
         let status: Int
     }
@@ -26,8 +27,10 @@ public final class Metrics: Sendable {
     }
 
     /// Counts one finished request on the calling worker's shard.
-    func recordRequest(route: String, status: Int, microseconds: Int, worker: Int) {
-        requestShards[worker % Self.shardCount].counts.withLock { $0[RequestKey(route: route, status: status), default: 0] += 1 }
+    func recordRequest(lane: String, route: String, status: Int, microseconds: Int, worker: Int) {
+        requestShards[worker % Self.shardCount].counts.withLock {
+            $0[RequestKey(lane: lane, route: route, status: status), default: 0] += 1
+        }
         durationMicroseconds.add(microseconds, ordering: .relaxed)
     }
 
@@ -45,12 +48,14 @@ public final class Metrics: Sendable {
         }
     }
 
-    /// The exposition text; `gauges` are values read at scrape time (the inbox backlog).
-    func render(gauges: [(String, Int)] = []) -> String {
+    /// The exposition text; `gauges` are values read at scrape time (the inbox backlog, the
+    /// pool). Every series carries `instance`, so the scrape of each process is told apart.
+    func render(gauges: [(String, Int)] = [], instance: String) -> String {
         var snapshot = counters.withLock { $0 }
         for shard in requestShards {
             for (key, value) in shard.counts.withLock({ $0 }) {
-                snapshot["payments_http_requests_total{route=\"\(key.route)\",status=\"\(key.status)\"}", default: 0] += value
+                snapshot["payments_http_requests_total{lane=\"\(key.lane)\",route=\"\(key.route)\",status=\"\(key.status)\"}",
+                         default: 0] += value
             }
         }
         var requests = 0
@@ -75,10 +80,22 @@ public final class Metrics: Sendable {
         lines.append("payments_webhook_processing_seconds_bucket{le=\"+Inf\"} \(histogram.count)")
         lines.append("payments_webhook_processing_seconds_sum \(histogram.sum)")
         lines.append("payments_webhook_processing_seconds_count \(histogram.count)")
-        if !gauges.isEmpty {
-            lines.append("# TYPE payments_webhook_backlog gauge")
-            lines += gauges.map { "\($0.0) \($0.1)" }
+        var gaugeFamilies: Set<String> = []
+        for (name, value) in gauges {
+            let family = String(name.prefix { $0 != "{" })
+            if gaugeFamilies.insert(family).inserted { lines.append("# TYPE \(family) gauge") }
+            lines.append("\(name) \(value)")
         }
-        return lines.joined(separator: "\n") + "\n"
+        return lines.map { Self.labelled($0, instance: instance) }.joined(separator: "\n") + "\n"
+    }
+
+    /// Adds `instance="…"` as the first label of a sample line (comment lines pass through).
+    static func labelled(_ line: String, instance: String) -> String {
+        guard !line.hasPrefix("#"), let end = line.firstIndex(where: { $0 == "{" || $0 == " " }) else { return line }
+        let escaped = instance.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+        let label = "instance=\"\(escaped)\""
+        return line[end] == "{"
+            ? "\(line[...end])\(label),\(line[line.index(after: end)...])"
+            : "\(line[..<end]){\(label)}\(line[end...])"
     }
 }

@@ -53,7 +53,7 @@ public struct Migrator {
     }
 
     /// The applied versions and checksums recorded in `schema_migrations` (empty before the first run).
-    public static func applied(on connection: Connection) throws -> [String: String] {
+    public static func applied(on connection: some SQLExecutor) throws -> [String: String] {
         let exists = try connection.query("SELECT to_regclass('public.schema_migrations') IS NOT NULL AS present")
         guard exists.first?.bool("present") == true else { return [:] }
         var result: [String: String] = [:]
@@ -79,7 +79,7 @@ public struct Migrator {
     }
 
     /// Applies every pending migration; returns the versions applied (empty when up to date).
-    public func migrate(on connection: Connection) throws -> [String] {
+    public func migrate(on connection: some SQLExecutor) throws -> [String] {
         try connection.query("""
             CREATE TABLE IF NOT EXISTS schema_migrations (
                 version text PRIMARY KEY,

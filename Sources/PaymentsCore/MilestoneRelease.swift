@@ -62,8 +62,10 @@ struct MilestoneRelease {
                 INSERT INTO transfers (payment_id, milestone_id, stripe_transfer_id, destination_account, amount_cents, currency, status)
                 VALUES (\(paymentID)::uuid, \(milestoneID), \(transfer.id), \(destination), \(transfer.amount), \(transfer.currency),
                         'created')
-                ON CONFLICT (stripe_transfer_id) DO NOTHING
+                ON CONFLICT DO NOTHING
                 """)
+            // A concurrent click (or the transfer.created webhook) may have stored the transfer
+            // first: either unique key (transfer id, one per milestone) means it is recorded.
             guard try connection.query("""
                 UPDATE milestones SET status = 'released' WHERE id = \(milestoneID) AND status = 'funded' RETURNING id
                 """).first != nil else { return }

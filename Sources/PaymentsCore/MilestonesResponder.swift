@@ -7,9 +7,11 @@ import Stripe
 struct MilestonesResponder {
     func addRoutes(to router: inout Router) {
         router.add("POST", "/api/payments/milestones/create-intent", body: .json, access: .roles([.buyer]),
-                   rateLimits: [.milestone], audit: AuditTarget("milestone.fund", entity: "milestone", idInBody: "milestone_id"), fund)
+                   rateLimits: [.milestone], audit: AuditTarget("milestone.fund", entity: "milestone", idInBody: "milestone_id"),
+                   lane: .stripe, fund)
         router.add("POST", "/api/payments/milestones/{id}/release", body: .json, access: .roles([.buyer]),
-                   rateLimits: [.milestone], audit: AuditTarget("milestone.release", entity: "milestone"), release)
+                   rateLimits: [.milestone], audit: AuditTarget("milestone.release", entity: "milestone"),
+                   lane: .stripe, release)
         router.add("GET", "/api/listings/{id}/milestones", access: .signedIn, list)
     }
 
@@ -109,7 +111,7 @@ struct MilestonesResponder {
                                     request: request, on: connection)
             }
         } catch {
-            _ = try? context.stripe.cancelPaymentIntent(intent.id, reason: "abandoned", idempotencyKey: "payment:\(paymentID):cancel")
+            _ = try? context.stripe.cancelPaymentIntent(intent.id, reason: "abandoned", idempotencyKey: PaymentKeys.cancel(paymentID))
             try? database.withTransaction { connection in
                 try PaymentRecord.abandon(paymentID, code: "storage_failed", operation: "milestone.fund", request: request,
                                           on: connection)

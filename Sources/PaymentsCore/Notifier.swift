@@ -5,12 +5,12 @@ import Postgres
 /// when the change it announces was committed.
 enum Notifier {
     /// One notification for one profile.
-    static func notify(_ profileID: String, kind: String, payload: [String: JSONValue], on connection: Connection) throws {
+    static func notify(_ profileID: String, kind: String, payload: [String: JSONValue], on connection: some SQLExecutor) throws {
         try notify([profileID], kind: kind, payload: payload, on: connection)
     }
 
     /// The same notification for several profiles, in one statement.
-    static func notify(_ profileIDs: [String], kind: String, payload: [String: JSONValue], on connection: Connection) throws {
+    static func notify(_ profileIDs: [String], kind: String, payload: [String: JSONValue], on connection: some SQLExecutor) throws {
         guard !profileIDs.isEmpty else { return }
         let body = String(decoding: JSONCoding.encode(payload), as: UTF8.self)
         let ids = "{" + profileIDs.joined(separator: ",") + "}"
@@ -21,7 +21,7 @@ enum Notifier {
     }
 
     /// The same notification for every admin.
-    static func notifyAdmins(kind: String, payload: [String: JSONValue], on connection: Connection) throws {
+    static func notifyAdmins(kind: String, payload: [String: JSONValue], on connection: some SQLExecutor) throws {
         let body = String(decoding: JSONCoding.encode(payload), as: UTF8.self)
         try connection.query("""
             INSERT INTO notifications (profile_id, kind, payload)

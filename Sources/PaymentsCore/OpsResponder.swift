@@ -45,9 +45,14 @@ struct OpsResponder {
             SELECT status, type, count(*)::int AS n FROM webhook_events
             WHERE status IN ('parked', 'failed', 'dead') GROUP BY status, type ORDER BY status, type
             """).rows) ?? []
+        let pool = context.shared.pool.statistics
         let gauges = backlog.map {
             ("payments_webhook_backlog{status=\"\($0["status"] ?? "")\",type=\"\($0["type"] ?? "")\"}", $0.int("n") ?? 0)
-        }
-        return .text(context.shared.metrics.render(gauges: gauges), contentType: "text/plain; version=0.0.4")
+        } + [
+            ("payments_db_pool_size", pool.size), ("payments_db_pool_open", pool.open),
+            ("payments_db_pool_in_use", pool.inUse), ("payments_db_pool_waiting", pool.waiting),
+        ]
+        let text = context.shared.metrics.render(gauges: gauges, instance: context.shared.configuration.instanceName)
+        return .text(text, contentType: "text/plain; version=0.0.4")
     }
 }

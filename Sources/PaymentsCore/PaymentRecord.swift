@@ -53,7 +53,7 @@ struct PaymentRecord: Encodable {
 
     /// The payment if `identity` may see it (its buyer, its seller, an admin); otherwise nil,
     /// which callers answer with 404 so that existence does not leak.
-    static func visible(_ id: UUID, to identity: Identity, on connection: Connection, lock: Bool = false) throws -> Row? {
+    static func visible(_ id: UUID, to identity: Identity, on connection: some SQLExecutor, lock: Bool = false) throws -> Row? {
         let lockClause: SQLQuery = lock ? "FOR UPDATE" : ""
         return try connection.query("""
             SELECT \(sql: columns) FROM payments p
@@ -66,7 +66,7 @@ struct PaymentRecord: Encodable {
     /// stored) as `failed` and releases what it held: the listing's reservation or the
     /// milestone's funding slot. Audited as a failed `operation`.
     static func abandon(_ paymentID: String, code: String, operation: String, request: Request,
-                        on connection: Connection) throws {
+                        on connection: some SQLExecutor) throws {
         guard try connection.query("""
             UPDATE payments SET status = 'failed', failure_code = \(code)
             WHERE id = \(paymentID)::uuid AND status IN ('creating', 'requires_payment_method')

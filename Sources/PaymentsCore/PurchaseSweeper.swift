@@ -7,7 +7,7 @@ import Stripe
 /// cancel key (`payment:{id}:cancel`), and only the sweeper whose guarded update changes the
 /// row writes the audit row and the notifications.
 struct PurchaseSweeper {
-    let connection: Connection
+    let connection: any SQLExecutor
     let stripe: StripeClient
     let marketplace: MarketplaceConfiguration
 
@@ -22,12 +22,43 @@ struct PurchaseSweeper {
             """).rows
         var cancelled = 0
         // A payment Stripe cannot cancel right now stays due for the next run; the others go on.
-        for payment in due where (try? cancel(payment, operation: "payment.reservation_expired",
-                                               notification: "reservation_expired")) == true {
-            cancelled += 1
+        for payment in due {
+            guard let intentID = try? recoveredIntent(payment) else { continue }
+            if (try? cancel(payment, intentID: intentID, operation: "payment.reservation_expired",
+                            notification: "reservation_expired")) == true {
+                cancelled += 1
+            }
         }
         return cancelled
     }
+
+    /// The payment's intent id. A payment still `creating` without one had a create attempt
+    /// whose outcome is unknown (or never started): unless that attempt is still running,
+    /// the same call with the same key returns the intent Stripe holds (or makes it), which is
+    /// then attached and cancelled like any other. Throws while Stripe cannot be reached, and
+    /// when a live request still owns the attempt; the payment then stays due.
+    private func recoveredIntent(_ payment: Row) throws -> String? {
+        if let intentID = payment["stripe_payment_intent_id"] { return intentID }
+        guard let id = payment["id"], payment["status"] == "creating" else { return nil }
+        guard try PurchaseIntent.claimAttempt(id, lease: .seconds(60), on: connection),
+              let row = try PurchaseIntent.load(id, on: connection) else { throw SweepSkipped() }
+        let intent: PaymentIntent
+        do {
+            intent = try PurchaseIntent.create(row, stripe: stripe)
+        } catch {
+            PurchaseIntent.releaseAttempt(id, on: connection)
+            throw error
+        }
+        try connection.query("""
+            UPDATE payments SET stripe_payment_intent_id = \(intent.id), create_attempt_owner = NULL,
+                   create_attempt_expires_at = NULL
+            WHERE id = \(id)::uuid AND stripe_payment_intent_id IS NULL
+            """)
+        return intent.id
+    }
+
+    /// A due payment left for the next run.
+    private struct SweepSkipped: Error {}
 
     /// Cancels authorisations within `CAPTURE_MARGIN_HOURS` of `capture_before` (they would
     /// lapse at Stripe anyway); buyer and seller are told.
@@ -39,7 +70,8 @@ struct PurchaseSweeper {
             ORDER BY capture_before LIMIT 100
             """).rows
         var cancelled = 0
-        for payment in due where (try? cancel(payment, operation: "payment.authorization_lapsing",
+        for payment in due where (try? cancel(payment, intentID: payment["stripe_payment_intent_id"],
+                                               operation: "payment.authorization_lapsing",
                                                notification: "authorization_cancelled")) == true {
             cancelled += 1
         }
@@ -50,7 +82,7 @@ struct PurchaseSweeper {
     /// `payment_intent.canceled` event that follows finds nothing left to change. If Stripe cannot
     /// cancel now, a later authorisation on the intent is cancelled when its event arrives.
     /// True when this run changed the row.
-    private func cancel(_ payment: Row, operation: String, notification: String) throws -> Bool {
+    private func cancel(_ payment: Row, intentID: String?, operation: String, notification: String) throws -> Bool {
         guard let id = payment["id"] else { return false }
         let changed = try connection.withTransaction { connection -> Bool in
             guard let parties = try connection.query("""
@@ -67,8 +99,8 @@ struct PurchaseSweeper {
                                 payload: ["payment_id": .string(id)], on: connection)
             return true
         }
-        if changed, let intent = payment["stripe_payment_intent_id"] {
-            _ = try? stripe.cancelPaymentIntent(intent, reason: "abandoned", idempotencyKey: "payment:\(id):cancel")
+        if changed, let intent = intentID {
+            _ = try? stripe.cancelPaymentIntent(intent, reason: "abandoned", idempotencyKey: PaymentKeys.cancel(id))
         }
         return changed
     }

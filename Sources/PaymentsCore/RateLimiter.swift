@@ -71,7 +71,7 @@ public struct RateLimiter: Sendable {
     }
 
     /// Counts one request; throws `429 rate_limited` with `Retry-After` once the window is full.
-    func check(_ policy: RateLimitPolicy, key: String, on connection: Connection) throws {
+    func check(_ policy: RateLimitPolicy, key: String, on connection: some SQLExecutor) throws {
         let rule = limits[policy] ?? policy.defaultLimit
         let row = try connection.query("""
             INSERT INTO rate_limits AS r (key, window_start, count)

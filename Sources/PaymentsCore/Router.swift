@@ -37,6 +37,8 @@ struct Route: Sendable {
     let access: Access
     let rateLimits: [RateLimitPolicy]
     let audit: AuditTarget?
+    /// The lane whose workers run it: `.stripe` for every route that calls Stripe.
+    let lane: LaneKind
     let handler: Handler
 
     /// POST routes of signed-in callers honour `Idempotency-Key`.
@@ -80,9 +82,10 @@ public struct Router: Sendable {
     /// Registers `handler` for `method` on `pattern` (`/api/payments/{id}` style), with the guards
     /// the pipeline applies first: who may call it, its rate limits, and its audit operation.
     public mutating func add(_ method: String, _ pattern: String, body: BodyKind = .none, access: Access = .anyone,
-                             rateLimits: [RateLimitPolicy] = [], audit: AuditTarget? = nil, _ handler: @escaping Handler) {
+                             rateLimits: [RateLimitPolicy] = [], audit: AuditTarget? = nil, lane: LaneKind = .core,
+                             _ handler: @escaping Handler) {
         routes.append(Route(method: method, pattern: pattern, segments: Self.split(pattern), body: body, access: access,
-                            rateLimits: rateLimits, audit: audit, handler: handler))
+                            rateLimits: rateLimits, audit: audit, lane: lane, handler: handler))
     }
 
     /// Finds the route for the path: only the most specific matching patterns count (so
@@ -100,8 +103,8 @@ public struct Router: Sendable {
     }
 
     /// The patterns and methods registered, for docs and tests.
-    public var registeredRoutes: [(method: String, pattern: String)] {
-        routes.map { ($0.method, $0.pattern) }
+    public var registeredRoutes: [(method: String, pattern: String, lane: LaneKind)] {
+        routes.map { ($0.method, $0.pattern, $0.lane) }
     }
 
     private static func split(_ path: String) -> [Substring] {

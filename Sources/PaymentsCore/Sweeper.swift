@@ -18,7 +18,7 @@ struct Sweeper {
     ]
 
     /// Runs every task once; returns the rows each one touched.
-    static func runOnce(on connection: Connection, purchases: PurchaseSweeper) throws -> [(String, Int)] {
+    static func runOnce(on connection: some SQLExecutor, purchases: PurchaseSweeper) throws -> [(String, Int)] {
         var results = try tasks.map { task in (task.name, try connection.query(task.query).affectedRows) }
         results.append(("expire_reservations", try purchases.expireReservations()))
         results.append(("cancel_lapsing_authorizations", try purchases.cancelLapsingAuthorizations()))
@@ -29,13 +29,13 @@ struct Sweeper {
     /// Re-applies parked and failed events whose next attempt is due (100 per run). Each is
     /// re-applied in its own transaction under its row lock, and effects are idempotent, so
     /// sweepers running at the same time cannot apply an event twice.
-    static func retryEvents(on connection: Connection, stripe: StripeClient) throws -> Int {
+    static func retryEvents(on connection: some SQLExecutor, stripe: StripeClient) throws -> Int {
         let due = try connection.query("""
             SELECT id FROM webhook_events
             WHERE status IN ('parked', 'failed') AND next_attempt_at <= now()
             ORDER BY next_attempt_at LIMIT 100
             """).rows.compactMap { $0["id"] }
-        let inbox = WebhookInbox(connection: connection, audit: .system("payments sweep"), stripe: stripe)
+        let inbox = WebhookInbox(connection: connection, audit: .system("payments sweep"), canceller: stripe)
         var applied = 0
         for id in due {
             // One event's failure is recorded on its row and must not stop the others.

@@ -24,10 +24,10 @@ struct WebhookInbox {
     /// Attempts before a parked event is `dead` (about two days of backoff).
     static let maximumParkedAttempts = 14
 
-    let connection: Connection
+    let connection: any SQLExecutor
     let audit: AuditContext
     /// Cancels authorisations an event shows we no longer want (nil: only recorded, e.g. in tests).
-    var stripe: StripeClient?
+    var canceller: (any IntentCanceller)?
 
     /// Stores and applies a verified delivery. Transient database errors propagate (503, nothing
     /// written); an effect error is recorded as `failed` and rethrown (500).
@@ -120,10 +120,7 @@ struct WebhookInbox {
     /// After the commit: cancel intents the event showed we gave up on. Best effort: the key
     /// makes a repeat harmless, and an authorisation nobody captures lapses at Stripe.
     private func cancel(_ cancellations: [IntentCancellation]) {
-        guard let stripe else { return }
-        for item in cancellations {
-            _ = try? stripe.cancelPaymentIntent(item.intentID, reason: "abandoned", idempotencyKey: "payment:\(item.paymentID):cancel")
-        }
+        canceller?.cancel(cancellations)
     }
 
     /// Outside the rolled-back transaction: keep the event, as `failed`, for the sweeper.

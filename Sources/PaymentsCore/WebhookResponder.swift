@@ -32,7 +32,7 @@ struct WebhookResponder {
 
         let started = ContinuousClock.now
         let inbox = WebhookInbox(connection: context.database, audit: AuditContext(request: request, actorRole: "stripe"),
-                                 stripe: context.stripe)
+                                 canceller: context.shared.followUps)
         let outcome: DeliveryOutcome
         do {
             outcome = try inbox.receive(event, payload: request.body, endpoint: endpoint)

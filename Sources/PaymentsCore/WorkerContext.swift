@@ -1,23 +1,38 @@
 import Postgres
 import Stripe
 
-/// What one worker thread owns: its database connection and its Stripe client (one curl
-/// handle). Created inside the thread and never shared, so responders use them without locks.
+/// Which lane a route runs on. Routes that call Stripe run on workers of their own, so that a
+/// slow Stripe never makes webhooks, reads or health checks wait (nginx routes each location
+/// to its lane's socket).
+public enum LaneKind: String, Sendable {
+    /// Webhooks, reads, ops: workers that never wait on Stripe.
+    case core
+    /// Routes that call Stripe.
+    case stripe
+}
+
+/// What one worker thread owns: its view of the shared database pool and its Stripe client
+/// (one curl handle). Created inside the thread and never shared, so responders use them
+/// without locks.
 public final class WorkerContext {
-    /// This thread's PostgreSQL connection (reconnects by itself).
-    public let database: Connection
+    /// This thread's view of the process's connection pool: each statement or transaction
+    /// borrows a connection for its own length only.
+    public let database: Database
     /// This thread's Stripe client.
     public let stripe: StripeClient
     /// Process-wide, read-only state shared by all workers.
     public let shared: SharedState
-    /// The worker's index (metrics shard).
+    /// The lane this worker serves.
+    public let lane: LaneKind
+    /// The worker's process-wide index (metrics shard).
     public let workerIndex: Int
 
     /// Creates a context for one worker; throws only when libcurl cannot allocate a handle.
-    public init(shared: SharedState, workerIndex: Int = 0) throws {
+    public init(shared: SharedState, lane: LaneKind = .core, workerIndex: Int = 0) throws {
         self.shared = shared
+        self.lane = lane
         self.workerIndex = workerIndex
-        database = Connection(connectionString: shared.configuration.databaseURL)
+        database = Database(pool: shared.pool)
         stripe = try StripeClient(configuration: shared.configuration.stripe)
     }
 }
@@ -32,12 +47,18 @@ public struct SharedState: Sendable {
     public let metrics: Metrics
     /// The migration files this binary expects to be applied.
     public let migrations: [Migration]
+    /// The process's one PostgreSQL pool.
+    public let pool: ConnectionPool
+    /// Stripe calls requests hand off instead of waiting for them.
+    let followUps: StripeFollowUps
 
-    /// Bundles the shared state.
+    /// Bundles the shared state and opens (lazily) the process's pool.
     public init(configuration: ServerConfiguration, logger: Logger, metrics: Metrics, migrations: [Migration]) {
         self.configuration = configuration
         self.logger = logger
         self.metrics = metrics
         self.migrations = migrations
+        pool = ConnectionPool(configuration: configuration.pool)
+        followUps = StripeFollowUps(configuration: configuration.stripe, metrics: metrics)
     }
 }

@@ -7,6 +7,8 @@ public struct DatabaseError: Error, CustomStringConvertible, Sendable {
     public enum Kind: String, Sendable {
         /// The server cannot be reached or the connection broke (class 08, 57P0x, no result).
         case unavailable
+        /// No pooled connection became free in time; nothing was sent to the server.
+        case poolExhausted
         /// 23505.
         case uniqueViolation
         /// 23503.
@@ -51,7 +53,8 @@ public struct DatabaseError: Error, CustomStringConvertible, Sendable {
     /// True for failures that a retry of the whole transaction may cure.
     public var isTransient: Bool {
         switch kind {
-        case .unavailable, .serializationFailure, .deadlockDetected, .lockNotAvailable, .queryCanceled: return true
+        case .unavailable, .poolExhausted, .serializationFailure, .deadlockDetected, .lockNotAvailable, .queryCanceled:
+            return true
         default: return false
         }
     }

@@ -15,8 +15,9 @@ public struct StripeConfiguration: Sendable {
     public var initialBackoff: Duration
     /// Largest single backoff.
     public var maximumBackoff: Duration
-    /// Bound on the whole call, retries included.
-    public var overallDeadline: Duration
+    /// Bound on every Stripe call of one request together, retries included
+    /// (`STRIPE_DEADLINE_SECONDS`); outside a request, on each call.
+    public var requestDeadline: Duration
     /// Connect and per-attempt timeouts, and the CA bundle (TLS verification is always on).
     public var http: HTTPClientConfiguration
 
@@ -24,10 +25,10 @@ public struct StripeConfiguration: Sendable {
     public static let pinnedAPIVersion = "2024-06-20"
 
     /// Creates a configuration with Stripe-like defaults: 2 retries, 0.5 s → 4 s backoff, 10 s
-    /// connect, 30 s per attempt, 60 s overall.
+    /// connect, 30 s per attempt, 20 s for a whole request.
     public init(secretKey: String, apiBase: String = "https://api.stripe.com", apiVersion: String = pinnedAPIVersion,
                 maximumRetries: Int = 2, initialBackoff: Duration = .milliseconds(500),
-                maximumBackoff: Duration = .seconds(4), overallDeadline: Duration = .seconds(60),
+                maximumBackoff: Duration = .seconds(4), requestDeadline: Duration = .seconds(20),
                 http: HTTPClientConfiguration = HTTPClientConfiguration(connectTimeout: .seconds(10),
                                                                         totalTimeout: .seconds(30))) {
         self.secretKey = secretKey
@@ -36,7 +37,7 @@ public struct StripeConfiguration: Sendable {
         self.maximumRetries = maximumRetries
         self.initialBackoff = initialBackoff
         self.maximumBackoff = maximumBackoff
-        self.overallDeadline = overallDeadline
+        self.requestDeadline = requestDeadline
         self.http = http
     }
 }
@@ -46,11 +47,24 @@ public struct StripeConfiguration: Sendable {
 public final class StripeClient {
     private let configuration: StripeConfiguration
     private let http: HTTPClient
+    /// When the current request's time is up (nil outside a request).
+    private var deadline: ContinuousClock.Instant?
 
     /// Creates a client; throws when libcurl cannot allocate a handle.
     public init(configuration: StripeConfiguration) throws {
         self.configuration = configuration
         http = try HTTPClient(configuration: configuration.http)
+    }
+
+    /// Starts one request's time budget: every call until `endRequest` shares
+    /// `requestDeadline`, so a request's retries and follow-up calls together stay within it.
+    public func beginRequest() {
+        deadline = ContinuousClock.now + configuration.requestDeadline
+    }
+
+    /// Ends the request's budget; later calls each get a budget of their own.
+    public func endRequest() {
+        deadline = nil
     }
 
     // MARK: Calls the app makes
@@ -154,7 +168,9 @@ public final class StripeClient {
 
     /// Sends with retries: network errors, 409, 429 and 5xx are retried (unless Stripe says
     /// `Stripe-Should-Retry: false`; `true` forces a retry) with exponential backoff and jitter,
-    /// within `maximumRetries` and the overall deadline. Only GETs and keyed POSTs are sent here.
+    /// within `maximumRetries` and the request's deadline; a retry the deadline leaves no room for
+    /// ends the call as `.timeout`. Every error says whether an attempt may have reached Stripe
+    /// and succeeded there (`mayHaveSucceeded`). Only GETs and keyed POSTs are sent here.
     private func send(method: String, path: String, body: [UInt8]?, idempotencyKey: String?,
                       account: String?) throws(StripeError) -> [UInt8] {
         precondition(method == "GET" || idempotencyKey != nil, "every Stripe POST carries an idempotency key")
@@ -169,27 +185,41 @@ public final class StripeClient {
         if body != nil { headers.append(("Content-Type", "application/x-www-form-urlencoded")) }
         let request = HTTPRequest(method: method, url: configuration.apiBase + path, headers: headers, body: body)
 
-        let deadline = ContinuousClock.now + configuration.overallDeadline
+        let deadline = self.deadline ?? ContinuousClock.now + configuration.requestDeadline
         var attempt = 0
+        var mayHaveSucceeded = false
         while true {
-            attempt += 1
-            let failure: StripeError
-            var retryAfter: Duration?
             let remaining = deadline - ContinuousClock.now
+            guard remaining > .milliseconds(1) else {
+                throw StripeError.deadlineExceeded(attempts: attempt, mayHaveSucceeded: mayHaveSucceeded)
+            }
+            attempt += 1
+            var failure: StripeError
+            var retryAfter: Duration?
             switch Result(catching: { () throws(HTTPClientError) in try http.perform(request, timeout: remaining) }) {
             case .success(let response) where (200..<300).contains(response.status):
                 return response.body
             case .success(let response):
                 failure = StripeError.from(status: response.status, body: response.body,
                                            requestID: response.header("request-id"), attempts: attempt)
+                // A 5xx may have been answered after the work was done; a 409 means another
+                // request with this key is still running and may succeed.
+                mayHaveSucceeded = mayHaveSucceeded || response.status >= 500 || response.status == 409
+                failure.mayHaveSucceeded = mayHaveSucceeded
                 guard Self.shouldRetry(status: response.status, shouldRetryHeader: response.header("stripe-should-retry"))
                 else { throw failure }
                 retryAfter = response.header("retry-after").flatMap(Int.init).map { .seconds($0) }
             case .failure(let error):
+                // Only a connection that never opened is sure not to have delivered the request.
+                mayHaveSucceeded = mayHaveSucceeded || (error.kind != .connectionFailed && error.kind != .tlsFailed)
                 failure = StripeError.transport(error, attempts: attempt)
+                failure.mayHaveSucceeded = mayHaveSucceeded
             }
+            guard attempt <= configuration.maximumRetries else { throw failure }
             let wait = max(retryAfter ?? .zero, backoff(beforeRetry: attempt))
-            guard attempt <= configuration.maximumRetries, ContinuousClock.now + wait < deadline else { throw failure }
+            guard ContinuousClock.now + wait < deadline else {
+                throw StripeError.deadlineExceeded(attempts: attempt, mayHaveSucceeded: mayHaveSucceeded)
+            }
             Thread.sleep(forTimeInterval: Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
         }
     }

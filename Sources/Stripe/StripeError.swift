@@ -46,6 +46,9 @@ public struct StripeError: Error, CustomStringConvertible, Sendable {
     public let requestID: String?
     /// How many attempts were made.
     public let attempts: Int
+    /// True when an attempt may have reached Stripe and succeeded there (a lost response, a
+    /// timeout, a 5xx): the object may exist, and the same idempotency key recovers it.
+    public var mayHaveSucceeded = false
 
     public var description: String {
         var parts = ["StripeError(\(kind.rawValue)", "status \(httpStatus)"]
@@ -53,6 +56,7 @@ public struct StripeError: Error, CustomStringConvertible, Sendable {
         if let declineCode { parts.append("decline_code \(declineCode)") }
         if let param { parts.append("param \(param)") }
         if let requestID { parts.append("request \(requestID)") }
+        if mayHaveSucceeded { parts.append("outcome unknown") }
         parts.append("attempts \(attempts))")
         return parts.joined(separator: ", ")
     }
@@ -84,6 +88,14 @@ public struct StripeError: Error, CustomStringConvertible, Sendable {
                            declineCode: detail?.declineCode, param: detail?.param,
                            message: detail?.message ?? "Stripe answered HTTP \(status).", requestID: requestID,
                            attempts: attempts)
+    }
+
+    static func deadlineExceeded(attempts: Int, mayHaveSucceeded: Bool) -> StripeError {
+        var error = StripeError(kind: .timeout, httpStatus: 0, type: nil, code: nil, declineCode: nil, param: nil,
+                                message: "Stripe did not answer within the request's deadline.", requestID: nil,
+                                attempts: attempts)
+        error.mayHaveSucceeded = mayHaveSucceeded
+        return error
     }
 
     static func transport(_ error: HTTPClientError, attempts: Int) -> StripeError {

@@ -9,16 +9,19 @@ from .processes import accepts, end, free_port, run, spawn, wait_until
 
 
 class Nginx:
-    """nginx in prefix `directory`, in front of the app socket `fcgi_socket`. `settings` are
-    render-nginx.sh settings (API_RATE, API_BURST, FASTCGI_READ_TIMEOUT, …)."""
+    """nginx in prefix `directory`, in front of the app socket `fcgi_socket` (the core-lane
+    socket of one app process, or a list of them: one upstream server per process; each
+    process's Stripe-lane socket sits beside it). `settings` are render-nginx.sh settings
+    (API_RATE, API_BURST, FASTCGI_READ_TIMEOUT, STRIPE_DEADLINE_SECONDS, …)."""
 
-    def __init__(self, directory: Path, fcgi_socket: str, cert_dir: Path, **settings):
+    def __init__(self, directory: Path, fcgi_socket, cert_dir: Path, **settings):
+        sockets = [fcgi_socket] if isinstance(fcgi_socket, (str, Path)) else list(fcgi_socket)
         self.directory = Path(directory)
         self.https_port = free_port()
         self.http_port = free_port()
         self.process = None
         env = {**os.environ, **{k: str(v) for k, v in settings.items()},
-               "FCGI_SOCKET": fcgi_socket,
+               "APP_SOCKETS": " ".join(str(socket) for socket in sockets),
                "CERT_FILE": str(Path(cert_dir) / "cert.pem"),
                "KEY_FILE": str(Path(cert_dir) / "key.pem"),
                "HTTPS_PORT": str(self.https_port), "HTTP_PORT": str(self.http_port)}

@@ -5,6 +5,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 import requests
@@ -88,6 +89,8 @@ class Stack:
             "FCGI_SOCKET": str(self.root / "app.sock"),
             "FCGI_SOCKET_MODE": "0666",
             "WORKERS": "4",
+            "STRIPE_WORKERS": "4",
+            "DATABASE_POOL_SIZE": "10",
             "MAX_BODY_BYTES": "32768",
             "SHUTDOWN_TIMEOUT_SECONDS": "10",
             "MIGRATIONS_DIR": str(SQL_DIR),
@@ -97,6 +100,7 @@ class Stack:
             "STRIPE_API_BASE": self.stripe.url,
             "STRIPE_CA_BUNDLE": str(self.root / "tls" / "cert.pem"),
             "STRIPE_TIMEOUT_SECONDS": "3",
+            "STRIPE_DEADLINE_SECONDS": "6",
             "STRIPE_WEBHOOK_SECRETS": PLATFORM_SECRET,
             "STRIPE_CONNECT_WEBHOOK_SECRETS": CONNECT_SECRET,
             "AUTH_JWKS_FILE": str(self.jwks.path),
@@ -192,6 +196,41 @@ class Stack:
             self.app.kill()
         self.app.start()
         wait_until(lambda: self.get("/api/health").status_code == 200, 15, what="/api/health")
+
+    @contextlib.contextmanager
+    def other_apps(self, count=1, nginx_settings=None, **env):
+        """`count` more `payments serve` processes (same database, same fake Stripe) with
+        `env` overriding this stack's environment, behind an nginx of their own (one upstream
+        server per process). Yields a namespace with `apps`, `nginx`, `get`, `post`; all
+        stopped afterwards."""
+        from types import SimpleNamespace
+        root = self.root / f"apps-{uuid.uuid4().hex[:6]}"
+        root.mkdir()
+        apps = [App({**self.app.env, **{k: str(v) for k, v in env.items()},
+                     "FCGI_SOCKET": str(root / f"app-{n}.sock"), "INSTANCE_NAME": f"test/app-{n}"},
+                    root / f"app-{n}.log") for n in range(1, count + 1)]
+        settings = {**GENEROUS_LIMITS, **(nginx_settings or {})}
+        if "STRIPE_DEADLINE_SECONDS" in env:
+            settings.setdefault("STRIPE_DEADLINE_SECONDS", env["STRIPE_DEADLINE_SECONDS"])
+        nginx = Nginx(root / "nginx", [app.socket_path for app in apps], self.root / "tls", **settings)
+        try:
+            for app in apps:
+                app.start()
+            nginx.start()
+
+            def request(method, path, **kwargs):
+                kwargs.setdefault("verify", False)
+                kwargs.setdefault("timeout", 30)
+                kwargs.setdefault("allow_redirects", False)
+                return requests.request(method, nginx.url(path), **kwargs)
+
+            yield SimpleNamespace(apps=apps, nginx=nginx, url=nginx.url, request=request,
+                                  get=lambda path, **kw: request("GET", path, **kw),
+                                  post=lambda path, **kw: request("POST", path, **kw))
+        finally:
+            nginx.stop()
+            for app in apps:
+                app.stop()
 
     @contextlib.contextmanager
     def other_nginx(self, **settings):

@@ -1,0 +1,84 @@
+import Foundation
+import Stripe
+
+/// Cancels PaymentIntents that an event showed we gave up on, best effort (each with the
+/// payment's cancel key, so a repeat is harmless).
+protocol IntentCanceller {
+    func cancel(_ items: [IntentCancellation])
+}
+
+extension StripeClient: IntentCanceller {
+    /// Cancels now, on the calling thread (the CLI's sweeps and replays).
+    func cancel(_ items: [IntentCancellation]) {
+        for item in items {
+            _ = try? cancelPaymentIntent(item.intentID, reason: "abandoned", idempotencyKey: PaymentKeys.cancel(item.paymentID))
+        }
+    }
+}
+
+/// Stripe calls that a request decides on but must not wait for: cancelling an authorisation
+/// that a webhook showed we gave up on. Webhook deliveries never wait on Stripe, so they hand
+/// these to one background thread with a Stripe client of its own. Best effort, as before:
+/// the cancel key makes a repeat harmless, and an authorisation nobody captures lapses at
+/// Stripe. The queue is bounded; when it is full the oldest work is dropped and counted.
+final class StripeFollowUps: IntentCanceller, @unchecked Sendable {
+    // @unchecked: `pending` is touched only while `condition` is locked.
+    private let condition = NSCondition()
+    private var pending: [IntentCancellation] = []
+    private let capacity: Int
+    private let metrics: Metrics
+
+    /// Starts the background thread, or runs nothing when there is no Stripe configuration.
+    init(configuration: StripeConfiguration, metrics: Metrics, capacity: Int = 10_000) {
+        self.capacity = capacity
+        self.metrics = metrics
+        let thread = Thread { [self] in
+            // Without a curl handle nothing can be sent; the queue then only counts what it drops.
+            guard let stripe = try? StripeClient(configuration: configuration) else { return }
+            while true { self.perform(self.next(), with: stripe) }
+        }
+        thread.name = "stripe-follow-ups"
+        thread.start()
+    }
+
+    /// Queues cancellations; returns at once.
+    func cancel(_ items: [IntentCancellation]) {
+        guard !items.isEmpty else { return }
+        condition.lock()
+        pending.append(contentsOf: items)
+        if pending.count > capacity {
+            let dropped = pending.count - capacity
+            pending.removeFirst(dropped)
+            for _ in 0..<dropped { metrics.increment("payments_stripe_follow_ups_dropped_total") }
+        }
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func next() -> IntentCancellation {
+        condition.lock()
+        defer { condition.unlock() }
+        while pending.isEmpty { condition.wait() }
+        return pending.removeFirst()
+    }
+
+    private func perform(_ item: IntentCancellation, with stripe: StripeClient) {
+        let outcome: String
+        do {
+            _ = try stripe.cancelPaymentIntent(item.intentID, reason: "abandoned", idempotencyKey: PaymentKeys.cancel(item.paymentID))
+            outcome = "ok"
+        } catch {
+            outcome = "failed"
+        }
+        metrics.increment("payments_stripe_follow_ups_total{outcome=\"\(outcome)\"}")
+    }
+}
+
+/// The deterministic Stripe idempotency keys of a payment's calls: spelled once, since a key
+/// deduplicates at Stripe only when every caller spells it exactly alike.
+enum PaymentKeys {
+    /// Creating the payment's PaymentIntent (also how a lost create is recovered).
+    static func create(_ paymentID: String) -> String { "payment:\(paymentID.lowercased()):create" }
+    /// Cancelling the payment's PaymentIntent.
+    static func cancel(_ paymentID: String) -> String { "payment:\(paymentID.lowercased()):cancel" }
+}
