@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "PaymentsCore", dependencies: ["FastCGI", "Postgres", "Stripe", "Cryptography"]),
         .executableTarget(name: "payments", dependencies: ["PaymentsCore"]),
 
-        .testTarget(name: "PaymentsCoreTests", dependencies: ["PaymentsCore", "Postgres", "Cryptography", "Stripe"]),
+        .testTarget(name: "PaymentsCoreTests", dependencies: ["PaymentsCore", "Postgres", "Cryptography", "Stripe", "FastCGI"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -5,7 +5,6 @@ upstream, and recovery of work a killed process or a lost response left behind."
 
 import collections
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -16,7 +15,7 @@ import psycopg
 import pytest
 import requests
 
-from harness.api import make_listing, make_profile, onboarded_seller, reset_ip_limits, wait_for
+from harness.api import make_listing, make_profile, onboarded_seller, reset_ip_limits, wait_for, wait_until_ready
 from harness.assertions import assert_envelope
 from harness.paths import BINARY
 from test_webhooks_inbox import WEBHOOK, audit_operations, intent_object, new_payment
@@ -239,12 +238,7 @@ def test_postgres_restart_under_load_recovers_without_an_app_restart(stack):
         stack.stop_database()
         time.sleep(0.5)
         stack.start_database()
-        streak = {"n": 0}
-
-        def healthy():
-            streak["n"] = streak["n"] + 1 if stack.get("/api/ready").status_code == 200 else 0
-            return streak["n"] >= 30
-        wait_for(healthy, 30, what="30 ready answers in a row")
+        wait_until_ready(stack, 30)
     finally:
         stop.set()
         for thread in threads:
@@ -391,3 +385,58 @@ def test_two_processes_kill_9_one_under_webhook_load_and_every_event_applies_onc
     for payment in payments:
         assert audit_operations(db, payment["id"]).count("payment.succeeded") == 1
     assert any(name.startswith('payments_http_requests_total{instance="test/app-2"') for name in served)
+
+
+# --- what follows an unknown outcome ----------------------------------------------------------------
+
+def lose_the_create(stack, db, when="after"):
+    """A create-intent whose every attempt is dropped (`after`: the intent is made, each answer
+    lost; `before`: nothing reaches Stripe): 502, the payment left `creating`."""
+    buyer, listing, _ = buyer_and_listing(stack, db)
+    stack.stripe.inject_fault(type="drop", when=when, method="POST", path_prefix=STRIPE_CREATE, count=3)
+    try:
+        assert_envelope(create_intent(stack, buyer, listing), 502, "stripe_unavailable")
+    finally:
+        stack.stripe_control("DELETE", "/_control/faults")
+    (payment_id, status, intent), = payment_of(db, listing)
+    assert (status, intent) == ("creating", None)
+    return buyer, listing, payment_id
+
+
+def test_a_resumed_create_refused_by_stripe_keeps_the_payment_for_the_next_retry(stack, db):
+    """The first attempt made the intent (its answers lost). A retry that Stripe then refuses
+    does not prove there is no intent: the payment stays `creating` and the next retry gets
+    the first attempt's intent."""
+    buyer, listing, payment_id = lose_the_create(stack, db)
+    stack.stripe.inject_fault(type="error", status=400, method="POST", path_prefix=STRIPE_CREATE, count=1,
+                              error={"type": "invalid_request_error", "code": "parameter_invalid"})
+    assert_envelope(create_intent(stack, buyer, listing), 502, "stripe_error")
+    assert payment_of(db, listing) == [(payment_id, "creating", None)]
+    assert db.execute("SELECT status FROM listings WHERE id = %s", (listing,)).fetchone()[0] == "payment_pending"
+    third = create_intent(stack, buyer, listing)
+    assert third.status_code == 201, third.text
+    assert [i["id"] for i in fake_intents_for(stack, payment_id)] == [third.json()["payment_intent_id"]]
+
+
+def test_cancelling_a_payment_whose_create_was_lost_cancels_the_intent_stripe_made(stack, db):
+    buyer, listing, payment_id = lose_the_create(stack, db)
+    cancelled = stack.post(f"/api/payments/{payment_id}/cancel", json={}, headers=buyer["headers"])
+    assert cancelled.status_code == 200, cancelled.text
+    (_, status, intent), = payment_of(db, listing)
+    made = fake_intents_for(stack, payment_id)
+    assert status == "canceled" and [i["id"] for i in made] == [intent] and made[0]["status"] == "canceled"
+    assert db.execute("SELECT status FROM listings WHERE id = %s", (listing,)).fetchone()[0] == "active"
+
+
+def test_the_sweeper_cancels_locally_when_stripe_refuses_the_recovery(stack, db):
+    """Nothing reached Stripe, and Stripe now refuses the same call (here: a 400): no intent
+    exists under the key, so the sweeper settles the payment without one instead of retrying
+    it forever and holding the listing."""
+    _, listing, payment_id = lose_the_create(stack, db, when="before")
+    db.execute("UPDATE listings SET reserved_until = now() - interval '1 minute' WHERE id = %s", (listing,))
+    stack.stripe.inject_fault(type="error", status=400, method="POST", path_prefix=STRIPE_CREATE, count=100,
+                              error={"type": "invalid_request_error", "code": "account_invalid"})
+    sweep(stack)
+    assert payment_of(db, listing) == [(payment_id, "canceled", None)]
+    assert fake_intents_for(stack, payment_id) == []
+    assert db.execute("SELECT status FROM listings WHERE id = %s", (listing,)).fetchone()[0] == "active"

@@ -149,19 +149,19 @@ def test_refunds_queued_behind_the_payment_lock_never_over_reserve(stack, db, ad
     assert [(amount, status) for _, amount, status, _ in rows] == [(2000, "succeeded"), (2000, "succeeded")], rows
 
 
-def test_refund_stripe_failure_marks_the_refund_failed_and_frees_the_amount(stack, db):
+def test_a_refused_refund_is_failed_and_frees_the_amount(stack, db):
     case = disputed_purchase(stack, db, 5000)
     admin = admin_client(stack, db)
     try:
-        stack.stripe_control("POST", "/_control/faults", {"type": "error", "status": 500, "method": "POST",
-                                                          "path_prefix": "/v1/refunds", "count": 10})
+        stack.stripe_control("POST", "/_control/faults", {"type": "error", "status": 400, "method": "POST",
+                                                          "path_prefix": "/v1/refunds", "count": 1,
+                                                          "error": {"type": "invalid_request_error", "code": "nope"}})
         failed = admin.refund(case["dispute"], amount=2000)
     finally:
         stack.stripe_control("DELETE", "/_control/faults")
-    assert_envelope(failed, 502, "stripe_unavailable")
+    assert_envelope(failed, 502, "stripe_error")
     assert [(r["amount_cents"], r["status"]) for r in refund_rows(db, case["payment_id"])] == [(2000, "failed")]
     assert payment_row(db, case["payment_id"])["amount_refunded"] == 0
-    assert fake_object(stack, case["charge"])["amount_refunded"] == 0
     # The failed reservation does not count: the whole amount can still be refunded.
     full = admin.refund(case["dispute"], amount=5000)
     assert full.status_code == 201, full.text
@@ -169,6 +169,37 @@ def test_refund_stripe_failure_marks_the_refund_failed_and_frees_the_amount(stac
     assert executed_keys == [f"dispute:{case['dispute']}:refund:2"], executed_keys
     settle(stack)
     wait_payment(db, case["payment_id"], "refunded")
+
+
+def test_a_refund_whose_outcome_is_unknown_is_resumed_and_never_made_twice(stack, db):
+    """The refund reached Stripe but its answer was lost (every attempt): the reservation is
+    kept, another amount is refused until it is settled, and the retry of that amount resumes
+    it under the same key — one refund at Stripe, not two."""
+    case = disputed_purchase(stack, db, 5000)
+    admin = admin_client(stack, db)
+    try:
+        stack.stripe_control("POST", "/_control/faults", {"type": "drop", "when": "after", "method": "POST",
+                                                          "path_prefix": "/v1/refunds", "count": 3})
+        lost = admin.refund(case["dispute"], amount=2000)
+    finally:
+        stack.stripe_control("DELETE", "/_control/faults")
+    assert_envelope(lost, 502, "stripe_unavailable")
+    (row,) = refund_rows(db, case["payment_id"])
+    assert (row["amount_cents"], row["status"], row["outcome_unknown"]) == (2000, "creating", True)
+    assert fake_object(stack, case["charge"])["amount_refunded"] == 2000  # it did happen at Stripe
+
+    other = admin.refund(case["dispute"], amount=1000)
+    assert_envelope(other, 409, "refund_in_progress")
+    again = admin.refund(case["dispute"], amount=2000)
+    assert again.status_code == 201, again.text
+    assert [(r["amount_cents"], r["status"] in ("pending", "succeeded"), r["outcome_unknown"])
+            for r in refund_rows(db, case["payment_id"])] == [(2000, True, False)]
+    keys = {r["headers"].get("Idempotency-Key") for r in stack.stripe.received(method="POST", path_prefix="/v1/refunds")
+            if r["headers"].get("Idempotency-Key", "").startswith(f"dispute:{case['dispute']}:")}
+    assert keys == {f"dispute:{case['dispute']}:refund:1"}, keys
+    assert fake_object(stack, case["charge"])["amount_refunded"] == 2000
+    settle(stack)
+    assert payment_row(db, case["payment_id"])["amount_refunded"] == 2000
 
 
 def test_refund_rows_follow_stripe_to_their_final_status(stack, db):

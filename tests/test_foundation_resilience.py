@@ -4,6 +4,7 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from harness.api import wait_until_ready
 from harness.assertions import assert_envelope
 from harness.processes import wait_until
 
@@ -31,14 +32,7 @@ def test_database_outage_is_503_and_the_app_recovers_by_itself(stack):
     finally:
         stack.start_database()
 
-    # Every worker must get back a working connection: ask until 12 answers in a row are 200.
-    streak = {"n": 0}
-
-    def all_ready():
-        streak["n"] = streak["n"] + 1 if stack.get("/api/ready").status_code == 200 else 0
-        return streak["n"] >= 12
-
-    wait_until(all_ready, 30, what="/api/ready to answer 200 again")
+    wait_until_ready(stack, 12)
     assert stack.app.pid == pid and stack.app.is_running(), "the app was restarted"
 
 

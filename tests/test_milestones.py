@@ -9,6 +9,7 @@ The helpers at the top are shared by tests/test_disputes_{platform,admin}.py and
 tests/test_chargebacks.py."""
 
 import concurrent.futures
+import subprocess
 import random
 import uuid
 from urllib.parse import urlencode
@@ -18,6 +19,7 @@ import requests
 
 from harness.api import make_listing, make_milestones, make_profile, onboarded_seller, table_fingerprint
 from harness.assertions import assert_envelope, request_id
+from harness.paths import BINARY
 from harness.api import wait_for, SourceAddressAdapter
 
 # ------------------------------------------------------------------------------------------
@@ -580,22 +582,51 @@ def test_declined_funding_returns_to_pending_and_a_new_attempt_works(stack, db):
     assert payment_row(db, first.json()["payment_id"])["status"] == "failed"
 
 
-def test_stripe_failure_on_funding_puts_the_milestone_back_to_pending(stack, db):
+def test_stripe_failure_on_funding_keeps_it_for_the_retry_under_the_same_key(stack, db):
+    """5xx on every attempt: Stripe may hold the intent, so the funding is not failed; the
+    milestone stays `funding` for this buyer and the retry resumes the same payment."""
     job = new_job(stack, db, (6000,))
     buyer, listing, (m1,) = job["buyer"], job["listing"], job["milestones"]
     try:
         stack.stripe_control("POST", "/_control/faults", {"type": "error", "status": 500, "method": "POST",
-                                                          "path_prefix": INTENTS, "count": 10})
+                                                          "path_prefix": INTENTS, "count": 3})
         failed = fund(stack, buyer, listing, m1)
     finally:
         stack.stripe_control("DELETE", "/_control/faults")
     assert_envelope(failed, 502, "stripe_unavailable")
-    assert milestone_status(db, m1) == "pending"
-    rows = many(db, "SELECT status FROM payments WHERE milestone_id = %s", (m1,))
-    assert [r["status"] for r in rows] == ["failed"]
+    assert milestone_status(db, m1) == "funding"
+    rows = many(db, "SELECT id::text, status FROM payments WHERE milestone_id = %s", (m1,))
+    assert [r["status"] for r in rows] == ["creating"]
     again = fund(stack, buyer, listing, m1)
     assert again.status_code == 201, again.text
+    assert again.json()["payment_id"] == rows[0]["id"]
+    assert len(calls(stack, f"milestone:{m1}:fund")) == 4  # 3 refused, then the retry, one key
     assert milestone_status(db, m1) == "funding"
+
+
+def test_a_funding_whose_response_was_lost_and_never_retried_is_settled_by_the_sweeper(stack, db):
+    job = new_job(stack, db, (6500,))
+    buyer, listing, (m1,) = job["buyer"], job["listing"], job["milestones"]
+    try:
+        stack.stripe_control("POST", "/_control/faults", {"type": "drop", "when": "after", "method": "POST",
+                                                          "path_prefix": INTENTS, "count": 3})
+        lost = fund(stack, buyer, listing, m1)
+    finally:
+        stack.stripe_control("DELETE", "/_control/faults")
+    assert_envelope(lost, 502, "stripe_unavailable")
+    (payment,) = many(db, "SELECT id::text, status, stripe_payment_intent_id FROM payments WHERE milestone_id = %s", (m1,))
+    assert (payment["status"], payment["stripe_payment_intent_id"]) == ("creating", None)
+    made = [r for r in calls(stack, f"milestone:{m1}:fund") if r["status"] == 200 and not r.get("idempotent_replayed")]
+    assert len(made) == 1  # the first attempt made the intent; its answer was lost
+    db.execute("UPDATE payments SET created_at = now() - interval '11 minutes' WHERE id = %s", (payment["id"],))
+    result = subprocess.run([str(BINARY), "sweep"], env=stack.app.env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "settle_unfinished_fundings: 1" in result.stdout, result.stdout + result.stderr
+    after = one(db, "SELECT status, stripe_payment_intent_id FROM payments WHERE id = %s", (payment["id"],))
+    intent = stack.stripe_control("GET", f"/_control/objects/{after['stripe_payment_intent_id']}")["object"]
+    assert after["status"] == "canceled" and intent["status"] == "canceled"
+    assert intent["metadata"]["payment_id"] == payment["id"]
+    assert milestone_status(db, m1) == "pending"
+    assert fund(stack, buyer, listing, m1).status_code == 201
 
 
 # ------------------------------------------------------------------------------------------

@@ -132,12 +132,13 @@ public struct FastCGIServer: Sendable {
     }
 
     /// When nginx sent the request (`$msec`), if that is plausible; else when we accepted it.
-    /// (A clock that disagrees by more than a second, or a value from the future, is not trusted.)
+    /// A value from the future, or older than nginx would ever wait (60 s), is not trusted:
+    /// nginx and the app must share a clock (NTP) for the bound to be exact.
     static func sentTime(_ requestStart: String?, accepted: Date) -> Date {
         guard let requestStart, let seconds = Double(requestStart) else { return accepted }
         let sent = Date(timeIntervalSince1970: seconds)
         let age = accepted.timeIntervalSince(sent)
-        return (-1.0...300.0).contains(age) ? min(sent, accepted) : accepted
+        return (-1.0...60.0).contains(age) ? min(sent, accepted) : accepted
     }
 
     private static func shutdownSignals() -> sigset_t {

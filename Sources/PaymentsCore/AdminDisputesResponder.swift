@@ -77,7 +77,8 @@ struct AdminDisputesResponder {
         let reason = try body.string("reason", maximumLength: 500)
         guard let dispute = try load(id, on: context.database), let paymentID = dispute["payment_id"] else { throw APIError.notFound }
         let row = try Refunds(context: context, audit: AuditContext(request: request))
-            .refund(disputeID: id.uuidString.lowercased(), paymentID: paymentID, requested: amount, reason: reason)
+            .refund(disputeID: id.uuidString.lowercased(), paymentID: paymentID, requested: amount, reason: reason,
+                    requestKey: Self.requestKey(request))
         return .json(["id": JSONValue(row["id"]), "stripe_refund_id": JSONValue(row["stripe_refund_id"]),
                       "amount": .int(Int64(row.int("amount_cents") ?? 0)), "status": JSONValue(row["status"])] as [String: JSONValue],
                      status: 201)
@@ -113,7 +114,8 @@ struct AdminDisputesResponder {
                       Int64(payment.int("amount_received") ?? 0) > Int64(payment.int("amount_refunded") ?? 0) {
                 do {
                     _ = try Refunds(context: context, audit: audit).refund(disputeID: disputeID, paymentID: paymentID,
-                                                                           requested: nil, reason: note ?? "dispute resolved")
+                                                                           requested: nil, reason: note ?? "dispute resolved",
+                                                                           requestKey: Self.requestKey(request))
                 } catch let error as APIError where error.code == "nothing_to_refund" {
                     // Earlier partial refunds already returned everything: nothing left to move.
                 }
@@ -191,6 +193,12 @@ struct AdminDisputesResponder {
         }
         return .json(["id": .string(id.uuidString.lowercased()), "evidence_status": .string(status),
                       "status": .string(updated.status)] as [String: JSONValue])
+    }
+
+    /// The request's `Idempotency-Key`, scoped to its admin (keys are per profile), or nil.
+    private static func requestKey(_ request: Request) -> String? {
+        guard let identity = request.identity, let key = request.header("idempotency-key") else { return nil }
+        return "\(identity.profileID.uuidString.lowercased()):\(key)"
     }
 
     private func load(_ id: UUID, on connection: some SQLExecutor) throws -> Row? {

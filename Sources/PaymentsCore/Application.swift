@@ -64,8 +64,8 @@ public struct Application: Sendable {
             errorCode = apiError.code
             response = Self.envelope(apiError, requestID: requestID)
         }
-        // A 503 (database or lane unavailable) refused nothing: the action never ran, and an
-        // audit write would only wait on the same unavailable database.
+        // A 503 says the database or the lane was unavailable: an audit write would only wait on
+        // the same unavailable database (what did run is audited in its own transaction).
         if let errorCode, response.status != 503, let audit = matched?.audit {
             recordFailure(audit, errorCode: errorCode, request: request, context: context)
         }
@@ -125,9 +125,11 @@ public struct Application: Sendable {
         }
         let profileID = identity.profileID.uuidString.lowercased()
         let hash = IdempotencyStore.requestHash(request, route: route.pattern)
-        if case .replay(let stored) = try IdempotencyStore.begin(profileID: profileID, key: key, route: route.pattern, hash: hash,
-                                                                 lease: shared.configuration.requestLease, on: database) {
-            return stored
+        let owner: String
+        switch try IdempotencyStore.begin(profileID: profileID, key: key, route: route.pattern, hash: hash,
+                                          lease: shared.configuration.requestLease, on: database) {
+        case .replay(let stored): return stored
+        case .proceed(let claim): owner = claim
         }
         let response: Response
         do {
@@ -137,15 +139,32 @@ public struct Application: Sendable {
             // A failure the client is told to retry (rate limit, database or Stripe unavailable,
             // unexpected error) must not be replayed to that retry: release the key.
             if apiError.status >= 500 || apiError.status == 429 {
-                IdempotencyStore.release(profileID: profileID, key: key, on: database)
+                IdempotencyStore.release(profileID: profileID, key: key, owner: owner, on: database)
                 throw apiError
             }
             let envelope = Self.envelope(apiError, requestID: request.requestID)
-            try IdempotencyStore.complete(profileID: profileID, key: key, response: envelope, on: database)
+            try storeOutcome(envelope, profileID: profileID, key: key, owner: owner, database: database)
             throw apiError
         }
-        try IdempotencyStore.complete(profileID: profileID, key: key, response: response, on: database)
+        try storeOutcome(response, profileID: profileID, key: key, owner: owner, database: database)
         return response
+    }
+
+    /// Stores what the handler did under its key. The work is done, so a passing database fault
+    /// (a full pool, a lost connection) is retried a few times: a key left `in_progress` would
+    /// later be taken over, and its handler run again.
+    private func storeOutcome(_ response: Response, profileID: String, key: String, owner: String,
+                              database: Database) throws {
+        var attempt = 0
+        while true {
+            do {
+                return try IdempotencyStore.complete(profileID: profileID, key: key, owner: owner, response: response,
+                                                     on: database)
+            } catch let error as DatabaseError where error.isTransient && attempt < 3 {
+                attempt += 1
+                Thread.sleep(forTimeInterval: 0.2 * Double(attempt))
+            }
+        }
     }
 
     /// The one place an error becomes the envelope `{"error":{"code","message","request_id"}}`.

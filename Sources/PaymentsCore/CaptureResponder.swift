@@ -50,7 +50,14 @@ struct CaptureResponder {
             throw APIError(status: 409, code: "payment_not_cancellable",
                            message: "This payment can no longer be cancelled (it is \(payment["status"] ?? "unknown")).")
         }
-        if let intentID = payment["stripe_payment_intent_id"] {
+        var intentID = payment["stripe_payment_intent_id"]
+        if intentID == nil, payment["status"] == "creating" {
+            // Its create call ended without an outcome: Stripe may hold the intent, which must
+            // be cancelled too (409 while the request that creates it still runs).
+            intentID = try IntentCreation.recover(paymentID.uuidString.lowercased(), stripe: context.stripe,
+                                                  on: context.database)
+        }
+        if let intentID {
             _ = try context.stripe.cancelPaymentIntent(intentID, reason: "requested_by_customer",
                                                        idempotencyKey: PaymentKeys.cancel(paymentID.uuidString))
         }

@@ -37,10 +37,10 @@ public enum CommandLineTool {
             case "sweep":
                 let connection = Connection(connectionString: try env.required("DATABASE_URL"))
                 StripeClient.initializeGlobalState()
-                let purchases = PurchaseSweeper(connection: connection,
+                let payments = PaymentSweeper(connection: connection,
                                                 stripe: try StripeClient(configuration: try ServerConfiguration.stripeConfiguration(env)),
                                                 marketplace: try MarketplaceConfiguration(environment: env))
-                for (task, rows) in try Sweeper.runOnce(on: connection, purchases: purchases) { print("sweep: \(task): \(rows)") }
+                for (task, rows) in try Sweeper.runOnce(on: connection, payments: payments) { print("sweep: \(task): \(rows)") }
                 return 0
             case "events":
                 let connection = Connection(connectionString: try env.required("DATABASE_URL"))
@@ -148,6 +148,9 @@ public enum CommandLineTool {
                 return WorkerHandler(application: application, context: context)
             },
             onSignal: { signal in logger.info("shutting down", [("signal", .int(Int(signal)))]) })
+        if !shared.followUps.drain(timeout: .seconds(5)) {
+            logger.warning("stopped with Stripe follow-ups still queued", [])
+        }
         logger.info(finished ? "stopped" : "stopped with requests still running", [])
         return finished ? 0 : 1
     }

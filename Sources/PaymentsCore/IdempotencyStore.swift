@@ -3,8 +3,9 @@ import Postgres
 
 /// What to do with a request that carries an `Idempotency-Key`.
 enum IdempotencyDecision {
-    /// First use of the key: run the handler, then `complete`.
-    case proceed
+    /// First use of the key (or a takeover): run the handler, then `complete` or `release`
+    /// with this claim's owner name.
+    case proceed(owner: String)
     /// The key was used before with the same request: answer with the stored response.
     case replay(Response)
 }
@@ -36,7 +37,7 @@ struct IdempotencyStore {
     /// finishes or compensates the first attempt's work through the same Stripe keys.
     static func begin(profileID: String, key: String, route: String, hash: String, lease: Duration,
                       on connection: some SQLExecutor) throws -> IdempotencyDecision {
-        let owner = RequestOwner.current
+        let owner = RequestOwner.make()
         let leaseSeconds = Double(lease.components.seconds)
         let inserted = try connection.query("""
             INSERT INTO idempotency_keys (profile_id, key, route, request_hash, status, owner, lease_expires_at)
@@ -44,7 +45,7 @@ struct IdempotencyStore {
                     now() + make_interval(secs => \(leaseSeconds)))
             ON CONFLICT (profile_id, key) DO NOTHING
             """)
-        if inserted.affectedRows == 1 { return .proceed }
+        if inserted.affectedRows == 1 { return .proceed(owner: owner) }
         guard let row = try connection.query("""
             SELECT request_hash, status, response_status, response_body, owner,
                    COALESCE(lease_expires_at <= now(), created_at < now() - interval '1 hour') AS lease_over
@@ -65,26 +66,29 @@ struct IdempotencyStore {
             WHERE profile_id = \(profileID)::uuid AND key = \(key) AND status = 'in_progress'
               AND owner IS NOT DISTINCT FROM \(row["owner"])
             """).affectedRows == 1 {
-            return .proceed
+            return .proceed(owner: owner)
         }
         throw APIError(status: 409, code: "idempotency_in_progress",
                        message: "A request with this Idempotency-Key is still being processed; retry shortly.",
                        headers: [("Retry-After", "1")])
     }
 
-    /// Stores the final response for replays.
-    static func complete(profileID: String, key: String, response: Response, on connection: some SQLExecutor) throws {
+    /// Stores the final response for replays (unless another request took the key over).
+    static func complete(profileID: String, key: String, owner: String, response: Response,
+                         on connection: some SQLExecutor) throws {
         try connection.query("""
             UPDATE idempotency_keys SET status = 'completed', response_status = \(response.status),
                    response_body = \(ByteA(response.body))
-            WHERE profile_id = \(profileID)::uuid AND key = \(key)
+            WHERE profile_id = \(profileID)::uuid AND key = \(key) AND owner = \(owner)
             """)
     }
 
-    /// Releases the key after a transient failure, so the client's retry runs again.
-    static func release(profileID: String, key: String, on connection: some SQLExecutor) {
+    /// Releases the key after a transient failure, so the client's retry runs again (unless
+    /// another request took the key over: then it is that request's).
+    static func release(profileID: String, key: String, owner: String, on connection: some SQLExecutor) {
         _ = try? connection.query("""
-            DELETE FROM idempotency_keys WHERE profile_id = \(profileID)::uuid AND key = \(key) AND status = 'in_progress'
+            DELETE FROM idempotency_keys
+            WHERE profile_id = \(profileID)::uuid AND key = \(key) AND status = 'in_progress' AND owner = \(owner)
             """)
     }
 }

@@ -32,72 +32,36 @@ struct IntentsResponder {
             try reserve(listingID, for: identity, marketplace: configuration.marketplace, lease: configuration.requestLease,
                         request: request, on: connection)
         }
-        let paymentID: String
+        let attempt: IntentCreation.Attempt
         switch reservation {
         case .existing(let row): return try .json(CreatedIntent(row: row, status: nil), status: 200)
-        case .attempt(let id): paymentID = id
+        case .attempt(let claimed): attempt = claimed
         }
-        guard let payment = try PurchaseIntent.load(paymentID, on: database) else { throw APIError.internalError }
-
-        let intent: PaymentIntent
-        do {
-            intent = try PurchaseIntent.create(payment, stripe: context.stripe)
-        } catch {
-            if error.mayHaveSucceeded {
-                PurchaseIntent.releaseAttempt(paymentID, on: database)
-            } else {
-                try? database.withTransaction { connection in
-                    try PaymentRecord.abandon(paymentID, code: error.code ?? error.kind.rawValue, operation: "payment.create",
-                                              request: request, on: connection)
-                }
-            }
-            throw error
+        let paymentID = attempt.paymentID
+        let (_, intent) = try IntentCreation.callStripe(attempt, operation: "payment.create", context: context,
+                                                        request: request)
+        let returning: SQLQuery = """
+            \(sql: PaymentRecord.columns), p.client_secret, iso8601((SELECT reserved_until FROM listings
+            WHERE id = p.listing_id)) AS reserved_until
+            """
+        let stored = try IntentCreation.attach(intent, to: attempt, returning: returning, context: context, request: request,
+                                               operation: "payment.create") { row, connection in
+            try AuditLog.record(AuditEntry(operation: "payment.create", entityType: "payment", entityID: paymentID,
+                                           newValues: ["status": JSONValue(row["status"]), "payment_intent_id": .string(intent.id),
+                                                       "amount": .int(intent.amount)]), request: request, on: connection)
+            return row
         }
-
-        do {
-            let stored = try database.withTransaction { connection -> Row in
-                guard let row = try connection.query("""
-                    UPDATE payments p SET stripe_payment_intent_id = \(intent.id), client_secret = \(intent.clientSecret),
-                           status = CASE WHEN p.status = 'creating' THEN \(intent.status) ELSE p.status END,
-                           create_attempt_owner = NULL, create_attempt_expires_at = NULL
-                    WHERE id = \(paymentID)::uuid
-                    RETURNING \(sql: PaymentRecord.columns), p.client_secret, iso8601((SELECT reserved_until FROM listings
-                              WHERE id = p.listing_id)) AS reserved_until
-                    """).first else { throw APIError.internalError }
-                try AuditLog.record(AuditEntry(operation: "payment.create", entityType: "payment", entityID: paymentID,
-                                               newValues: ["status": JSONValue(row["status"]), "payment_intent_id": .string(intent.id),
-                                                           "amount": .int(intent.amount)]), request: request, on: connection)
-                return row
-            }
-            // Events that raced this create (parked) apply now, each in its own transaction.
-            WebhookInbox(connection: database, audit: AuditContext(request: request, actorRole: "stripe"))
-                .applyParked(objectID: intent.id)
-            let current = try database.query("""
-                SELECT p.status FROM payments p WHERE p.id = \(paymentID)::uuid
-                """).first?["status"]
-            return try .json(CreatedIntent(row: stored, status: current), status: 201)
-        } catch {
-            // Stripe holds an intent our database does not know: cancel it (same key on every retry).
-            // If that fails too, the payment stays `creating` and the sweeper recovers and cancels it.
-            if (try? context.stripe.cancelPaymentIntent(intent.id, reason: "abandoned",
-                                                        idempotencyKey: PaymentKeys.cancel(paymentID))) != nil {
-                try? database.withTransaction { connection in
-                    try PaymentRecord.abandon(paymentID, code: "storage_failed", operation: "payment.create", request: request,
-                                              on: connection)
-                }
-            } else {
-                PurchaseIntent.releaseAttempt(paymentID, on: database)
-            }
-            context.shared.logger.error("intent stored failed; cancelled at Stripe", [
-                ("request_id", .string(request.requestID)), ("payment_id", .string(paymentID)),
-            ])
-            throw error
-        }
+        // Events that raced this create (parked) apply now, each in its own transaction; the
+        // answer shows their effect when it can be read (the intent is stored either way).
+        WebhookInbox(connection: database, audit: AuditContext(request: request, actorRole: "stripe"))
+            .applyParked(objectID: intent.id)
+        let current = (try? database.query("SELECT p.status FROM payments p WHERE p.id = \(paymentID)::uuid"))?.first?["status"]
+        return try .json(CreatedIntent(row: stored, status: current), status: 201)
     }
 
     private enum Reservation {
         /// This request runs the payment's create attempt (a new payment, or one to resume).
-        case attempt(paymentID: String)
+        case attempt(IntentCreation.Attempt)
         /// The buyer's payment for this listing already has its intent.
         case existing(Row)
     }
@@ -129,11 +93,11 @@ struct IntentsResponder {
             }
             if existing["stripe_payment_intent_id"] != nil { return .existing(existing) }
             // An earlier attempt ended without an outcome, or its process died: take it over.
-            guard try PurchaseIntent.claimAttempt(paymentID, lease: lease, on: connection) else {
+            guard let attempt = try IntentCreation.claim(paymentID, lease: lease, on: connection) else {
                 throw APIError(status: 409, code: "payment_in_progress",
                                message: "Your payment for this listing is being created; retry shortly.", headers: [("Retry-After", "1")])
             }
-            return .attempt(paymentID: paymentID)
+            return .attempt(attempt)
         }
         guard listing["status"] == "active" else {
             throw APIError(status: 409, code: "listing_unavailable", message: "This listing is not available.")
@@ -148,15 +112,16 @@ struct IntentsResponder {
                    reserved_until = now() + make_interval(mins => \(marketplace.reservationMinutes))
             WHERE id = \(listingID)
             """)
-        guard let payment = try connection.query("""
-            INSERT INTO payments (kind, buyer_id, seller_id, listing_id, amount_cents, application_fee_cents, currency,
-                                  status, transfer_group, create_attempt_owner, create_attempt_expires_at)
-            VALUES ('purchase', \(identity.profileID), \(listing["seller_id"])::uuid, \(listingID), \(amount), \(fee),
-                    \(listing["currency"]), 'creating', \("listing:" + listingID.uuidString.lowercased()),
-                    \(RequestOwner.current), now() + make_interval(secs => \(Double(lease.components.seconds))))
-            RETURNING id
-            """).first, let paymentID = payment["id"] else { throw APIError.internalError }
-        return .attempt(paymentID: paymentID)
+        let paymentID = UUID().uuidString.lowercased()
+        let first = IntentCreation.firstAttempt(paymentID: paymentID, key: PaymentKeys.create(paymentID), lease: lease)
+        try connection.query("""
+            INSERT INTO payments (id, kind, buyer_id, seller_id, listing_id, amount_cents, application_fee_cents, currency,
+                                  status, transfer_group, \(sql: first.columns))
+            VALUES (\(paymentID)::uuid, 'purchase', \(identity.profileID), \(listing["seller_id"])::uuid, \(listingID), \(amount),
+                    \(fee), \(listing["currency"]), 'creating', \("listing:" + listingID.uuidString.lowercased()),
+                    \(sql: first.values))
+            """)
+        return .attempt(first.attempt)
     }
 
     private func show(_ request: Request, _ context: WorkerContext) throws -> Response {

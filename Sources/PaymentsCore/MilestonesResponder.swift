@@ -16,16 +16,19 @@ struct MilestonesResponder {
     }
 
     /// Starts funding one milestone: checks and the `funding` mark in one transaction (the
-    /// milestone row locked), then a platform PaymentIntent with automatic capture.
+    /// milestone row locked), then a platform PaymentIntent with automatic capture. As with
+    /// purchases (IntentsResponder), a Stripe call whose outcome is unknown keeps the payment
+    /// `creating` and the milestone `funding`: the buyer's retry resumes it under the same key,
+    /// and the sweeper settles one the buyer never retries.
     private func fund(_ request: Request, _ context: WorkerContext) throws -> Response {
         let identity = try request.requireIdentity()
         let body = try JSONBody(request)
         let listingID = try body.uuid("listing_id")
         let milestoneID = try body.uuid("milestone_id")
-        let marketplace = context.shared.configuration.marketplace
+        let configuration = context.shared.configuration
         let database = context.database
 
-        let payment = try database.withTransaction { connection -> Row in
+        let attempt = try database.withTransaction { connection -> IntentCreation.Attempt in
             guard let listing = try connection.query("""
                 SELECT l.id, l.seller_id, l.currency, l.kind, l.status, s.stripe_account_id, s.charges_enabled
                 FROM listings l JOIN profiles s ON s.id = l.seller_id WHERE l.id = \(listingID)
@@ -49,74 +52,54 @@ struct MilestonesResponder {
                 """).first != nil {
                 throw APIError(status: 409, code: "listing_unavailable", message: "Another buyer is funding this job.")
             }
+            // This buyer's earlier attempt ended without an outcome, or its process died: take it over.
+            if milestone["status"] == "funding", let unfinished = try connection.query("""
+                SELECT id FROM payments WHERE milestone_id = \(milestoneID) AND buyer_id = \(identity.profileID)
+                  AND status = 'creating' AND stripe_payment_intent_id IS NULL
+                """).first?["id"] {
+                guard let attempt = try IntentCreation.claim(unfinished, lease: configuration.requestLease, on: connection) else {
+                    throw APIError(status: 409, code: "milestone_unavailable",
+                                   message: "This milestone's funding is being created; retry shortly.",
+                                   headers: [("Retry-After", "1")])
+                }
+                return attempt
+            }
             guard milestone["status"] == "pending" else {
                 throw APIError(status: 409, code: "milestone_unavailable",
                                message: "This milestone is \(milestone["status"] ?? "unknown"), not pending.")
             }
-            guard let account = listing["stripe_account_id"], listing.bool("charges_enabled") == true else {
+            guard listing["stripe_account_id"] != nil, listing.bool("charges_enabled") == true else {
                 throw APIError(status: 409, code: "seller_not_ready", message: "The seller cannot accept payments yet.")
             }
             let amount = Int64(milestone.int("amount_cents") ?? 0)
             try connection.query("UPDATE milestones SET status = 'funding' WHERE id = \(milestoneID)")
-            guard let row = try connection.query("""
-                INSERT INTO payments (kind, buyer_id, seller_id, listing_id, milestone_id, amount_cents, application_fee_cents,
-                                      currency, status, transfer_group)
-                VALUES ('milestone', \(identity.profileID), \(listing["seller_id"])::uuid, \(listingID), \(milestoneID), \(amount),
-                        \(marketplace.fee(for: amount)), \(listing["currency"]), 'creating',
-                        \("listing:" + listingID.uuidString.lowercased()))
-                RETURNING id, amount_cents, application_fee_cents, currency, transfer_group, buyer_id, seller_id,
-                          (SELECT count(*) + 1 FROM payments WHERE milestone_id = \(milestoneID)) AS attempt, \(account) AS destination
-                """).first else { throw APIError.internalError }
-            return row
+            let attempt = try connection.query("SELECT count(*) + 1 AS n FROM payments WHERE milestone_id = \(milestoneID)")
+                .first?.int("n") ?? 1
+            // The first funding uses the documented key; a new attempt after a failed one gets its own.
+            let slug = milestoneID.uuidString.lowercased()
+            let key = attempt <= 1 ? "milestone:\(slug):fund" : "milestone:\(slug):fund:\(attempt)"
+            let paymentID = UUID().uuidString.lowercased()
+            let first = IntentCreation.firstAttempt(paymentID: paymentID, key: key, lease: configuration.requestLease)
+            try connection.query("""
+                INSERT INTO payments (id, kind, buyer_id, seller_id, listing_id, milestone_id, amount_cents, application_fee_cents,
+                                      currency, status, transfer_group, \(sql: first.columns))
+                VALUES (\(paymentID)::uuid, 'milestone', \(identity.profileID), \(listing["seller_id"])::uuid, \(listingID),
+                        \(milestoneID), \(amount), \(configuration.marketplace.fee(for: amount)), \(listing["currency"]), 'creating',
+                        \("listing:" + listingID.uuidString.lowercased()), \(sql: first.values))
+                """)
+            return first.attempt
         }
-        let paymentID = payment["id"] ?? ""
+        let paymentID = attempt.paymentID
         let milestone = milestoneID.uuidString.lowercased()
-        let attempt = payment.int("attempt") ?? 1
-        // The first funding uses the documented key; a new attempt after a failed one gets its own.
-        let key = attempt <= 1 ? "milestone:\(milestone):fund" : "milestone:\(milestone):fund:\(attempt)"
-
-        let intent: PaymentIntent
-        do {
-            intent = try context.stripe.createPaymentIntent([
-                ("amount", .integer(Int64(payment.int("amount_cents") ?? 0))),
-                ("currency", .string(payment["currency"] ?? "")),
-                ("capture_method", "automatic"),
-                ("payment_method_types", ["card"]),
-                ("transfer_group", .string(payment["transfer_group"] ?? "")),
-                ("metadata", .object([
-                    ("payment_id", .string(paymentID)), ("milestone_id", .string(milestone)),
-                    ("listing_id", .string(listingID.uuidString.lowercased())),
-                    ("buyer_id", .string(payment["buyer_id"] ?? "")), ("seller_id", .string(payment["seller_id"] ?? "")),
-                ])),
-            ], idempotencyKey: key)
-        } catch {
-            try? database.withTransaction { connection in
-                try PaymentRecord.abandon(paymentID, code: error.code ?? error.kind.rawValue, operation: "milestone.fund",
-                                          request: request, on: connection)
-            }
-            throw error
-        }
-
-        do {
-            try database.withTransaction { connection in
-                try connection.query("""
-                    UPDATE payments p SET stripe_payment_intent_id = \(intent.id), client_secret = \(intent.clientSecret),
-                           status = CASE WHEN p.status = 'creating' THEN \(intent.status) ELSE p.status END
-                    WHERE id = \(paymentID)::uuid
-                    """)
-                try AuditLog.record(AuditEntry(operation: "milestone.fund", entityType: "milestone", entityID: milestone,
-                                               oldValues: ["status": "pending"],
-                                               newValues: ["status": "funding", "payment_id": .string(paymentID),
-                                                           "payment_intent_id": .string(intent.id)]),
-                                    request: request, on: connection)
-            }
-        } catch {
-            _ = try? context.stripe.cancelPaymentIntent(intent.id, reason: "abandoned", idempotencyKey: PaymentKeys.cancel(paymentID))
-            try? database.withTransaction { connection in
-                try PaymentRecord.abandon(paymentID, code: "storage_failed", operation: "milestone.fund", request: request,
-                                          on: connection)
-            }
-            throw error
+        let (payment, intent) = try IntentCreation.callStripe(attempt, operation: "milestone.fund", context: context,
+                                                              request: request)
+        try IntentCreation.attach(intent, to: attempt, returning: "p.id", context: context, request: request,
+                                  operation: "milestone.fund") { _, connection in
+            try AuditLog.record(AuditEntry(operation: "milestone.fund", entityType: "milestone", entityID: milestone,
+                                           oldValues: ["status": "pending"],
+                                           newValues: ["status": "funding", "payment_id": .string(paymentID),
+                                                       "payment_intent_id": .string(intent.id)]),
+                                request: request, on: connection)
         }
         WebhookInbox(connection: database, audit: AuditContext(request: request, actorRole: "stripe")).applyParked(objectID: intent.id)
         struct Funding: Encodable {

@@ -10,13 +10,22 @@ struct Refunds {
     let audit: AuditContext
 
     /// Refunds `requested` (or everything not yet refunded) of the dispute's payment; returns the refund row.
-    func refund(disputeID: String, paymentID: String, requested: Int64?, reason: String?) throws -> Row {
+    /// `requestKey` names the request (its profile and `Idempotency-Key`), when it has one.
+    ///
+    /// A refund whose Stripe call ended without an outcome (a lost response, a 5xx, a timeout)
+    /// is kept, its amount still reserved, and resumed under the same keys by the next refund
+    /// of the same amount on the dispute (another amount gets `409 refund_in_progress` until it
+    /// is settled), or by a retry under the same `Idempotency-Key`: so a retry never refunds twice.
+    func refund(disputeID: String, paymentID: String, requested: Int64?, reason: String?, requestKey: String?) throws -> Row {
         let database = context.database
         let reservation = try database.withTransaction { connection -> Row in
             // Lock first, then read: a statement that waited for the lock would still see the
             // refunds as they were before it waited (READ COMMITTED takes its snapshot at start).
             guard try connection.query("SELECT 1 FROM payments WHERE id = \(paymentID)::uuid FOR UPDATE").first != nil else {
                 throw APIError.notFound
+            }
+            if let resumed = try resumable(disputeID: disputeID, requested: requested, requestKey: requestKey, on: connection) {
+                return resumed
             }
             guard let payment = try connection.query("""
                 SELECT status, amount_received, amount_refunded, currency,
@@ -37,17 +46,22 @@ struct Refunds {
                                message: "At most \(remainder) can still be refunded on this payment.")
             }
             guard let row = try connection.query("""
-                INSERT INTO refunds (payment_id, dispute_id, sequence, amount_cents, currency, reason, status, created_by)
+                INSERT INTO refunds (payment_id, dispute_id, sequence, amount_cents, currency, reason, status, created_by,
+                                     dispute_attempt, request_key)
                 VALUES (\(paymentID)::uuid, \(disputeID)::uuid,
                         (SELECT COALESCE(max(sequence), 0) + 1 FROM refunds WHERE payment_id = \(paymentID)::uuid),
-                        \(amount), \(payment["currency"]), \(reason), 'creating', \(audit.actorProfileID))
-                RETURNING id::text AS id, amount_cents,
-                          (SELECT count(*) + 1 FROM refunds WHERE dispute_id = \(disputeID)::uuid) AS number,
+                        \(amount), \(payment["currency"]), \(reason), 'creating', \(audit.actorProfileID),
+                        (SELECT count(*) + 1 FROM refunds WHERE dispute_id = \(disputeID)::uuid), \(requestKey))
+                RETURNING id::text AS id, amount_cents, dispute_attempt AS number, stripe_refund_id,
                           \(payment["amount_refunded"])::bigint AS refunded_before
                 """).first else { throw APIError.internalError }
             return row
         }
         let refundID = reservation["id"] ?? ""
+        if reservation["stripe_refund_id"] != nil {
+            // This request's own refund, finished before its answer was stored: answer it again.
+            return try settledRow(refundID, on: database)
+        }
         let amount = Int64(reservation.int("amount_cents") ?? 0)
         let number = reservation.int("number") ?? 1
         let refundedBefore: JSONValue = .int(Int64(reservation.int("refunded_before") ?? 0))
@@ -60,11 +74,16 @@ struct Refunds {
                                                      idempotencyKey: "dispute:\(disputeID):refund:\(number)")
         } catch {
             let code = (error as? StripeError)?.code ?? (error as? APIError)?.code ?? "stripe_error"
+            let unknown = (error as? StripeError)?.mayHaveSucceeded ?? false
             try? database.withTransaction { connection in
-                try connection.query("UPDATE refunds SET status = 'failed', failure_reason = \(code) WHERE id = \(refundID)::uuid")
+                // Refused: the reservation is freed. Outcome unknown: it stays, to be resumed.
+                try connection.query(unknown
+                    ? "UPDATE refunds SET outcome_unknown = true, failure_reason = \(code) WHERE id = \(refundID)::uuid"
+                    : "UPDATE refunds SET status = 'failed', failure_reason = \(code) WHERE id = \(refundID)::uuid")
                 try AuditLog.record(AuditEntry(operation: "dispute.refund", entityType: "dispute", entityID: disputeID,
                                                oldValues: ["amount_refunded": refundedBefore],
-                                               newValues: ["refund_id": .string(refundID), "amount": .int(amount)],
+                                               newValues: ["refund_id": .string(refundID), "amount": .int(amount),
+                                                           "outcome_unknown": .bool(unknown)],
                                                success: false, errorCode: code), context: audit, on: connection)
             }
             throw error
@@ -98,6 +117,47 @@ struct Refunds {
         }
     }
 
+    /// A refund to resume instead of making a new one, claimed in the caller's transaction:
+    /// this request's own (same `Idempotency-Key`), or one whose outcome is unknown. Throws
+    /// `409 refund_in_progress` when an unknown one is of another amount.
+    private func resumable(disputeID: String, requested: Int64?, requestKey: String?,
+                           on connection: Connection) throws -> Row? {
+        let columns: SQLQuery = """
+            id::text AS id, amount_cents, dispute_attempt AS number, stripe_refund_id,
+            (SELECT amount_refunded FROM payments WHERE id = payment_id) AS refunded_before
+            """
+        if let requestKey, let own = try connection.query("""
+            UPDATE refunds SET outcome_unknown = false
+            WHERE dispute_id = \(disputeID)::uuid AND request_key = \(requestKey) AND dispute_attempt IS NOT NULL
+              AND status <> 'failed'
+            RETURNING \(sql: columns)
+            """).first {
+            return own
+        }
+        guard let unknown = try connection.query("""
+            SELECT id, amount_cents FROM refunds
+            WHERE dispute_id = \(disputeID)::uuid AND status = 'creating' AND outcome_unknown AND dispute_attempt IS NOT NULL
+            ORDER BY created_at LIMIT 1
+            """).first, let id = unknown["id"] else { return nil }
+        let amount = Int64(unknown.int("amount_cents") ?? 0)
+        guard requested == nil || requested == amount else {
+            throw APIError(status: 409, code: "refund_in_progress",
+                           message: "A refund of \(amount) on this dispute is still being settled with Stripe; retry that amount first.",
+                           headers: [("Retry-After", "5")])
+        }
+        return try connection.query("""
+            UPDATE refunds SET outcome_unknown = false WHERE id = \(id)::uuid RETURNING \(sql: columns)
+            """).first
+    }
+
+    /// A refund row as `refund` returns it.
+    private func settledRow(_ refundID: String, on database: some SQLExecutor) throws -> Row {
+        guard let row = try database.query("""
+            SELECT id::text AS id, stripe_refund_id, amount_cents, status, sequence FROM refunds WHERE id = \(refundID)::uuid
+            """).first else { throw APIError.internalError }
+        return row
+    }
+
     /// Destination charges take the seller's share back with the refund; a platform charge
     /// (milestone) is refunded from the platform alone.
     private func parameters(paymentID: String, amount: Int64, disputeID: String, refundID: String) throws -> [(String, StripeParameter)] {
@@ -124,7 +184,16 @@ struct Refunds {
             """).first, let transferID = transfer["stripe_transfer_id"] else { return }
         let reversal = min(amount, Int64(transfer.int("left_over") ?? 0))
         guard reversal > 0 else { return }
-        _ = try context.stripe.reverseTransfer(transferID, amount: reversal, idempotencyKey: key)
+        switch Result(catching: { () throws(StripeError) in
+            try context.stripe.reverseTransfer(transferID, amount: reversal, idempotencyKey: key)
+        }) {
+        case .success: break
+        case .failure(let error) where error.kind == .idempotency:
+            // A resumed refund whose reversal already went through (and was recorded, so what
+            // is left of the transfer, and with it the amount, changed): the key was used.
+            return
+        case .failure(let error): throw error
+        }
         try context.database.query("""
             UPDATE transfers SET amount_reversed = LEAST(amount_cents, amount_reversed + \(reversal)),
                    status = CASE WHEN amount_reversed + \(reversal) >= amount_cents THEN 'reversed' ELSE 'partially_reversed' END

@@ -25,6 +25,7 @@ final class StripeFollowUps: IntentCanceller, @unchecked Sendable {
     // @unchecked: `pending` is touched only while `condition` is locked.
     private let condition = NSCondition()
     private var pending: [IntentCancellation] = []
+    private var sending = false
     private let capacity: Int
     private let metrics: Metrics
 
@@ -51,14 +52,29 @@ final class StripeFollowUps: IntentCanceller, @unchecked Sendable {
             pending.removeFirst(dropped)
             for _ in 0..<dropped { metrics.increment("payments_stripe_follow_ups_dropped_total") }
         }
-        condition.signal()
+        condition.broadcast()
         condition.unlock()
+    }
+
+    /// Waits (at most `timeout`) until the queue is empty and nothing is being sent: on
+    /// shutdown, so that a stopping process does not drop the cancellations it took on.
+    func drain(timeout: Duration) -> Bool {
+        let deadline = Date().addingTimeInterval(Double(timeout.components.seconds))
+        condition.lock()
+        defer { condition.unlock() }
+        while !pending.isEmpty || sending {
+            guard condition.wait(until: deadline) else { return false }
+        }
+        return true
     }
 
     private func next() -> IntentCancellation {
         condition.lock()
         defer { condition.unlock() }
+        sending = false
+        condition.broadcast()
         while pending.isEmpty { condition.wait() }
+        sending = true
         return pending.removeFirst()
     }
 

@@ -18,11 +18,12 @@ struct Sweeper {
     ]
 
     /// Runs every task once; returns the rows each one touched.
-    static func runOnce(on connection: some SQLExecutor, purchases: PurchaseSweeper) throws -> [(String, Int)] {
+    static func runOnce(on connection: some SQLExecutor, payments: PaymentSweeper) throws -> [(String, Int)] {
         var results = try tasks.map { task in (task.name, try connection.query(task.query).affectedRows) }
-        results.append(("expire_reservations", try purchases.expireReservations()))
-        results.append(("cancel_lapsing_authorizations", try purchases.cancelLapsingAuthorizations()))
-        results.append(("retry_webhook_events", try retryEvents(on: connection, stripe: purchases.stripe)))
+        results.append(("expire_reservations", try payments.expireReservations()))
+        results.append(("cancel_lapsing_authorizations", try payments.cancelLapsingAuthorizations()))
+        results.append(("settle_unfinished_fundings", try payments.settleUnfinishedFundings()))
+        results.append(("retry_webhook_events", try retryEvents(on: connection, stripe: payments.stripe)))
         return results
     }
 

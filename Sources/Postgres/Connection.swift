@@ -21,6 +21,10 @@ public final class Connection {
         settings = [
             ("application_name", applicationName),
             ("connect_timeout", String(connectTimeoutSeconds)),
+            // Over TCP, a server that vanished (failover, a lost host) must fail the call, not
+            // hang it: keepalives notice an idle peer is gone, tcp_user_timeout unacknowledged data.
+            ("keepalives", "1"), ("keepalives_idle", "30"), ("keepalives_interval", "10"), ("keepalives_count", "3"),
+            ("tcp_user_timeout", "30000"),
             ("options", "-c statement_timeout=\(timeout) -c client_min_messages=warning"),
         ]
     }

@@ -134,3 +134,14 @@ def reset_ip_limits(db, ip: str = "127.0.0.1"):
     session: a test that is not about the limiter starts from an empty window, and one that
     fills a window empties it again afterwards, so the next file is not refused."""
     db.execute("DELETE FROM rate_limits WHERE key = ANY(%s)", ([f"{p}:{ip}" for p in IP_KEYED_POLICY_PREFIXES],))
+
+
+def wait_until_ready(stack, streak: int, timeout: float = 30.0):
+    """Waits until `/api/ready` answers 200 `streak` times in a row: after a database outage,
+    every pooled connection must have been replaced, not just the first one."""
+    run = {"n": 0}
+
+    def ready():
+        run["n"] = run["n"] + 1 if stack.get("/api/ready").status_code == 200 else 0
+        return run["n"] >= streak
+    wait_for(ready, timeout, what=f"{streak} ready answers in a row")

@@ -2,11 +2,11 @@ import Foundation
 import Postgres
 import Stripe
 
-/// The purchase family's sweeps: unpaid reservations that ran out, and authorisations about
-/// to lapse. Safe to run from several hosts at once: the Stripe call carries the payment's
+/// The payment sweeps: unpaid reservations that ran out, authorisations about to lapse, and
+/// milestone fundings whose create call ended without an outcome and were never resumed. Safe to run from several hosts at once: the Stripe call carries the payment's
 /// cancel key (`payment:{id}:cancel`), and only the sweeper whose guarded update changes the
 /// row writes the audit row and the notifications.
-struct PurchaseSweeper {
+struct PaymentSweeper {
     let connection: any SQLExecutor
     let stripe: StripeClient
     let marketplace: MarketplaceConfiguration
@@ -20,45 +20,8 @@ struct PurchaseSweeper {
               AND p.status IN ('creating', 'requires_payment_method', 'requires_confirmation', 'requires_action')
             ORDER BY l.reserved_until LIMIT 100
             """).rows
-        var cancelled = 0
-        // A payment Stripe cannot cancel right now stays due for the next run; the others go on.
-        for payment in due {
-            guard let intentID = try? recoveredIntent(payment) else { continue }
-            if (try? cancel(payment, intentID: intentID, operation: "payment.reservation_expired",
-                            notification: "reservation_expired")) == true {
-                cancelled += 1
-            }
-        }
-        return cancelled
+        return cancelEach(due, operation: "payment.reservation_expired", notification: "reservation_expired")
     }
-
-    /// The payment's intent id. A payment still `creating` without one had a create attempt
-    /// whose outcome is unknown (or never started): unless that attempt is still running,
-    /// the same call with the same key returns the intent Stripe holds (or makes it), which is
-    /// then attached and cancelled like any other. Throws while Stripe cannot be reached, and
-    /// when a live request still owns the attempt; the payment then stays due.
-    private func recoveredIntent(_ payment: Row) throws -> String? {
-        if let intentID = payment["stripe_payment_intent_id"] { return intentID }
-        guard let id = payment["id"], payment["status"] == "creating" else { return nil }
-        guard try PurchaseIntent.claimAttempt(id, lease: .seconds(60), on: connection),
-              let row = try PurchaseIntent.load(id, on: connection) else { throw SweepSkipped() }
-        let intent: PaymentIntent
-        do {
-            intent = try PurchaseIntent.create(row, stripe: stripe)
-        } catch {
-            PurchaseIntent.releaseAttempt(id, on: connection)
-            throw error
-        }
-        try connection.query("""
-            UPDATE payments SET stripe_payment_intent_id = \(intent.id), create_attempt_owner = NULL,
-                   create_attempt_expires_at = NULL
-            WHERE id = \(id)::uuid AND stripe_payment_intent_id IS NULL
-            """)
-        return intent.id
-    }
-
-    /// A due payment left for the next run.
-    private struct SweepSkipped: Error {}
 
     /// Cancels authorisations within `CAPTURE_MARGIN_HOURS` of `capture_before` (they would
     /// lapse at Stripe anyway); buyer and seller are told.
@@ -76,6 +39,41 @@ struct PurchaseSweeper {
             cancelled += 1
         }
         return cancelled
+    }
+
+    /// Milestone fundings still `creating` `RESERVATION_MINUTES` after they began (their create
+    /// call ended without an outcome, or its process died, and the buyer did not retry): the
+    /// intent Stripe may hold is recovered under the same key, attached and cancelled, and the
+    /// milestone can be funded again. Returns how many.
+    func settleUnfinishedFundings() throws -> Int {
+        let due = try connection.query("""
+            SELECT id, stripe_payment_intent_id, status FROM payments
+            WHERE kind = 'milestone' AND status = 'creating' AND stripe_payment_intent_id IS NULL
+              AND created_at < now() - make_interval(mins => \(marketplace.reservationMinutes))
+            ORDER BY created_at LIMIT 100
+            """).rows
+        return cancelEach(due, operation: "milestone.funding_abandoned", notification: "funding_abandoned")
+    }
+
+    /// Cancels each due payment (recovering its intent first when it has none); returns how
+    /// many this run changed. One that cannot be settled now stays due for the next run; the
+    /// others go on.
+    private func cancelEach(_ due: [Row], operation: String, notification: String) -> Int {
+        due.filter { payment in
+            guard let intentID = try? recoveredIntent(payment) else { return false }
+            return (try? cancel(payment, intentID: intentID, operation: operation, notification: notification)) == true
+        }.count
+    }
+
+    /// The payment's intent id, or `.some(nil)` when there is none at Stripe. A payment still
+    /// `creating` without one had a create attempt whose outcome is unknown (or that never
+    /// reached Stripe): unless a live request still holds it, the same call with the same key
+    /// returns the intent Stripe made, which is then attached and cancelled like any other.
+    /// Throws (the payment stays due) while Stripe cannot say or a live request holds it.
+    private func recoveredIntent(_ payment: Row) throws -> String?? {
+        if let intentID = payment["stripe_payment_intent_id"] { return intentID }
+        guard let id = payment["id"], payment["status"] == "creating" else { return .some(nil) }
+        return .some(try IntentCreation.recover(id, stripe: stripe, on: connection))
     }
 
     /// Cancels locally first — guarded, audited, both parties told — then at Stripe, so the
