@@ -2,7 +2,11 @@
 # bench.sh: start a separate, fresh stack (RUN_DIR .run/bench, ports 9443/9080) whose nginx
 # rate limits never bind, measure it with bench/measure.py, then the webhook inbox with
 # bench/webhooks.py (pgbench ceiling vs signed events through nginx), then the purchase family
-# with bench/purchases.py (create-intent against the fake Stripe, GET a payment), and stop it.
+# with bench/purchases.py (create-intent against the fake Stripe, GET a payment), then the
+# slow-Stripe scenario with bench/slow_stripe.py (the fake at 400 ms per intent: create-intent
+# against the fake alone, health and webhook latency meanwhile, the app's PostgreSQL
+# connections), and stop it. The app runs with its default settings (WORKERS, STRIPE_WORKERS,
+# DATABASE_POOL_SIZE, …; any of them set in the environment overrides it, through run.sh).
 # Exits 1 if any measurement misses its acceptance check (all of them always run).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -13,11 +17,8 @@ export API_RATE=100000r/s API_BURST=100000   # limit_req stays in the path, but 
 export WEBHOOK_RATE=100000r/s WEBHOOK_BURST=100000
 export STRIPE_FAKE_PORT=${BENCH_STRIPE_PORT:-12112}  # beside a `make run` stack's fake
 export STRIPE_FAKE_STATE_FILE=""  # the fake would rewrite its whole state file on every call
-# Webhook deliveries wait on PostgreSQL's commit (fsync), not on CPU: more workers means more
-# transactions in flight, whose commits PostgreSQL groups (PLATFORM-NOTES). 16 workers hold 16
-# connections; WORKERS=… overrides.
-export WORKERS=${WORKERS:-16}
-# The purchase benchmark sends every create-intent as one buyer from one address.
+# The purchase benchmarks send many create-intents per buyer from one address: the app's
+# per-buyer and per-address intent limits are switched off (nginx's limit_req stays, see above).
 export RATE_LIMITS=intent=100000000/60,intent-ip=100000000/60
 "$REPO/scripts/stop.sh"              # a stack left over from an interrupted run
 rm -rf "$RUN_DIR"                     # nothing in it is worth keeping: start clean
@@ -27,4 +28,5 @@ status=0
 python3 "$REPO/bench/measure.py" "https://127.0.0.1:$HTTPS_PORT" || status=1
 PG_BIN=$PG_BIN python3 "$REPO/bench/webhooks.py" "https://127.0.0.1:$HTTPS_PORT" "$RUN_DIR" || status=1
 PG_BIN=$PG_BIN python3 "$REPO/bench/purchases.py" "https://127.0.0.1:$HTTPS_PORT" "$RUN_DIR" || status=1
+PG_BIN=$PG_BIN python3 "$REPO/bench/slow_stripe.py" "https://127.0.0.1:$HTTPS_PORT" "$RUN_DIR" || status=1
 exit $status
