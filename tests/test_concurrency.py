@@ -173,6 +173,21 @@ def test_health_and_webhooks_stay_fast_while_every_stripe_worker_waits_on_stripe
     assert [r.status_code for r in results] == [201, 201], [r.text for r in results]
 
 
+def test_a_request_that_waited_too_long_in_the_core_lanes_backlog_is_answered_server_busy(stack):
+    """One core worker, held 1.5 s: a request queued behind it in the socket's backlog is not
+    served late once the worker frees up, but answered 503 server_busy at once."""
+    with stack.other_apps(WORKERS=1, LANE_QUEUE_TIMEOUT_MS=300) as other, ThreadPoolExecutor(1) as pool:
+        holder = pool.submit(other.get, "/api/_diag/sleep?ms=1500")
+        time.sleep(0.3)
+        started = time.monotonic()
+        late = other.get("/api/ready")
+        waited = time.monotonic() - started
+        assert holder.result(timeout=10).status_code == 200
+        assert other.get("/api/ready").status_code == 200  # a fresh request is served again
+    assert_envelope(late, 503, "server_busy")
+    assert waited < 2.0, waited
+
+
 # --- the pool ---------------------------------------------------------------------------------------
 
 def test_pool_exhaustion_answers_503_database_busy_and_writes_nothing(stack, db):

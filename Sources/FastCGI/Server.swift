@@ -21,8 +21,10 @@ public protocol RequestHandler {
 ///
 /// `workers` requests run at once. Up to `queueCapacity` more are accepted and wait for a free
 /// worker, each at most `queueTimeout` counted from when nginx sent it (`REQUEST_START`);
-/// then it gets `respondBusy`. Past that, connections wait in the socket's listen backlog and
-/// are answered as soon as a thread accepts them: late ones get `respondBusy` at once.
+/// then it gets `respondBusy`. Past that, connections wait in the socket's listen backlog (a
+/// FIFO) and are answered as soon as a thread accepts them: late ones get `respondBusy` at once.
+/// A lane whose workers never wait on anything slow needs no queue threads: its backlog is
+/// fairer (a semaphore lets a returning worker overtake the threads already waiting).
 public struct Lane: Sendable {
     /// A short name for logs and metrics (`core`, `stripe`).
     public let name: String
@@ -119,8 +121,9 @@ public struct FastCGIServer: Sendable {
             let sent = Self.sentTime(parameters["REQUEST_START"], accepted: accepted)
             let giveUp = sent.addingTimeInterval(Double(lane.queueTimeout.components.seconds)
                                                  + Double(lane.queueTimeout.components.attoseconds) / 1e18)
-            let remaining = max(0, giveUp.timeIntervalSinceNow)
-            if slots.wait(timeout: .now() + remaining) == .success {
+            // A request that already waited its time in the socket's backlog is not served late.
+            let remaining = giveUp.timeIntervalSinceNow
+            if remaining > 0, slots.wait(timeout: .now() + remaining) == .success {
                 exchange.write(handler.respond(to: request))
                 slots.signal()
             } else {

@@ -125,7 +125,8 @@ public enum CommandLineTool {
         let lanes = [
             Lane(name: LaneKind.core.rawValue,
                  listener: try Listener(address: configuration.socketAddress, mode: configuration.socketMode),
-                 workers: configuration.workers, queueCapacity: configuration.workers, queueTimeout: queueTimeout),
+                 // Core workers wait only on PostgreSQL: the backlog is their queue (see `Lane`).
+                 workers: configuration.workers, queueCapacity: 0, queueTimeout: queueTimeout),
             Lane(name: LaneKind.stripe.rawValue,
                  listener: try Listener(address: configuration.stripeSocketAddress, mode: configuration.socketMode),
                  workers: configuration.stripeWorkers, queueCapacity: configuration.stripeWorkers, queueTimeout: queueTimeout),
