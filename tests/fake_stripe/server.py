@@ -185,6 +185,13 @@ def _as_list(v: Union[None, str, Sequence[str]]) -> List[str]:
     return [s for s in v if s]
 
 
+class _Server(ThreadingHTTPServer):
+    """Python's default listen queue holds 5 connections; the app opens a fresh connection for
+    every Stripe call, up to STRIPE_WORKERS at once, and dropped connects come back only after
+    TCP's 1 s / 3 s retransmits. Real Stripe never refuses a connection like that."""
+    request_queue_size = 256
+
+
 class FakeStripe:
     """A stateful, in-memory fake of the parts of Stripe the marketplace uses.
 
@@ -253,7 +260,7 @@ class FakeStripe:
         class _Handler(RequestHandler):
             server_fake = fake
 
-        httpd = ThreadingHTTPServer((self.host, self.port), _Handler)
+        httpd = _Server((self.host, self.port), _Handler)
         httpd.daemon_threads = True
         if self.tls_cert:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
