@@ -63,17 +63,12 @@ public final class Connection {
         PQclear(PQexec(handle, "ROLLBACK"))
     }
 
-    /// True when the connection was opened and has since broken (the server went away); the pool
-    /// closes such connections instead of lending them again.
+    /// True when the connection was opened and has since broken (the server went away), or is
+    /// still inside a transaction that could not be rolled back; the pool closes such
+    /// connections instead of lending them again.
     public var isBroken: Bool {
         guard let handle else { return false }
         return PQstatus(handle) != CONNECTION_OK || PQtransactionStatus(handle) != PQTRANS_IDLE
-    }
-
-    /// True when the connection is open and idle (not inside a transaction).
-    public var isIdle: Bool {
-        guard let handle else { return false }
-        return PQstatus(handle) == CONNECTION_OK && PQtransactionStatus(handle) == PQTRANS_IDLE
     }
 
     private func connected() throws(DatabaseError) -> OpaquePointer {

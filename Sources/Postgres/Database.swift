@@ -51,7 +51,4 @@ public final class Database: SQLExecutor {
     public func withTransaction<T>(_ body: (Connection) throws -> T) throws -> T {
         try withConnection { try $0.withTransaction(body) }
     }
-
-    /// True while this thread holds a connection (a borrow is in progress).
-    public var isHoldingConnection: Bool { lent != nil }
 }
