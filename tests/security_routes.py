@@ -92,7 +92,7 @@ ROUTES: list[SecuredRoute] = [
     # capture (CaptureResponder). The matrix's payment has already succeeded, so the owner's
     # control request reaches the handler and gets its 409 without touching Stripe.
     SecuredRoute("POST", "/api/payments/capture", auth="token", roles=frozenset({"buyer", "admin"}),
-                 caller_role="buyer", body={"payment_id": "{id}", "amount_to_capture": 100},
+                 caller_role="buyer", body={"payment_id": "{id}"},
                  state_changing=True, resource="payment", owner_only=True, audit="payment.capture",
                  rate_limits=("capture",), ok_status=409, ok_code="payment_not_capturable"),
     SecuredRoute("POST", "/api/payments/{id}/cancel", auth="token", roles=frozenset({"buyer", "admin"}),

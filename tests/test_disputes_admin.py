@@ -275,7 +275,8 @@ def test_admin_routes_auth_matrix(stack, db):
         (admin.post(f"/api/admin/disputes/{dispute}/resolve", json={"outcome": "refund_everyone"}), "outcome"),
         (admin.post(f"/api/admin/disputes/{dispute}/resolve", json={}), "outcome"),
         (admin.post(f"/api/admin/disputes/{dispute}/evidence", json={"evidence": "text", "submit": False}), "evidence"),
-        (admin.post(f"/api/admin/disputes/{dispute}/evidence", json={"evidence": {"x": "y"}, "submit": "yes"}), "submit"),
+        (admin.post(f"/api/admin/disputes/{dispute}/evidence", json={"evidence": {"product_description": "y"}, "submit": "yes"}), "submit"),
+        (admin.post(f"/api/admin/disputes/{dispute}/evidence", json={"evidence": {"x": "y"}}), "evidence.x"),
         (admin.get("/api/admin/disputes?kind=other"), "kind"),
         (admin.get("/api/admin/disputes?status=open;drop"), "status"),
     ]

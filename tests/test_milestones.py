@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import pytest
 import requests
 
-from harness.api import make_listing, make_milestones, make_profile, onboarded_seller, table_fingerprint
+from harness.api import make_listing, make_milestones, make_profile, onboarded_seller, stripe_calls, table_fingerprint
 from harness.assertions import assert_envelope, request_id
 from harness.paths import BINARY
 from harness.api import wait_for, SourceAddressAdapter
@@ -99,9 +99,9 @@ def fake_object(stack, object_id):
     return stack.stripe_control("GET", f"/_control/objects/{object_id}")["object"]
 
 
-def calls(stack, key, path_prefix=None, method="POST"):
-    """What the fake received with this Idempotency-Key."""
-    return stack.stripe.received(method=method, path_prefix=path_prefix, idempotency_key=key)
+def calls(stack, key, path_prefix=None, method="POST", family=False):
+    """What the fake received under this key (or, with `family`, one that extends it: see stripe_calls)."""
+    return stripe_calls(stack, key, path_prefix=path_prefix, method=method, family=family)
 
 
 def executed(requests_):

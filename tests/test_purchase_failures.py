@@ -156,7 +156,8 @@ def test_capture_above_authorised_amount_is_refused(stack, db):
     seller, buyer, listing, body = authorised(stack, db, price=5000)
     payment_id, intent_id = body["payment_id"], body["payment_intent_id"]
 
-    response = capture(stack, buyer, payment_id, amount_to_capture=5001)
+    admin = make_profile(db, "admin")
+    response = capture(stack, admin, payment_id, amount_to_capture=5001, reason="more than authorised")
     error = assert_envelope(response, 400, "invalid_field")
     assert "amount_to_capture" in error["message"]
     assert stack.stripe.received(method="POST", path_prefix=f"/v1/payment_intents/{intent_id}/capture") == []

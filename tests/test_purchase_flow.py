@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from harness.api import make_listing, make_profile, onboarded_seller
+from harness.api import make_listing, make_profile, onboarded_seller, stripe_calls
 from harness.assertions import assert_envelope, request_id
 from harness.paths import BINARY
 from harness.api import wait_for
@@ -43,10 +43,12 @@ def create_intent(stack, buyer, listing_id, **kwargs):
                       headers=buyer["headers"], **kwargs)
 
 
-def capture(stack, profile, payment_id, amount_to_capture=None, **kwargs):
+def capture(stack, profile, payment_id, amount_to_capture=None, reason=None, **kwargs):
     body = {"payment_id": payment_id}
     if amount_to_capture is not None:
         body["amount_to_capture"] = amount_to_capture
+    if reason is not None:
+        body["reason"] = reason
     return stack.post("/api/payments/capture", json=body, headers=profile["headers"], **kwargs)
 
 
@@ -109,7 +111,9 @@ def fake_object(stack, object_id):
 
 
 def fake_calls(stack, key, method="POST", path_prefix=None):
-    return stack.stripe.received(method=method, path_prefix=path_prefix, idempotency_key=key)
+    """What the fake received under this Idempotency-Key or one that extends it with `:…` (a
+    payment's capture and cancel keys name the amount and the reason)."""
+    return stripe_calls(stack, key, path_prefix=path_prefix, method=method, family=True)
 
 
 def creates_for_listing(stack, listing_id):
@@ -265,7 +269,7 @@ def test_purchase_happy_path_end_to_end(stack, db):
     assert len(fake_calls(stack, f"payment:{payment_id}:create")) == 1
     captures = stack.stripe.received(method="POST", path_prefix=f"/v1/payment_intents/{intent_id}/capture")
     assert len(captures) == 1, captures
-    assert captures[0]["headers"]["Idempotency-Key"] == f"payment:{payment_id}:capture"
+    assert captures[0]["headers"]["Idempotency-Key"] == f"payment:{payment_id}:capture:{price}"
     assert not (captures[0]["params"] or {}).get("amount_to_capture")
     assert fake_calls(stack, f"payment:{payment_id}:cancel") == []
     final = fake_object(stack, intent_id)
@@ -452,24 +456,61 @@ def test_sweep_cancels_lapsing_authorisation(stack, db):
 # Capture variants
 # ------------------------------------------------------------------------------------------
 
-def test_partial_capture(stack, db):
+def test_a_buyer_cannot_choose_the_captured_amount(stack, db):
+    """Issue 13: a buyer captured 100 of a 5,000 authorisation and the listing was sold. A
+    buyer's capture takes the full authorised amount; naming an amount is refused and changes
+    nothing."""
+    seller, buyer, listing, body = authorised(stack, db, price=5000)
+    payment_id = body["payment_id"]
+    before = payment_row(db, payment_id)
+
+    for amount in (100, 5000):
+        assert_envelope(capture(stack, buyer, payment_id, amount_to_capture=amount), 403, "forbidden")
+    assert fake_calls(stack, f"payment:{payment_id}:capture") == []
+    assert payment_row(db, payment_id) == before
+    assert listing_row(db, listing)["status"] == "payment_pending"
+
+    # Without an amount the buyer captures everything, with the fee agreed at creation.
+    response = capture(stack, buyer, payment_id)
+    assert response.status_code == 200 and response.json()["amount_received"] == 5000, response.text
+    captures = fake_calls(stack, f"payment:{payment_id}:capture")
+    assert [c["headers"]["Idempotency-Key"] for c in captures] == [f"payment:{payment_id}:capture:5000"]
+    assert "amount_to_capture" not in captures[0]["params"] and "application_fee_amount" not in captures[0]["params"]
+
+
+def test_an_admin_partial_capture_needs_a_reason_and_recomputes_the_fee(stack, db):
     seller, buyer, listing, body = authorised(stack, db, price=5000)
     payment_id, intent_id = body["payment_id"], body["payment_intent_id"]
+    admin = make_profile(db, "admin")
 
-    response = capture(stack, buyer, payment_id, amount_to_capture=3000)
+    assert_envelope(capture(stack, admin, payment_id, amount_to_capture=3000), 400, "invalid_field")
+    assert_envelope(capture(stack, admin, payment_id, amount_to_capture=5001, reason="too much"), 400, "invalid_field")
+    assert fake_calls(stack, f"payment:{payment_id}:capture") == []
+
+    response = capture(stack, admin, payment_id, amount_to_capture=3000, reason="one item was missing")
     assert response.status_code == 200, response.text
-    assert response.json()["status"] == "succeeded"
-    assert response.json()["amount_received"] == 3000
+    assert (response.json()["status"], response.json()["amount_received"], response.json()["application_fee"]) == \
+        ("succeeded", 3000, fee_for(3000))
 
     captures = fake_calls(stack, f"payment:{payment_id}:capture")
-    assert len(captures) == 1 and captures[0]["params"]["amount_to_capture"] == "3000", captures
+    assert len(captures) == 1, captures
+    assert captures[0]["headers"]["Idempotency-Key"] == f"payment:{payment_id}:capture:3000"
+    assert (captures[0]["params"]["amount_to_capture"], captures[0]["params"]["application_fee_amount"]) == \
+        ("3000", str(fee_for(3000)))
     intent = fake_object(stack, intent_id)
-    assert (intent["status"], intent["amount_received"]) == ("succeeded", 3000)
+    assert (intent["status"], intent["amount_received"], intent["application_fee_amount"]) == \
+        ("succeeded", 3000, fee_for(3000))
 
     settle_webhooks(stack)
     payment = payment_row(db, payment_id)
-    assert (payment["status"], payment["amount_received"], payment["amount_cents"]) == ("succeeded", 3000, 5000)
+    assert (payment["status"], payment["amount_received"], payment["amount_cents"], payment["application_fee_cents"]) == \
+        ("succeeded", 3000, 5000, fee_for(3000))
     assert listing_row(db, listing)["status"] == "sold"
+    audit = db.execute("""SELECT new_values, old_values FROM payment_audit_logs
+                          WHERE entity_id = %s AND operation = 'payment.capture' AND success""", (payment_id,)).fetchall()
+    assert len(audit) == 1
+    assert audit[0][0]["reason"] == "one item was missing" and audit[0][0]["application_fee"] == fee_for(3000)
+    assert audit[0][1]["application_fee"] == fee_for(5000)
 
 
 def test_admin_can_capture(stack, db):

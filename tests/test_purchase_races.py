@@ -154,7 +154,7 @@ def test_double_click_capture_captures_once(stack, db, round_):
 
     captures = stack.stripe.received(method="POST", path_prefix=f"/v1/payment_intents/{intent_id}/capture")
     assert captures, "no capture reached the fake"
-    assert {c["headers"]["Idempotency-Key"] for c in captures} == {f"payment:{payment_id}:capture"}
+    assert {c["headers"]["Idempotency-Key"] for c in captures} == {f"payment:{payment_id}:capture:4200"}
     assert len([c for c in captures if c["status"] == 200 and not c["idempotent_replayed"]]) == 1, captures
     assert len(events_for(stack, intent_id, "charge.captured")) == 1
     assert len(events_for(stack, intent_id, "payment_intent.succeeded")) == 1

@@ -35,7 +35,14 @@ public struct APIError: Error, CustomStringConvertible, Sendable {
     static let unsupportedMediaType = APIError(
         status: 415, code: "unsupported_media_type", message: "The request body must be sent as Content-Type: application/json.")
 
-    static let invalidJSON = APIError(status: 400, code: "invalid_json", message: "The request body is not valid JSON.")
+    static func invalidJSON(_ failure: JSONParser.Failure) -> APIError {
+        APIError(status: 400, code: "invalid_json", message: "The request body is not valid JSON: \(failure).")
+    }
+
+    /// A value that got past the field checks but cannot be stored (PostgreSQL refused it as
+    /// data, SQLSTATE class 22): the client's input, not our fault.
+    static let invalidInput = APIError(status: 400, code: "invalid_input",
+                                       message: "A value in the request cannot be stored (for example, it contains a NUL character).")
 
     static func payloadTooLarge(limit: Int) -> APIError {
         APIError(status: 413, code: "payload_too_large", message: "The request body exceeds \(limit) bytes.")

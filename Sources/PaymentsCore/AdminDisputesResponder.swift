@@ -74,7 +74,7 @@ struct AdminDisputesResponder {
         let id = try PathParameter.uuid(request, "id")
         let body = try JSONBody(request)
         let amount = try body.integer("amount", in: 1...Int64(Int32.max) * 1000)
-        let reason = try body.string("reason", maximumLength: 500)
+        let reason = try body.string("reason", maximumLength: 500, multiline: true)
         guard let dispute = try load(id, on: context.database), let paymentID = dispute["payment_id"] else { throw APIError.notFound }
         let row = try Refunds(context: context, audit: AuditContext(request: request))
             .refund(disputeID: id.uuidString.lowercased(), paymentID: paymentID, requested: amount, reason: reason,
@@ -86,55 +86,40 @@ struct AdminDisputesResponder {
 
     /// Settles an open platform dispute: `refund_buyer` refunds what is left (or cancels an
     /// uncaptured authorisation), `release_seller` captures the purchase or releases the
-    /// milestone, `dismiss` only closes it. A settled dispute cannot be settled again.
+    /// milestone, `dismiss` only closes it. The dispute is claimed for one outcome before any
+    /// Stripe call, so two admins can never both move money; a settled dispute cannot be
+    /// settled again.
     private func resolve(_ request: Request, _ context: WorkerContext) throws -> Response {
         let id = try PathParameter.uuid(request, "id")
         let body = try JSONBody(request)
         let outcome = try body.choice("outcome", from: ["refund_buyer", "release_seller", "dismiss"])
-        let note = try body.optionalString("note", maximumLength: 2000)
+        let note = try body.optionalString("note", maximumLength: 2000, multiline: true)
         let audit = AuditContext(request: request)
         guard let dispute = try load(id, on: context.database), let paymentID = dispute["payment_id"] else { throw APIError.notFound }
-        guard dispute["kind"] == "platform", dispute["status"] == "open" else {
-            throw APIError(status: 409, code: "dispute_not_open", message: "Only an open platform dispute can be resolved.")
-        }
         let disputeID = id.uuidString.lowercased()
-        guard let payment = try context.database.query("""
-            SELECT \(sql: PaymentRecord.columns) FROM payments p WHERE p.id = \(paymentID)::uuid
-            """).first else { throw APIError.notFound }
-
-        switch outcome {
-        case "refund_buyer":
-            if payment["status"] == "requires_capture", let intent = payment["stripe_payment_intent_id"] {
-                _ = try context.stripe.cancelPaymentIntent(intent, reason: "requested_by_customer",
-                                                           idempotencyKey: PaymentKeys.cancel(paymentID))
-                _ = try context.database.withTransaction { connection in
-                    try connection.query("SELECT * FROM payment_cancel_atomic(\(intent), 0)")
-                }
-            } else if ["succeeded", "refunded"].contains(payment["status"] ?? ""),
-                      Int64(payment.int("amount_received") ?? 0) > Int64(payment.int("amount_refunded") ?? 0) {
-                do {
-                    _ = try Refunds(context: context, audit: audit).refund(disputeID: disputeID, paymentID: paymentID,
-                                                                           requested: nil, reason: note ?? "dispute resolved",
-                                                                           requestKey: Self.requestKey(request))
-                } catch let error as APIError where error.code == "nothing_to_refund" {
-                    // Earlier partial refunds already returned everything: nothing left to move.
-                }
-            }
-        case "release_seller":
-            if payment["kind"] == "purchase", payment["status"] == "requires_capture" {
-                try PurchaseCapture(context: context, audit: audit).capture(payment, amount: nil)
-            } else if payment["kind"] == "milestone", let milestone = payment.uuid("milestone_id") {
-                _ = try MilestoneRelease(context: context, audit: audit).release(milestone, requiredBuyer: nil, allowDisputed: true)
-            }
-        default:
-            break
+        try claimResolution(id, outcome: outcome, lease: context.shared.configuration.requestLease, on: context.database)
+        do {
+            try settleMoney(outcome, disputeID: disputeID, paymentID: paymentID, note: note, request: request,
+                            context: context)
+        } catch {
+            // Nothing moved: the dispute is open again for any outcome. Outcome unknown: this
+            // attempt is over, so the same outcome may resume at once (under the same Stripe
+            // keys), while another stays refused.
+            let unknown = (error as? StripeError)?.mayHaveSucceeded ?? false
+            _ = try? context.database.query("""
+                UPDATE disputes
+                SET resolving_outcome = CASE WHEN \(unknown) THEN resolving_outcome END, resolving_expires_at = now()
+                WHERE id = \(id) AND status = 'open' AND resolving_outcome = \(outcome)
+                """)
+            throw error
         }
 
         let resolved = try context.database.withTransaction { connection -> Row in
             guard try connection.query("""
                 UPDATE disputes SET status = \(outcome == "dismiss" ? "dismissed" : "resolved"), outcome = \(outcome),
-                       resolution_note = \(note), resolved_by = \(audit.actorProfileID), resolved_at = now()
-                WHERE id = \(id) AND status = 'open' RETURNING id
+                       resolution_note = \(note), resolved_by = \(audit.actorProfileID), resolved_at = now(),
+                       resolving_outcome = NULL, resolving_expires_at = NULL
+                WHERE id = \(id) AND status = 'open' AND resolving_outcome = \(outcome) RETURNING id
                 """).first != nil else {
                 throw APIError(status: 409, code: "dispute_not_open", message: "This dispute was resolved meanwhile.")
             }
@@ -153,6 +138,75 @@ struct AdminDisputesResponder {
         return .json(Disputes.view(resolved))
     }
 
+    /// Claims an open platform dispute for `outcome`: `409 dispute_not_open` when it is not
+    /// one, `409 dispute_resolution_in_progress` while another resolution holds it (or, once
+    /// that one's lease has run out, when it was for another outcome: it may have moved money).
+    private func claimResolution(_ id: UUID, outcome: String, lease: Duration, on connection: some SQLExecutor) throws {
+        guard try connection.query("""
+            UPDATE disputes SET resolving_outcome = \(outcome),
+                   resolving_expires_at = now() + make_interval(secs => \(Int(lease.components.seconds) + 1))
+            WHERE id = \(id) AND kind = 'platform' AND status = 'open'
+              AND (resolving_outcome IS NULL OR (resolving_outcome = \(outcome) AND resolving_expires_at <= now()))
+            RETURNING id
+            """).first == nil else { return }
+        guard let current = try connection.query("""
+            SELECT kind, status, resolving_outcome FROM disputes WHERE id = \(id)
+            """).first, current["kind"] == "platform", current["status"] == "open" else {
+            throw APIError(status: 409, code: "dispute_not_open", message: "Only an open platform dispute can be resolved.")
+        }
+        throw APIError(status: 409, code: "dispute_resolution_in_progress",
+                       message: "This dispute is being resolved as \(current["resolving_outcome"] ?? "another outcome"); retry that outcome to finish it, or wait.",
+                       headers: [("Retry-After", "5")])
+    }
+
+    /// Moves the money an outcome calls for.
+    private func settleMoney(_ outcome: String, disputeID: String, paymentID: String, note: String?, request: Request,
+                             context: WorkerContext) throws {
+        let audit = AuditContext(request: request)
+        guard let payment = try context.database.query("""
+            SELECT \(sql: PaymentRecord.columns) FROM payments p WHERE p.id = \(paymentID)::uuid
+            """).first else { throw APIError.notFound }
+        switch outcome {
+        case "refund_buyer":
+            if payment["status"] == "requires_capture", let intent = payment["stripe_payment_intent_id"] {
+                guard try context.claims.claim(paymentID, for: .cancel, from: ["requires_capture"], allowDisputed: true,
+                                               on: context.database) != nil else { return }
+                do {
+                    try context.stripe.cancelIntent(intent, ofPayment: paymentID, reason: .requestedByCustomer)
+                } catch {
+                    PaymentClaims.settle(paymentID, .cancel, after: error, on: context.database)
+                    throw error
+                }
+                try context.database.withTransaction { connection in
+                    let changed = try connection.query("SELECT status FROM payment_cancel_atomic(\(intent), 0)").first != nil
+                    try PaymentClaims.settle(paymentID, .cancel, on: connection)
+                    try AuditLog.record(AuditEntry(operation: "payment.cancel", entityType: "payment", entityID: paymentID,
+                                                   oldValues: ["status": "requires_capture"], newValues: ["status": "canceled"],
+                                                   metadata: ["dispute_id": .string(disputeID),
+                                                              "recorded_by_webhook_first": .bool(!changed)]),
+                                        context: audit, on: connection)
+                }
+            } else if ["succeeded", "refunded"].contains(payment["status"] ?? ""),
+                      Int64(payment.int("amount_received") ?? 0) > Int64(payment.int("amount_refunded") ?? 0) {
+                do {
+                    _ = try Refunds(context: context, audit: audit).refund(disputeID: disputeID, paymentID: paymentID,
+                                                                           requested: nil, reason: note ?? "dispute resolved",
+                                                                           requestKey: Self.requestKey(request))
+                } catch let error as APIError where error.code == "nothing_to_refund" {
+                    // Earlier partial refunds already returned everything: nothing left to move.
+                }
+            }
+        case "release_seller":
+            if payment["kind"] == "purchase", payment["status"] == "requires_capture" {
+                try PurchaseCapture(context: context, audit: audit).capture(paymentID, amount: nil, allowDisputed: true)
+            } else if payment["kind"] == "milestone", let milestone = payment.uuid("milestone_id") {
+                _ = try MilestoneRelease(context: context, audit: audit).release(milestone, requiredBuyer: nil, allowDisputed: true)
+            }
+        default:
+            break
+        }
+    }
+
     /// Stages chargeback evidence at Stripe (`submit: false`) or submits it (`submit: true`).
     private func evidence(_ request: Request, _ context: WorkerContext) throws -> Response {
         let id = try PathParameter.uuid(request, "id")
@@ -161,12 +215,20 @@ struct AdminDisputesResponder {
             throw APIError.invalidField("evidence", "must be an object of evidence fields")
         }
         var evidence: [(String, StripeParameter)] = []
+        var characters = 0
         for (name, value) in fields.sorted(by: { $0.key < $1.key }) {
-            guard case .string(let text) = value, text.count <= 20_000,
-                  name.count <= 64, name.allSatisfy({ $0.isLowercase || $0 == "_" }) else {
-                throw APIError.invalidField("evidence.\(name)", "must be a text field of Stripe's dispute evidence")
+            guard Self.evidenceFields.contains(name) else {
+                throw APIError.invalidField("evidence.\(name.prefix(64))", "is not a field of Stripe's dispute evidence")
             }
+            guard case .string(let text) = value, text.count <= 20_000 else {
+                throw APIError.invalidField("evidence.\(name)", "must be text of at most 20000 characters")
+            }
+            try JSONBody.checkText(text, field: "evidence.\(name)", multiline: true)
+            characters += text.count
             evidence.append((name, .string(text)))
+        }
+        guard characters <= 150_000 else {
+            throw APIError.invalidField("evidence", "must not exceed 150000 characters in all (Stripe's limit)")
         }
         let submit: Bool
         switch body.fields["submit"] {
@@ -194,6 +256,16 @@ struct AdminDisputesResponder {
         return .json(["id": .string(id.uuidString.lowercased()), "evidence_status": .string(status),
                       "status": .string(updated.status)] as [String: JSONValue])
     }
+
+    /// The text and file-id fields of Stripe's dispute `evidence` hash (API version 2024-06-20 and later).
+    static let evidenceFields: Set<String> = [
+        "access_activity_log", "billing_address", "cancellation_policy", "cancellation_policy_disclosure",
+        "cancellation_rebuttal", "customer_communication", "customer_email_address", "customer_name",
+        "customer_purchase_ip", "customer_signature", "duplicate_charge_documentation", "duplicate_charge_explanation",
+        "duplicate_charge_id", "product_description", "receipt", "refund_policy", "refund_policy_disclosure",
+        "refund_refusal_explanation", "service_date", "service_documentation", "shipping_address", "shipping_carrier",
+        "shipping_date", "shipping_documentation", "shipping_tracking_number", "uncategorized_file", "uncategorized_text",
+    ]
 
     /// The request's `Idempotency-Key`, scoped to its admin (keys are per profile), or nil.
     private static func requestKey(_ request: Request) -> String? {

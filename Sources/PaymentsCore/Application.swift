@@ -67,7 +67,7 @@ public struct Application: Sendable {
         // A 503 says the database or the lane was unavailable: an audit write would only wait on
         // the same unavailable database (what did run is audited in its own transaction).
         if let errorCode, response.status != 503, let audit = matched?.audit {
-            recordFailure(audit, errorCode: errorCode, request: request, context: context)
+            FailureAudit(shared: shared).record(audit, errorCode: errorCode, request: request, context: context)
         }
         log(request: request, route: matched?.pattern ?? "unmatched", status: response.status, errorCode: errorCode,
             since: started, context: context)
@@ -127,7 +127,8 @@ public struct Application: Sendable {
         let hash = IdempotencyStore.requestHash(request, route: route.pattern)
         let owner: String
         switch try IdempotencyStore.begin(profileID: profileID, key: key, route: route.pattern, hash: hash,
-                                          lease: shared.configuration.requestLease, on: database) {
+                                          lease: shared.configuration.requestLease,
+                                          sealingKey: shared.configuration.storedResponseKey, on: database) {
         case .replay(let stored): return stored
         case .proceed(let claim): owner = claim
         }
@@ -137,8 +138,9 @@ public struct Application: Sendable {
         } catch {
             let apiError = mapError(error, requestID: request.requestID)
             // A failure the client is told to retry (rate limit, database or Stripe unavailable,
-            // unexpected error) must not be replayed to that retry: release the key.
-            if apiError.status >= 500 || apiError.status == 429 {
+            // work in progress elsewhere, unexpected error) must not be replayed to that retry:
+            // release the key.
+            if apiError.status >= 500 || apiError.headers.contains(where: { $0.0 == "Retry-After" }) {
                 IdempotencyStore.release(profileID: profileID, key: key, owner: owner, on: database)
                 throw apiError
             }
@@ -159,7 +161,7 @@ public struct Application: Sendable {
         while true {
             do {
                 return try IdempotencyStore.complete(profileID: profileID, key: key, owner: owner, response: response,
-                                                     on: database)
+                                                     sealingKey: shared.configuration.storedResponseKey, on: database)
             } catch let error as DatabaseError where error.isTransient && attempt < 3 {
                 attempt += 1
                 Thread.sleep(forTimeInterval: 0.2 * Double(attempt))
@@ -204,6 +206,11 @@ public struct Application: Sendable {
                 return .databaseUnavailable
             case .serializationFailure, .deadlockDetected, .lockNotAvailable, .queryCanceled:
                 return .databaseBusy
+            case .invalidData:
+                shared.logger.warning("database refused a value", [
+                    ("request_id", .string(requestID)), ("error", .string(databaseError.description)),
+                ])
+                return .invalidInput
             default:
                 shared.logger.error("database error", [
                     ("request_id", .string(requestID)), ("error", .string(databaseError.description)),
@@ -216,41 +223,6 @@ public struct Application: Sendable {
             ])
             return .internalError
         }
-    }
-
-    /// Rejected attempts at state-changing routes are audited too (after the rollback, on their
-    /// own), with the entity's id and what was attempted (the JSON body, when small).
-    private func recordFailure(_ audit: AuditTarget, errorCode: String, request: Request, context: WorkerContext) {
-        var entityID = request.pathParameters["id"]
-        var attempted: JSONValue?
-        if case .object(let fields)? = request.json ?? JSONValue.parse(request.body) {
-            if let field = audit.bodyField, case .string(let id)? = fields[field] { entityID = String(id.prefix(64)) }
-            if !fields.isEmpty, request.body.count <= 4096 { attempted = ["attempted": .object(fields)] }
-        }
-        let entry = AuditEntry(operation: audit.operation, entityType: audit.entityType, entityID: entityID,
-                               oldValues: entityID.flatMap { try? Self.snapshot(audit.entityType, id: $0, on: context.database) },
-                               newValues: attempted, success: false, errorCode: errorCode)
-        do {
-            try AuditLog.record(entry, request: request, on: context.database)
-        } catch {
-            shared.logger.error("audit write failed", [("request_id", .string(request.requestID))])
-        }
-    }
-
-    /// What a refused action would have changed, as it stood: the entity's state columns.
-    private static func snapshot(_ entityType: String, id: String, on connection: some SQLExecutor) throws -> JSONValue? {
-        guard UUID(uuidString: id) != nil else { return nil }
-        let query: SQLQuery
-        switch entityType {
-        case "payment":
-            query = "SELECT jsonb_build_object('status', status, 'amount_received', amount_received, 'amount_refunded', amount_refunded)::text AS v FROM payments WHERE id = \(id)::uuid"
-        case "dispute": query = "SELECT jsonb_build_object('status', status, 'kind', kind)::text AS v FROM disputes WHERE id = \(id)::uuid"
-        case "milestone": query = "SELECT jsonb_build_object('status', status)::text AS v FROM milestones WHERE id = \(id)::uuid"
-        case "listing": query = "SELECT jsonb_build_object('status', status)::text AS v FROM listings WHERE id = \(id)::uuid"
-        case "notification": query = "SELECT jsonb_build_object('read_at', read_at)::text AS v FROM notifications WHERE id = \(id)::uuid"
-        default: return nil
-        }
-        return try connection.query(query).first?["v"].flatMap { JSONValue.parse(Array($0.utf8)) }
     }
 
     private func log(request: Request, route: String, status: Int, errorCode: String?, since started: ContinuousClock.Instant,
@@ -293,8 +265,11 @@ public struct Application: Sendable {
     private static func parseJSONBody(_ request: Request) throws -> JSONValue? {
         if request.body.isEmpty { return nil }
         guard request.hasJSONContentType else { throw APIError.unsupportedMediaType }
-        guard let value = JSONValue.parse(request.body) else { throw APIError.invalidJSON }
-        return value
+        do {
+            return try JSONParser.parse(request.body)
+        } catch {
+            throw APIError.invalidJSON(error)
+        }
     }
 
     /// nginx's `$request_id` (32 hex digits) when present and well-formed; otherwise a fresh one.

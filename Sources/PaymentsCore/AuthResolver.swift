@@ -50,7 +50,12 @@ public struct AuthConfiguration: Sendable {
         }
         verifier = TokenVerifier(sharedSecret: secret.map { Array($0.utf8) }, keys: keys,
                                  issuer: environment.optional("AUTH_ISSUER"), audience: environment.optional("AUTH_AUDIENCE"),
-                                 leeway: 60)
+                                 leeway: 60, maximumLifetime: Int64(try Self.maximumTokenLifetime(environment)))
+    }
+
+    /// `AUTH_MAX_TOKEN_LIFETIME_SECONDS` (default one day): tokens whose `exp − iat` is longer are refused.
+    static func maximumTokenLifetime(_ environment: Environment) throws -> Int {
+        try environment.integer("AUTH_MAX_TOKEN_LIFETIME_SECONDS", default: 86_400, in: 60...31_536_000)
     }
 }
 
@@ -82,9 +87,14 @@ struct AuthResolver {
         } catch {
             throw Self.unauthenticated(error.rawValue)
         }
-        let row = try connection.query("SELECT id, role FROM profiles WHERE user_id = \(claims.subject)").first
+        let row = try connection.query("""
+            SELECT id, role, disabled_at IS NOT NULL AS disabled FROM profiles WHERE user_id = \(claims.subject)
+            """).first
         guard let row, let profileID = row.uuid("id"), let role = row.string("role").flatMap(Role.init) else {
             throw Self.unauthenticated("the token's subject has no profile")
+        }
+        guard row.bool("disabled") != true else {
+            throw APIError(status: 403, code: "profile_disabled", message: "This profile has been disabled by an operator.")
         }
         return Identity(profileID: profileID, userID: claims.subject, role: role, viaCookie: viaCookie)
     }

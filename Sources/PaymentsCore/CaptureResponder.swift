@@ -11,55 +11,64 @@ struct CaptureResponder {
                    audit: AuditTarget("payment.cancel", entity: "payment"), lane: .stripe, cancel)
     }
 
-    /// Captures an authorised purchase: the buyer confirming delivery, or an admin. Only from
+    /// Captures an authorised purchase: the buyer confirming delivery (always the full
+    /// authorised amount), or an admin (who may capture part of it, giving a reason). Only from
     /// `requires_capture` (asking Stripe first when our row is behind a webhook), never while a
-    /// dispute is open; a double click sends the same Stripe idempotency key and captures once.
+    /// dispute is open: both are checked by the claim taken before the Stripe call.
     private func capture(_ request: Request, _ context: WorkerContext) throws -> Response {
         let identity = try request.requireIdentity()
         let body = try JSONBody(request)
         let paymentID = try body.uuid("payment_id")
-        let requested = try body.integer("amount_to_capture", in: 1...Int64(Int32.max) * 1000)
+        let requested = try body.integer("amount_to_capture", in: 1...MarketplaceConfiguration.maximumChargeAmount)
+        let reason = try body.optionalString("reason", maximumLength: 500, multiline: true)
+        if requested != nil {
+            guard identity.role == .admin else {
+                throw APIError(status: 403, code: "forbidden",
+                               message: "Only an admin may capture part of a payment; the buyer's capture takes the full authorised amount.")
+            }
+            guard reason != nil else { throw APIError.invalidField("reason", "is required for a partial capture") }
+        }
 
         var payment = try loadOwned(paymentID, identity: identity, context: context)
+        guard payment["kind"] == "purchase" else {
+            throw APIError(status: 409, code: "payment_not_capturable", message: "Milestone payments are released, not captured.")
+        }
         if Self.isWaitingForAuthorization(payment["status"]), let intentID = payment["stripe_payment_intent_id"] {
             payment = try refresh(payment, intent: try context.stripe.retrievePaymentIntent(intentID), context: context,
                                   request: request)
         }
-        guard payment["status"] == "requires_capture", payment["stripe_payment_intent_id"] != nil else {
-            throw APIError(status: 409, code: "payment_not_capturable",
-                           message: "Only an authorised payment can be captured (this one is \(payment["status"] ?? "unknown")).")
-        }
-        guard payment["kind"] == "purchase" else {
-            throw APIError(status: 409, code: "payment_not_capturable", message: "Milestone payments are released, not captured.")
-        }
-        guard try !Disputes.hasOpenDispute(paymentID: paymentID, on: context.database) else {
-            throw APIError(status: 409, code: "payment_disputed", message: "A dispute is open on this payment.")
-        }
-        try PurchaseCapture(context: context, audit: AuditContext(request: request)).capture(payment, amount: requested)
+        try PurchaseCapture(context: context, audit: AuditContext(request: request))
+            .capture(paymentID.uuidString.lowercased(), amount: requested, reason: reason)
         guard let updated = try PaymentRecord.visible(paymentID, to: identity, on: context.database) else { throw APIError.notFound }
         return .json(PaymentRecord(row: updated))
     }
 
     /// Cancels a purchase before capture (its buyer, or an admin) and releases the listing.
+    /// Never while a dispute is open: an admin settles a disputed payment by resolving the dispute.
     private func cancel(_ request: Request, _ context: WorkerContext) throws -> Response {
         let identity = try request.requireIdentity()
         let paymentID = try PathParameter.uuid(request, "id")
-        let payment = try loadOwned(paymentID, identity: identity, context: context)
+        let id = paymentID.uuidString.lowercased()
+        _ = try loadOwned(paymentID, identity: identity, context: context)
         let cancellable = ["creating", "requires_payment_method", "requires_confirmation", "requires_action", "requires_capture"]
-        guard cancellable.contains(payment["status"] ?? "") else {
+        guard let payment = try context.claims.claim(id, for: .cancel, from: cancellable, on: context.database) else {
+            let status = try PaymentRecord.visible(paymentID, to: identity, on: context.database)?["status"]
             throw APIError(status: 409, code: "payment_not_cancellable",
-                           message: "This payment can no longer be cancelled (it is \(payment["status"] ?? "unknown")).")
+                           message: "This payment can no longer be cancelled (it is \(status ?? "unknown")).")
         }
-        var intentID = payment["stripe_payment_intent_id"]
-        if intentID == nil, payment["status"] == "creating" {
-            // Its create call ended without an outcome: Stripe may hold the intent, which must
-            // be cancelled too (409 while the request that creates it still runs).
-            intentID = try IntentCreation.recover(paymentID.uuidString.lowercased(), stripe: context.stripe,
-                                                  on: context.database)
-        }
-        if let intentID {
-            _ = try context.stripe.cancelPaymentIntent(intentID, reason: "requested_by_customer",
-                                                       idempotencyKey: PaymentKeys.cancel(paymentID.uuidString))
+        do {
+            var intentID = payment["stripe_payment_intent_id"]
+            if intentID == nil, payment["status"] == "creating" {
+                // Its create call ended without an outcome: Stripe may hold the intent, which must
+                // be cancelled too (409 while the request that creates it still runs).
+                intentID = try IntentCreation.recover(id, stripe: context.stripe, on: context.database)
+            }
+            if let intentID {
+                try context.stripe.cancelIntent(intentID, ofPayment: id, reason: .requestedByCustomer)
+            }
+        } catch {
+            PaymentClaims.settle(id, .cancel, after: error, on: context.database)
+            throw error
         }
         let updated = try context.database.withTransaction { connection -> Row in
             let changed = try connection.query("""
@@ -67,17 +76,16 @@ struct CaptureResponder {
                 WHERE id = \(paymentID) AND status = ANY(\("{" + cancellable.joined(separator: ",") + "}")::text[])
                 RETURNING *
                 """).first
+            try PaymentClaims.settle(id, .cancel, on: connection)
             // The cancellation is this actor's action even when Stripe's webhook recorded it first.
-            try AuditLog.record(AuditEntry(operation: "payment.cancel", entityType: "payment",
-                                           entityID: paymentID.uuidString.lowercased(),
+            try AuditLog.record(AuditEntry(operation: "payment.cancel", entityType: "payment", entityID: id,
                                            oldValues: ["status": JSONValue(payment["status"])], newValues: ["status": "canceled"]),
                                 request: request, on: connection)
             if let changed {
                 try connection.query("SELECT payment_release_hold(p) FROM payments p WHERE p.id = \(paymentID)")
                 let other = identity.profileID.uuidString.lowercased() == changed["buyer_id"] ? changed["seller_id"] : changed["buyer_id"]
                 if let other {
-                    try Notifier.notify([other], kind: "payment_canceled",
-                                        payload: ["payment_id": .string(paymentID.uuidString.lowercased())], on: connection)
+                    try Notifier.notify([other], kind: "payment_canceled", payload: ["payment_id": .string(id)], on: connection)
                 }
             }
             return try PaymentRecord.visible(paymentID, to: identity, on: connection) ?? payment
@@ -98,47 +106,89 @@ struct CaptureResponder {
         ["creating", "requires_payment_method", "requires_confirmation", "requires_action", "processing"].contains(status ?? "")
     }
 
-    /// Applies what Stripe says about the intent when our webhook has not arrived yet.
+    /// Applies what Stripe says about the intent when our webhook has not arrived yet, audited
+    /// as the caller's (every transition has an audit row, whichever path makes it).
     private func refresh(_ payment: Row, intent: PaymentIntent, context: WorkerContext, request: Request) throws -> Row {
         guard intent.status == "requires_capture", let id = payment.uuid("id") else { return payment }
         return try context.database.withTransaction { connection -> Row in
-            _ = try connection.query("""
-                SELECT * FROM payment_capturable_atomic(\(intent.id), \(Int64(Date().timeIntervalSince1970)), \(intent.amountCapturable ?? intent.amount),
-                                                        to_timestamp(\((intent.created ?? 0) + 7 * 86_400)))
-                """)
+            let changed = try connection.query("""
+                SELECT status FROM payment_capturable_atomic(\(intent.id), \(Int64(Date().timeIntervalSince1970)),
+                                                             \(intent.amountCapturable ?? intent.amount),
+                                                             to_timestamp(\((intent.created ?? 0) + 7 * 86_400)))
+                """).first != nil
+            if changed {
+                try AuditLog.record(AuditEntry(operation: "payment.authorised", entityType: "payment",
+                                               entityID: id.uuidString.lowercased(),
+                                               oldValues: ["status": JSONValue(payment["status"])],
+                                               newValues: ["status": "requires_capture",
+                                                           "amount_capturable": .int(intent.amountCapturable ?? intent.amount)],
+                                               metadata: ["source": "stripe retrieve before capture"]),
+                                    request: request, on: connection)
+            }
             let identity = try request.requireIdentity()
             return try PaymentRecord.visible(id, to: identity, on: connection) ?? payment
         }
     }
 }
 
-/// Captures an authorised purchase at Stripe (key `payment:{id}:capture`, so repeated and
-/// concurrent captures capture once) and applies the result: the buyer's confirmation of
-/// delivery, or an admin resolving a dispute in the seller's favour.
+/// Captures an authorised purchase at Stripe and applies the result: the buyer's confirmation
+/// of delivery, an admin's (partial) capture, or an admin resolving a dispute in the seller's
+/// favour. The payment is claimed first (status `requires_capture`, no open dispute unless the
+/// resolution itself captures); the key `payment:{id}:capture:{amount}` makes repeated and
+/// concurrent captures of one amount capture once.
 struct PurchaseCapture {
     let context: WorkerContext
     let audit: AuditContext
 
-    /// `payment` is a `PaymentRecord.columns` row in `requires_capture`; `amount` nil captures all.
-    func capture(_ payment: Row, amount requested: Int64?) throws {
-        guard let paymentID = payment["id"], let intentID = payment["stripe_payment_intent_id"] else {
-            throw APIError(status: 409, code: "payment_not_capturable", message: "This payment has no authorisation to capture.")
+    /// Captures `requested` (nil: all that is authorised). A partial capture's application fee
+    /// is recomputed for the captured amount with the creation rule (`PLATFORM_FEE_BPS`, half up),
+    /// never above the fee agreed at creation.
+    func capture(_ paymentID: String, amount requested: Int64?, reason: String? = nil,
+                 allowDisputed: Bool = false) throws {
+        guard let payment = try context.claims.claim(paymentID, for: .capture, from: ["requires_capture"],
+                                                     allowDisputed: allowDisputed, on: context.database),
+              let intentID = payment["stripe_payment_intent_id"] else {
+            let status = try context.database.query("SELECT status FROM payments WHERE id = \(paymentID)::uuid").first?["status"]
+            throw APIError(status: 409, code: "payment_not_capturable",
+                           message: "Only an authorised payment can be captured (this one is \(status ?? "unknown")).")
         }
         let capturable = Int64(payment.int("amount_capturable") ?? 0)
-        if let requested, requested > capturable {
-            throw APIError.invalidField("amount_to_capture", "must not exceed the authorised \(capturable)")
+        let agreedFee = Int64(payment.int("application_fee_cents") ?? 0)
+        let amount = requested ?? capturable
+        var fee: Int64?
+        if let requested, requested < capturable {
+            fee = min(agreedFee, context.shared.configuration.marketplace.fee(for: requested))
         }
-        let intent = try context.stripe.capturePaymentIntent(intentID, amountToCapture: requested,
-                                                             idempotencyKey: "payment:\(paymentID):capture")
+        let intent: PaymentIntent
+        do {
+            if let requested, requested > capturable {
+                throw APIError.invalidField("amount_to_capture", "must not exceed the authorised \(capturable)")
+            }
+            intent = try context.stripe.capturePaymentIntent(intentID, amountToCapture: requested, applicationFeeAmount: fee,
+                                                             idempotencyKey: PaymentKeys.capture(paymentID, amount: amount))
+        } catch {
+            PaymentClaims.settle(paymentID, .capture, after: error, on: context.database)
+            throw error
+        }
+        let received = intent.amountReceived ?? amount
         try context.database.withTransaction { connection in
             let changed = try connection.query("""
-                SELECT * FROM payment_complete_atomic(\(intentID), 0, \(intent.amountReceived ?? requested ?? capturable),
-                                                      \(intent.latestCharge?.id))
+                SELECT * FROM payment_complete_atomic(\(intentID), 0, \(received), \(intent.latestCharge?.id))
                 """).first != nil
+            if let fee {
+                try connection.query("UPDATE payments SET application_fee_cents = \(fee) WHERE id = \(paymentID)::uuid")
+            }
+            try PaymentClaims.settle(paymentID, .capture, on: connection)
             // The capture is this actor's action even when Stripe's webhook recorded its effect first.
+            var newValues: [String: JSONValue] = ["status": "succeeded", "amount_received": .int(received)]
+            if let fee {
+                newValues["application_fee"] = .int(fee)
+                newValues["reason"] = JSONValue(reason)
+            }
             try AuditLog.record(AuditEntry(operation: "payment.capture", entityType: "payment", entityID: paymentID,
-                                           oldValues: ["status": "requires_capture"],
-                                           newValues: ["status": "succeeded", "amount_received": .int(intent.amountReceived ?? 0)]),
+                                           oldValues: ["status": "requires_capture", "amount_capturable": .int(capturable),
+                                                       "application_fee": .int(agreedFee)],
+                                           newValues: .object(newValues)),
                                 context: audit, on: connection)
             guard changed else { return }  // the webhook already told both parties
             try Notifier.notify([payment["buyer_id"], payment["seller_id"]].compactMap { $0 }, kind: "payment_succeeded",

@@ -94,8 +94,10 @@ public enum CommandLineTool {
             switch (flag, remaining.popFirst()) {
             case ("--user", let value?): user = value
             case ("--ttl", let value?):
-                guard let seconds = Int(value), (1...31_536_000).contains(seconds) else {
-                    throw ConfigurationError(description: "--ttl must be a number of seconds from 1 to 31536000")
+                let longest = try AuthConfiguration.maximumTokenLifetime(environment)
+                guard let seconds = Int(value), (1...longest).contains(seconds) else {
+                    throw ConfigurationError(description:
+                        "--ttl must be a number of seconds from 1 to \(longest) (AUTH_MAX_TOKEN_LIFETIME_SECONDS)")
                 }
                 ttl = seconds
             default:

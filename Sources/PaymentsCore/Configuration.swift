@@ -94,6 +94,8 @@ public struct ServerConfiguration: Sendable {
     public var appReturnURL: String
     /// The HMAC key of onboarding `state` values (derived from the Stripe secret key).
     var onboardingStateKey: [UInt8]
+    /// Seals the responses the idempotency store keeps (they hold client secrets and links).
+    var storedResponseKey: [UInt8]
     /// Signature checks for `/api/payments/webhook` (`STRIPE_WEBHOOK_SECRETS`).
     public var platformWebhooks: WebhookSignatureVerifier
     /// Signature checks for `/api/payments/webhook/connect` (`STRIPE_CONNECT_WEBHOOK_SECRETS`).
@@ -132,6 +134,7 @@ public struct ServerConfiguration: Sendable {
         publicBaseURL = try Self.httpURL("PUBLIC_BASE_URL", environment)
         appReturnURL = try Self.httpURL("APP_RETURN_URL", environment)
         onboardingStateKey = OnboardingState.key(stripeSecretKey: stripe.secretKey)
+        storedResponseKey = IdempotencyStore.sealingKey(stripeSecretKey: stripe.secretKey)
         let tolerance = try environment.integer("WEBHOOK_TOLERANCE_SECONDS", default: 300, in: 1...86_400)
         platformWebhooks = WebhookSignatureVerifier(secrets: try Self.webhookSecrets("STRIPE_WEBHOOK_SECRETS", environment),
                                                     tolerance: Int64(tolerance))
@@ -214,9 +217,25 @@ public struct MarketplaceConfiguration: Sendable {
         captureMarginHours = try environment.integer("CAPTURE_MARGIN_HOURS", default: 12, in: 0...144)
     }
 
+    /// The largest amount Stripe charges (eight digits of minor units).
+    static let maximumChargeAmount: Int64 = 99_999_999
+
+    /// `409 amount_too_large` for a price Stripe cannot charge (checked before anything is reserved).
+    static func checkChargeable(_ amount: Int64) throws {
+        guard (1...maximumChargeAmount).contains(amount) else {
+            throw APIError(status: 409, code: "amount_too_large",
+                           message: "The price must be from 1 to \(maximumChargeAmount) minor units to be charged through Stripe.")
+        }
+    }
+
     /// The platform fee for `amount` minor units: `amount × bps / 10 000`, rounded half up to
     /// a whole minor unit (integer arithmetic only; 1 050 × 1 000 bps → 105; 1 005 → 101).
+    /// Computed as whole ten-thousands plus the remainder, so no amount can overflow; a negative
+    /// amount has no fee.
     public func fee(for amount: Int64) -> Int64 {
-        (amount * Int64(feeBasisPoints) + 5_000) / 10_000
+        guard amount > 0 else { return 0 }
+        let basisPoints = Int64(feeBasisPoints)
+        let (wholes, remainder) = amount.quotientAndRemainder(dividingBy: 10_000)
+        return wholes * basisPoints + (remainder * basisPoints + 5_000) / 10_000
     }
 }

@@ -3,23 +3,11 @@ import Postgres
 
 /// What every family needs to know about disputes.
 enum Disputes {
-    /// Dispute statuses that block capture and release: an open platform dispute, or a
-    /// chargeback Stripe has not closed.
-    static let openStatuses = "{open,warning_needs_response,warning_under_review,needs_response,under_review}"
-
-    /// True while a dispute blocks moving this payment's money.
-    static func hasOpenDispute(paymentID: UUID, on connection: some SQLExecutor) throws -> Bool {
-        try connection.query("""
-            SELECT 1 FROM disputes WHERE payment_id = \(paymentID) AND status = ANY(\(openStatuses)::text[]) LIMIT 1
-            """).first != nil
-    }
-
-    /// Recomputes `payments.is_disputed` from the disputes rows.
+    /// Recomputes `payments.is_disputed` from the disputes rows (the statuses that block moving
+    /// a payment's money live once, in the SQL function `payment_has_open_dispute`).
     static func refreshFlag(paymentID: String, on connection: some SQLExecutor) throws {
         try connection.query("""
-            UPDATE payments SET is_disputed = EXISTS (
-                SELECT 1 FROM disputes WHERE payment_id = \(paymentID)::uuid AND status = ANY(\(openStatuses)::text[]))
-            WHERE id = \(paymentID)::uuid
+            UPDATE payments SET is_disputed = payment_has_open_dispute(id) WHERE id = \(paymentID)::uuid
             """)
     }
 
@@ -68,12 +56,16 @@ struct DisputesResponder {
         let paymentID = try PathParameter.uuid(request, "id")
         let body = try JSONBody(request)
         let reason = try body.string("reason", maximumLength: 200)
-        let details = try body.optionalString("details", maximumLength: 5000)
+        let details = try body.optionalString("details", maximumLength: 5000, multiline: true)
         let row = try context.database.withTransaction { connection -> Row in
+            // The row lock orders this against capture, cancel and release, which claim the same row.
             guard let payment = try connection.query("""
-                SELECT id, buyer_id, seller_id, status FROM payments
+                SELECT id, buyer_id, seller_id, status,
+                       (action_claim IS NOT NULL AND action_claim_expires_at > now()) AS is_claimed
+                FROM payments
                 WHERE id = \(paymentID) AND (buyer_id = \(identity.profileID) OR seller_id = \(identity.profileID)) FOR UPDATE
                 """).first else { throw APIError.notFound }
+            guard payment.bool("is_claimed") != true else { throw PaymentClaims.inProgress }
             guard ["requires_capture", "succeeded", "refunded", "processing"].contains(payment["status"] ?? "") else {
                 throw APIError(status: 409, code: "payment_not_disputable",
                                message: "Only an authorised or paid payment can be disputed (this one is \(payment["status"] ?? "unknown")).")

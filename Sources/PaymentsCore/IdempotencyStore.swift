@@ -15,7 +15,19 @@ enum IdempotencyDecision {
 /// a different request → `422 idempotency_key_reused`; the first still running → `409
 /// idempotency_in_progress` — unless that request can no longer be running (see `begin`).
 /// Keys are purged by the sweeper after 24 h.
+///
+/// Stored responses carry client secrets and onboarding links, so their bodies are sealed
+/// (AES-256-GCM, `SealedBox`) under a key derived from `STRIPE_SECRET_KEY`: a database dump or
+/// a read-only role shows none of them.
 struct IdempotencyStore {
+    /// Marks a sealed stored body (rows written before sealing began hold plain JSON).
+    static let sealedMarker: UInt8 = 0x01
+
+    /// The sealing key: HMAC-SHA256 of a fixed label under the Stripe secret key.
+    static func sealingKey(stripeSecretKey: String) -> [UInt8] {
+        Digest.hmacSHA256(key: Array(stripeSecretKey.utf8), message: Array("idempotency-stored-responses-v1".utf8))
+    }
+
     /// Validates the header value: 1–255 printable ASCII characters.
     static func validatedKey(_ header: String?) throws -> String? {
         guard let header else { return nil }
@@ -35,7 +47,7 @@ struct IdempotencyStore {
     /// whose request can no longer be running — its lease (`lease`, the longest a request can
     /// take) ran out, or its owner process is gone — is taken over by this request, which then
     /// finishes or compensates the first attempt's work through the same Stripe keys.
-    static func begin(profileID: String, key: String, route: String, hash: String, lease: Duration,
+    static func begin(profileID: String, key: String, route: String, hash: String, lease: Duration, sealingKey: [UInt8],
                       on connection: some SQLExecutor) throws -> IdempotencyDecision {
         let owner = RequestOwner.make()
         let leaseSeconds = Double(lease.components.seconds)
@@ -52,14 +64,21 @@ struct IdempotencyStore {
             FROM idempotency_keys WHERE profile_id = \(profileID)::uuid AND key = \(key)
             """).first else {
             // Deleted between our insert and select (its first use failed transiently): claim it again.
-            return try begin(profileID: profileID, key: key, route: route, hash: hash, lease: lease, on: connection)
+            return try begin(profileID: profileID, key: key, route: route, hash: hash, lease: lease, sealingKey: sealingKey,
+                             on: connection)
         }
         guard row["request_hash"] == hash else {
             throw APIError(status: 422, code: "idempotency_key_reused",
                            message: "This Idempotency-Key was already used with a different request.")
         }
         if row["status"] == "completed", let status = row.int("response_status") {
-            return .replay(Response(status: status, headers: [("Idempotent-Replayed", "true")], body: row.bytes("response_body") ?? []))
+            let stored = row.bytes("response_body") ?? []
+            guard let body = stored.first == sealedMarker ? SealedBox.open(Array(stored.dropFirst()), key: sealingKey) : stored else {
+                // Sealed under an earlier STRIPE_SECRET_KEY: the work is done, its answer unreadable.
+                throw APIError(status: 422, code: "idempotency_key_reused",
+                               message: "This Idempotency-Key was used before and its stored answer can no longer be read.")
+            }
+            return .replay(Response(status: status, headers: [("Idempotent-Replayed", "true")], body: body))
         }
         if row.bool("lease_over") == true || RequestOwner.isGone(row["owner"]), try connection.query("""
             UPDATE idempotency_keys SET owner = \(owner), lease_expires_at = now() + make_interval(secs => \(leaseSeconds))
@@ -74,11 +93,12 @@ struct IdempotencyStore {
     }
 
     /// Stores the final response for replays (unless another request took the key over).
-    static func complete(profileID: String, key: String, owner: String, response: Response,
+    static func complete(profileID: String, key: String, owner: String, response: Response, sealingKey: [UInt8],
                          on connection: some SQLExecutor) throws {
+        let sealed = [sealedMarker] + SealedBox.seal(response.body, key: sealingKey)
         try connection.query("""
             UPDATE idempotency_keys SET status = 'completed', response_status = \(response.status),
-                   response_body = \(ByteA(response.body))
+                   response_body = \(ByteA(sealed))
             WHERE profile_id = \(profileID)::uuid AND key = \(key) AND owner = \(owner)
             """)
     }

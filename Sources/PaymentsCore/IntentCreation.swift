@@ -119,8 +119,7 @@ enum IntentCreation {
             throw error
         }
         guard let stored else {
-            _ = try? context.stripe.cancelPaymentIntent(intent.id, reason: "abandoned",
-                                                        idempotencyKey: PaymentKeys.cancel(attempt.paymentID))
+            _ = try? context.stripe.cancelIntent(intent.id, ofPayment: attempt.paymentID, reason: .abandoned)
             throw APIError(status: 409, code: "payment_canceled", message: "This payment was cancelled while it was being created.")
         }
         return stored
@@ -132,8 +131,7 @@ enum IntentCreation {
     private static func abandonUnstored(_ intent: PaymentIntent, attempt: Attempt, operation: String,
                                         context: WorkerContext, request: Request) {
         let database = context.database
-        if (try? context.stripe.cancelPaymentIntent(intent.id, reason: "abandoned",
-                                                    idempotencyKey: PaymentKeys.cancel(attempt.paymentID))) != nil {
+        if (try? context.stripe.cancelIntent(intent.id, ofPayment: attempt.paymentID, reason: .abandoned)) != nil {
             try? database.withTransaction { connection in
                 try PaymentRecord.abandon(attempt.paymentID, code: "storage_failed", operation: operation, request: request,
                                           on: connection)

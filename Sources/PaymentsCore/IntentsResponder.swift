@@ -106,6 +106,7 @@ struct IntentsResponder {
             throw APIError(status: 409, code: "seller_not_ready", message: "The seller cannot accept payments yet.")
         }
         let amount = Int64(listing.int("price_cents") ?? 0)
+        try MarketplaceConfiguration.checkChargeable(amount)
         let fee = marketplace.fee(for: amount)
         try connection.query("""
             UPDATE listings SET status = 'payment_pending', reserved_by = \(identity.profileID),

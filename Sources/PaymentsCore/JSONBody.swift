@@ -33,22 +33,33 @@ struct JSONBody {
         return number
     }
 
-    /// A required, trimmed, non-empty string of at most `maximumLength` characters.
-    func string(_ name: String, maximumLength: Int) throws -> String {
-        guard let text = try optionalString(name, maximumLength: maximumLength) else {
+    /// A required, trimmed, non-empty string of at most `maximumLength` characters; see `optionalString`.
+    func string(_ name: String, maximumLength: Int, multiline: Bool = false) throws -> String {
+        guard let text = try optionalString(name, maximumLength: maximumLength, multiline: multiline) else {
             throw APIError.invalidField(name, "is required")
         }
         return text
     }
 
-    /// An optional trimmed string; empty counts as absent.
-    func optionalString(_ name: String, maximumLength: Int) throws -> String? {
+    /// An optional trimmed string; empty counts as absent. Control characters are refused (NUL
+    /// among them, which PostgreSQL text cannot hold), except tab and line breaks in `multiline` text.
+    func optionalString(_ name: String, maximumLength: Int, multiline: Bool = false) throws -> String? {
         guard let value = fields[name], value != .null else { return nil }
         guard case .string(let raw) = value else { throw APIError.invalidField(name, "must be a string") }
         let text = raw.trimmingCharacters(in: .whitespacesAndNewlines)
         if text.isEmpty { return nil }
         guard text.count <= maximumLength else { throw APIError.invalidField(name, "must be at most \(maximumLength) characters") }
+        try Self.checkText(text, field: name, multiline: multiline)
         return text
+    }
+
+    /// Refuses control characters in `text` (tab, CR and LF pass when `multiline`).
+    static func checkText(_ text: String, field: String, multiline: Bool) throws {
+        let allowed: Set<Unicode.Scalar> = multiline ? ["\t", "\n", "\r"] : []
+        guard !text.unicodeScalars.contains(where: { $0.isControlCharacter && !allowed.contains($0) }) else {
+            throw APIError.invalidField(field, multiline ? "must not contain control characters other than tab and line breaks"
+                                                          : "must not contain control characters")
+        }
     }
 
     /// A required string from a fixed set.
@@ -57,5 +68,12 @@ struct JSONBody {
             throw APIError.invalidField(name, "must be one of \(allowed.joined(separator: ", "))")
         }
         return text
+    }
+}
+
+extension Unicode.Scalar {
+    /// C0 controls (NUL … U+001F), DEL and the C1 controls (U+0080 … U+009F).
+    var isControlCharacter: Bool {
+        value < 0x20 || (0x7F...0x9F).contains(value)
     }
 }

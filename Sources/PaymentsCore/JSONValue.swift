@@ -1,7 +1,10 @@
 import Foundation
 
 /// Any JSON document, decoded without loss of integers (money is never a floating point here).
-public enum JSONValue: Codable, Sendable, Equatable {
+///
+/// Untrusted bytes become a `JSONValue` only through `JSONParser` (linear time, bounded depth);
+/// the type is deliberately not `Decodable`.
+public enum JSONValue: Encodable, Sendable, Equatable {
     case null
     case bool(Bool)
     case int(Int64)
@@ -9,17 +12,6 @@ public enum JSONValue: Codable, Sendable, Equatable {
     case string(String)
     case array([JSONValue])
     case object([String: JSONValue])
-
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() { self = .null }
-        else if let value = try? container.decode(Bool.self) { self = .bool(value) }
-        else if let value = try? container.decode(Int64.self) { self = .int(value) }
-        else if let value = try? container.decode(Double.self) { self = .double(value) }
-        else if let value = try? container.decode(String.self) { self = .string(value) }
-        else if let value = try? container.decode([JSONValue].self) { self = .array(value) }
-        else { self = .object(try container.decode([String: JSONValue].self)) }
-    }
 
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
@@ -34,9 +26,9 @@ public enum JSONValue: Codable, Sendable, Equatable {
         }
     }
 
-    /// Parses bytes as JSON; nil when they are not a JSON document.
+    /// Parses bytes as JSON with `JSONParser`'s limits; nil when they are not a JSON document.
     public static func parse(_ bytes: [UInt8]) -> JSONValue? {
-        try? JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+        try? JSONParser.parse(bytes)
     }
 }
 

@@ -23,13 +23,16 @@ enum Base64URL {
 enum TokenRejection: String, Error {
     case malformed = "the token is malformed"
     case unsupportedAlgorithm = "the token's algorithm is not accepted"
+    case unsupportedType = "the token's type is not accepted"
+    case criticalExtension = "the token names critical extensions"
     case unknownKey = "the token's key is unknown"
     case badSignature = "the token's signature is invalid"
     case expired = "the token has expired"
     case notYetValid = "the token is not valid yet"
+    case lifetimeTooLong = "the token's lifetime is too long"
     case wrongIssuer = "the token's issuer is not accepted"
     case wrongAudience = "the token's audience is not accepted"
-    case missingSubject = "the token has no subject"
+    case missingSubject = "the token has no valid subject"
 }
 
 /// Verified claims the service relies on.
@@ -42,27 +45,49 @@ struct TokenClaims: Equatable {
 ///
 /// The allow-list is tied to the key: HS256 only ever uses the shared secret (so an RSA or EC
 /// public key can never be used as an HMAC secret), RS256 only RSA keys, ES256 only P-256 keys,
-/// and `none` or any other `alg` is refused. `exp` is required; `exp`/`nbf` allow `leeway`.
+/// and `none` or any other `alg` is refused. Nothing but the small header is parsed before the
+/// signature is checked, and that with tight limits. `exp` is required; `exp`/`nbf` allow
+/// `leeway`; a token may live at most `maximumLifetime` seconds (`exp − iat`, or `exp − now`
+/// without `iat`).
 struct TokenVerifier: Sendable {
+    /// Longest accepted token, in bytes.
+    static let maximumTokenBytes = 8192
+    /// Longest accepted header, in bytes after base64url decoding: `alg`, `typ`, `kid` fit easily.
+    static let maximumHeaderBytes = 512
+    /// Time values outside this range are malformed (they would overflow arithmetic later).
+    static let plausibleTimes: ClosedRange<Int64> = 0...32_503_680_000  // up to the year 3000
+    /// `typ` values of a JWT access token (RFC 7519 §5.1, RFC 9068 §2.1), compared case-insensitively.
+    static let acceptedTypes: Set<String> = ["jwt", "at+jwt", "application/jwt", "application/at+jwt"]
+
     let sharedSecret: [UInt8]?
     let keys: [String: PublicKey]
     let issuer: String?
     let audience: String?
     let leeway: Int64
+    let maximumLifetime: Int64
 
     func verify(_ token: String, now: Int64) throws(TokenRejection) -> TokenClaims {
+        guard token.utf8.count <= Self.maximumTokenBytes else { throw .malformed }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard token.utf8.count <= 8192, parts.count == 3,
-              let headerBytes = Base64URL.decode(parts[0]), let payloadBytes = Base64URL.decode(parts[1]),
-              let signature = Base64URL.decode(parts[2]),
-              case .object(let header)? = JSONValue.parse(headerBytes),
-              case .object(let claims)? = JSONValue.parse(payloadBytes),
+        guard parts.count == 3, parts[0].utf8.count <= Self.maximumHeaderBytes * 4 / 3 + 4,
+              let headerBytes = Base64URL.decode(parts[0]),
+              case .object(let header)? = try? JSONParser.parse(headerBytes, maximumDepth: 2),
               case .string(let algorithm)? = header["alg"] else {
             throw .malformed
         }
+        if let type = header["typ"] {
+            guard case .string(let text) = type, Self.acceptedTypes.contains(text.lowercased()) else { throw .unsupportedType }
+        }
+        guard header["crit"] == nil else { throw .criticalExtension }
+        guard let signature = Base64URL.decode(parts[2]) else { throw .malformed }
         let signingInput = Array(token.utf8.prefix(parts[0].utf8.count + 1 + parts[1].utf8.count))
         let keyID: String? = if case .string(let kid)? = header["kid"] { kid } else { nil }
         try verifySignature(algorithm: algorithm, keyID: keyID, signature: signature, signingInput: signingInput)
+        // Only a token signed by a trusted key gets its claims parsed.
+        guard let payloadBytes = Base64URL.decode(parts[1]),
+              case .object(let claims)? = try? JSONParser.parse(payloadBytes, maximumDepth: 4) else {
+            throw .malformed
+        }
         return try validate(claims, now: now)
     }
 
@@ -83,12 +108,13 @@ struct TokenVerifier: Sendable {
     }
 
     private func validate(_ claims: [String: JSONValue], now: Int64) throws(TokenRejection) -> TokenClaims {
-        guard let expiresAt = Self.number(claims["exp"]) else { throw .malformed }
-        guard now <= expiresAt + leeway else { throw .expired }
-        if let notBefore = claims["nbf"] {
-            guard let notBefore = Self.number(notBefore) else { throw .malformed }
+        guard let expiresAt = try Self.time(claims["exp"]) else { throw .malformed }
+        guard now - leeway <= expiresAt else { throw .expired }
+        if let notBefore = try Self.time(claims["nbf"]) {
             guard now + leeway >= notBefore else { throw .notYetValid }
         }
+        let issuedAt = try Self.time(claims["iat"])
+        guard expiresAt - max(issuedAt ?? now, now - leeway) <= maximumLifetime else { throw .lifetimeTooLong }
         if let issuer {
             guard claims["iss"] == .string(issuer) else { throw .wrongIssuer }
         }
@@ -99,18 +125,24 @@ struct TokenVerifier: Sendable {
             default: throw .wrongAudience
             }
         }
-        guard case .string(let subject)? = claims["sub"], !subject.isEmpty, subject.utf8.count <= 255 else {
+        guard case .string(let subject)? = claims["sub"], !subject.isEmpty, subject.utf8.count <= 255,
+              !subject.unicodeScalars.contains(where: \.isControlCharacter) else {
             throw .missingSubject
         }
         return TokenClaims(subject: subject, expiresAt: expiresAt)
     }
 
-    private static func number(_ value: JSONValue?) -> Int64? {
+    /// A NumericDate claim (seconds), nil when absent; malformed when not a plausible time.
+    private static func time(_ value: JSONValue?) throws(TokenRejection) -> Int64? {
+        let seconds: Int64
         switch value {
-        case .int(let number)?: return number
-        case .double(let number)? where number.isFinite && abs(number) < 1e15: return Int64(number)
-        default: return nil
+        case nil: return nil
+        case .int(let number)?: seconds = number
+        case .double(let number)? where number.isFinite && abs(number) < 1e15: seconds = Int64(number)
+        default: throw .malformed
         }
+        guard plausibleTimes.contains(seconds) else { throw .malformed }
+        return seconds
     }
 
     /// Mints an HS256 token (the `token` development command).

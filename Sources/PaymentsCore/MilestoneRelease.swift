@@ -40,22 +40,30 @@ struct MilestoneRelease {
             throw APIError(status: 409, code: "milestone_not_funded",
                            message: "Only a funded milestone can be released (this one is \(row["milestone_status"] ?? "unknown")).")
         }
-        if !allowDisputed, let payment = UUID(uuidString: paymentID),
-           try Disputes.hasOpenDispute(paymentID: payment, on: database) {
-            throw APIError(status: 409, code: "payment_disputed", message: "A dispute is open on this milestone.")
-        }
         guard let charge = row["stripe_charge_id"], let destination = row["stripe_account_id"] else {
             throw APIError(status: 409, code: "milestone_not_funded", message: "The milestone's charge is not recorded yet; retry shortly.")
         }
+        // The claim checks, under the payment's row lock, that no dispute is open (unless an
+        // admin's resolution is releasing it); a dispute opened during the transfer waits.
+        guard try context.claims.claim(paymentID, for: .release, from: ["succeeded"], allowDisputed: allowDisputed,
+                                       on: database) != nil else {
+            throw APIError(status: 409, code: "milestone_not_funded", message: "The milestone's payment is not settled.")
+        }
         let amount = Int64(row.int("amount_cents") ?? 0) - Int64(row.int("application_fee_cents") ?? 0)
-        let transfer = try context.stripe.createTransfer([
-            ("amount", .integer(amount)),
-            ("currency", .string(row["currency"] ?? "")),
-            ("destination", .string(destination)),
-            ("source_transaction", .string(charge)),
-            ("transfer_group", .string(row["transfer_group"] ?? "")),
-            ("metadata", .object([("payment_id", .string(paymentID)), ("milestone_id", .string(milestone))])),
-        ], idempotencyKey: "milestone:\(milestone):release")
+        let transfer: Transfer
+        do {
+            transfer = try context.stripe.createTransfer([
+                ("amount", .integer(amount)),
+                ("currency", .string(row["currency"] ?? "")),
+                ("destination", .string(destination)),
+                ("source_transaction", .string(charge)),
+                ("transfer_group", .string(row["transfer_group"] ?? "")),
+                ("metadata", .object([("payment_id", .string(paymentID)), ("milestone_id", .string(milestone))])),
+            ], idempotencyKey: "milestone:\(milestone):release")
+        } catch {
+            PaymentClaims.settle(paymentID, .release, after: error, on: database)
+            throw error
+        }
 
         try database.withTransaction { connection in
             try connection.query("""
@@ -66,9 +74,12 @@ struct MilestoneRelease {
                 """)
             // A concurrent click (or the transfer.created webhook) may have stored the transfer
             // first: either unique key (transfer id, one per milestone) means it is recorded.
-            guard try connection.query("""
+            let changed = try connection.query("""
                 UPDATE milestones SET status = 'released' WHERE id = \(milestoneID) AND status = 'funded' RETURNING id
-                """).first != nil else { return }
+                """).first != nil
+            try PaymentClaims.settle(paymentID, .release, on: connection)
+            // One row per transfer: a concurrent click that got Stripe's replay of it moved no money.
+            guard changed else { return }
             try AuditLog.record(AuditEntry(operation: "milestone.release", entityType: "milestone", entityID: milestone,
                                            oldValues: ["status": "funded"],
                                            newValues: ["status": "released", "transfer_id": .string(transfer.id),

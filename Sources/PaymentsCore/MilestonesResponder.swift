@@ -72,6 +72,7 @@ struct MilestonesResponder {
                 throw APIError(status: 409, code: "seller_not_ready", message: "The seller cannot accept payments yet.")
             }
             let amount = Int64(milestone.int("amount_cents") ?? 0)
+            try MarketplaceConfiguration.checkChargeable(amount)
             try connection.query("UPDATE milestones SET status = 'funding' WHERE id = \(milestoneID)")
             let attempt = try connection.query("SELECT count(*) + 1 AS n FROM payments WHERE milestone_id = \(milestoneID)")
                 .first?.int("n") ?? 1

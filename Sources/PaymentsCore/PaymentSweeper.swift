@@ -98,7 +98,7 @@ struct PaymentSweeper {
             return true
         }
         if changed, let intent = intentID {
-            _ = try? stripe.cancelPaymentIntent(intent, reason: "abandoned", idempotencyKey: PaymentKeys.cancel(id))
+            _ = try? stripe.cancelIntent(intent, ofPayment: id, reason: .abandoned)
         }
         return changed
     }

@@ -11,7 +11,7 @@ extension StripeClient: IntentCanceller {
     /// Cancels now, on the calling thread (the CLI's sweeps and replays).
     func cancel(_ items: [IntentCancellation]) {
         for item in items {
-            _ = try? cancelPaymentIntent(item.intentID, reason: "abandoned", idempotencyKey: PaymentKeys.cancel(item.paymentID))
+            _ = try? cancelIntent(item.intentID, ofPayment: item.paymentID, reason: .abandoned)
         }
     }
 }
@@ -81,20 +81,11 @@ final class StripeFollowUps: IntentCanceller, @unchecked Sendable {
     private func perform(_ item: IntentCancellation, with stripe: StripeClient) {
         let outcome: String
         do {
-            _ = try stripe.cancelPaymentIntent(item.intentID, reason: "abandoned", idempotencyKey: PaymentKeys.cancel(item.paymentID))
+            try stripe.cancelIntent(item.intentID, ofPayment: item.paymentID, reason: .abandoned)
             outcome = "ok"
         } catch {
             outcome = "failed"
         }
         metrics.increment("payments_stripe_follow_ups_total{outcome=\"\(outcome)\"}")
     }
-}
-
-/// The deterministic Stripe idempotency keys of a payment's calls: spelled once, since a key
-/// deduplicates at Stripe only when every caller spells it exactly alike.
-enum PaymentKeys {
-    /// Creating the payment's PaymentIntent (also how a lost create is recovered).
-    static func create(_ paymentID: String) -> String { "payment:\(paymentID.lowercased()):create" }
-    /// Cancelling the payment's PaymentIntent.
-    static func cancel(_ paymentID: String) -> String { "payment:\(paymentID.lowercased()):cancel" }
 }

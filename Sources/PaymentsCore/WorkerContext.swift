@@ -51,6 +51,8 @@ public struct SharedState: Sendable {
     public let pool: ConnectionPool
     /// Stripe calls requests hand off instead of waiting for them.
     let followUps: StripeFollowUps
+    /// Samples the audit rows of anonymous refusals (see `FailureAudit`).
+    let refusalSampler = RefusalSampler()
 
     /// Bundles the shared state and opens (lazily) the process's pool.
     public init(configuration: ServerConfiguration, logger: Logger, metrics: Metrics, migrations: [Migration]) {

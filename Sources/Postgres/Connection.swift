@@ -36,6 +36,12 @@ public final class Connection {
     /// Runs one statement and returns its rows.
     @discardableResult
     public func query(_ query: SQLQuery) throws(DatabaseError) -> QueryResult {
+        // libpq reads text parameters up to their first NUL: refuse one rather than let a value
+        // be silently cut short (`"admin\u{0}x"` must never be looked up as `"admin"`).
+        if query.binds.contains(where: { $0?.utf8.contains(0) == true }) {
+            throw DatabaseError(kind: .invalidData, sqlState: "22021",
+                                serverMessage: "a parameter contains a NUL character, which text cannot hold")
+        }
         let connection = try connected()
         let result = Self.execute(query, on: connection)
         defer { PQclear(result) }
@@ -109,8 +115,12 @@ public final class Connection {
         guard !query.binds.isEmpty else { return PQexec(connection, query.sql) }
         let values: [UnsafeMutablePointer<CChar>?] = query.binds.map { $0.flatMap { strdup($0) } }
         defer { values.forEach { free($0) } }
+        let lengths = query.binds.map { Int32(clamping: $0?.utf8.count ?? 0) }
         return values.map { UnsafePointer($0) }.withUnsafeBufferPointer { pointers in
-            PQexecParams(connection, query.sql, Int32(values.count), nil, pointers.baseAddress, nil, nil, 0)
+            lengths.withUnsafeBufferPointer { lengths in
+                PQexecParams(connection, query.sql, Int32(values.count), nil, pointers.baseAddress, lengths.baseAddress,
+                             nil, 0)
+            }
         }
     }
 

@@ -80,8 +80,11 @@ public final class StripeClient {
     }
 
     /// `POST /v1/payment_intents/{id}/capture`.
-    public func capturePaymentIntent(_ id: String, amountToCapture: Int64?, idempotencyKey: String) throws(StripeError) -> PaymentIntent {
-        let parameters: [(String, StripeParameter)] = amountToCapture.map { [("amount_to_capture", .integer($0))] } ?? []
+    /// `application_fee_amount` replaces the fee set at creation (a partial capture's smaller fee).
+    public func capturePaymentIntent(_ id: String, amountToCapture: Int64?, applicationFeeAmount: Int64? = nil,
+                                     idempotencyKey: String) throws(StripeError) -> PaymentIntent {
+        var parameters: [(String, StripeParameter)] = amountToCapture.map { [("amount_to_capture", .integer($0))] } ?? []
+        if let applicationFeeAmount { parameters.append(("application_fee_amount", .integer(applicationFeeAmount))) }
         return try post("/v1/payment_intents/\(Self.pathComponent(id))/capture", parameters, idempotencyKey: idempotencyKey)
     }
 

@@ -5,7 +5,7 @@ import Cryptography
 public enum WebhookSignatureFailure: String, Error, Sendable {
     /// No header, or an empty one.
     case missing
-    /// No `t=` timestamp, a non-numeric one, or no `v1=` signature.
+    /// No `t=` timestamp, a non-numeric or implausible one, or no `v1=` signature.
     case malformed
     /// No `v1` signature matches any configured secret.
     case noMatch = "no_match"
@@ -43,7 +43,9 @@ public struct WebhookSignatureVerifier: Sendable {
             default: continue  // v0 and unknown schemes are ignored
             }
         }
-        guard let timestamp, !signatures.isEmpty else { throw .malformed }
+        // A timestamp is seconds since 1970, before the year 3000: anything else is malformed
+        // (and would overflow `now - timestamp` below).
+        guard let timestamp, (0...32_503_680_000).contains(timestamp), !signatures.isEmpty else { throw .malformed }
 
         let signedPayload = Array("\(timestamp).".utf8) + body
         var matched = false

@@ -31,3 +31,22 @@ import Testing
         #expect(Digest.randomBytes(32).count == 32)
     }
 }
+
+@Suite struct SealedBoxTests {
+    let key = Digest.sha256(Array("sealing key".utf8))
+
+    @Test func roundTripsAndRefusesTampering() throws {
+        let plaintext = Array(#"{"client_secret":"pi_1_secret_2"}"#.utf8)
+        let box = SealedBox.seal(plaintext, key: key)
+        #expect(box.count == plaintext.count + SealedBox.overhead)
+        #expect(!box.indices.dropLast(7).contains { Array(box[$0..<$0 + 7]) == Array("secret_".utf8) })
+        #expect(SealedBox.open(box, key: key) == plaintext)
+        #expect(SealedBox.seal(plaintext, key: key) != box)  // a fresh nonce each time
+        var altered = box
+        altered[14] ^= 1
+        #expect(SealedBox.open(altered, key: key) == nil)
+        #expect(SealedBox.open(box, key: Digest.sha256(Array("other".utf8))) == nil)
+        #expect(SealedBox.open(Array(box.prefix(20)), key: key) == nil)
+        #expect(SealedBox.open(SealedBox.seal([], key: key), key: key) == [])
+    }
+}

@@ -7,7 +7,7 @@ import Testing
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("jwks-\(UUID()).json").path
         try JWTVectors.jwks.write(toFile: path, atomically: true, encoding: .utf8)
         return TokenVerifier(sharedSecret: Array(JWTVectors.sharedSecret.utf8), keys: try JWKSLoader.load(path: path),
-                             issuer: "https://id.example.test", audience: "payments", leeway: 60)
+                             issuer: "https://id.example.test", audience: "payments", leeway: 60, maximumLifetime: 86_400)
     }
 
     @Test(arguments: JWTVectors.cases.map(\.name))
@@ -27,7 +27,7 @@ import Testing
 
     @Test func hs256IsRefusedWhenNoSharedSecretIsConfigured() throws {
         let verifier = try makeVerifier()
-        let withoutSecret = TokenVerifier(sharedSecret: nil, keys: verifier.keys, issuer: nil, audience: nil, leeway: 60)
+        let withoutSecret = TokenVerifier(sharedSecret: nil, keys: verifier.keys, issuer: nil, audience: nil, leeway: 60, maximumLifetime: 86_400)
         let token = try #require(JWTVectors.cases.first { $0.name == "hs256Valid" }).token
         #expect(throws: TokenRejection.unsupportedAlgorithm) { try withoutSecret.verify(token, now: JWTVectors.now) }
     }
@@ -35,7 +35,7 @@ import Testing
     @Test func mintedTokensVerify() throws {
         let secret = Array("minted-secret-minted-secret-minted".utf8)
         let token = TokenVerifier.mintHS256(secret: secret, claims: ["sub": "u", "exp": .int(JWTVectors.now + 10)])
-        let verifier = TokenVerifier(sharedSecret: secret, keys: [:], issuer: nil, audience: nil, leeway: 0)
+        let verifier = TokenVerifier(sharedSecret: secret, keys: [:], issuer: nil, audience: nil, leeway: 0, maximumLifetime: 86_400)
         #expect(try verifier.verify(token, now: JWTVectors.now).subject == "u")
         #expect(throws: TokenRejection.expired) { try verifier.verify(token, now: JWTVectors.now + 11) }
     }

@@ -145,3 +145,12 @@ def wait_until_ready(stack, streak: int, timeout: float = 30.0):
         run["n"] = run["n"] + 1 if stack.get("/api/ready").status_code == 200 else 0
         return run["n"] >= streak
     wait_for(ready, timeout, what=f"{streak} ready answers in a row")
+
+
+def stripe_calls(stack, key, path_prefix=None, method="POST", family=False):
+    """What the fake received under this Idempotency-Key; with `family`, also under the keys
+    that extend it with `:…` (`payment:{id}:capture` then finds `payment:{id}:capture:{amount}`)."""
+    def matches(request):
+        sent = request["headers"].get("Idempotency-Key", "")
+        return sent == key or (family and sent.startswith(key + ":"))
+    return [r for r in stack.stripe.received(method=method, path_prefix=path_prefix) if matches(r)]
