@@ -371,11 +371,15 @@ def machine():
 
 
 def read_env(run_dir):
+    """The local app's environment (RUN_DIR/env), with the owner's DATABASE_URL from
+    RUN_DIR/migrate.env: the benchmarks reset tables, which the app's role may not do."""
     env = {}
-    for line in (Path(run_dir) / "env").read_text().splitlines():
-        if "=" in line and not line.startswith("#"):
-            key, value = line.split("=", 1)
-            env[key] = shlex.split(value)[0] if value else ""
+    for name in ("env", "migrate.env"):
+        path = Path(run_dir) / name
+        for line in (path.read_text().splitlines() if path.exists() else []):
+            if "=" in line and not line.startswith("#"):
+                key, value = line.split("=", 1)
+                env[key] = shlex.split(value)[0] if value else ""
     return env
 
 

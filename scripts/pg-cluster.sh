@@ -3,8 +3,10 @@
 # through the unix socket in DIR/sock (listen_addresses='').
 #   init DIR            create the cluster (once)
 #   start DIR / stop DIR
-#   createdb DIR NAME   create role `payments` and database NAME owned by it (once)
-#   url DIR NAME        print the DATABASE_URL of NAME for role `payments`
+#   createdb DIR NAME   create the roles `payments` (owner: migrations) and `payments_app` (the app:
+#                       DML only, granted by `payments migrate` with DATABASE_APP_ROLE), and
+#                       database NAME owned by `payments` (once)
+#   url DIR NAME [ROLE] print the DATABASE_URL of NAME for ROLE (default `payments`, the owner)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
@@ -45,13 +47,15 @@ stop)
     ;;
 createdb)
     name=${3:?database name required}
-    [ -n "$(psql_admin -c "SELECT 1 FROM pg_roles WHERE rolname = 'payments'")" ] \
-        || psql_admin -c "CREATE ROLE payments LOGIN"
+    for role in payments payments_app; do
+        [ -n "$(psql_admin -c "SELECT 1 FROM pg_roles WHERE rolname = '$role'")" ] \
+            || psql_admin -c "CREATE ROLE $role LOGIN"
+    done
     [ -n "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = '$name'")" ] \
         || psql_admin -c "CREATE DATABASE \"$name\" OWNER payments"
     ;;
 url)
-    echo "postgresql:///${3:?database name required}?host=$sock&user=payments"
+    echo "postgresql:///${3:?database name required}?host=$sock&user=${4:-payments}"
     ;;
 *)
     die "unknown command: $cmd"

@@ -64,10 +64,19 @@ fi
 "$REPO/scripts/pg-cluster.sh" start "$RUN_DIR/pg"
 "$REPO/scripts/pg-cluster.sh" createdb "$RUN_DIR/pg" payments
 
+# The app serves as `payments_app` (DML only); migrations run as the owner `payments` and grant
+# `payments_app` its privileges (docs/security.md, "Database roles").
+owner_url=$("$REPO/scripts/pg-cluster.sh" url "$RUN_DIR/pg" payments)
+# The sockets are 0660: when we run as root nginx's workers drop to nobody:nogroup
+# (nginx.conf), so the sockets belong to that group; otherwise the workers run as us.
+socket_group=""
+[ "$(id -u)" = 0 ] && socket_group=nogroup
+
 (umask 077 && cat >"$RUN_DIR/env" <<ENV
 # Written by scripts/run.sh: the environment of the local \`payments serve\`. Local values only.
-DATABASE_URL='$("$REPO/scripts/pg-cluster.sh" url "$RUN_DIR/pg" payments)'
-FCGI_SOCKET_MODE='0666'
+DATABASE_URL='$("$REPO/scripts/pg-cluster.sh" url "$RUN_DIR/pg" payments payments_app)'
+FCGI_SOCKET_MODE='0660'
+${socket_group:+FCGI_SOCKET_GROUP='$socket_group'}
 MIGRATIONS_DIR='$REPO/sql'
 PUBLIC_BASE_URL='$base_url'
 APP_RETURN_URL='$base_url/marketplace/'
@@ -83,9 +92,16 @@ $stripe_env
 ENV
 )
 
+# What `payments migrate` (and operators, benchmarks) use instead: the owner's URL and the role to grant.
+(umask 077 && cat >"$RUN_DIR/migrate.env" <<ENV
+DATABASE_URL='$owner_url'
+DATABASE_APP_ROLE='payments_app'
+ENV
+)
+
 load_env() { set -a && source "$RUN_DIR/env" && set +a; }
 
-(load_env && exec "$PAYMENTS_BIN" migrate)
+(load_env && set -a && source "$RUN_DIR/migrate.env" && set +a && exec "$PAYMENTS_BIN" migrate)
 (load_env && exec "$PAYMENTS_BIN" seed-demo)
 
 # App processes 1…APP_PROCESSES, each with its own pair of lane sockets (app-N.sock for the

@@ -19,12 +19,14 @@ public final class Listener: Sendable {
     private let socketPath: String?
 
     /// Opens the socket, refusing (with a clear message) when another live process listens on it.
-    public init(address: String, mode: mode_t, backlog: Int32 = 1024) throws {
+    /// A unix socket gets `mode` and, when given, the group `group` (nginx's workers' group, so
+    /// that `0660` lets them in and nobody else).
+    public init(address: String, mode: mode_t, group: gid_t? = nil, backlog: Int32 = 1024) throws {
         if let (host, port) = Self.tcpAddress(address) {
             descriptor = try Self.openTCP(host: host, port: port, backlog: backlog)
             socketPath = nil
         } else {
-            descriptor = try Self.openUnix(path: address, mode: mode, backlog: backlog)
+            descriptor = try Self.openUnix(path: address, mode: mode, group: group, backlog: backlog)
             socketPath = address
         }
     }
@@ -45,7 +47,7 @@ public final class Listener: Sendable {
         return (String(address[..<colon]), port)
     }
 
-    private static func openUnix(path: String, mode: mode_t, backlog: Int32) throws -> Int32 {
+    private static func openUnix(path: String, mode: mode_t, group: gid_t?, backlog: Int32) throws -> Int32 {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let pathBytes = Array(path.utf8)
@@ -69,7 +71,8 @@ public final class Listener: Sendable {
             close(fd)
             throw ListenerError(description: "cannot bind FCGI_SOCKET \(path): \(reason)")
         }
-        guard chmod(path, mode) == 0, listen(fd, backlog) == 0 else {
+        // The group before the mode, and both before `listen`: no one outside it ever connects.
+        guard group.map({ chown(path, uid_t.max, $0) == 0 }) ?? true, chmod(path, mode) == 0, listen(fd, backlog) == 0 else {
             let reason = errnoText()
             close(fd)
             unlink(path)

@@ -10,7 +10,8 @@ public enum CommandLineTool {
 
         commands:
           serve     run the FastCGI server (env: DATABASE_URL, FCGI_SOCKET, WORKERS, …)
-          migrate   apply pending migrations from MIGRATIONS_DIR (default: sql)
+          migrate   apply pending migrations from MIGRATIONS_DIR (default: sql) as the database owner, then
+                    grant the app's role (DATABASE_APP_ROLE, when set) its DML-only privileges
           token --user SUB [--ttl SECONDS]
                     print a development HS256 token signed with AUTH_JWT_SECRET (default ttl 3600)
           seed-demo create the demo buyer, seller, admin, listings and milestones (idempotent)
@@ -83,6 +84,10 @@ public enum CommandLineTool {
         let applied = try Migrator(migrations: migrations).migrate(on: connection)
         print(applied.isEmpty ? "migrations: up to date (\(migrations.count) applied)"
                               : "migrations: applied \(applied.joined(separator: ", "))")
+        if let role = environment.optional("DATABASE_APP_ROLE") {
+            try AppRoleGrants.apply(to: role, on: connection)
+            print("migrations: privileges of \(role) granted (DML; payment_audit_logs insert-only)")
+        }
         return 0
     }
 
@@ -126,11 +131,13 @@ public enum CommandLineTool {
         let queueTimeout = configuration.laneQueueTimeout
         let lanes = [
             Lane(name: LaneKind.core.rawValue,
-                 listener: try Listener(address: configuration.socketAddress, mode: configuration.socketMode),
+                 listener: try Listener(address: configuration.socketAddress, mode: configuration.socketMode,
+                                        group: configuration.socketGroup),
                  // Core workers wait only on PostgreSQL: the backlog is their queue (see `Lane`).
                  workers: configuration.workers, queueCapacity: 0, queueTimeout: queueTimeout),
             Lane(name: LaneKind.stripe.rawValue,
-                 listener: try Listener(address: configuration.stripeSocketAddress, mode: configuration.socketMode),
+                 listener: try Listener(address: configuration.stripeSocketAddress, mode: configuration.socketMode,
+                                        group: configuration.socketGroup),
                  workers: configuration.stripeWorkers, queueCapacity: configuration.stripeWorkers, queueTimeout: queueTimeout),
         ]
         let server = FastCGIServer(maximumBodyBytes: configuration.maximumBodyBytes,

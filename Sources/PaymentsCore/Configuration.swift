@@ -60,6 +60,8 @@ public struct ServerConfiguration: Sendable {
     public var socketAddress: String
     /// Permission bits for a unix socket (`FCGI_SOCKET_MODE`, octal, default 0660).
     public var socketMode: UInt32
+    /// Group of the unix sockets (`FCGI_SOCKET_GROUP`, a group name or number; default: the process's group).
+    public var socketGroup: UInt32?
     /// The Stripe lane's socket (`FCGI_STRIPE_SOCKET`; default beside `FCGI_SOCKET`).
     public var stripeSocketAddress: String
     /// Core-lane worker threads: webhooks, reads, ops (`WORKERS`, default 16).
@@ -110,6 +112,7 @@ public struct ServerConfiguration: Sendable {
             throw ConfigurationError(description: "environment variable FCGI_SOCKET_MODE must be octal permission bits such as 0660")
         }
         socketMode = mode
+        socketGroup = try environment.optional("FCGI_SOCKET_GROUP").map(Self.groupID)
         stripeSocketAddress = environment.optional("FCGI_STRIPE_SOCKET") ?? Self.stripeSocket(beside: socketAddress)
         guard stripeSocketAddress != socketAddress else {
             throw ConfigurationError(description: "environment variable FCGI_STRIPE_SOCKET must differ from FCGI_SOCKET")
@@ -140,6 +143,15 @@ public struct ServerConfiguration: Sendable {
                                                     tolerance: Int64(tolerance))
         connectWebhooks = WebhookSignatureVerifier(
             secrets: try Self.webhookSecrets("STRIPE_CONNECT_WEBHOOK_SECRETS", environment), tolerance: Int64(tolerance))
+    }
+
+    /// A group name (looked up once, at start-up) or number.
+    static func groupID(_ name: String) throws -> UInt32 {
+        if let number = UInt32(name) { return number }
+        guard let entry = getgrnam(name) else {
+            throw ConfigurationError(description: "environment variable FCGI_SOCKET_GROUP names no group: \(name)")
+        }
+        return entry.pointee.gr_gid
     }
 
     /// The default Stripe-lane address: `app.sock` → `app-stripe.sock`; `HOST:PORT` → `HOST:PORT+1`.

@@ -11,9 +11,10 @@ from .processes import accepts, end, run, spawn, wait_until
 class App:
     """One `payments serve` process with a fixed environment; its output goes to `log_path`."""
 
-    def __init__(self, env: dict, log_path: Path):
+    def __init__(self, env: dict, log_path: Path, migration_env: dict | None = None):
         self.env = dict(env)
         self.log_path = Path(log_path)
+        self.migration_env = dict(migration_env or {})
         self.process = None
 
     @property
@@ -55,8 +56,9 @@ class App:
         return end(self.process, signal.SIGTERM, timeout)
 
     def migrate(self, **overrides):
-        """Run `payments migrate` with this app's environment plus `overrides`."""
-        return run([str(BINARY), "migrate"], env={**self.env, **overrides})
+        """Run `payments migrate` with this app's environment, the migration settings (the
+        owner's DATABASE_URL, DATABASE_APP_ROLE) and `overrides`."""
+        return run([str(BINARY), "migrate"], env={**self.env, **self.migration_env, **overrides})
 
     def log_text(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -30,12 +30,13 @@ class Postgres:
         self._cluster("stop")
 
     def create_database(self, name):
-        """Create database `name`, owned by the `payments` role."""
+        """Create database `name`, owned by the `payments` role (and the app's `payments_app` role)."""
         self._cluster("createdb", name)
 
-    def url(self, name):
-        """DATABASE_URL of database `name` for the `payments` role."""
-        return self._cluster("url", name)
+    def url(self, name, role="payments"):
+        """DATABASE_URL of database `name` for `role`: `payments` owns the schema and runs the
+        migrations; `payments_app` is the restricted role the app serves as."""
+        return self._cluster("url", name, role)
 
     @property
     def admin_url(self):

@@ -21,6 +21,8 @@ import sys
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.fake_stripe import FakeStripe  # noqa: E402
 
+APP_ROLE = "payments_app"
+NGINX_WORKER_GROUP = "nogroup"
 PLATFORM_SECRET = "whsec_test_harness_platform"
 CONNECT_SECRET = "whsec_test_harness_connect"
 
@@ -73,7 +75,7 @@ class Stack:
             platform_secrets=(PLATFORM_SECRET,), connect_secrets=(CONNECT_SECRET,),
             webhook_backoff=0.2, webhook_max_attempts=6)
         self.jwks = TestKeys(self.root / "jwks.json")
-        self.app = App(self.app_env(), self.root / "app.log")
+        self.app = App(self.app_env(), self.root / "app.log", migration_env=self.migration_env())
         self._extra_nginx = []
         self._closed = False
         atexit.register(self.close)
@@ -85,9 +87,13 @@ class Stack:
         return {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "LANG": "C.UTF-8",
-            "DATABASE_URL": self.pg.url("payments"),
+            # The app serves as the restricted role; migrations run as the owner (migration_env).
+            "DATABASE_URL": self.pg.url("payments", APP_ROLE),
             "FCGI_SOCKET": str(self.root / "app.sock"),
-            "FCGI_SOCKET_MODE": "0666",
+            # Only the group of nginx's workers may connect (nginx.conf: `user nobody nogroup`
+            # when its master runs as root; otherwise they run as us and own nothing less).
+            "FCGI_SOCKET_MODE": "0660",
+            **({"FCGI_SOCKET_GROUP": NGINX_WORKER_GROUP} if os.geteuid() == 0 else {}),
             "WORKERS": "4",
             "STRIPE_WORKERS": "4",
             "DATABASE_POOL_SIZE": "10",
@@ -112,8 +118,19 @@ class Stack:
             "APP_RETURN_URL": base_url + "/marketplace/",
         }
 
+    def migration_env(self):
+        """What `payments migrate` adds to the app's environment: the owner's DATABASE_URL and
+        the role to grant the app's privileges to."""
+        return {"DATABASE_URL": self.pg.url("payments"), "DATABASE_APP_ROLE": APP_ROLE}
+
     @property
     def database_url(self):
+        """The owner's DATABASE_URL: what tests use to set up and inspect rows."""
+        return self.app.migration_env["DATABASE_URL"]
+
+    @property
+    def app_database_url(self):
+        """The DATABASE_URL the app serves with (the restricted role)."""
         return self.app.env["DATABASE_URL"]
 
     def start(self):
@@ -208,7 +225,7 @@ class Stack:
         root.mkdir()
         apps = [App({**self.app.env, **{k: str(v) for k, v in env.items()},
                      "FCGI_SOCKET": str(root / f"app-{n}.sock"), "INSTANCE_NAME": f"test/app-{n}"},
-                    root / f"app-{n}.log") for n in range(1, count + 1)]
+                    root / f"app-{n}.log", migration_env=self.app.migration_env) for n in range(1, count + 1)]
         settings = {**GENEROUS_LIMITS, **(nginx_settings or {})}
         if "STRIPE_DEADLINE_SECONDS" in env:
             settings.setdefault("STRIPE_DEADLINE_SECONDS", env["STRIPE_DEADLINE_SECONDS"])
