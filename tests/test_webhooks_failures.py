@@ -57,7 +57,7 @@ def test_database_stopped_before_delivery_is_503_and_the_redelivery_applies_once
         assert_applied_once(stack, fresh, payment, evt)
 
 
-def test_database_stopped_mid_delivery_is_503_with_no_partial_rows(stack, db):
+def test_database_stopped_mid_delivery_is_503_with_no_partial_rows(stack, db, admin_db):
     """The delivery has inserted its inbox row and waits for the payment's row lock when
     PostgreSQL goes down: the answer is 503 and none of its writes survive."""
     payment = new_payment(db)
@@ -69,7 +69,8 @@ def test_database_stopped_mid_delivery_is_503_with_no_partial_rows(stack, db):
         holder.execute("SELECT 1 FROM payments WHERE id = %s FOR UPDATE", (payment["id"],))
         thread = threading.Thread(target=lambda: answer.update(response=deliver(stack, body)))
         thread.start()
-        wait_until(lambda: db.execute(
+        # As the superuser: the app's sessions (its own role) show their queries only to it.
+        wait_until(lambda: admin_db.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%%FROM payments%%FOR UPDATE%%'"
             " AND pid <> pg_backend_pid()").fetchone()[0] == 1, 10, what="the delivery to wait on the payment's lock")
         stack.stop_database()
