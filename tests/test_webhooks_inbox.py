@@ -1,6 +1,7 @@
 """Webhook inbox (issue 5): the exact raw bytes are stored, duplicates (sequential and
-concurrent) have exactly one effect, unknown types and events on the wrong endpoint are
-stored `ignored`, and /metrics shows what happened.
+concurrent) have exactly one effect, unknown types and platform events on the Connect endpoint
+are stored `ignored` (Connect events on the platform endpoint are refused: issue 13), and
+/metrics shows what happened.
 
 The helpers at the top are shared with the other test_webhooks_* files (they import this
 module): payment rows are created directly in the database, as issue 5 allows until the
@@ -169,7 +170,7 @@ def test_exact_raw_bytes_are_stored_for_an_ignored_event(stack, db):
     """CRLF, odd spacing, raw UTF-8, escaped unicode and key order all survive nginx and the app:
     the stored payload is byte-for-byte the signed body."""
     event_id = f"evt_{uid()}"
-    body = ("{\r\n  \"id\" : \"" + event_id + "\",\r\n\t\"object\":\"event\", \"type\":\"customer.created\",\r\n"
+    body = ("{\r\n  \"id\" : \"" + event_id + "\",\r\n\t\"object\":\"event\", \"type\":\"customer.created\", \"livemode\":false,\r\n"
             "  \"created\": " + str(int(time.time())) + ",  \"data\": {\"object\": {\"id\": \"cus_1\", "
             "\"name\": \"Zoë Ångström 💳\", \"note\": \"caf\\u00e9 \\ud83d\\ude00 \\r\\n\", \"z\": 1, \"a\": 2.50}}}\r\n"
             ).encode("utf-8")
@@ -295,14 +296,17 @@ def test_payment_event_on_the_connect_endpoint_is_ignored(stack, db):
     assert audit_operations(db, payment["id"]) == [] and notifications(db, payment["id"]) == []
 
 
-def test_account_event_on_the_platform_endpoint_is_ignored(stack, db):
+def test_account_event_on_the_platform_endpoint_is_refused(stack, db):
+    """A connected account's event belongs on the Connect endpoint (issue 13: 400, nothing stored;
+    test_webhooks_routing.py has the other cases)."""
     account = f"acct_{uid()}"
     profile = make_profile(db, "seller", stripe_account=account, charges_enabled=False)
     evt = event("account.updated", {"id": account, "object": "account", "charges_enabled": True, "payouts_enabled": True,
                                     "details_submitted": True,
                                     "requirements": {"currently_due": [], "disabled_reason": None}}, account=account)
     response = send(stack, evt, endpoint="platform")
-    assert response.json() == {"received": True, "status": "ignored"}
+    assert response.status_code == 400 and response.json()["error"]["code"] == "wrong_webhook_endpoint", response.text
+    assert event_row(db, evt["id"]) is None
     assert db.execute("SELECT charges_enabled FROM profiles WHERE id = %s", (profile["id"],)).fetchone()[0] is False
     # The same event on the Connect endpoint (a new id: Stripe's ids are per delivery target) is applied.
     evt["id"] = f"evt_{uid()}"

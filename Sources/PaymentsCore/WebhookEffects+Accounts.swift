@@ -4,7 +4,11 @@ import Stripe
 
 /// Connected accounts, as the Connect webhook reports them.
 extension WebhookEffects {
+    /// Applies to the profile of the event's connected account (`event.account`, which Stripe
+    /// sets on Connect deliveries) and only when the object is that account: an event whose
+    /// object names another account must not change that other seller's profile.
     func accountUpdated(_ account: Account) throws -> EffectOutcome {
+        guard let eventAccount = event.account, eventAccount == account.id else { return .refused }
         switch try AccountMirror.sync(account, eventCreated: event.created, operation: "account.updated", metadata: eventMetadata,
                                       audit: audit, on: connection) {
         case .unknownAccount:

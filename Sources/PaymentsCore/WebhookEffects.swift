@@ -10,6 +10,9 @@ enum EffectOutcome: String {
     case parked
     /// A type (or endpoint) we do not act on.
     case ignored
+    /// Handled type, but the event contradicts itself (a Connect `account.updated` whose
+    /// `account` is not its object's id): stored `ignored`, the reason in `last_error`.
+    case refused
 }
 
 /// An event whose payload cannot be applied (malformed object): recorded as `failed`.

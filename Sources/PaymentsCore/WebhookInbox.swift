@@ -101,10 +101,11 @@ struct WebhookInbox {
         var effects = WebhookEffects(event: event, payload: payload, endpoint: endpoint, connection: connection, audit: audit)
         let outcome = try effects.apply()
         switch outcome {
-        case .processed, .ignored:
+        case .processed, .ignored, .refused:
             try connection.query("""
-                UPDATE webhook_events SET status = \(outcome.rawValue), attempts = attempts + 1, processed_at = now(),
-                       next_attempt_at = NULL, last_error = NULL
+                UPDATE webhook_events SET status = \(outcome == .refused ? "ignored" : outcome.rawValue), attempts = attempts + 1,
+                       processed_at = now(), next_attempt_at = NULL,
+                       last_error = \(outcome == .refused ? Self.accountMismatch : nil)
                 WHERE id = \(event.id)
                 """)
         case .parked:
@@ -138,6 +139,9 @@ struct WebhookInbox {
             WHERE w.status IN ('received', 'failed', 'parked')
             """)
     }
+
+    /// Why a refused event was stored `ignored`.
+    static let accountMismatch = "account_mismatch: event.account is missing or differs from data.object.id"
 
     /// Next retry: 1, 2, 4 … minutes by attempts so far, at most 6 hours (SQL, over the row's `attempts`).
     private static let backoff = SQLQuery(unsafeSQL: "least(interval '1 minute' * power(2, attempts), interval '6 hours')")

@@ -28,6 +28,8 @@ struct WebhookResponder {
         guard let event = try? Event.decode(request.body), !event.id.isEmpty, !event.type.isEmpty else {
             throw APIError(status: 400, code: "invalid_event", message: "The body is not a Stripe event.")
         }
+        try refuseMisdirected(event, endpoint: endpoint, isLiveMode: context.shared.configuration.stripe.isLiveMode,
+                              metrics: metrics)
         metrics.increment("payments_webhook_events_total{endpoint=\"\(endpoint.rawValue)\",type=\"\(event.type)\",outcome=\"received\"}")
 
         let started = ContinuousClock.now
@@ -55,11 +57,36 @@ struct WebhookResponder {
         case .duplicate:
             label = "duplicate"
             body = ["received": true, "duplicate": true]
+        case .applied(.refused):
+            // Stored as `ignored` with the reason in `last_error`; Stripe has nothing to retry.
+            label = EffectOutcome.refused.rawValue
+            body = ["received": true, "status": "ignored"]
+            metrics.increment("payments_webhook_rejections_total{endpoint=\"\(endpoint.rawValue)\",reason=\"account_mismatch\"}")
         case .applied(let effect):
             label = effect.rawValue
             body = effect == .processed ? ["received": true] : ["received": true, "status": .string(effect.rawValue)]
         }
         metrics.increment("payments_webhook_events_total{endpoint=\"\(endpoint.rawValue)\",type=\"\(event.type)\",outcome=\"\(label)\"}")
         return .json(body)
+    }
+
+    /// Refuses, before anything is stored, an event of the other mode than our key's (a test
+    /// event at a live deployment, or the reverse) and, on the platform endpoint, an event of a
+    /// connected account (it belongs on the Connect endpoint). Both mean a wrong key or endpoint
+    /// configuration: a `400` makes Stripe show the failing deliveries until it is fixed.
+    private func refuseMisdirected(_ event: Event, endpoint: WebhookEndpoint, isLiveMode: Bool, metrics: Metrics) throws {
+        let refusal: APIError
+        if event.livemode != isLiveMode {
+            refusal = APIError(status: 400, code: "livemode_mismatch",
+                               message: "The event is \(event.livemode == true ? "live" : "test")-mode; this endpoint takes "
+                                   + "\(isLiveMode ? "live" : "test")-mode events only.")
+        } else if endpoint == .platform, event.account != nil {
+            refusal = APIError(status: 400, code: "wrong_webhook_endpoint",
+                               message: "The event belongs to a connected account: send it to the Connect endpoint.")
+        } else {
+            return
+        }
+        metrics.increment("payments_webhook_rejections_total{endpoint=\"\(endpoint.rawValue)\",reason=\"\(refusal.code)\"}")
+        throw refusal
     }
 }

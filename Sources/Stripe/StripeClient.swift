@@ -24,6 +24,9 @@ public struct StripeConfiguration: Sendable {
     /// The pinned API version.
     public static let pinnedAPIVersion = "2024-06-20"
 
+    /// Whether the key is a live-mode key (`sk_live_…`, `rk_live_…`): events must say the same `livemode`.
+    public var isLiveMode: Bool { secretKey.hasPrefix("sk_live_") || secretKey.hasPrefix("rk_live_") }
+
     /// Creates a configuration with Stripe-like defaults: 2 retries, 0.5 s → 4 s backoff, 10 s
     /// connect, 30 s per attempt, 20 s for a whole request.
     public init(secretKey: String, apiBase: String = "https://api.stripe.com", apiVersion: String = pinnedAPIVersion,
