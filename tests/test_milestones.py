@@ -528,7 +528,7 @@ def test_fund_conflicts_not_pending_in_flight_and_another_buyer(stack, db):
 
     # Another buyer cannot fund the job this buyer is funding.
     intruder = make_profile(db, "buyer")
-    assert_envelope(fund(stack, intruder, listing, m2), 409, "listing_unavailable")
+    assert_envelope(fund(stack, intruder, listing, m2), 409, "job_has_other_buyer")
     assert milestone_status(db, m2) == "pending"
     assert db.execute("SELECT count(*) FROM payments WHERE listing_id = %s AND buyer_id = %s",
                       (listing, intruder["id"])).fetchone()[0] == 0
@@ -627,6 +627,89 @@ def test_a_funding_whose_response_was_lost_and_never_retried_is_settled_by_the_s
     assert intent["metadata"]["payment_id"] == payment["id"]
     assert milestone_status(db, m1) == "pending"
     assert fund(stack, buyer, listing, m1).status_code == 201
+
+
+def test_two_buyers_racing_on_two_milestones_of_one_job_one_wins(stack, db):
+    """Issue 13: the listing row is locked while a milestone is claimed, so a job has one buyer
+    even when two start funding different milestones at the same moment. A trigger slows each
+    funding's insert, holding the race open (without the lock both would pass the check)."""
+    job = new_job(stack, db, (5000, 6000))
+    listing, (m1, m2) = job["listing"], job["milestones"]
+    rivals = [job["buyer"], make_profile(db, "buyer")]
+    function = f"test_slow_fund_{listing.replace('-', '_')}"
+    db.execute(f"""CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
+                   BEGIN PERFORM pg_sleep(0.5); RETURN NEW; END $$""")
+    db.execute(f"""CREATE TRIGGER {function} BEFORE INSERT ON payments FOR EACH ROW
+                   WHEN (NEW.listing_id = '{listing}'::uuid) EXECUTE FUNCTION {function}()""")
+    try:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda pair: fund(stack, pair[0], listing, pair[1]), zip(rivals, (m1, m2))))
+    finally:
+        db.execute(f"DROP TRIGGER IF EXISTS {function} ON payments")
+        db.execute(f"DROP FUNCTION IF EXISTS {function}()")
+    assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
+    winner = next(i for i, a in enumerate(answers) if a.status_code == 201)
+    assert_envelope(answers[1 - winner], 409, "job_has_other_buyer")
+    buyers = many(db, "SELECT DISTINCT buyer_id::text AS buyer FROM payments WHERE listing_id = %s", (listing,))
+    assert [b["buyer"] for b in buyers] == [rivals[winner]["id"]]
+    assert len(fund_creates_for_listing(stack, listing)) == 1
+    assert milestone_status(db, (m1, m2)[1 - winner]) == "pending"
+
+
+def test_an_unpaid_funding_is_expired_by_the_sweeper_and_the_job_is_free_again(stack, db):
+    """Issue 13: a buyer who starts funding and never pays no longer blocks the job: after
+    RESERVATION_MINUTES `payments sweep` cancels the intent at Stripe (the payment's cancel key),
+    the payment, and puts the milestone back to `pending` — audited, both parties told."""
+    job = new_job(stack, db, (7000, 3000))
+    buyer, seller, listing, (m1, m2) = job["buyer"], job["seller"], job["listing"], job["milestones"]
+    started = fund(stack, buyer, listing, m1)
+    assert started.status_code == 201, started.text
+    payment_id, intent_id = started.json()["payment_id"], started.json()["payment_intent_id"]
+    other = new_job(stack, db, (4000,))  # a funding still within its time stays as it is
+    fresh = fund(stack, other["buyer"], other["listing"], other["milestones"][0])
+    assert fresh.status_code == 201, fresh.text
+
+    # Nothing is due yet; then the buyer is gone past RESERVATION_MINUTES (10 in the harness).
+    assert "expire_fundings: " in sweep(stack)
+    assert payment_row(db, payment_id)["status"] == "requires_payment_method"
+    db.execute("UPDATE payments SET created_at = now() - interval '11 minutes' WHERE id = %s", (payment_id,))
+    # The canceled event waits until the sweep is done (else it may cancel the payment first).
+    stack.stripe_control("POST", "/_control/webhooks/pause", {"endpoint": "platform"})
+    try:
+        assert "expire_fundings: 1" in sweep(stack)
+    finally:
+        stack.stripe_control("POST", "/_control/webhooks/resume", {"endpoint": "platform"})
+
+    assert payment_row(db, payment_id)["status"] == "canceled"
+    assert milestone_status(db, m1) == "pending"
+    assert fake_object(stack, intent_id)["status"] == "canceled"
+    cancels = executed(calls(stack, f"payment:{payment_id}:cancel", f"{INTENTS}/{intent_id}/cancel"))
+    assert len(cancels) == 1, cancels
+    operations = [r["operation"] for r in audit(db, "payment", payment_id)]
+    assert "milestone.funding_expired" in operations, operations
+    told = many(db, "SELECT profile_id::text AS profile FROM notifications WHERE kind = 'funding_expired'"
+                    " AND payload->>'payment_id' = %s ORDER BY 1", (payment_id,))
+    assert [t["profile"] for t in told] == sorted([buyer["id"], seller["id"]])
+    settle(stack)  # the payment_intent.canceled event changes nothing more
+    assert [r["operation"] for r in audit(db, "payment", payment_id)] == operations
+    assert payment_row(db, fresh.json()["payment_id"])["status"] == "requires_payment_method"
+
+    # A second sweep has nothing left to do, and the job is free: another buyer funds it.
+    assert "expire_fundings: 0" in sweep(stack)
+    newcomer = make_profile(db, "buyer")
+    again = fund(stack, newcomer, listing, m1)
+    assert again.status_code == 201, again.text
+    assert again.json()["payment_intent_id"] != intent_id
+    status, confirmed = confirm(stack, again.json()["payment_intent_id"])
+    assert status == 200 and confirmed["status"] == "succeeded"
+    wait_milestone(db, m1, "funded")
+    assert_envelope(fund(stack, buyer, listing, m2), 409, "job_has_other_buyer")
+
+
+def sweep(stack):
+    result = subprocess.run([str(BINARY), "sweep"], env=stack.app.env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
 
 
 # ------------------------------------------------------------------------------------------

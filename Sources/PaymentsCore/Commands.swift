@@ -16,8 +16,9 @@ public enum CommandLineTool {
                     print a development HS256 token signed with AUTH_JWT_SECRET (default ttl 3600)
           seed-demo create the demo buyer, seller, admin, listings and milestones (idempotent)
           sweep     run the housekeeping tasks once: purge idempotency keys after 24 h and old rate-limit
-                    windows, cancel expired reservations and lapsing authorisations, retry parked and
-                    failed webhook events (safe from cron every minute, and concurrently)
+                    windows, cancel expired reservations, unpaid milestone fundings and lapsing
+                    authorisations, retry parked and failed webhook events (safe from cron every
+                    minute, and concurrently)
           events list [--status S] [--limit N]
           events replay (--id EVT | --type TYPE [--since UNIX_SECONDS])
                     inspect the webhook inbox; replay re-applies stored events idempotently

@@ -16,7 +16,9 @@ struct MilestonesResponder {
     }
 
     /// Starts funding one milestone: checks and the `funding` mark in one transaction (the
-    /// milestone row locked), then a platform PaymentIntent with automatic capture. As with
+    /// listing row locked, so that of two buyers funding different milestones of one job at
+    /// once the second sees the first's payment; then the milestone row), then a platform
+    /// PaymentIntent with automatic capture. As with
     /// purchases (IntentsResponder), a Stripe call whose outcome is unknown keeps the payment
     /// `creating` and the milestone `funding`: the buyer's retry resumes it under the same key,
     /// and the sweeper settles one the buyer never retries.
@@ -31,7 +33,7 @@ struct MilestonesResponder {
         let attempt = try database.withTransaction { connection -> IntentCreation.Attempt in
             guard let listing = try connection.query("""
                 SELECT l.id, l.seller_id, l.currency, l.kind, l.status, s.stripe_account_id, s.charges_enabled
-                FROM listings l JOIN profiles s ON s.id = l.seller_id WHERE l.id = \(listingID)
+                FROM listings l JOIN profiles s ON s.id = l.seller_id WHERE l.id = \(listingID) FOR UPDATE OF l
                 """).first else { throw APIError(status: 404, code: "listing_not_found", message: "No such listing.") }
             guard let milestone = try connection.query("""
                 SELECT id, listing_id, amount_cents, status FROM milestones WHERE id = \(milestoneID) FOR UPDATE
@@ -50,7 +52,7 @@ struct MilestonesResponder {
                 SELECT 1 FROM payments WHERE listing_id = \(listingID) AND kind = 'milestone' AND buyer_id <> \(identity.profileID)
                   AND status NOT IN ('failed', 'canceled') LIMIT 1
                 """).first != nil {
-                throw APIError(status: 409, code: "listing_unavailable", message: "Another buyer is funding this job.")
+                throw APIError(status: 409, code: "job_has_other_buyer", message: "Another buyer is funding this job.")
             }
             // This buyer's earlier attempt ended without an outcome, or its process died: take it over.
             if milestone["status"] == "funding", let unfinished = try connection.query("""

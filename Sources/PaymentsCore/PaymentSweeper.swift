@@ -2,8 +2,9 @@ import Foundation
 import Postgres
 import Stripe
 
-/// The payment sweeps: unpaid reservations that ran out, authorisations about to lapse, and
-/// milestone fundings whose create call ended without an outcome and were never resumed. Safe to run from several hosts at once: the Stripe call carries the payment's
+/// The payment sweeps: unpaid reservations that ran out, authorisations about to lapse, unpaid
+/// milestone fundings, and fundings whose create call ended without an outcome and were never
+/// resumed. Safe to run from several hosts at once: the Stripe call carries the payment's
 /// cancel key (`payment:{id}:cancel`), and only the sweeper whose guarded update changes the
 /// row writes the audit row and the notifications.
 struct PaymentSweeper {
@@ -55,6 +56,30 @@ struct PaymentSweeper {
         return cancelEach(due, operation: "milestone.funding_abandoned", notification: "funding_abandoned")
     }
 
+    /// Milestone fundings whose intent exists but was not paid within `RESERVATION_MINUTES` of
+    /// the funding's start (the buyer left): cancelled at Stripe, then here — the milestone back
+    /// to `pending` for this or another buyer, audited, both parties told. Returns how many.
+    ///
+    /// Stripe first, unlike purchases: these intents capture automatically, so a card confirmed
+    /// while the sweep runs must win. Then the cancel fails, the payment is left alone, and
+    /// `payment_intent.succeeded` funds the milestone; cancelling locally first would leave a
+    /// charged funding marked `canceled`.
+    func expireFundings() throws -> Int {
+        let due = try connection.query("""
+            SELECT id, stripe_payment_intent_id, status FROM payments
+            WHERE kind = 'milestone' AND stripe_payment_intent_id IS NOT NULL
+              AND status IN ('requires_payment_method', 'requires_confirmation', 'requires_action')
+              AND created_at < now() - make_interval(mins => \(marketplace.reservationMinutes))
+            ORDER BY created_at LIMIT 100
+            """).rows
+        return due.filter { payment in
+            guard let id = payment["id"], let intentID = payment["stripe_payment_intent_id"],
+                  (try? stripe.cancelIntent(intentID, ofPayment: id, reason: .abandoned)) != nil else { return false }
+            // The `payment_intent.canceled` event may have been applied first: expired either way.
+            return (try? markCanceled(payment, operation: "milestone.funding_expired", notification: "funding_expired")) != nil
+        }.count
+    }
+
     /// Cancels each due payment (recovering its intent first when it has none); returns how
     /// many this run changed. One that cannot be settled now stays due for the next run; the
     /// others go on.
@@ -82,11 +107,23 @@ struct PaymentSweeper {
     /// True when this run changed the row.
     private func cancel(_ payment: Row, intentID: String?, operation: String, notification: String) throws -> Bool {
         guard let id = payment["id"] else { return false }
-        let changed = try connection.withTransaction { connection -> Bool in
+        let changed = try markCanceled(payment, operation: operation, notification: notification)
+        if changed, let intent = intentID {
+            _ = try? stripe.cancelIntent(intent, ofPayment: id, reason: .abandoned)
+        }
+        return changed
+    }
+
+    /// The local half of a cancel, in one transaction: the guarded update, the hold (listing
+    /// or milestone) released, the audit row, buyer and seller told. True when this run changed the row.
+    private func markCanceled(_ payment: Row, operation: String, notification: String) throws -> Bool {
+        guard let id = payment["id"] else { return false }
+        return try connection.withTransaction { connection -> Bool in
             guard let parties = try connection.query("""
                 UPDATE payments SET status = 'canceled', amount_capturable = 0
                 WHERE id = \(id)::uuid AND status IN ('creating', 'requires_payment_method', 'requires_confirmation',
                                                       'requires_action', 'requires_capture')
+                  AND (action_claim IS NULL OR action_claim_expires_at <= now())  -- a capture may be under way
                 RETURNING buyer_id, seller_id
                 """).first else { return false }
             try connection.query("SELECT payment_release_hold(p) FROM payments p WHERE p.id = \(id)::uuid")
@@ -97,9 +134,5 @@ struct PaymentSweeper {
                                 payload: ["payment_id": .string(id)], on: connection)
             return true
         }
-        if changed, let intent = intentID {
-            _ = try? stripe.cancelIntent(intent, ofPayment: id, reason: .abandoned)
-        }
-        return changed
     }
 }

@@ -23,6 +23,7 @@ struct Sweeper {
         results.append(("expire_reservations", try payments.expireReservations()))
         results.append(("cancel_lapsing_authorizations", try payments.cancelLapsingAuthorizations()))
         results.append(("settle_unfinished_fundings", try payments.settleUnfinishedFundings()))
+        results.append(("expire_fundings", try payments.expireFundings()))
         results.append(("retry_webhook_events", try retryEvents(on: connection, stripe: payments.stripe)))
         return results
     }
