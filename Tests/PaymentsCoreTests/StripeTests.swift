@@ -33,6 +33,12 @@ import Testing
         }
     }
 
+    @Test func theKeyDecidesWhichModeOfEventsIsAccepted() {
+        for (key, isLive) in [("sk_live_abc", true), ("rk_live_abc", true), ("sk_test_abc", false), ("rk_test_abc", false)] {
+            #expect(StripeConfiguration(secretKey: key).isLiveMode == isLive, "\(key.prefix(8))")
+        }
+    }
+
     @Test func webhookVerifierMatchesStripeVectors() throws {
         let document = try Self.load("webhook_signatures.json")
         let vectors = try #require(document["vectors"] as? [[String: Any]])
