@@ -38,3 +38,18 @@ def test_malformed_settings_are_named(stack, tmp_path):
         result = serve(env)
         assert result.returncode == 1, result
         assert name in result.stderr, result.stderr
+
+
+def test_diagnostics_with_a_live_stripe_key_refuse_to_start(stack, tmp_path):
+    """`/api/_diag/stripe` proxies the platform key without authentication: with a live key
+    (secret or restricted) the app does not start at all, and says why in one line."""
+    for key in ("sk_live_startup_check_0000", "rk_live_startup_check_0000"):
+        socket_path = tmp_path / "live.sock"
+        env = {**stack.app.env, "FCGI_SOCKET": str(socket_path), "DIAGNOSTICS_ENABLED": "1", "STRIPE_SECRET_KEY": key}
+        result = serve(env)
+        assert result.returncode == 1, result
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, result.stderr
+        assert "DIAGNOSTICS_ENABLED" in lines[0] and "live" in lines[0], lines
+        assert key not in result.stdout + result.stderr, "the refusal printed the key"
+        assert not socket_path.exists(), "the refused instance opened its socket"

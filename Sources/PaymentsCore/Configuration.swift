@@ -133,6 +133,11 @@ public struct ServerConfiguration: Sendable {
         auth = try AuthConfiguration(environment: environment)
         rateLimiter = try RateLimiter(environment: environment)
         stripe = try Self.stripeConfiguration(environment)
+        // `/api/_diag/stripe` is an unauthenticated proxy holding the platform key: never with a live one.
+        if diagnosticsEnabled && stripe.isLiveMode {
+            throw ConfigurationError(description: "environment variable DIAGNOSTICS_ENABLED must be 0 when STRIPE_SECRET_KEY "
+                                     + "is a live key (sk_live_… or rk_live_…): the diagnostics routes are for tests only")
+        }
         marketplace = try MarketplaceConfiguration(environment: environment)
         publicBaseURL = try Self.httpURL("PUBLIC_BASE_URL", environment)
         appReturnURL = try Self.httpURL("APP_RETURN_URL", environment)
@@ -250,4 +255,9 @@ public struct MarketplaceConfiguration: Sendable {
         let (wholes, remainder) = amount.quotientAndRemainder(dividingBy: 10_000)
         return wholes * basisPoints + (remainder * basisPoints + 5_000) / 10_000
     }
+}
+
+extension StripeConfiguration {
+    /// Whether the secret key moves real money (`sk_live_…`, or a restricted `rk_live_…` key).
+    var isLiveMode: Bool { secretKey.hasPrefix("sk_live_") || secretKey.hasPrefix("rk_live_") }
 }

@@ -36,4 +36,15 @@ import Testing
         #expect(message(minimal.merging(["FCGI_SOCKET_MODE": "999"]) { $1 })?.contains("FCGI_SOCKET_MODE") == true)
         #expect(message(minimal.merging(["DIAGNOSTICS_ENABLED": "maybe"]) { $1 })?.contains("DIAGNOSTICS_ENABLED") == true)
     }
+
+    @Test func diagnosticsAreRefusedWithALiveKey() throws {
+        for key in ["sk_live_unit_0000", "rk_live_unit_0000"] {
+            let refused = message(minimal.merging(["DIAGNOSTICS_ENABLED": "1", "STRIPE_SECRET_KEY": key]) { $1 })
+            #expect(refused?.contains("DIAGNOSTICS_ENABLED") == true)
+            #expect(refused?.contains(key) == false)
+            #expect(message(minimal.merging(["STRIPE_SECRET_KEY": key]) { $1 }) == nil)
+        }
+        #expect(message(minimal.merging(["DIAGNOSTICS_ENABLED": "1", "STRIPE_SECRET_KEY": "rk_test_unit"]) { $1 }) == nil)
+        #expect(message(minimal.merging(["DIAGNOSTICS_ENABLED": "1"]) { $1 }) == nil)
+    }
 }
