@@ -8,6 +8,8 @@
 # HTTP_PORT (8080), API_RATE (100r/s), API_BURST (200), WEBHOOK_RATE (50r/s), WEBHOOK_BURST (500),
 # FASTCGI_READ_TIMEOUT (core lane, 30s), STRIPE_DEADLINE_SECONDS (20: the Stripe lane's read
 # timeout is that plus 10 s, so the app's 504 stripe_timeout always comes first).
+# Switches, off unless set to 1: NGINX_ALLOW_DIAGNOSTICS (let /api/_diag/ reach the app; the test
+# harness only — otherwise nginx answers it 404 whatever DIAGNOSTICS_ENABLED says).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
@@ -39,6 +41,19 @@ stripe_servers=$(upstream_servers "${stripe_sockets[@]}")
 deadline=${STRIPE_DEADLINE_SECONDS:-20}
 [[ "$deadline" =~ ^[0-9]+$ ]] || die "STRIPE_DEADLINE_SECONDS must be a whole number of seconds"
 
+# switch NAME: true when the render-time switch NAME is 1 (unset or 0: false).
+switch() {
+    case ${!1:-0} in
+        1) return 0 ;;
+        0) return 1 ;;
+        *) die "$1 must be 1 or 0" ;;
+    esac
+}
+diagnostics="include diagnostics-denied.conf;"
+if switch NGINX_ALLOW_DIAGNOSTICS; then
+    diagnostics="# NGINX_ALLOW_DIAGNOSTICS=1: the app's test-only /api/_diag/ routes are reachable"
+fi
+
 mkdir -p "$prefix/logs" "$prefix/tmp" "$prefix/static"
 cp -R "$REPO/nginx/static/." "$prefix/static/"
 for file in "$REPO"/nginx/*.conf; do
@@ -54,6 +69,7 @@ for file in "$REPO"/nginx/*.conf; do
         -e "s|@WEBHOOK_RATE@|${WEBHOOK_RATE:-50r/s}|g" \
         -e "s|@WEBHOOK_BURST@|${WEBHOOK_BURST:-500}|g" \
         -e "s|@FASTCGI_READ_TIMEOUT@|${FASTCGI_READ_TIMEOUT:-30s}|g" \
+        -e "s|@DIAGNOSTICS@|$diagnostics|g" \
         "$file" >"$prefix/$(basename "$file")"
 done
 if grep -n '@[A-Z_][A-Z_]*@' "$prefix"/*.conf; then die "unfilled placeholder in $prefix"; fi

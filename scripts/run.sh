@@ -138,8 +138,9 @@ if [ -n "$nginx_pid" ]; then
     log "nginx is already running (pid $nginx_pid)"
 else
     "$REPO/scripts/make-cert.sh" "$RUN_DIR/tls"
+    # The test-only /api/_diag/ routes stay denied at nginx, whatever the caller's environment says.
     APP_SOCKETS="${app_sockets[*]}" CERT_FILE=$RUN_DIR/tls/cert.pem KEY_FILE=$RUN_DIR/tls/key.pem \
-        "$REPO/scripts/render-nginx.sh" "$nginx_prefix"
+        NGINX_ALLOW_DIAGNOSTICS=0 "$REPO/scripts/render-nginx.sh" "$nginx_prefix"
     nginx_args=(-p "$nginx_prefix" -c "$nginx_prefix/nginx.conf" -e "$nginx_prefix/logs/error.log")
     "$NGINX_BIN" -t -q "${nginx_args[@]}"
     "$NGINX_BIN" "${nginx_args[@]}"

@@ -30,6 +30,11 @@ CONNECT_SECRET = "whsec_test_harness_connect"
 GENEROUS_LIMITS = {"API_RATE": "2000r/s", "API_BURST": 4000,
                    "WEBHOOK_RATE": "2000r/s", "WEBHOOK_BURST": 4000}
 
+# The suite drives the app's test-only /api/_diag/ routes, which nginx denies unless rendered
+# with this switch (`make run` never sets it). Every nginx of the harness gets it unless a test
+# says otherwise (tests/test_edge_nginx.py renders one without it).
+TEST_SWITCHES = {"NGINX_ALLOW_DIAGNOSTICS": "1"}
+
 
 class TestKeys:
     """An RSA-2048 and a P-256 key pair made for this run; the public halves are written as the
@@ -64,7 +69,7 @@ class Stack:
         self.root.chmod(0o711)  # the postgres user and nginx's workers must get through
         self.pg = Postgres(self.root / "pg")
         self.nginx = Nginx(self.root / "nginx", str(self.root / "app.sock"), self.root / "tls",
-                           **GENEROUS_LIMITS)
+                           **GENEROUS_LIMITS, **TEST_SWITCHES)
         # The fake Stripe serves HTTPS with the stack's self-signed certificate, which the app
         # trusts through STRIPE_CA_BUNDLE (TLS verification stays on), and delivers signed
         # webhooks to nginx like Stripe would.
@@ -226,7 +231,7 @@ class Stack:
         apps = [App({**self.app.env, **{k: str(v) for k, v in env.items()},
                      "FCGI_SOCKET": str(root / f"app-{n}.sock"), "INSTANCE_NAME": f"test/app-{n}"},
                     root / f"app-{n}.log", migration_env=self.app.migration_env) for n in range(1, count + 1)]
-        settings = {**GENEROUS_LIMITS, **(nginx_settings or {})}
+        settings = {**GENEROUS_LIMITS, **TEST_SWITCHES, **(nginx_settings or {})}
         if "STRIPE_DEADLINE_SECONDS" in env:
             settings.setdefault("STRIPE_DEADLINE_SECONDS", env["STRIPE_DEADLINE_SECONDS"])
         nginx = Nginx(root / "nginx", [app.socket_path for app in apps], self.root / "tls", **settings)
@@ -254,7 +259,7 @@ class Stack:
         """A second nginx from the same template with other render settings, in front of
         the same app (e.g. a tight rate limit or a short read timeout)."""
         nginx = Nginx(self.root / f"nginx-{len(self._extra_nginx) + 1}", self.app.socket_path,
-                      self.root / "tls", **settings)
+                      self.root / "tls", **{**TEST_SWITCHES, **settings})
         self._extra_nginx.append(nginx)
         try:
             yield nginx.start()
