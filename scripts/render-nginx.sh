@@ -56,6 +56,7 @@ fi
 
 mkdir -p "$prefix/logs" "$prefix/tmp" "$prefix/static"
 cp -R "$REPO/nginx/static/." "$prefix/static/"
+cp "$REPO/nginx/ffdhe2048.pem" "$prefix/"
 for file in "$REPO"/nginx/*.conf; do
     sed -e "s|@HTTPS_PORT@|${HTTPS_PORT:-8443}|g" \
         -e "s|@HTTP_PORT@|${HTTP_PORT:-8080}|g" \

@@ -3,13 +3,21 @@ instances rendered from the project's template with the switches of scripts/rend
 (each test renders its own, in front of the session's app).
 
 - /api/_diag/ is denied (a JSON 404) unless the config is rendered with
-  NGINX_ALLOW_DIAGNOSTICS=1, even when the app itself has DIAGNOSTICS_ENABLED=1."""
+  NGINX_ALLOW_DIAGNOSTICS=1, even when the app itself has DIAGNOSTICS_ENABLED=1.
+- Every response carries Referrer-Policy: no-referrer and one Content-Security-Policy: the
+  strict API one on JSON (the app's and nginx's own), the static pages' own on nginx/static.
+- TLS is Mozilla's "intermediate" profile, without session tickets."""
+
+import re
+import socket
+import ssl
 
 import pytest
 import requests
 
-from harness import rawhttp
-from harness.assertions import assert_envelope, request_id
+from harness.assertions import (API_CSP, STATIC_PAGE_CSP, assert_envelope, assert_security_headers, request_id,
+                                single_header)
+from harness.paths import REPO
 
 
 def reached_app(stack, response):
@@ -70,6 +78,123 @@ def test_diagnostics_reach_the_app_when_rendered_allowed(stack):
 
 def test_run_script_never_renders_diagnostics_allowed():
     """`make run` (scripts/run.sh) pins the switch off, whatever the caller's environment says."""
-    from harness.paths import SCRIPTS
-    script = (SCRIPTS / "run.sh").read_text()
+    script = (REPO / "scripts" / "run.sh").read_text()
     assert "NGINX_ALLOW_DIAGNOSTICS=0 " in script and "NGINX_ALLOW_DIAGNOSTICS=1" not in script
+
+
+# ------------------------------------------------------------------------------------------
+# Response headers
+# ------------------------------------------------------------------------------------------
+
+def assert_headers(response, csp):
+    assert_security_headers(response)  # HSTS, nosniff, frame DENY, Referrer-Policy: no-referrer
+    assert single_header(response, "Content-Security-Policy") == csp, response.url
+
+
+def test_api_responses_carry_the_strict_policy(stack):
+    for response in (stack.get("/api/health"),                    # the app, 200
+                     stack.get("/api/no-such-route"),             # the app's own envelope
+                     stack.get("/metrics"),                       # the app, loopback only
+                     stack.get("/api/connect/onboarding/return?state=" + "A" * 20)):  # app 400, nginx's page
+        assert response.status_code in (200, 400, 404), (response.url, response.status_code)
+        csp = STATIC_PAGE_CSP if response.headers["Content-Type"].startswith("text/html") else API_CSP
+        assert_headers(response, csp)
+    app_error = stack.get("/api/no-such-route")
+    assert_envelope(app_error, 404, "not_found")
+    assert reached_app(stack, app_error)
+
+
+def test_nginx_own_responses_carry_the_strict_policy(stack):
+    not_found = stack.get("/no-such-page")                    # nginx's JSON 404
+    assert_envelope(not_found, 404, "not_found")
+    assert_headers(not_found, API_CSP)
+    not_allowed = stack.post("/index.html", data=b"x")        # nginx's JSON 405
+    assert_envelope(not_allowed, 405, "method_not_allowed")
+    assert_headers(not_allowed, API_CSP)
+    redirect = stack.get("/api/health", scheme="http")        # the plain-HTTP redirect
+    assert redirect.status_code == 308
+    assert_headers(redirect, API_CSP)
+
+
+@pytest.mark.parametrize("path,content_type", [("/", "text/html"), ("/marketplace/", "text/html"),
+                                               ("/marketplace/?onboarding=complete", "text/html"),
+                                               ("/site.css", "text/css"),
+                                               ("/marketplace/result.js", "application/javascript")])
+def test_static_pages_carry_their_own_policy(stack, path, content_type):
+    response = stack.get(path)
+    assert response.status_code == 200, (path, response.status_code)
+    assert response.headers["Content-Type"].startswith(content_type), response.headers
+    assert_headers(response, STATIC_PAGE_CSP)
+    request_id(response)
+
+
+def test_onboarding_error_page_carries_the_static_policy(stack):
+    response = stack.get("/api/connect/onboarding/refresh?state=not-a-state")
+    assert response.status_code == 400 and response.headers["Content-Type"].startswith("text/html")
+    assert_headers(response, STATIC_PAGE_CSP)
+
+
+def test_static_pages_need_nothing_the_policy_forbids():
+    """STATIC_PAGE_CSP allows no inline script, style or handler: the pages carry none, and
+    load their files from this origin only (test_connect_browser runs the script for real)."""
+    pages = sorted((REPO / "nginx" / "static").rglob("*.html"))
+    assert pages
+    for page in pages:
+        text = page.read_text()
+        assert not re.search(r"<script(?![^>]*\bsrc=)", text, re.I), f"{page}: inline script"
+        assert not re.search(r"<style|\sstyle=|\son[a-z]+=|javascript:", text, re.I), f"{page}: inline style/handler"
+        for url in re.findall(r'(?:src|href)="([^"]+)"', text):
+            assert url.startswith("/") and not url.startswith("//"), f"{page}: {url} is not of this origin"
+
+
+# ------------------------------------------------------------------------------------------
+# TLS
+# ------------------------------------------------------------------------------------------
+
+# Mozilla Server Side TLS guideline 5.7, "intermediate": the TLS 1.2 cipher suites.
+MOZILLA_INTERMEDIATE = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+                        "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+                        "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305")
+
+
+def test_rendered_tls_settings(stack):
+    config = (stack.nginx.directory / "nginx.conf").read_text()
+    assert re.findall(r"^\s*ssl_ciphers (\S+);", config, re.M) == [MOZILLA_INTERMEDIATE]
+    for line in ("ssl_protocols TLSv1.2 TLSv1.3;", "ssl_prefer_server_ciphers off;", "ssl_session_tickets off;",
+                 "ssl_dhparam ffdhe2048.pem;"):
+        assert re.search(rf"^\s*{re.escape(line)}$", config, re.M), line
+    assert "ssl_session_tickets on" not in config
+
+
+def handshake(port, *, version, ciphers=None):
+    """One TLS handshake with nginx: (protocol, cipher, session) or the ssl.SSLError."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = context.maximum_version = version
+    if ciphers:
+        context.set_ciphers(ciphers)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with context.wrap_socket(raw) as tls:
+                return tls.version(), tls.cipher()[0], tls.session
+    except ssl.SSLError as error:
+        return error
+
+
+def test_tls_accepts_only_the_intermediate_ciphers_and_issues_no_tickets(stack):
+    port = stack.nginx.https_port
+    modern = handshake(port, version=ssl.TLSVersion.TLSv1_3)
+    assert not isinstance(modern, ssl.SSLError) and modern[0] == "TLSv1.3", modern
+    # TLS 1.2: each forward-secret AEAD suite of the list works with this RSA certificate
+    # (the DHE ones through the rendered ffdhe2048 group) …
+    for cipher in ("ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-RSA-CHACHA20-POLY1305",
+                   "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384"):
+        result = handshake(port, version=ssl.TLSVersion.TLSv1_2, ciphers=cipher)
+        assert not isinstance(result, ssl.SSLError), (cipher, result)
+        protocol, negotiated, session = result
+        assert (protocol, negotiated) == ("TLSv1.2", cipher)
+        assert not session.has_ticket, "nginx issued a TLS session ticket"
+    # … and nothing else: CBC, SHA-1 and static-RSA suites are refused.
+    for cipher in ("ECDHE-RSA-AES128-SHA256", "ECDHE-RSA-AES128-SHA", "AES128-GCM-SHA256", "AES256-SHA"):
+        assert isinstance(handshake(port, version=ssl.TLSVersion.TLSv1_2, ciphers=cipher), ssl.SSLError), cipher

@@ -4,7 +4,14 @@ SECURITY_HEADERS = {
     "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
 }
+
+# The Content-Security-Policy of API responses (the app's and nginx's own JSON), and of the
+# static HTML pages under nginx/static/ (scripts and styles from files of the same origin).
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+STATIC_PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; base-uri 'none'; "
+                   "form-action 'none'; frame-ancestors 'none'")
 
 
 def single_header(response, name):
