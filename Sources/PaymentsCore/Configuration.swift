@@ -135,8 +135,8 @@ public struct ServerConfiguration: Sendable {
         stripe = try Self.stripeConfiguration(environment)
         // `/api/_diag/stripe` is an unauthenticated proxy holding the platform key: never with a live one.
         if diagnosticsEnabled && stripe.isLiveMode {
-            throw ConfigurationError(description: "environment variable DIAGNOSTICS_ENABLED must be 0 when STRIPE_SECRET_KEY "
-                                     + "is a live key (sk_live_… or rk_live_…): the diagnostics routes are for tests only")
+            throw ConfigurationError(description: "environment variable DIAGNOSTICS_ENABLED must be 0 when "
+                                     + "STRIPE_SECRET_KEY is a live key (sk_live_…, rk_live_…): its routes are for tests only")
         }
         marketplace = try MarketplaceConfiguration(environment: environment)
         publicBaseURL = try Self.httpURL("PUBLIC_BASE_URL", environment)

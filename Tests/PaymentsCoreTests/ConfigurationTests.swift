@@ -44,7 +44,8 @@ import Testing
             #expect(refused?.contains(key) == false)
             #expect(message(minimal.merging(["STRIPE_SECRET_KEY": key]) { $1 }) == nil)
         }
-        #expect(message(minimal.merging(["DIAGNOSTICS_ENABLED": "1", "STRIPE_SECRET_KEY": "rk_test_unit"]) { $1 }) == nil)
+        let testKey = minimal.merging(["DIAGNOSTICS_ENABLED": "1", "STRIPE_SECRET_KEY": "rk_test_unit"]) { $1 }
+        #expect(message(testKey) == nil)
         #expect(message(minimal.merging(["DIAGNOSTICS_ENABLED": "1"]) { $1 }) == nil)
     }
 }
