@@ -44,9 +44,10 @@ public enum RateLimitPolicy: String, Sendable, CaseIterable {
         }
     }
 
-    /// The key for a request: the profile id, or the client IP with any port stripped.
+    /// The key for a request: the profile id, or the client's address bucket (an IPv4 address,
+    /// an IPv6 /64: `ClientAddress.rateLimitBucket`).
     func key(profileID: String?, remoteAddress: String) -> String {
-        "\(keyPrefix):\(isKeyedByIP ? RateLimiter.clientIP(remoteAddress) : profileID ?? "anonymous")"
+        "\(keyPrefix):\(isKeyedByIP ? ClientAddress.rateLimitBucket(remoteAddress) : profileID ?? "anonymous")"
     }
 }
 
