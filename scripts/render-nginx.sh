@@ -10,6 +10,9 @@
 # timeout is that plus 10 s, so the app's 504 stripe_timeout always comes first).
 # Switches, off unless set to 1: NGINX_ALLOW_DIAGNOSTICS (let /api/_diag/ reach the app; the test
 # harness only — otherwise nginx answers it 404 whatever DIAGNOSTICS_ENABLED says).
+# NGINX_TRUSTED_PROXIES: the addresses or CIDR blocks of load balancers in front of nginx,
+# space- or comma-separated; when set, the client address comes from their X-Forwarded-For
+# (trusted-proxies.conf). Unset: X-Forwarded-For is ignored.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
@@ -53,6 +56,18 @@ diagnostics="include diagnostics-denied.conf;"
 if switch NGINX_ALLOW_DIAGNOSTICS; then
     diagnostics="# NGINX_ALLOW_DIAGNOSTICS=1: the app's test-only /api/_diag/ routes are reachable"
 fi
+trusted_proxies="# NGINX_TRUSTED_PROXIES unset: X-Forwarded-For is ignored"
+set_real_ip_from="# (not included: NGINX_TRUSTED_PROXIES is unset)"
+if [ -n "${NGINX_TRUSTED_PROXIES:-}" ]; then
+    set_real_ip_from=""
+    read -r -a proxies <<<"${NGINX_TRUSTED_PROXIES//,/ }"
+    for proxy in "${proxies[@]}"; do
+        [[ "$proxy" =~ ^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$ ]] || die "NGINX_TRUSTED_PROXIES: '$proxy' is not an address or CIDR block"
+        set_real_ip_from+="set_real_ip_from $proxy; "
+    done
+    [ -n "$set_real_ip_from" ] || die "NGINX_TRUSTED_PROXIES names no address"
+    trusted_proxies="include trusted-proxies.conf;"
+fi
 
 mkdir -p "$prefix/logs" "$prefix/tmp" "$prefix/static"
 cp -R "$REPO/nginx/static/." "$prefix/static/"
@@ -71,6 +86,8 @@ for file in "$REPO"/nginx/*.conf; do
         -e "s|@WEBHOOK_BURST@|${WEBHOOK_BURST:-500}|g" \
         -e "s|@FASTCGI_READ_TIMEOUT@|${FASTCGI_READ_TIMEOUT:-30s}|g" \
         -e "s|@DIAGNOSTICS@|$diagnostics|g" \
+        -e "s|@TRUSTED_PROXIES@|$trusted_proxies|g" \
+        -e "s|@SET_REAL_IP_FROM@|$set_real_ip_from|g" \
         "$file" >"$prefix/$(basename "$file")"
 done
 if grep -n '@[A-Z_][A-Z_]*@' "$prefix"/*.conf; then die "unfilled placeholder in $prefix"; fi

@@ -6,7 +6,10 @@ instances rendered from the project's template with the switches of scripts/rend
   NGINX_ALLOW_DIAGNOSTICS=1, even when the app itself has DIAGNOSTICS_ENABLED=1.
 - Every response carries Referrer-Policy: no-referrer and one Content-Security-Policy: the
   strict API one on JSON (the app's and nginx's own), the static pages' own on nginx/static.
-- TLS is Mozilla's "intermediate" profile, without session tickets."""
+- TLS is Mozilla's "intermediate" profile, without session tickets.
+- The client address: with NGINX_TRUSTED_PROXIES, X-Forwarded-For from a trusted proxy names
+  the client (its own rate-limit bucket; IPv6 clients share one per /64); without it, the header
+  is ignored."""
 
 import re
 import socket
@@ -18,6 +21,9 @@ import requests
 from harness.assertions import (API_CSP, STATIC_PAGE_CSP, assert_envelope, assert_security_headers, request_id,
                                 single_header)
 from harness.paths import REPO
+
+# Capture's IP-keyed limit, tight, in the app processes these tests start (other_apps).
+TIGHT_CAPTURE = "capture=2/60"
 
 
 def reached_app(stack, response):
@@ -198,3 +204,64 @@ def test_tls_accepts_only_the_intermediate_ciphers_and_issues_no_tickets(stack):
     # … and nothing else: CBC, SHA-1 and static-RSA suites are refused.
     for cipher in ("ECDHE-RSA-AES128-SHA256", "ECDHE-RSA-AES128-SHA", "AES128-GCM-SHA256", "AES256-SHA"):
         assert isinstance(handshake(port, version=ssl.TLSVersion.TLSv1_2, ciphers=cipher), ssl.SSLError), cipher
+
+
+# ------------------------------------------------------------------------------------------
+# Client addresses behind a trusted proxy
+# ------------------------------------------------------------------------------------------
+
+def capture_from(stack_or_apps, forwarded_for=None):
+    """An unauthenticated capture attempt: the IP-keyed limit counts it before authentication
+    refuses it (401), and refuses it itself once the window is full (429)."""
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+    return stack_or_apps.post("/api/payments/capture", json={"payment_id": "x"}, headers=headers)
+
+
+def windows(db, *keys):
+    rows = db.execute("SELECT key, sum(count)::int FROM rate_limits WHERE key = ANY(%s) GROUP BY key", (list(keys),))
+    return dict(rows.fetchall())
+
+
+@pytest.fixture
+def forwarded_windows(db):
+    """The capture windows of this test's made-up clients start empty (a rerun within the minute)."""
+    db.execute("DELETE FROM rate_limits WHERE key LIKE 'capture:203.0.113.%' OR key LIKE 'capture:2001:db8:%'")
+    yield
+
+
+def test_trusted_proxy_gives_each_forwarded_client_its_own_bucket(stack, db, forwarded_windows):
+    apps = stack.other_apps(nginx_settings={"NGINX_TRUSTED_PROXIES": "127.0.0.1"}, RATE_LIMITS=TIGHT_CAPTURE)
+    with apps as behind_proxy:
+        assert "include trusted-proxies.conf;" in (behind_proxy.nginx.directory / "nginx.conf").read_text()
+        first = [capture_from(behind_proxy, "198.51.100.1, 203.0.113.7") for _ in range(3)]
+        other = capture_from(behind_proxy, "203.0.113.8")
+        # IPv6: two addresses of one /64 share a bucket, another /64 has its own.
+        v6_first = [capture_from(behind_proxy, "2001:db8:1:2:aaaa::1") for _ in range(2)]
+        v6_same_64 = capture_from(behind_proxy, "2001:db8:1:2:bbbb::2")
+        v6_other_64 = capture_from(behind_proxy, "2001:db8:1:3::1")
+
+    assert [r.status_code for r in first] == [401, 401, 429], [r.text for r in first]
+    assert_envelope(first[2], 429, "rate_limited")
+    assert other.status_code == 401, "another forwarded client was limited with the first one"
+    assert [r.status_code for r in v6_first] == [401, 401]
+    assert_envelope(v6_same_64, 429, "rate_limited")
+    assert v6_other_64.status_code == 401, v6_other_64.text
+    # The rightmost untrusted hop is the client; 198.51.100.1 (its claim) never counts.
+    assert windows(db, "capture:203.0.113.7", "capture:203.0.113.8", "capture:198.51.100.1", "capture:2001:db8:1:2::/64",
+                   "capture:2001:db8:1:3::/64") == {"capture:203.0.113.7": 3, "capture:203.0.113.8": 1,
+                                                   "capture:2001:db8:1:2::/64": 3, "capture:2001:db8:1:3::/64": 1}
+    # Audit rows keep the client's full address, not its bucket.
+    audited = db.execute("SELECT ip FROM payment_audit_logs WHERE request_id = %s",
+                         (request_id(v6_same_64),)).fetchone()
+    assert audited == ("2001:db8:1:2:bbbb::2",), audited
+
+
+def test_without_the_include_x_forwarded_for_is_ignored(stack, db, fresh_ip_windows, forwarded_windows):
+    with stack.other_apps(RATE_LIMITS=TIGHT_CAPTURE) as direct:
+        config = (direct.nginx.directory / "nginx.conf").read_text()
+        assert "include trusted-proxies.conf;" not in config
+        responses = [capture_from(direct, "203.0.113.7"), capture_from(direct, "203.0.113.8"),
+                     capture_from(direct, "2001:db8:1:4::1")]
+    assert [r.status_code for r in responses] == [401, 401, 429], [r.text for r in responses]
+    assert windows(db, "capture:127.0.0.1") == {"capture:127.0.0.1": 3}
+    assert windows(db, "capture:203.0.113.7", "capture:203.0.113.8", "capture:2001:db8:1:4::/64") == {}
