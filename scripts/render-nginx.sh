@@ -13,6 +13,9 @@
 # NGINX_TRUSTED_PROXIES: the addresses or CIDR blocks of load balancers in front of nginx,
 # space- or comma-separated; when set, the client address comes from their X-Forwarded-For
 # (trusted-proxies.conf). Unset: X-Forwarded-For is ignored.
+# NGINX_STRIPE_WEBHOOK_IPS (switch): admit only Stripe's webhook addresses to the two webhook
+# locations, from nginx/stripe-webhook-ips.conf or the file NGINX_STRIPE_WEBHOOK_IPS_FILE (both
+# written by scripts/stripe-webhook-ips.py).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
@@ -68,6 +71,12 @@ if [ -n "${NGINX_TRUSTED_PROXIES:-}" ]; then
     [ -n "$set_real_ip_from" ] || die "NGINX_TRUSTED_PROXIES names no address"
     trusted_proxies="include trusted-proxies.conf;"
 fi
+webhook_sources="# NGINX_STRIPE_WEBHOOK_IPS unset: any source address (the signature is checked)"
+webhook_ips_file=${NGINX_STRIPE_WEBHOOK_IPS_FILE:-$REPO/nginx/stripe-webhook-ips.conf}
+if switch NGINX_STRIPE_WEBHOOK_IPS; then
+    grep -qx 'deny all;' "$webhook_ips_file" || die "$webhook_ips_file has no 'deny all;': write it with scripts/stripe-webhook-ips.py"
+    webhook_sources="include stripe-webhook-ips.conf;"
+fi
 
 mkdir -p "$prefix/logs" "$prefix/tmp" "$prefix/static"
 cp -R "$REPO/nginx/static/." "$prefix/static/"
@@ -88,6 +97,10 @@ for file in "$REPO"/nginx/*.conf; do
         -e "s|@DIAGNOSTICS@|$diagnostics|g" \
         -e "s|@TRUSTED_PROXIES@|$trusted_proxies|g" \
         -e "s|@SET_REAL_IP_FROM@|$set_real_ip_from|g" \
+        -e "s|@STRIPE_WEBHOOK_SOURCES@|$webhook_sources|g" \
         "$file" >"$prefix/$(basename "$file")"
 done
+if [ "$webhook_ips_file" != "$REPO/nginx/stripe-webhook-ips.conf" ]; then
+    cp "$webhook_ips_file" "$prefix/stripe-webhook-ips.conf"
+fi
 if grep -n '@[A-Z_][A-Z_]*@' "$prefix"/*.conf; then die "unfilled placeholder in $prefix"; fi

@@ -9,11 +9,19 @@ instances rendered from the project's template with the switches of scripts/rend
 - TLS is Mozilla's "intermediate" profile, without session tickets.
 - The client address: with NGINX_TRUSTED_PROXIES, X-Forwarded-For from a trusted proxy names
   the client (its own rate-limit bucket; IPv6 clients share one per /64); without it, the header
-  is ignored."""
+  is ignored.
+- The webhook locations, rendered with NGINX_STRIPE_WEBHOOK_IPS=1, admit only the addresses of
+  the list (Stripe's, written by scripts/stripe-webhook-ips.py): anyone else gets nginx's JSON
+  403, signature or not."""
 
+import json
 import re
 import socket
 import ssl
+import subprocess
+import sys
+import time
+import uuid
 
 import pytest
 import requests
@@ -265,3 +273,97 @@ def test_without_the_include_x_forwarded_for_is_ignored(stack, db, fresh_ip_wind
     assert [r.status_code for r in responses] == [401, 401, 429], [r.text for r in responses]
     assert windows(db, "capture:127.0.0.1") == {"capture:127.0.0.1": 3}
     assert windows(db, "capture:203.0.113.7", "capture:203.0.113.8", "capture:2001:db8:1:4::/64") == {}
+
+
+# ------------------------------------------------------------------------------------------
+# Webhook source addresses
+# ------------------------------------------------------------------------------------------
+
+WEBHOOKS = [("/api/payments/webhook", "platform"), ("/api/payments/webhook/connect", "connect")]
+REFRESH_SCRIPT = REPO / "scripts" / "stripe-webhook-ips.py"
+
+
+def signed_event(stack, endpoint):
+    """A correctly signed event of a type the app stores and ignores: (event id, body, headers)."""
+    event_id = f"evt_{uuid.uuid4().hex}"
+    body = json.dumps({"id": event_id, "object": "event", "type": "customer.created", "created": int(time.time()),
+                       "livemode": False, "data": {"object": {"id": "cus_edge", "object": "customer"}}}).encode()
+    headers = {"Content-Type": "application/json", "Stripe-Signature": stack.sign_webhook(body, endpoint=endpoint)}
+    return event_id, body, headers
+
+
+def stored_event(db, event_id):
+    return db.execute("SELECT endpoint FROM webhook_events WHERE id = %s", (event_id,)).fetchone()
+
+
+def refresh_list(source, output):
+    return subprocess.run([sys.executable, str(REFRESH_SCRIPT), str(source), "-o", str(output), "--date", "2026-12-01"],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_seed_list_is_stripes_and_excludes_loopback():
+    text = (REPO / "nginx" / "stripe-webhook-ips.conf").read_text()
+    assert re.search(r"^# Seed list of \d{4}-\d{2}-\d{2} ", text, re.M), "the list carries no date"
+    allowed = re.findall(r"^allow (\S+);$", text, re.M)
+    assert len(allowed) >= 10 and "3.18.12.63" in allowed, allowed
+    assert not [a for a in allowed if a.startswith(("127.", "::1", "10.", "192.168."))], allowed
+    assert text.rstrip().endswith("deny all;")
+
+
+def test_webhooks_from_other_addresses_get_a_json_403(stack, db):
+    with stack.other_nginx(NGINX_STRIPE_WEBHOOK_IPS="1") as guarded:
+        config = (guarded.directory / "nginx.conf").read_text()
+        assert config.count("include stripe-webhook-ips.conf;") == 2
+        assert "127.0.0.1" not in (guarded.directory / "stripe-webhook-ips.conf").read_text()
+        for path, endpoint in WEBHOOKS:
+            event_id, body, headers = signed_event(stack, endpoint)
+            response = call(guarded, "POST", path, data=body, headers=headers)
+            assert_envelope(response, 403, "forbidden")
+            assert not reached_app(stack, response), path
+            assert stored_event(db, event_id) is None
+        # Only the webhook locations are restricted.
+        assert call(guarded, "GET", "/api/health").status_code == 200
+
+
+def test_webhooks_are_accepted_from_anywhere_when_the_switch_is_off(stack, db):
+    assert "include stripe-webhook-ips.conf;" not in (stack.nginx.directory / "nginx.conf").read_text()
+    for path, endpoint in WEBHOOKS:
+        event_id, body, headers = signed_event(stack, endpoint)
+        response = stack.post(path, data=body, headers=headers)
+        assert response.status_code == 200, (path, response.status_code, response.text)
+        assert stored_event(db, event_id) == (endpoint,)
+
+
+def test_refreshed_list_admits_its_addresses(stack, db, tmp_path):
+    """scripts/stripe-webhook-ips.py turns the ips_webhooks.json format into the include; a list
+    that names 127.0.0.1 (standing in for Stripe here) lets this client's webhooks through."""
+    source = tmp_path / "ips_webhooks.json"
+    source.write_text(json.dumps({"WEBHOOKS": ["54.187.216.72", "127.0.0.1", "3.18.12.63", "127.0.0.1"]}))
+    output = tmp_path / "stripe-webhook-ips.conf"
+    result = refresh_list(source, output)
+    assert result.returncode == 0, result.stderr
+    text = output.read_text()
+    assert re.findall(r"^(allow \S+;|deny all;)$", text, re.M) == [
+        "allow 3.18.12.63;", "allow 54.187.216.72;", "allow 127.0.0.1;", "deny all;"]
+    assert "2026-12-01" in text and str(source) in text
+
+    with stack.other_nginx(NGINX_STRIPE_WEBHOOK_IPS="1", NGINX_STRIPE_WEBHOOK_IPS_FILE=str(output)) as guarded:
+        for path, endpoint in WEBHOOKS:
+            event_id, body, headers = signed_event(stack, endpoint)
+            response = call(guarded, "POST", path, data=body, headers=headers)
+            assert response.status_code == 200, (path, response.status_code, response.text)
+            assert stored_event(db, event_id) == (endpoint,)
+
+
+@pytest.mark.parametrize("document", ['{"WEBHOOKS": []}', '{"webhooks": ["3.18.12.63"]}', '["3.18.12.63"]',
+                                      '{"WEBHOOKS": ["3.18.12.63", "not-an-ip"]}', '{"WEBHOOKS": ["10.0.0.1/8"]}',
+                                      "not json"])
+def test_refresh_script_refuses_a_malformed_list_and_keeps_the_old_one(tmp_path, document):
+    source = tmp_path / "ips_webhooks.json"
+    source.write_text(document)
+    output = tmp_path / "stripe-webhook-ips.conf"
+    output.write_text("allow 3.18.12.63;\ndeny all;\n")
+    result = refresh_list(source, output)
+    assert result.returncode == 1 and result.stderr.startswith("stripe-webhook-ips: "), result
+    assert output.read_text() == "allow 3.18.12.63;\ndeny all;\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, output.name]), "a temporary file was left"
