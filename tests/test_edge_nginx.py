@@ -232,17 +232,22 @@ def windows(db, *keys):
 
 @pytest.fixture
 def forwarded_windows(db):
-    """The capture windows of this test's made-up clients start empty (a rerun within the minute)."""
-    db.execute("DELETE FROM rate_limits WHERE key LIKE 'capture:203.0.113.%' OR key LIKE 'capture:2001:db8:%'")
+    """The capture windows of this test's made-up clients are empty before and after it (a rerun
+    within the minute; test_guards_ratelimit asserts that no forwarded address ever gets a key)."""
+    def clear():
+        db.execute("DELETE FROM rate_limits WHERE key LIKE 'capture:198.51.100.%' OR key LIKE 'capture:192.0.2.%'"
+                   " OR key LIKE 'capture:2001:db8:%'")
+    clear()
     yield
+    clear()
 
 
 def test_trusted_proxy_gives_each_forwarded_client_its_own_bucket(stack, db, forwarded_windows):
     apps = stack.other_apps(nginx_settings={"NGINX_TRUSTED_PROXIES": "127.0.0.1"}, RATE_LIMITS=TIGHT_CAPTURE)
     with apps as behind_proxy:
         assert "include trusted-proxies.conf;" in (behind_proxy.nginx.directory / "nginx.conf").read_text()
-        first = [capture_from(behind_proxy, "198.51.100.1, 203.0.113.7") for _ in range(3)]
-        other = capture_from(behind_proxy, "203.0.113.8")
+        first = [capture_from(behind_proxy, "192.0.2.1, 198.51.100.7") for _ in range(3)]
+        other = capture_from(behind_proxy, "198.51.100.8")
         # IPv6: two addresses of one /64 share a bucket, another /64 has its own.
         v6_first = [capture_from(behind_proxy, "2001:db8:1:2:aaaa::1") for _ in range(2)]
         v6_same_64 = capture_from(behind_proxy, "2001:db8:1:2:bbbb::2")
@@ -254,9 +259,9 @@ def test_trusted_proxy_gives_each_forwarded_client_its_own_bucket(stack, db, for
     assert [r.status_code for r in v6_first] == [401, 401]
     assert_envelope(v6_same_64, 429, "rate_limited")
     assert v6_other_64.status_code == 401, v6_other_64.text
-    # The rightmost untrusted hop is the client; 198.51.100.1 (its claim) never counts.
-    assert windows(db, "capture:203.0.113.7", "capture:203.0.113.8", "capture:198.51.100.1", "capture:2001:db8:1:2::/64",
-                   "capture:2001:db8:1:3::/64") == {"capture:203.0.113.7": 3, "capture:203.0.113.8": 1,
+    # The rightmost untrusted hop is the client; 192.0.2.1 (its own claim) never counts.
+    assert windows(db, "capture:198.51.100.7", "capture:198.51.100.8", "capture:192.0.2.1", "capture:2001:db8:1:2::/64",
+                   "capture:2001:db8:1:3::/64") == {"capture:198.51.100.7": 3, "capture:198.51.100.8": 1,
                                                    "capture:2001:db8:1:2::/64": 3, "capture:2001:db8:1:3::/64": 1}
     # Audit rows keep the client's full address, not its bucket.
     audited = db.execute("SELECT ip FROM payment_audit_logs WHERE request_id = %s",
@@ -268,11 +273,11 @@ def test_without_the_include_x_forwarded_for_is_ignored(stack, db, fresh_ip_wind
     with stack.other_apps(RATE_LIMITS=TIGHT_CAPTURE) as direct:
         config = (direct.nginx.directory / "nginx.conf").read_text()
         assert "include trusted-proxies.conf;" not in config
-        responses = [capture_from(direct, "203.0.113.7"), capture_from(direct, "203.0.113.8"),
+        responses = [capture_from(direct, "198.51.100.7"), capture_from(direct, "198.51.100.8"),
                      capture_from(direct, "2001:db8:1:4::1")]
     assert [r.status_code for r in responses] == [401, 401, 429], [r.text for r in responses]
     assert windows(db, "capture:127.0.0.1") == {"capture:127.0.0.1": 3}
-    assert windows(db, "capture:203.0.113.7", "capture:203.0.113.8", "capture:2001:db8:1:4::/64") == {}
+    assert windows(db, "capture:198.51.100.7", "capture:198.51.100.8", "capture:2001:db8:1:4::/64") == {}
 
 
 # ------------------------------------------------------------------------------------------
