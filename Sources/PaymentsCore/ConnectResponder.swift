@@ -15,7 +15,8 @@ struct ConnectResponder {
                    lane: .stripe, dashboardLink)
         // The seller's browser follows these after Stripe's hosted pages: no Bearer token, no
         // cookie needed; the signed `state` says whose account it is (outside the CSRF policy:
-        // they change nothing but the profile's mirror of Stripe's account).
+        // they change nothing but the profile's mirror of Stripe's account). Their rate limits
+        // depend on the state, so `verifiedState` checks them rather than the pipeline.
         router.add("GET", "/api/connect/onboarding/refresh", lane: .stripe, refresh)
         router.add("GET", "/api/connect/onboarding/return", lane: .stripe, returned)
     }
@@ -100,15 +101,23 @@ struct ConnectResponder {
         return .json(["url": link.url])
     }
 
-    /// A valid state gets a newly minted link (the old one expired or was used).
+    /// A valid state, used for the first time, gets a newly minted link (the old one expired or
+    /// was used). A state is single-use here: a reused one is refused before any Stripe call.
     private func refresh(_ request: Request, _ context: WorkerContext) throws -> Response {
         let state = try verifiedState(request, context: context)
         // The state binds profile and account: both must still belong together.
         guard try context.database.query("""
             SELECT 1 FROM profiles WHERE id = \(state.profileID)::uuid AND stripe_account_id = \(state.accountID)
             """).first != nil else { throw Self.stateRejected("forged") }
-        let link = try makeLink(profileID: state.profileID, accountID: state.accountID, context: context)
-        return Self.redirect(to: link.url)
+        guard try state.claimNonce(on: context.database) else { throw Self.stateRejected("already used") }
+        do {
+            let link = try makeLink(profileID: state.profileID, accountID: state.accountID, context: context)
+            return Self.redirect(to: link.url)
+        } catch {
+            // No link reached the seller: the same state may be tried again.
+            try? state.releaseNonce(on: context.database)
+            throw error
+        }
     }
 
     /// Stripe sends the seller back here whether or not they finished: ask Stripe, sync, and
@@ -143,13 +152,24 @@ struct ConnectResponder {
         ], idempotencyKey: "profile:\(profileID):link:\(state.suffix(16))")
     }
 
+    /// The request's state, verified, and counted: against the profile it names (`onboarding`),
+    /// or, when it does not verify, against the client's address (`onboarding-ip`), so that
+    /// neither a seller's reloads nor a stranger's guesses turn into unbounded Stripe calls.
     private func verifiedState(_ request: Request, context: WorkerContext) throws -> OnboardingState {
+        let configuration = context.shared.configuration
+        let limiter = configuration.rateLimiter
+        let state: OnboardingState
         do throws(OnboardingState.Failure) {
-            return try OnboardingState.decode(request.query["state"], key: context.shared.configuration.onboardingStateKey,
-                                              now: Int64(Date().timeIntervalSince1970))
+            state = try OnboardingState.decode(request.query["state"], key: configuration.onboardingStateKey,
+                                               now: Int64(Date().timeIntervalSince1970))
         } catch {
+            let key = RateLimitPolicy.onboardingIP.key(profileID: nil, remoteAddress: request.remoteAddress)
+            try limiter.check(.onboardingIP, key: key, on: context.database)
             throw Self.stateRejected(error.rawValue)
         }
+        let key = RateLimitPolicy.onboarding.key(profileID: state.profileID, remoteAddress: request.remoteAddress)
+        try limiter.check(.onboarding, key: key, on: context.database)
+        return state
     }
 
     /// nginx turns this 400 into the static onboarding error page (never a redirect).

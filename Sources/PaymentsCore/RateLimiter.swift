@@ -13,11 +13,15 @@ public struct RateLimit: Sendable, Equatable {
 public enum RateLimitPolicy: String, Sendable, CaseIterable {
     case intent, intentIP = "intent-ip", milestone, capture, cancel, dispute, connect, adminRefund = "admin-refund",
          adminResolve = "admin-resolve", adminEvidence = "admin-evidence", notifications
+    /// The onboarding redirects (each hit calls Stripe): per profile named in a valid `state`,
+    /// and per client address for states that do not verify. Checked by `ConnectResponder`.
+    case onboarding, onboardingIP = "onboarding-ip"
 
     /// `{prefix}:{profile}` or `{prefix}:{ip}`.
     var keyPrefix: String {
         switch self {
         case .intent, .intentIP: return "intent"
+        case .onboarding, .onboardingIP: return "onboarding"
         case .adminRefund: return "admin:refund"
         case .adminResolve: return "admin:resolve"
         case .adminEvidence: return "admin:evidence"
@@ -28,7 +32,7 @@ public enum RateLimitPolicy: String, Sendable, CaseIterable {
     /// Whether the key names the client IP (checked before authentication) or the profile.
     var isKeyedByIP: Bool {
         switch self {
-        case .intentIP, .capture, .adminRefund, .adminResolve, .adminEvidence: return true
+        case .intentIP, .capture, .adminRefund, .adminResolve, .adminEvidence, .onboardingIP: return true
         default: return false
         }
     }
@@ -41,6 +45,8 @@ public enum RateLimitPolicy: String, Sendable, CaseIterable {
         case .connect: return RateLimit(limit: 10, windowSeconds: 60)
         case .adminRefund, .adminResolve, .adminEvidence: return RateLimit(limit: 30, windowSeconds: 60)
         case .notifications: return RateLimit(limit: 120, windowSeconds: 60)
+        case .onboarding: return RateLimit(limit: 10, windowSeconds: 60)
+        case .onboardingIP: return RateLimit(limit: 30, windowSeconds: 60)
         }
     }
 

@@ -15,6 +15,8 @@ struct Sweeper {
              query: "DELETE FROM idempotency_keys WHERE created_at < now() - interval '24 hours'"),
         Task(name: "purge_rate_limit_windows",
              query: "DELETE FROM rate_limits WHERE window_start < now() - interval '1 day'"),
+        Task(name: "purge_onboarding_state_nonces",
+             query: "DELETE FROM onboarding_state_nonces WHERE expires_at < now() - interval '1 hour'"),
     ]
 
     /// Runs every task once; returns the rows each one touched.

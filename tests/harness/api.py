@@ -126,7 +126,7 @@ class SourceAddressAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
-IP_KEYED_POLICY_PREFIXES = ("intent", "capture", "admin:refund", "admin:resolve", "admin:evidence")
+IP_KEYED_POLICY_PREFIXES = ("intent", "capture", "admin:refund", "admin:resolve", "admin:evidence", "onboarding")
 
 
 def reset_ip_limits(db, ip: str = "127.0.0.1"):
