@@ -26,21 +26,12 @@ import uuid
 import pytest
 import requests
 
-from harness.assertions import (API_CSP, STATIC_PAGE_CSP, assert_envelope, assert_security_headers, request_id,
+from harness.assertions import (API_CSP, STATIC_PAGE_CSP, assert_envelope, assert_security_headers, reached_app, request_id,
                                 single_header)
 from harness.paths import REPO
 
 # Capture's IP-keyed limit, tight, in the app processes these tests start (other_apps).
 TIGHT_CAPTURE = "capture=2/60"
-
-
-def reached_app(stack, response):
-    """True when the app logged the request, i.e. nginx passed it on."""
-    try:
-        stack.app.request_log(request_id(response), timeout=2)
-        return True
-    except TimeoutError:
-        return False
 
 
 def call(nginx, method, path, **kwargs):

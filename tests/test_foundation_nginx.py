@@ -8,20 +8,11 @@ import pytest
 import requests
 
 from harness import rawhttp
-from harness.assertions import assert_envelope, assert_security_headers, request_id
+from harness.assertions import assert_envelope, assert_security_headers, reached_app, request_id
 
 NGINX_ERROR_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
                      413: "payload_too_large", 429: "rate_limited", 500: "internal_error",
                      502: "bad_gateway", 503: "service_unavailable", 504: "gateway_timeout"}
-
-
-def reached_app(stack, response):
-    """True when the app logged the request, i.e. nginx passed it on."""
-    try:
-        stack.app.request_log(request_id(response), timeout=2)
-        return True
-    except TimeoutError:
-        return False
 
 
 def test_rendered_config_passes_nginx_t(stack):

@@ -210,11 +210,16 @@ def test_3_no_one_cancels_while_a_dispute_is_open(stack, db):
 
 
 def hold(stack, path_prefix, ms=2500):
+    """Holds the next POST under `path_prefix` at the fake; returns how many it had seen, for wait_received."""
+    seen = len(stack.stripe.received(method="POST", path_prefix=path_prefix))
     stack.stripe.inject_fault(type="delay", when="before", delay_ms=ms, method="POST", path_prefix=path_prefix, count=1)
+    return seen
 
 
-def wait_received(stack, path_prefix):
-    wait_for(lambda: stack.stripe.received(method="POST", path_prefix=path_prefix), 10, what=f"a call to {path_prefix}")
+def wait_received(stack, path_prefix, seen):
+    """Waits until the fake received a POST under `path_prefix` beyond the `seen` before it."""
+    wait_for(lambda: len(stack.stripe.received(method="POST", path_prefix=path_prefix)) > seen, 10,
+             what=f"a new call to {path_prefix}")
 
 
 def test_3_a_dispute_opened_during_the_capture_call_waits_for_it(stack, db):
@@ -222,10 +227,10 @@ def test_3_a_dispute_opened_during_the_capture_call_waits_for_it(stack, db):
     buyer = make_profile(db, "buyer")
     purchase = authorised_purchase(stack, db, seller, buyer)
     path = f"/v1/payment_intents/{purchase['intent']}/capture"
-    hold(stack, path)
+    seen = hold(stack, path)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         capturing = pool.submit(stack.post, CAPTURE, json={"payment_id": purchase["payment_id"]}, headers=buyer["headers"])
-        wait_received(stack, path)
+        wait_received(stack, path, seen)
         key = {"Idempotency-Key": f"dispute-{uuid.uuid4()}"}
         refused = open_dispute(stack, seller, purchase["payment_id"], headers={**seller["headers"], **key})
         assert_envelope(refused, 409, "payment_action_in_progress")
@@ -243,10 +248,10 @@ def test_3_a_dispute_opened_during_the_capture_call_waits_for_it(stack, db):
 def test_3_a_dispute_opened_during_a_milestone_release_waits_for_it(stack, db):
     job = funded_job(stack, db, (5000,))
     buyer, (milestone,), payment_id = job["buyer"], job["milestones"], job["fundings"][0]["payment_id"]
-    hold(stack, "/v1/transfers")
+    seen = hold(stack, "/v1/transfers")
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         releasing = pool.submit(release, stack, buyer, milestone)
-        wait_received(stack, "/v1/transfers")
+        wait_received(stack, "/v1/transfers", seen)
         assert_envelope(open_dispute(stack, job["seller"], payment_id), 409, "payment_action_in_progress")
         assert releasing.result(timeout=30).status_code == 200
     assert db.execute("SELECT count(*) FROM disputes WHERE payment_id = %s", (payment_id,)).fetchone()[0] == 0
@@ -269,10 +274,10 @@ def test_5_two_admins_resolving_at_once_move_money_once(stack, db):
     purchase, dispute_id = disputed_authorisation(stack, db)
     first, second = admin_client(stack, db), admin_client(stack, db)
     path = f"/v1/payment_intents/{purchase['intent']}/cancel"
-    hold(stack, path)
+    seen = hold(stack, path)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         refunding = pool.submit(first.resolve, dispute_id, "refund_buyer")
-        wait_received(stack, path)
+        wait_received(stack, path, seen)
         assert_envelope(second.resolve(dispute_id, "release_seller"), 409, "dispute_resolution_in_progress")
         assert_envelope(second.resolve(dispute_id, "dismiss"), 409, "dispute_resolution_in_progress")
         resolved = refunding.result(timeout=30)
@@ -441,3 +446,83 @@ def test_13_the_cancel_keys_name_their_reason(stack, db):
     sent = [(c["headers"]["Idempotency-Key"], c["params"].get("cancellation_reason"))
             for c in calls(stack, f"payment:{purchase['payment_id']}:cancel", family=True)]
     assert sent == [(f"payment:{purchase['payment_id']}:cancel:requested_by_customer", "requested_by_customer")]
+
+
+# ------------------------------------------------------------------------------------------
+# 4. A refund whose outcome is unknown is resumed, its transfer reversal too
+# ------------------------------------------------------------------------------------------
+
+def test_4_a_lost_reversal_and_refund_are_resumed_under_their_keys_never_made_twice(stack, db, faults):
+    job = funded_job(stack, db, (10000,))
+    admin = admin_client(stack, db)
+    (milestone,), funding = job["milestones"], job["fundings"][0]
+    released = release(stack, job["buyer"], milestone)
+    assert released.status_code == 200, released.text
+    transfer_id = released.json()["transfer_id"]
+    opened = open_dispute(stack, job["buyer"], funding["payment_id"])
+    assert opened.status_code == 201, opened.text
+    dispute_id = opened.json()["id"]
+
+    # Every answer lost: the reversal and the refund happened at Stripe, the admin saw a 502.
+    faults(type="drop", when="after", method="POST", path_prefix=f"/v1/transfers/{transfer_id}/reversals", count=3)
+    lost = admin.refund(dispute_id, amount=4000)
+    assert lost.status_code == 502, lost.text
+    stack.stripe_control("DELETE", "/_control/faults")
+    assert fake_object(stack, transfer_id)["amount_reversed"] == 4000
+    assert_envelope(admin.refund(dispute_id, amount=1000), 409, "refund_in_progress")
+
+    resumed = admin.refund(dispute_id, amount=4000)
+    assert resumed.status_code == 201, resumed.text
+    assert fake_object(stack, transfer_id)["amount_reversed"] == 4000     # reversed once, not twice
+    reversal_keys = {c["headers"]["Idempotency-Key"] for c in stack.stripe.received(
+        method="POST", path_prefix=f"/v1/transfers/{transfer_id}/reversals")}
+    assert reversal_keys == {f"dispute:{dispute_id}:reversal:1"}
+    refunds = [c for c in calls(stack, f"dispute:{dispute_id}:refund:1") if c["status"] == 200]
+    assert len([c for c in refunds if not c.get("idempotent_replayed")]) == 1, refunds
+    assert fake_object(stack, funding["charge_id"])["amount_refunded"] == 4000
+
+
+# ------------------------------------------------------------------------------------------
+# 7. No cancel while the intent is still being created
+# ------------------------------------------------------------------------------------------
+
+def test_7_cancelling_a_payment_whose_create_is_in_flight_is_409_then_cancels_the_intent(stack, db):
+    seller = onboarded_seller(stack, db)
+    buyer = make_profile(db, "buyer")
+    listing = make_listing(db, seller)
+    seen = hold(stack, "/v1/payment_intents", ms=2500)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        creating = pool.submit(stack.post, "/api/payments/create-intent", json={"listing_id": listing},
+                               headers=buyer["headers"])
+        wait_received(stack, "/v1/payment_intents", seen)
+        payment_id = str(db.execute("SELECT id FROM payments WHERE listing_id = %s", (listing,)).fetchone()[0])
+        refused = stack.post(f"/api/payments/{payment_id}/cancel", json={}, headers=buyer["headers"])
+        assert_envelope(refused, 409, "payment_in_progress")
+        created = creating.result(timeout=30)
+    assert created.status_code == 201, created.text
+    intent_id = created.json()["payment_intent_id"]
+    cancelled = stack.post(f"/api/payments/{payment_id}/cancel", json={}, headers=buyer["headers"])
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "canceled", cancelled.text
+    assert fake_object(stack, intent_id)["status"] == "canceled"
+
+
+def test_7_a_milestone_funding_cannot_be_cancelled_mid_create_and_leaves_no_chargeable_intent(stack, db):
+    from test_milestones import fund, new_job
+    job = new_job(stack, db, (6000,))
+    (milestone,) = job["milestones"]
+    seen = hold(stack, "/v1/payment_intents", ms=2500)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        funding = pool.submit(fund, stack, job["buyer"], job["listing"], milestone)
+        wait_received(stack, "/v1/payment_intents", seen)
+        payment_id = str(db.execute("SELECT id FROM payments WHERE milestone_id = %s", (milestone,)).fetchone()[0])
+        assert_envelope(stack.post(f"/api/payments/{payment_id}/cancel", json={}, headers=job["buyer"]["headers"]),
+                        409, "payment_in_progress")
+        funded = funding.result(timeout=30)
+    assert funded.status_code == 201, funded.text
+    intent_id = funded.json()["payment_intent_id"]
+    cancelled = stack.post(f"/api/payments/{payment_id}/cancel", json={}, headers=job["buyer"]["headers"])
+    assert cancelled.status_code == 200, cancelled.text
+    assert fake_object(stack, intent_id)["status"] == "canceled"
+    status, body = confirm(stack, intent_id)
+    assert status >= 400 or body.get("status") != "succeeded", body    # the buyer cannot be charged on it
+    assert payment_row(db, payment_id)["status"] == "canceled"

@@ -27,7 +27,7 @@ struct FailureAudit {
             if request.identity == nil {
                 shared.metrics.increment(
                     "payments_audit_anonymous_refusals_total{operation=\"\(audit.operation)\",code=\"\(errorCode)\"}")
-                let key = "\(audit.operation) \(errorCode) \(RateLimiter.clientIP(request.remoteAddress))"
+                let key = "\(audit.operation) \(errorCode) \(ClientAddress.rateLimitBucket(request.remoteAddress))"
                 guard shared.refusalSampler.isFirstInWindow(key) else { return }
             }
             let entry = AuditEntry(operation: audit.operation, entityType: audit.entityType, entityID: entityID,

@@ -45,3 +45,12 @@ def assert_envelope(response, status, code):
     assert error["request_id"] == request_id(response), (body, response.headers)
     assert_security_headers(response)
     return error
+
+
+def reached_app(stack, response):
+    """True when the app logged the request, i.e. nginx passed it on."""
+    try:
+        stack.app.request_log(request_id(response), timeout=2)
+        return True
+    except TimeoutError:
+        return False
