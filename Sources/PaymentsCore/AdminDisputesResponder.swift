@@ -169,17 +169,20 @@ struct AdminDisputesResponder {
         switch outcome {
         case "refund_buyer":
             if payment["status"] == "requires_capture", let intent = payment["stripe_payment_intent_id"] {
-                guard try context.claims.claim(paymentID, for: .cancel, from: ["requires_capture"], allowDisputed: true,
-                                               on: context.database) != nil else { return }
+                guard let claim = try context.claims.claim(paymentID, for: .cancel, from: ["requires_capture"],
+                                                           resolvingDispute: true, on: context.database) else {
+                    throw APIError(status: 409, code: "payment_not_cancellable",
+                                   message: "The authorisation changed meanwhile; look at the payment and resolve again.")
+                }
                 do {
                     try context.stripe.cancelIntent(intent, ofPayment: paymentID, reason: .requestedByCustomer)
                 } catch {
-                    PaymentClaims.settle(paymentID, .cancel, after: error, on: context.database)
+                    PaymentClaims.settle(claim, after: error, on: context.database)
                     throw error
                 }
                 try context.database.withTransaction { connection in
                     let changed = try connection.query("SELECT status FROM payment_cancel_atomic(\(intent), 0)").first != nil
-                    try PaymentClaims.settle(paymentID, .cancel, on: connection)
+                    try PaymentClaims.settle(claim, on: connection)
                     try AuditLog.record(AuditEntry(operation: "payment.cancel", entityType: "payment", entityID: paymentID,
                                                    oldValues: ["status": "requires_capture"], newValues: ["status": "canceled"],
                                                    metadata: ["dispute_id": .string(disputeID),
@@ -198,9 +201,10 @@ struct AdminDisputesResponder {
             }
         case "release_seller":
             if payment["kind"] == "purchase", payment["status"] == "requires_capture" {
-                try PurchaseCapture(context: context, audit: audit).capture(paymentID, amount: nil, allowDisputed: true)
+                try PurchaseCapture(context: context, audit: audit).capture(paymentID, amount: nil, resolvingDispute: true)
             } else if payment["kind"] == "milestone", let milestone = payment.uuid("milestone_id") {
-                _ = try MilestoneRelease(context: context, audit: audit).release(milestone, requiredBuyer: nil, allowDisputed: true)
+                _ = try MilestoneRelease(context: context, audit: audit).release(milestone, requiredBuyer: nil,
+                                                                                 resolvingDispute: true)
             }
         default:
             break

@@ -51,11 +51,12 @@ struct CaptureResponder {
         let id = paymentID.uuidString.lowercased()
         _ = try loadOwned(paymentID, identity: identity, context: context)
         let cancellable = ["creating", "requires_payment_method", "requires_confirmation", "requires_action", "requires_capture"]
-        guard let payment = try context.claims.claim(id, for: .cancel, from: cancellable, on: context.database) else {
+        guard let claim = try context.claims.claim(id, for: .cancel, from: cancellable, on: context.database) else {
             let status = try PaymentRecord.visible(paymentID, to: identity, on: context.database)?["status"]
             throw APIError(status: 409, code: "payment_not_cancellable",
                            message: "This payment can no longer be cancelled (it is \(status ?? "unknown")).")
         }
+        let payment = claim.payment
         do {
             var intentID = payment["stripe_payment_intent_id"]
             if intentID == nil, payment["status"] == "creating" {
@@ -67,7 +68,7 @@ struct CaptureResponder {
                 try context.stripe.cancelIntent(intentID, ofPayment: id, reason: .requestedByCustomer)
             }
         } catch {
-            PaymentClaims.settle(id, .cancel, after: error, on: context.database)
+            PaymentClaims.settle(claim, after: error, on: context.database)
             throw error
         }
         let updated = try context.database.withTransaction { connection -> Row in
@@ -76,7 +77,7 @@ struct CaptureResponder {
                 WHERE id = \(paymentID) AND status = ANY(\("{" + cancellable.joined(separator: ",") + "}")::text[])
                 RETURNING *
                 """).first
-            try PaymentClaims.settle(id, .cancel, on: connection)
+            try PaymentClaims.settle(claim, on: connection)
             // The cancellation is this actor's action even when Stripe's webhook recorded it first.
             try AuditLog.record(AuditEntry(operation: "payment.cancel", entityType: "payment", entityID: id,
                                            oldValues: ["status": JSONValue(payment["status"])], newValues: ["status": "canceled"]),
@@ -144,14 +145,24 @@ struct PurchaseCapture {
     /// is recomputed for the captured amount with the creation rule (`PLATFORM_FEE_BPS`, half up),
     /// never above the fee agreed at creation.
     func capture(_ paymentID: String, amount requested: Int64?, reason: String? = nil,
-                 allowDisputed: Bool = false) throws {
-        guard let payment = try context.claims.claim(paymentID, for: .capture, from: ["requires_capture"],
-                                                     allowDisputed: allowDisputed, on: context.database),
-              let intentID = payment["stripe_payment_intent_id"] else {
-            let status = try context.database.query("SELECT status FROM payments WHERE id = \(paymentID)::uuid").first?["status"]
-            throw APIError(status: 409, code: "payment_not_capturable",
-                           message: "Only an authorised payment can be captured (this one is \(status ?? "unknown")).")
+                 resolvingDispute: Bool = false) throws {
+        let database = context.database
+        let notCapturable = { (status: String?) in
+            APIError(status: 409, code: "payment_not_capturable",
+                     message: "Only an authorised payment can be captured (this one is \(status ?? "unknown")).")
         }
+        // Checked before the claim, so that a refused request never touches another's claim.
+        guard let current = try database.query("""
+            SELECT status, amount_capturable FROM payments WHERE id = \(paymentID)::uuid
+            """).first else { throw APIError.notFound }
+        if let requested, requested > Int64(current.int("amount_capturable") ?? 0) {
+            throw APIError.invalidField("amount_to_capture", "must not exceed the authorised \(current.int("amount_capturable") ?? 0)")
+        }
+        guard let claim = try context.claims.claim(paymentID, for: .capture, from: ["requires_capture"],
+                                                   resolvingDispute: resolvingDispute, on: database) else {
+            throw notCapturable(current["status"])
+        }
+        let payment = claim.payment
         let capturable = Int64(payment.int("amount_capturable") ?? 0)
         let agreedFee = Int64(payment.int("application_fee_cents") ?? 0)
         let amount = requested ?? capturable
@@ -161,24 +172,24 @@ struct PurchaseCapture {
         }
         let intent: PaymentIntent
         do {
-            if let requested, requested > capturable {
-                throw APIError.invalidField("amount_to_capture", "must not exceed the authorised \(capturable)")
+            guard let intentID = payment["stripe_payment_intent_id"], amount <= capturable else {
+                throw notCapturable(payment["status"])
             }
             intent = try context.stripe.capturePaymentIntent(intentID, amountToCapture: requested, applicationFeeAmount: fee,
                                                              idempotencyKey: PaymentKeys.capture(paymentID, amount: amount))
         } catch {
-            PaymentClaims.settle(paymentID, .capture, after: error, on: context.database)
+            PaymentClaims.settle(claim, after: error, on: database)
             throw error
         }
         let received = intent.amountReceived ?? amount
         try context.database.withTransaction { connection in
             let changed = try connection.query("""
-                SELECT * FROM payment_complete_atomic(\(intentID), 0, \(received), \(intent.latestCharge?.id))
+                SELECT * FROM payment_complete_atomic(\(intent.id), 0, \(received), \(intent.latestCharge?.id))
                 """).first != nil
             if let fee {
                 try connection.query("UPDATE payments SET application_fee_cents = \(fee) WHERE id = \(paymentID)::uuid")
             }
-            try PaymentClaims.settle(paymentID, .capture, on: connection)
+            try PaymentClaims.settle(claim, on: connection)
             // The capture is this actor's action even when Stripe's webhook recorded its effect first.
             var newValues: [String: JSONValue] = ["status": "succeeded", "amount_received": .int(received)]
             if let fee {

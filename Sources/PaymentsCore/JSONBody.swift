@@ -64,7 +64,9 @@ struct JSONBody {
 
     /// A required string from a fixed set.
     func choice(_ name: String, from allowed: [String]) throws -> String {
-        guard case .string(let text)? = fields[name], allowed.contains(text) else {
+        // Compared byte for byte: `==` on strings normalises them first, quadratic in a run of
+        // combining marks an attacker may send.
+        guard case .string(let text)? = fields[name], allowed.contains(where: { $0.utf8.elementsEqual(text.utf8) }) else {
             throw APIError.invalidField(name, "must be one of \(allowed.joined(separator: ", "))")
         }
         return text

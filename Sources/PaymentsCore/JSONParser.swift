@@ -5,8 +5,9 @@
 /// level, which costs about the cube of the nesting depth.
 ///
 /// Stricter than the RFC where laxity only helps an attacker: a document of more than
-/// `maximumDepth` nested arrays and objects, a duplicate key in one object, invalid UTF-8 and
-/// lone surrogates are all refused.
+/// `maximumDepth` nested arrays and objects, a key longer than `maximumKeyBytes`, a duplicate
+/// key in one object (keys are Swift strings: canonically equivalent spellings are the same
+/// key), invalid UTF-8 and lone surrogates are all refused.
 public struct JSONParser {
     /// Why a document was refused, with the byte offset where parsing stopped.
     public struct Failure: Error, Equatable, CustomStringConvertible {
@@ -20,6 +21,9 @@ public struct JSONParser {
 
     /// Nesting limit: arrays and objects inside each other.
     public static let defaultMaximumDepth = 32
+    /// Longest object key, in UTF-8 bytes. Keys are hashed as Swift strings, which first
+    /// normalises them (quadratic in a run of combining marks); field names are short.
+    public static let maximumKeyBytes = 256
 
     private let bytes: [UInt8]
     private let maximumDepth: Int
@@ -70,6 +74,9 @@ public struct JSONParser {
             guard peek() == UInt8(ascii: "\"") else { throw failure("expected a string key") }
             let keyOffset = index
             let key = try parseString()
+            guard index - keyOffset <= Self.maximumKeyBytes + 2 || key.utf8.count <= Self.maximumKeyBytes else {
+                throw Failure(reason: "object key longer than \(Self.maximumKeyBytes) bytes", offset: keyOffset)
+            }
             skipWhitespace()
             try expect(UInt8(ascii: ":"))
             skipWhitespace()

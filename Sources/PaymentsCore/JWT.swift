@@ -48,7 +48,7 @@ struct TokenClaims: Equatable {
 /// and `none` or any other `alg` is refused. Nothing but the small header is parsed before the
 /// signature is checked, and that with tight limits. `exp` is required; `exp`/`nbf` allow
 /// `leeway`; a token may live at most `maximumLifetime` seconds (`exp − iat`, or `exp − now`
-/// without `iat`).
+/// without `iat`), and an `iat` in the future (beyond `leeway`) is not valid yet.
 struct TokenVerifier: Sendable {
     /// Longest accepted token, in bytes.
     static let maximumTokenBytes = 8192
@@ -113,8 +113,10 @@ struct TokenVerifier: Sendable {
         if let notBefore = try Self.time(claims["nbf"]) {
             guard now + leeway >= notBefore else { throw .notYetValid }
         }
-        let issuedAt = try Self.time(claims["iat"])
-        guard expiresAt - max(issuedAt ?? now, now - leeway) <= maximumLifetime else { throw .lifetimeTooLong }
+        // A token issued in the future would shorten its measured lifetime: not yet valid.
+        let issuedAt = try Self.time(claims["iat"]) ?? now
+        guard issuedAt <= now + leeway else { throw .notYetValid }
+        guard expiresAt - issuedAt <= maximumLifetime else { throw .lifetimeTooLong }
         if let issuer {
             guard claims["iss"] == .string(issuer) else { throw .wrongIssuer }
         }

@@ -16,7 +16,7 @@ struct MilestoneRelease {
     }
 
     /// Releases; `requiredBuyer` limits it to the buyer who funded it (nil for an admin).
-    func release(_ milestoneID: UUID, requiredBuyer: UUID?, allowDisputed: Bool = false) throws -> Released {
+    func release(_ milestoneID: UUID, requiredBuyer: UUID?, resolvingDispute: Bool = false) throws -> Released {
         let database = context.database
         // The milestone's current payment (the latest attempt that did not fail): its buyer may release.
         guard let row = try database.query("""
@@ -43,10 +43,11 @@ struct MilestoneRelease {
         guard let charge = row["stripe_charge_id"], let destination = row["stripe_account_id"] else {
             throw APIError(status: 409, code: "milestone_not_funded", message: "The milestone's charge is not recorded yet; retry shortly.")
         }
-        // The claim checks, under the payment's row lock, that no dispute is open (unless an
-        // admin's resolution is releasing it); a dispute opened during the transfer waits.
-        guard try context.claims.claim(paymentID, for: .release, from: ["succeeded"], allowDisputed: allowDisputed,
-                                       on: database) != nil else {
+        // The claim checks, under the payment's row lock, that no dispute is open (but the platform
+        // dispute an admin's resolution is settling) and no refund is under way; a dispute opened
+        // during the transfer waits.
+        guard let claim = try context.claims.claim(paymentID, for: .release, from: ["succeeded"],
+                                                   resolvingDispute: resolvingDispute, on: database) else {
             throw APIError(status: 409, code: "milestone_not_funded", message: "The milestone's payment is not settled.")
         }
         let amount = Int64(row.int("amount_cents") ?? 0) - Int64(row.int("application_fee_cents") ?? 0)
@@ -61,7 +62,7 @@ struct MilestoneRelease {
                 ("metadata", .object([("payment_id", .string(paymentID)), ("milestone_id", .string(milestone))])),
             ], idempotencyKey: "milestone:\(milestone):release")
         } catch {
-            PaymentClaims.settle(paymentID, .release, after: error, on: database)
+            PaymentClaims.settle(claim, after: error, on: database)
             throw error
         }
 
@@ -77,7 +78,7 @@ struct MilestoneRelease {
             let changed = try connection.query("""
                 UPDATE milestones SET status = 'released' WHERE id = \(milestoneID) AND status = 'funded' RETURNING id
                 """).first != nil
-            try PaymentClaims.settle(paymentID, .release, on: connection)
+            try PaymentClaims.settle(claim, on: connection)
             // One row per transfer: a concurrent click that got Stripe's replay of it moved no money.
             guard changed else { return }
             try AuditLog.record(AuditEntry(operation: "milestone.release", entityType: "milestone", entityID: milestone,

@@ -1,3 +1,4 @@
+import Cryptography
 import Foundation
 import Postgres
 import Stripe
@@ -7,47 +8,82 @@ enum PaymentAction: String {
     case capture, cancel, release
 }
 
+/// One request's claim on a payment for a money-moving action (see `PaymentClaims`).
+struct PaymentClaim {
+    /// The payment's id.
+    let paymentID: String
+    /// This request's claim token; the claim is settled only by its owner.
+    let owner: String
+    /// The payment row (`payments.*`) as the claim left it.
+    let payment: Row
+
+    /// False when this request joined a live claim of the same action (a double click): it
+    /// then leaves the claim to the request that owns it.
+    var isOwner: Bool { payment["action_claim_owner"] == owner }
+}
+
 /// Claims a payment for a money-moving action before its Stripe call: one guarded UPDATE
 /// (`payment_claim_action`) that checks the status and that no dispute is open, under the
-/// payment's row lock, which opening a dispute takes too. So a dispute opened while the call
-/// runs is refused until the action is settled, and an action never starts on a disputed
-/// payment (unless an admin's dispute resolution is the action). The same action may claim
-/// again (double clicks send the same Stripe key); another waits for the claim's lease.
+/// payment's row lock, which opening a dispute and reserving a refund take too. So a dispute
+/// opened while the call runs is refused until the action is settled, an action never starts on
+/// a disputed payment (unless it is an admin's resolution of the payment's platform dispute — a
+/// chargeback still blocks it), and a refund and a release never run at once. The same action
+/// may join a live claim (double clicks send the same Stripe key); another waits for the claim
+/// to end.
 struct PaymentClaims {
     let lease: Duration
 
-    /// The claimed payment row (`payments.*`), or nil when its status does not allow `action`.
-    /// Throws `409 payment_disputed` or `409 payment_action_in_progress`.
-    func claim(_ paymentID: String, for action: PaymentAction, from statuses: [String], allowDisputed: Bool = false,
-               on connection: some SQLExecutor) throws -> Row? {
+    /// The claim, or nil when the payment's status does not allow `action`. Throws `409
+    /// payment_disputed`, `409 payment_action_in_progress` or `409 refund_in_progress`.
+    func claim(_ paymentID: String, for action: PaymentAction, from statuses: [String], resolvingDispute: Bool = false,
+               on database: Database) throws -> PaymentClaim? {
+        let owner = Hex.encode(Digest.randomBytes(12))
         let leaseSeconds = Int(lease.components.seconds) + 1
-        if let row = try connection.query("""
-            SELECT * FROM payment_claim_action(\(paymentID)::uuid, \(action.rawValue),
-                                               \("{" + statuses.joined(separator: ",") + "}")::text[], \(allowDisputed),
+        guard let row = try database.query("""
+            SELECT * FROM payment_claim_action(\(paymentID)::uuid, \(action.rawValue), \(owner),
+                                               \("{" + statuses.joined(separator: ",") + "}")::text[], \(resolvingDispute),
                                                \(leaseSeconds))
-            """).first {
-            return row
+            """).first else {
+            return try refusal(paymentID, statuses: statuses, resolvingDispute: resolvingDispute, on: database)
         }
-        // Refused: say why — the status, a dispute, or another action's live claim.
-        guard let current = try connection.query("""
-            SELECT status, is_disputed OR payment_has_open_dispute(id) AS is_disputed FROM payments WHERE id = \(paymentID)::uuid
+        let claim = PaymentClaim(paymentID: paymentID, owner: owner, payment: row)
+        // A refund reserved before the claim (its reservation locks this row and looks for a
+        // live claim, so none can start after it) must be settled first.
+        if try database.query("""
+            SELECT 1 FROM refunds WHERE payment_id = \(paymentID)::uuid AND status = 'creating' LIMIT 1
+            """).first != nil {
+            try Self.settle(claim, on: database)
+            throw APIError(status: 409, code: "refund_in_progress",
+                           message: "A refund of this payment is still being made; retry once it is settled.",
+                           headers: [("Retry-After", "5")])
+        }
+        return claim
+    }
+
+    /// Why the claim was refused: nil for the status, else a dispute or another action's claim.
+    private func refusal(_ paymentID: String, statuses: [String], resolvingDispute: Bool,
+                         on database: Database) throws -> PaymentClaim? {
+        guard let current = try database.query("""
+            SELECT status, (\(!resolvingDispute) AND is_disputed) OR payment_has_open_dispute(id, \(resolvingDispute))
+                       AS is_disputed
+            FROM payments WHERE id = \(paymentID)::uuid
             """).first, let status = current["status"], statuses.contains(status) else { return nil }
-        if !allowDisputed, current.bool("is_disputed") == true {
+        if current.bool("is_disputed") == true {
             throw APIError(status: 409, code: "payment_disputed", message: "A dispute is open on this payment.")
         }
         throw Self.inProgress
     }
 
-    /// Ends `action`'s claim: after its outcome is recorded, or when Stripe refused it.
-    static func settle(_ paymentID: String, _ action: PaymentAction, on connection: some SQLExecutor) throws {
-        try connection.query("SELECT payment_settle_action(\(paymentID)::uuid, \(action.rawValue))")
+    /// Ends the claim (its owner only): after its outcome is recorded, or when Stripe refused it.
+    static func settle(_ claim: PaymentClaim, on connection: some SQLExecutor) throws {
+        try connection.query("SELECT payment_settle_action(\(claim.paymentID)::uuid, \(claim.owner))")
     }
 
-    /// Ends the claim after a Stripe call that certainly did nothing; after one whose outcome is
-    /// unknown the claim stays until its lease ends, so that no dispute slips in meanwhile.
-    static func settle(_ paymentID: String, _ action: PaymentAction, after error: any Error, on database: Database) {
+    /// Ends the claim after a failure that certainly moved no money; after a Stripe call whose
+    /// outcome is unknown the claim stays until its lease ends, so that no dispute slips in.
+    static func settle(_ claim: PaymentClaim, after error: any Error, on database: Database) {
         guard !((error as? StripeError)?.mayHaveSucceeded ?? false) else { return }
-        try? settle(paymentID, action, on: database)
+        try? settle(claim, on: database)
     }
 
     /// Another money-moving action on this payment is under way.

@@ -21,9 +21,12 @@ struct Refunds {
         let reservation = try database.withTransaction { connection -> Row in
             // Lock first, then read: a statement that waited for the lock would still see the
             // refunds as they were before it waited (READ COMMITTED takes its snapshot at start).
-            guard try connection.query("SELECT 1 FROM payments WHERE id = \(paymentID)::uuid FOR UPDATE").first != nil else {
-                throw APIError.notFound
-            }
+            guard let locked = try connection.query("""
+                SELECT action_claim IS NOT NULL AND action_claim_expires_at > now() AS claimed
+                FROM payments WHERE id = \(paymentID)::uuid FOR UPDATE
+                """).first else { throw APIError.notFound }
+            // A capture or release under way (an admin's resolution, say) moves this money first.
+            guard locked.bool("claimed") != true else { throw PaymentClaims.inProgress }
             if let resumed = try resumable(disputeID: disputeID, requested: requested, requestKey: requestKey, on: connection) {
                 return resumed
             }

@@ -41,6 +41,21 @@ import Testing
         #expect(throws: JSONParser.Failure.self) { try JSONParser.parse(Array(repeating: UInt8(ascii: "["), count: 1 << 20)) }
     }
 
+    @Test func limitsKeysAndTreatsCanonicallyEquivalentKeysAsOne() throws {
+        let fine = "{\"" + String(repeating: "k", count: 256) + "\":1}"
+        #expect(throws: Never.self) { try JSONParser.parse(Array(fine.utf8)) }
+        let long = "{\"" + String(repeating: "k", count: 257) + "\":1}"
+        #expect(throws: JSONParser.Failure(reason: "object key longer than 256 bytes", offset: 1)) {
+            try JSONParser.parse(Array(long.utf8))
+        }
+        #expect(throws: JSONParser.Failure.self) { try JSONParser.parse(Array(#"{"caf\u00e9":1,"cafe\u0301":2}"#.utf8)) }
+        // A long key of combining marks (whose normalisation is quadratic) is refused before it is hashed.
+        let marks = "{\"a" + String(repeating: "\u{301}\u{316}", count: 7000) + "\":1}"
+        let started = ContinuousClock.now
+        #expect(throws: JSONParser.Failure.self) { try JSONParser.parse(Array(marks.utf8)) }
+        #expect(ContinuousClock.now - started < .milliseconds(100))
+    }
+
     /// The work is linear: a 64 KB document nested to the limit everywhere parses in
     /// milliseconds (the `Codable` decoding it replaces took over a minute on such input).
     @Test func largeNestedDocumentsParseQuickly() throws {
@@ -142,6 +157,10 @@ import Testing
         }
         #expect(throws: TokenRejection.lifetimeTooLong) {
             try verifier.verify(Self.token(claims: Self.claims(iat: nil, exp: "\(Self.now + 90_000)")), now: Self.now)
+        }
+        let decade = Self.now + 10 * 365 * 86_400
+        #expect(throws: TokenRejection.notYetValid) {  // an `iat` in the future cannot shorten the lifetime
+            try verifier.verify(Self.token(claims: Self.claims(iat: decade - 3600, exp: "\(decade)")), now: Self.now)
         }
         for exp in ["9223372036854775807", "-9223372036854775808", "1e300", "\"soon\""] {
             #expect(throws: TokenRejection.malformed) { try verifier.verify(Self.token(claims: Self.claims(exp: exp)), now: Self.now) }
