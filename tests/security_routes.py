@@ -169,10 +169,10 @@ STATE_CHANGING_TOKEN_ROUTES = [r for r in TOKEN_ROUTES if r.state_changing]
 def registered_routes() -> set[tuple[str, str]]:
     """(method, pattern) of every `router.add` of the responders that Application.swift wires
     (a responder file that exists but is not wired yet registers nothing)."""
-    wired = set(re.findall(r"(\w+Responder)\(\)\.addRoutes", (SOURCES / "Application.swift").read_text()))
+    wired = set(re.findall(r"(\w+Responder)\(\)\.addRoutes", (SOURCES / "Server" / "Application.swift").read_text()))
     pattern = re.compile(r'router\.add\(\s*"([A-Z]+)"\s*,\s*"([^"]+)"')
     found = set()
-    for source in SOURCES.glob("*.swift"):
+    for source in SOURCES.rglob("*.swift"):
         text = source.read_text()
         declared = set(re.findall(r"struct (\w+Responder)\b", text))
         if declared & wired:

@@ -49,7 +49,7 @@ public struct Lane: Sendable {
 
 /// Runs every lane's threads until SIGTERM or SIGINT.
 ///
-/// Signal handling follows PLATFORM-NOTES: SIGPIPE is ignored (a client that aborts mid-response
+/// Signal handling: SIGPIPE is ignored (a client that aborts mid-response
 /// must not kill the process), TERM and INT are blocked in every thread and taken with `sigwait`
 /// in the calling thread, which then shuts the listeners down so that idle threads wake up,
 /// lets busy workers finish their in-flight request, and returns within `shutdownTimeout`.

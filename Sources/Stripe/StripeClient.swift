@@ -133,19 +133,9 @@ public final class StripeClient {
         return try post("/v1/transfers/\(Self.pathComponent(id))/reversals", parameters, idempotencyKey: idempotencyKey)
     }
 
-    /// `GET /v1/disputes/{id}`.
-    public func retrieveDispute(_ id: String) throws(StripeError) -> Dispute {
-        try get("/v1/disputes/\(Self.pathComponent(id))")
-    }
-
     /// `POST /v1/disputes/{id}` (evidence, `submit`).
     public func updateDispute(_ id: String, _ parameters: [(String, StripeParameter)], idempotencyKey: String) throws(StripeError) -> Dispute {
         try post("/v1/disputes/\(Self.pathComponent(id))", parameters, idempotencyKey: idempotencyKey)
-    }
-
-    /// `GET /v1/events/{id}`.
-    public func retrieveEvent(_ id: String) throws(StripeError) -> [UInt8] {
-        try send(method: "GET", path: "/v1/events/\(Self.pathComponent(id))", body: nil, idempotencyKey: nil, account: nil)
     }
 
     // MARK: Transport

@@ -112,11 +112,21 @@ import Testing
 
     @Test func stripeKeysAreStableAndDistinguishTheirParameters() {
         let id = "0F1E2D3C-AAAA-BBBB-CCCC-000000000000"
-        #expect(PaymentKeys.create(id) == "payment:0f1e2d3c-aaaa-bbbb-cccc-000000000000:create")
-        #expect(PaymentKeys.cancel(id, reason: .abandoned) == "payment:0f1e2d3c-aaaa-bbbb-cccc-000000000000:cancel:abandoned")
-        #expect(PaymentKeys.cancel(id, reason: .requestedByCustomer) != PaymentKeys.cancel(id, reason: .abandoned))
-        #expect(PaymentKeys.capture(id, amount: 5000) == "payment:0f1e2d3c-aaaa-bbbb-cccc-000000000000:capture:5000")
-        #expect(PaymentKeys.capture(id, amount: 100) != PaymentKeys.capture(id, amount: 5000))
+        #expect(StripeKeys.create(id) == "payment:0f1e2d3c-aaaa-bbbb-cccc-000000000000:create")
+        #expect(StripeKeys.cancel(id, reason: .abandoned) == "payment:0f1e2d3c-aaaa-bbbb-cccc-000000000000:cancel:abandoned")
+        #expect(StripeKeys.cancel(id, reason: .requestedByCustomer) != StripeKeys.cancel(id, reason: .abandoned))
+        #expect(StripeKeys.capture(id, amount: 5000) == "payment:0f1e2d3c-aaaa-bbbb-cccc-000000000000:capture:5000")
+        #expect(StripeKeys.capture(id, amount: 100) != StripeKeys.capture(id, amount: 5000))
+        #expect(StripeKeys.fundMilestone(id, attempt: 1) == "milestone:0f1e2d3c-aaaa-bbbb-cccc-000000000000:fund")
+        #expect(StripeKeys.fundMilestone(id, attempt: 2) == "milestone:0f1e2d3c-aaaa-bbbb-cccc-000000000000:fund:2")
+        #expect(StripeKeys.releaseMilestone(id) == "milestone:0f1e2d3c-aaaa-bbbb-cccc-000000000000:release")
+        #expect(StripeKeys.disputeRefund(id, number: 3) == "dispute:0f1e2d3c-aaaa-bbbb-cccc-000000000000:refund:3")
+        #expect(StripeKeys.disputeReversal(id, number: 3) == "dispute:0f1e2d3c-aaaa-bbbb-cccc-000000000000:reversal:3")
+        #expect(StripeKeys.disputeEvidence(id, digest: "abc") == "dispute:0f1e2d3c-aaaa-bbbb-cccc-000000000000:evidence:abc")
+        #expect(StripeKeys.connectAccount(id) == "profile:0f1e2d3c-aaaa-bbbb-cccc-000000000000:account")
+        #expect(StripeKeys.accountLink(id, state: String(repeating: "x", count: 40) + "0123456789abcdef")
+                == "profile:0f1e2d3c-aaaa-bbbb-cccc-000000000000:link:0123456789abcdef")
+        #expect(StripeKeys.loginLink(id, nonce: "n1") == "profile:0f1e2d3c-aaaa-bbbb-cccc-000000000000:login:n1")
     }
 }
 

@@ -71,10 +71,10 @@ struct Refunds {
 
         let refund: Refund
         do {
-            try reverseReleasedTransfer(paymentID: paymentID, amount: amount, key: "dispute:\(disputeID):reversal:\(number)")
+            try reverseReleasedTransfer(paymentID: paymentID, amount: amount, key: StripeKeys.disputeReversal(disputeID, number: number))
             refund = try context.stripe.createRefund(try parameters(paymentID: paymentID, amount: amount, disputeID: disputeID,
                                                                     refundID: refundID),
-                                                     idempotencyKey: "dispute:\(disputeID):refund:\(number)")
+                                                     idempotencyKey: StripeKeys.disputeRefund(disputeID, number: number))
         } catch {
             let code = (error as? StripeError)?.code ?? (error as? APIError)?.code ?? "stripe_error"
             let unknown = (error as? StripeError)?.mayHaveSucceeded ?? false

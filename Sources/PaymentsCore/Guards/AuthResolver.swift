@@ -30,7 +30,7 @@ public enum Access: Sendable {
     public static let signedIn = Access.roles(Set(Role.allCases))
 }
 
-/// Authentication settings (SPEC §3: `AUTH_JWT_SECRET`, `AUTH_JWKS_FILE`, `AUTH_ISSUER`, `AUTH_AUDIENCE`).
+/// Authentication settings (`AUTH_JWT_SECRET`, `AUTH_JWKS_FILE`, `AUTH_ISSUER`, `AUTH_AUDIENCE`).
 public struct AuthConfiguration: Sendable {
     let verifier: TokenVerifier
     /// The cookie holding the access token for browser sessions.

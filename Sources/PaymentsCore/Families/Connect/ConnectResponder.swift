@@ -3,7 +3,7 @@ import Foundation
 import Postgres
 import Stripe
 
-/// Seller onboarding with Stripe Connect Express (SPEC §5, §6): the account is created once,
+/// Seller onboarding with Stripe Connect Express (docs/connect.md): the account is created once,
 /// the seller follows single-use account links, and our return endpoint asks Stripe (never the
 /// redirect itself) whether onboarding is complete.
 struct ConnectResponder {
@@ -41,7 +41,7 @@ struct ConnectResponder {
                 ("settings", ["payouts": ["schedule": ["interval": "daily",
                                                        "delay_days": .integer(Int64(marketplace.payoutDelayDays))]]]),
                 ("metadata", ["profile_id": .string(profileID)]),
-            ], idempotencyKey: "profile:\(profileID):account")
+            ], idempotencyKey: StripeKeys.connectAccount(profileID))
             accountID = try context.database.withTransaction { connection -> String in
                 let stored = try connection.query("""
                     UPDATE profiles SET stripe_account_id = COALESCE(stripe_account_id, \(account.id))
@@ -97,7 +97,7 @@ struct ConnectResponder {
         }
         let nonce = Hex.encode(Digest.randomBytes(8))
         let link = try context.stripe.createLoginLink(account: account,
-                                                      idempotencyKey: "profile:\(identity.profileID.uuidString.lowercased()):login:\(nonce)")
+                                                      idempotencyKey: StripeKeys.loginLink(identity.profileID.uuidString, nonce: nonce))
         return .json(["url": link.url])
     }
 
@@ -149,7 +149,7 @@ struct ConnectResponder {
             ("refresh_url", .string("\(base)/refresh?state=\(state)")),
             ("return_url", .string("\(base)/return?state=\(state)")),
             ("type", "account_onboarding"),
-        ], idempotencyKey: "profile:\(profileID):link:\(state.suffix(16))")
+        ], idempotencyKey: StripeKeys.accountLink(profileID, state: state))
     }
 
     /// The request's state, verified, and counted: against the profile it names (`onboarding`),

@@ -52,7 +52,7 @@ public struct Environment: Sendable {
     }
 }
 
-/// Everything the server needs to start, read once from the environment (SPEC §3).
+/// Everything the server needs to start, read once from the environment (the README lists every variable).
 public struct ServerConfiguration: Sendable {
     /// libpq connection string or URI.
     public var databaseURL: String
@@ -214,7 +214,7 @@ public struct ServerConfiguration: Sendable {
     }
 }
 
-/// The marketplace's money rules (SPEC §3).
+/// The marketplace's money rules.
 public struct MarketplaceConfiguration: Sendable {
     /// Platform fee in basis points (`PLATFORM_FEE_BPS`, default 1000 = 10 %).
     public var feeBasisPoints: Int

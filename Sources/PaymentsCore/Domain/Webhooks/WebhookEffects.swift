@@ -118,7 +118,7 @@ struct WebhookEffects {
     // MARK: Payments
 
     private enum Recipients {
-        case buyer(String), seller(String), both(String), nobody
+        case buyer(String), seller(String), both(String)
     }
 
     /// Runs a guarded transition in one round trip: the payment row is locked first (the
@@ -186,7 +186,6 @@ struct WebhookEffects {
         case .buyer(let name): (recipients, kind) = ([payment["buyer_id"]], name)
         case .seller(let name): (recipients, kind) = ([payment["seller_id"]], name)
         case .both(let name): (recipients, kind) = ([payment["buyer_id"], payment["seller_id"]], name)
-        case .nobody: return
         }
         try Notifier.notify(recipients.compactMap { $0 }, kind: kind, payload: payload, on: connection)
     }

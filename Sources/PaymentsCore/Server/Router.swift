@@ -102,11 +102,6 @@ public struct Router: Sendable {
         return .methodNotAllowed(Set(candidates.map(\.0.method)).sorted())
     }
 
-    /// The patterns and methods registered, for docs and tests.
-    public var registeredRoutes: [(method: String, pattern: String, lane: LaneKind)] {
-        routes.map { ($0.method, $0.pattern, $0.lane) }
-    }
-
     private static func split(_ path: String) -> [Substring] {
         var trimmed = Substring(path)
         while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }

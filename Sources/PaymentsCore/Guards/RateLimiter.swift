@@ -8,7 +8,7 @@ public struct RateLimit: Sendable, Equatable {
     public let windowSeconds: Int
 }
 
-/// Every limited route family, its key and its default limit — the one table of limits (SPEC §7).
+/// Every limited route family, its key and its default limit — the one table of limits (docs/security.md).
 /// `RATE_LIMITS` overrides counts and windows: `intent=20/60,capture=5/60`.
 public enum RateLimitPolicy: String, Sendable, CaseIterable {
     case intent, intentIP = "intent-ip", milestone, capture, cancel, dispute, connect, adminRefund = "admin-refund",

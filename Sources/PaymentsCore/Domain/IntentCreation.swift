@@ -20,7 +20,7 @@ enum IntentCreation {
 
     /// Creates (or recovers) the intent for a `load(_:on:)` row.
     static func create(_ payment: Row, stripe: StripeClient) throws(StripeError) -> PaymentIntent {
-        let key = payment["stripe_create_key"] ?? PaymentKeys.create(payment["id"] ?? "")
+        let key = payment["stripe_create_key"] ?? StripeKeys.create(payment["id"] ?? "")
         return try stripe.createPaymentIntent(parameters(payment), idempotencyKey: key)
     }
 

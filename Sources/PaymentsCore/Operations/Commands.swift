@@ -3,7 +3,7 @@ import Foundation
 import Stripe
 import Postgres
 
-/// The `payments` command line: one binary, one subcommand per operator task (SPEC §9).
+/// The `payments` command line: one binary, one subcommand per operator task (docs/operations.md).
 public enum CommandLineTool {
     static let usage = """
         usage: payments <command>

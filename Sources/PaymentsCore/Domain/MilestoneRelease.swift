@@ -60,7 +60,7 @@ struct MilestoneRelease {
                 ("source_transaction", .string(charge)),
                 ("transfer_group", .string(row["transfer_group"] ?? "")),
                 ("metadata", .object([("payment_id", .string(paymentID)), ("milestone_id", .string(milestone))])),
-            ], idempotencyKey: "milestone:\(milestone):release")
+            ], idempotencyKey: StripeKeys.releaseMilestone(milestone))
         } catch {
             PaymentClaims.settle(claim, after: error, on: database)
             throw error

@@ -246,7 +246,7 @@ struct AdminDisputesResponder {
         }
         let parameters: [(String, StripeParameter)] = [("evidence", .object(evidence)), ("submit", .boolean(submit))]
         let digest = Hex.encode(Digest.sha256(Array(FormEncoder.encode(parameters).utf8))).prefix(16)
-        let updated = try context.stripe.updateDispute(stripeID, parameters, idempotencyKey: "dispute:\(id.uuidString.lowercased()):evidence:\(digest)")
+        let updated = try context.stripe.updateDispute(stripeID, parameters, idempotencyKey: StripeKeys.disputeEvidence(id.uuidString, digest: digest))
         let status = submit ? "submitted" : "staged"
         try context.database.withTransaction { connection in
             try connection.query("""

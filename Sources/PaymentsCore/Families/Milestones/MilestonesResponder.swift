@@ -2,7 +2,7 @@ import Foundation
 import Postgres
 import Stripe
 
-/// Escrow-style jobs paid in milestones (SPEC §5): each milestone is funded by a platform
+/// Escrow-style jobs paid in milestones (docs/payments.md): each milestone is funded by a platform
 /// charge and released to the seller as a Transfer of amount − fee.
 struct MilestonesResponder {
     func addRoutes(to router: inout Router) {
@@ -78,9 +78,7 @@ struct MilestonesResponder {
             try connection.query("UPDATE milestones SET status = 'funding' WHERE id = \(milestoneID)")
             let attempt = try connection.query("SELECT count(*) + 1 AS n FROM payments WHERE milestone_id = \(milestoneID)")
                 .first?.int("n") ?? 1
-            // The first funding uses the documented key; a new attempt after a failed one gets its own.
-            let slug = milestoneID.uuidString.lowercased()
-            let key = attempt <= 1 ? "milestone:\(slug):fund" : "milestone:\(slug):fund:\(attempt)"
+            let key = StripeKeys.fundMilestone(milestoneID.uuidString, attempt: attempt)
             let paymentID = UUID().uuidString.lowercased()
             let first = IntentCreation.firstAttempt(paymentID: paymentID, key: key, lease: configuration.requestLease)
             try connection.query("""

@@ -1,0 +1,82 @@
+import Foundation
+import Postgres
+import Stripe
+
+/// Captures an authorised purchase at Stripe and applies the result: the buyer's confirmation
+/// of delivery, an admin's (partial) capture, or an admin resolving a dispute in the seller's
+/// favour. The payment is claimed first (status `requires_capture`, no open dispute unless the
+/// resolution itself captures); the key `payment:{id}:capture:{amount}` makes repeated and
+/// concurrent captures of one amount capture once.
+struct PurchaseCapture {
+    let context: WorkerContext
+    let audit: AuditContext
+
+    /// Captures `requested` (nil: all that is authorised). A partial capture's application fee
+    /// is recomputed for the captured amount with the creation rule (`PLATFORM_FEE_BPS`, half up),
+    /// never above the fee agreed at creation.
+    func capture(_ paymentID: String, amount requested: Int64?, reason: String? = nil,
+                 resolvingDispute: Bool = false) throws {
+        let database = context.database
+        let notCapturable = { (status: String?) in
+            APIError(status: 409, code: "payment_not_capturable",
+                     message: "Only an authorised payment can be captured (this one is \(status ?? "unknown")).")
+        }
+        // Checked before the claim, so that a refused request never touches another's claim.
+        guard let current = try database.query("""
+            SELECT status, amount_capturable FROM payments WHERE id = \(paymentID)::uuid
+            """).first else { throw APIError.notFound }
+        if let requested, requested > Int64(current.int("amount_capturable") ?? 0) {
+            throw APIError.invalidField("amount_to_capture", "must not exceed the authorised \(current.int("amount_capturable") ?? 0)")
+        }
+        guard let claim = try context.claims.claim(paymentID, for: .capture, from: ["requires_capture"],
+                                                   resolvingDispute: resolvingDispute, on: database) else {
+            throw notCapturable(current["status"])
+        }
+        let payment = claim.payment
+        let capturable = Int64(payment.int("amount_capturable") ?? 0)
+        let agreedFee = Int64(payment.int("application_fee_cents") ?? 0)
+        let amount = requested ?? capturable
+        var fee: Int64?
+        if let requested, requested < capturable {
+            fee = min(agreedFee, context.shared.configuration.marketplace.fee(for: requested))
+        }
+        let intent: PaymentIntent
+        do {
+            guard let intentID = payment["stripe_payment_intent_id"], amount <= capturable else {
+                throw notCapturable(payment["status"])
+            }
+            intent = try context.stripe.capturePaymentIntent(intentID, amountToCapture: requested, applicationFeeAmount: fee,
+                                                             idempotencyKey: StripeKeys.capture(paymentID, amount: amount))
+        } catch {
+            PaymentClaims.settle(claim, after: error, on: database)
+            throw error
+        }
+        let received = intent.amountReceived ?? amount
+        try context.database.withTransaction { connection in
+            let changed = try connection.query("""
+                SELECT * FROM payment_complete_atomic(\(intent.id), 0, \(received), \(intent.latestCharge?.id))
+                """).first != nil
+            if let fee {
+                try connection.query("UPDATE payments SET application_fee_cents = \(fee) WHERE id = \(paymentID)::uuid")
+            }
+            try PaymentClaims.settle(claim, on: connection)
+            // The capture is this actor's action even when Stripe's webhook recorded its effect first.
+            var newValues: [String: JSONValue] = ["status": "succeeded", "amount_received": .int(received)]
+            if let fee {
+                newValues["application_fee"] = .int(fee)
+                newValues["reason"] = JSONValue(reason)
+            }
+            try AuditLog.record(AuditEntry(operation: "payment.capture", entityType: "payment", entityID: paymentID,
+                                           oldValues: ["status": "requires_capture", "amount_capturable": .int(capturable),
+                                                       "application_fee": .int(agreedFee)],
+                                           newValues: .object(newValues)),
+                                context: audit, on: connection)
+            guard changed else { return }  // the webhook already told both parties
+            try Notifier.notify([payment["buyer_id"], payment["seller_id"]].compactMap { $0 }, kind: "payment_succeeded",
+                                payload: ["payment_id": .string(paymentID)], on: connection)
+        }
+        if let charge = intent.latestCharge?.id {
+            WebhookInbox(connection: context.database, audit: audit).applyParked(objectID: charge)
+        }
+    }
+}

@@ -1,0 +1,81 @@
+import Stripe
+
+/// Every deterministic Stripe idempotency key the service sends, spelled once: a key
+/// deduplicates at Stripe only when every caller spells it exactly alike, and a key is sent with
+/// one set of parameters only (Stripe refuses a key reused with others). Ids are lower-cased.
+enum StripeKeys {
+    /// Creating a payment's PaymentIntent (also how a lost create is recovered).
+    static func create(_ paymentID: String) -> String { "payment:\(paymentID.lowercased()):create" }
+
+    /// Cancelling a payment's PaymentIntent for `reason`.
+    static func cancel(_ paymentID: String, reason: CancellationReason) -> String {
+        "payment:\(paymentID.lowercased()):cancel:\(reason.rawValue)"
+    }
+
+    /// Capturing `amount` of a payment's authorisation.
+    static func capture(_ paymentID: String, amount: Int64) -> String {
+        "payment:\(paymentID.lowercased()):capture:\(amount)"
+    }
+
+    /// Funding a milestone: the first attempt has the documented key, a new attempt after a
+    /// failed one its own number.
+    static func fundMilestone(_ milestoneID: String, attempt: Int) -> String {
+        attempt <= 1 ? "milestone:\(milestoneID.lowercased()):fund" : "milestone:\(milestoneID.lowercased()):fund:\(attempt)"
+    }
+
+    /// Releasing a milestone: its transfer to the seller.
+    static func releaseMilestone(_ milestoneID: String) -> String { "milestone:\(milestoneID.lowercased()):release" }
+
+    /// The `number`th refund decided on a dispute.
+    static func disputeRefund(_ disputeID: String, number: Int) -> String {
+        "dispute:\(disputeID.lowercased()):refund:\(number)"
+    }
+
+    /// The transfer reversal that goes with a dispute's `number`th refund.
+    static func disputeReversal(_ disputeID: String, number: Int) -> String {
+        "dispute:\(disputeID.lowercased()):reversal:\(number)"
+    }
+
+    /// Staging or submitting chargeback evidence; `digest` names the parameters sent.
+    static func disputeEvidence(_ disputeID: String, digest: some StringProtocol) -> String {
+        "dispute:\(disputeID.lowercased()):evidence:\(digest)"
+    }
+
+    /// A seller's one Express account.
+    static func connectAccount(_ profileID: String) -> String { "profile:\(profileID.lowercased()):account" }
+
+    /// An onboarding link for one `state` (its last 16 characters).
+    static func accountLink(_ profileID: String, state: String) -> String {
+        "profile:\(profileID.lowercased()):link:\(state.suffix(16))"
+    }
+
+    /// A dashboard login link; `nonce` makes each request its own.
+    static func loginLink(_ profileID: String, nonce: String) -> String {
+        "profile:\(profileID.lowercased()):login:\(nonce)"
+    }
+}
+
+/// Why we cancel a PaymentIntent (Stripe's `cancellation_reason`).
+enum CancellationReason: String {
+    /// The buyer or an admin cancelled the payment.
+    case requestedByCustomer = "requested_by_customer"
+    /// We gave up on it: a failed, expired or lost attempt.
+    case abandoned
+}
+
+extension StripeClient {
+    /// Cancels a payment's intent under the key for `reason`. An intent that a call for another
+    /// reason (or Stripe itself) already cancelled counts as cancelled.
+    @discardableResult
+    func cancelIntent(_ intentID: String, ofPayment paymentID: String,
+                      reason: CancellationReason) throws(StripeError) -> PaymentIntent {
+        do {
+            return try cancelPaymentIntent(intentID, reason: reason.rawValue,
+                                           idempotencyKey: StripeKeys.cancel(paymentID, reason: reason))
+        } catch let error where error.code == "payment_intent_unexpected_state" {
+            let intent = try retrievePaymentIntent(intentID)
+            guard intent.status == "canceled" else { throw error }
+            return intent
+        }
+    }
+}
