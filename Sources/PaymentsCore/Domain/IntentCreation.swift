@@ -120,7 +120,7 @@ enum IntentCreation {
         }
         guard let stored else {
             _ = try? context.stripe.cancelIntent(intent.id, ofPayment: attempt.paymentID, reason: .abandoned)
-            throw APIError(status: 409, code: "payment_canceled", message: "This payment was cancelled while it was being created.")
+            throw APIError(.paymentCanceled)
         }
         return stored
     }
@@ -153,8 +153,7 @@ enum IntentCreation {
     static func recover(_ paymentID: String, stripe: StripeClient, on database: some SQLExecutor) throws -> String? {
         guard let attempt = try claim(paymentID, lease: .seconds(60), on: database),
               let row = try load(paymentID, on: database) else {
-            throw APIError(status: 409, code: "payment_in_progress",
-                           message: "This payment is being created; retry shortly.", headers: [("Retry-After", "1")])
+            throw APIError(.paymentInProgress, headers: [("Retry-After", "1")])
         }
         let intent: PaymentIntent
         do {

@@ -37,18 +37,17 @@ struct MilestoneRelease {
                             amount: Int64(existing.int("amount_cents") ?? 0))
         }
         guard row["milestone_status"] == "funded" else {
-            throw APIError(status: 409, code: "milestone_not_funded",
-                           message: "Only a funded milestone can be released (this one is \(row["milestone_status"] ?? "unknown")).")
+            throw APIError(.milestoneNotFunded, message: "Only a funded milestone can be released (this one is \(row["milestone_status"] ?? "unknown")).")
         }
         guard let charge = row["stripe_charge_id"], let destination = row["stripe_account_id"] else {
-            throw APIError(status: 409, code: "milestone_not_funded", message: "The milestone's charge is not recorded yet; retry shortly.")
+            throw APIError(.milestoneNotFunded, message: "The milestone's charge is not recorded yet; retry shortly.")
         }
         // The claim checks, under the payment's row lock, that no dispute is open (but the platform
         // dispute an admin's resolution is settling) and no refund is under way; a dispute opened
         // during the transfer waits.
         guard let claim = try context.claims.claim(paymentID, for: .release, from: ["succeeded"],
                                                    resolvingDispute: resolvingDispute, on: database) else {
-            throw APIError(status: 409, code: "milestone_not_funded", message: "The milestone's payment is not settled.")
+            throw APIError(.milestoneNotFunded, message: "The milestone's payment is not settled.")
         }
         let amount = Int64(row.int("amount_cents") ?? 0) - Int64(row.int("application_fee_cents") ?? 0)
         let transfer: Transfer

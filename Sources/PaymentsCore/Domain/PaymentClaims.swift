@@ -53,8 +53,7 @@ struct PaymentClaims {
             SELECT 1 FROM refunds WHERE payment_id = \(paymentID)::uuid AND status = 'creating' LIMIT 1
             """).first != nil {
             try Self.settle(claim, on: database)
-            throw APIError(status: 409, code: "refund_in_progress",
-                           message: "A refund of this payment is still being made; retry once it is settled.",
+            throw APIError(.refundInProgress, message: "A refund of this payment is still being made; retry once it is settled.",
                            headers: [("Retry-After", "5")])
         }
         return claim
@@ -69,7 +68,7 @@ struct PaymentClaims {
             FROM payments WHERE id = \(paymentID)::uuid
             """).first, let status = current["status"], statuses.contains(status) else { return nil }
         if current.bool("is_disputed") == true {
-            throw APIError(status: 409, code: "payment_disputed", message: "A dispute is open on this payment.")
+            throw APIError(.paymentDisputed)
         }
         throw Self.inProgress
     }
@@ -87,8 +86,7 @@ struct PaymentClaims {
     }
 
     /// Another money-moving action on this payment is under way.
-    static let inProgress = APIError(status: 409, code: "payment_action_in_progress",
-                                     message: "Another action on this payment is in progress; retry shortly.",
+    static let inProgress = APIError(.paymentActionInProgress,
                                      headers: [("Retry-After", "5")])
 }
 

@@ -18,8 +18,7 @@ struct PurchaseCapture {
                  resolvingDispute: Bool = false) throws {
         let database = context.database
         let notCapturable = { (status: String?) in
-            APIError(status: 409, code: "payment_not_capturable",
-                     message: "Only an authorised payment can be captured (this one is \(status ?? "unknown")).")
+            APIError(.paymentNotCapturable, message: "Only an authorised payment can be captured (this one is \(status ?? "unknown")).")
         }
         // Checked before the claim, so that a refused request never touches another's claim.
         guard let current = try database.query("""

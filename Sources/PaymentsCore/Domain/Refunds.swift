@@ -37,16 +37,15 @@ struct Refunds {
                 FROM payments WHERE id = \(paymentID)::uuid
                 """).first else { throw APIError.notFound }
             guard ["succeeded", "refunded"].contains(payment["status"] ?? "") else {
-                throw APIError(status: 409, code: "payment_not_captured", message: "Only captured money can be refunded.")
+                throw APIError(.paymentNotCaptured)
             }
             let remainder = Int64(payment.int("remainder") ?? 0)
             let amount = requested ?? remainder
             guard remainder > 0 else {
-                throw APIError(status: 409, code: "nothing_to_refund", message: "Everything captured has been refunded already.")
+                throw APIError(.nothingToRefund)
             }
             guard amount <= remainder else {
-                throw APIError(status: 422, code: "refund_exceeds_captured",
-                               message: "At most \(remainder) can still be refunded on this payment.")
+                throw APIError(.refundExceedsCaptured, message: "At most \(remainder) can still be refunded on this payment.")
             }
             guard let row = try connection.query("""
                 INSERT INTO refunds (payment_id, dispute_id, sequence, amount_cents, currency, reason, status, created_by,
@@ -144,8 +143,7 @@ struct Refunds {
             """).first, let id = unknown["id"] else { return nil }
         let amount = Int64(unknown.int("amount_cents") ?? 0)
         guard requested == nil || requested == amount else {
-            throw APIError(status: 409, code: "refund_in_progress",
-                           message: "A refund of \(amount) on this dispute is still being settled with Stripe; retry that amount first.",
+            throw APIError(.refundInProgress, message: "A refund of \(amount) on this dispute is still being settled with Stripe; retry that amount first.",
                            headers: [("Retry-After", "5")])
         }
         return try connection.query("""

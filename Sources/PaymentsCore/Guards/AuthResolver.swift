@@ -94,7 +94,7 @@ struct AuthResolver {
             throw Self.unauthenticated("the token's subject has no profile")
         }
         guard row.bool("disabled") != true else {
-            throw APIError(status: 403, code: "profile_disabled", message: "This profile has been disabled by an operator.")
+            throw APIError(.profileDisabled)
         }
         return Identity(profileID: profileID, userID: claims.subject, role: role, viaCookie: viaCookie)
     }
@@ -106,17 +106,16 @@ struct AuthResolver {
             let cookies = Self.cookies(request.header("cookie"))
             guard let header = request.header("x-csrf-token"), let cookie = cookies[configuration.csrfCookie],
                   !cookie.isEmpty, Digest.constantTimeEqual(Array(header.utf8), Array(cookie.utf8)) else {
-                throw APIError(status: 403, code: "csrf_failed",
-                               message: "Cookie-authenticated requests must send X-CSRF-Token matching the CSRF cookie.")
+                throw APIError(.csrfFailed)
             }
         }
         guard roles.contains(identity.role) else {
-            throw APIError(status: 403, code: "forbidden", message: "This action is not available to the \(identity.role.rawValue) role.")
+            throw APIError(.forbidden, message: "This action is not available to the \(identity.role.rawValue) role.")
         }
     }
 
     static func unauthenticated(_ reason: String) -> APIError {
-        APIError(status: 401, code: "unauthenticated", message: "Unauthenticated: \(reason).",
+        APIError(.unauthenticated, message: "Unauthenticated: \(reason).",
                  headers: [("WWW-Authenticate", "Bearer")])
     }
 

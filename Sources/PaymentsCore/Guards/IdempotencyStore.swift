@@ -68,15 +68,13 @@ struct IdempotencyStore {
                              on: connection)
         }
         guard row["request_hash"] == hash else {
-            throw APIError(status: 422, code: "idempotency_key_reused",
-                           message: "This Idempotency-Key was already used with a different request.")
+            throw APIError(.idempotencyKeyReused)
         }
         if row["status"] == "completed", let status = row.int("response_status") {
             let stored = row.bytes("response_body") ?? []
             guard let body = stored.first == sealedMarker ? SealedBox.open(Array(stored.dropFirst()), key: sealingKey) : stored else {
                 // Sealed under an earlier STRIPE_SECRET_KEY: the work is done, its answer unreadable.
-                throw APIError(status: 422, code: "idempotency_key_reused",
-                               message: "This Idempotency-Key was used before and its stored answer can no longer be read.")
+                throw APIError(.idempotencyKeyReused, message: "This Idempotency-Key was used before and its stored answer can no longer be read.")
             }
             return .replay(Response(status: status, headers: [("Idempotent-Replayed", "true")], body: body))
         }
@@ -87,8 +85,7 @@ struct IdempotencyStore {
             """).affectedRows == 1 {
             return .proceed(owner: owner)
         }
-        throw APIError(status: 409, code: "idempotency_in_progress",
-                       message: "A request with this Idempotency-Key is still being processed; retry shortly.",
+        throw APIError(.idempotencyInProgress,
                        headers: [("Retry-After", "1")])
     }
 

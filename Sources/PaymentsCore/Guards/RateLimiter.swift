@@ -90,7 +90,7 @@ public struct RateLimiter: Sendable {
         guard let count = row?.int("count") else { return }
         if count > rule.limit {
             let retryAfter = max(1, row?.int("retry_after") ?? rule.windowSeconds)
-            throw APIError(status: 429, code: "rate_limited", message: "Too many requests; retry in \(retryAfter) s.",
+            throw APIError(.rateLimited, message: "Too many requests; retry in \(retryAfter) s.",
                            headers: [("Retry-After", String(retryAfter))])
         }
     }

@@ -240,8 +240,7 @@ public struct MarketplaceConfiguration: Sendable {
     /// `409 amount_too_large` for a price Stripe cannot charge (checked before anything is reserved).
     static func checkChargeable(_ amount: Int64) throws {
         guard (1...maximumChargeAmount).contains(amount) else {
-            throw APIError(status: 409, code: "amount_too_large",
-                           message: "The price must be from 1 to \(maximumChargeAmount) minor units to be charged through Stripe.")
+            throw APIError(.amountTooLarge, message: "The price must be from 1 to \(maximumChargeAmount) minor units to be charged through Stripe.")
         }
     }
 

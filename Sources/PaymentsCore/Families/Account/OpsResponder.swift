@@ -20,11 +20,10 @@ struct OpsResponder {
             pending = try migrator.pending(applied: applied)
         } catch let error as MigrationError {
             context.shared.logger.error("schema check failed", [("reason", .string(error.description))])
-            throw APIError(status: 503, code: "schema_mismatch", message: "The database schema does not match this release.")
+            throw APIError(.schemaMismatch)
         }
         guard pending.isEmpty else {
-            throw APIError(status: 503, code: "migrations_pending",
-                           message: "\(pending.count) migration(s) are not applied yet; run `payments migrate`.")
+            throw APIError(.migrationsPending, message: "\(pending.count) migration(s) are not applied yet; run `payments migrate`.")
         }
         struct Ready: Encodable {
             let status: String

@@ -23,15 +23,14 @@ struct CaptureResponder {
         let reason = try body.optionalString("reason", maximumLength: 500, multiline: true)
         if requested != nil {
             guard identity.role == .admin else {
-                throw APIError(status: 403, code: "forbidden",
-                               message: "Only an admin may capture part of a payment; the buyer's capture takes the full authorised amount.")
+                throw APIError(.forbidden, message: "Only an admin may capture part of a payment; the buyer's capture takes the full authorised amount.")
             }
             guard reason != nil else { throw APIError.invalidField("reason", "is required for a partial capture") }
         }
 
         var payment = try loadOwned(paymentID, identity: identity, context: context)
         guard payment["kind"] == "purchase" else {
-            throw APIError(status: 409, code: "payment_not_capturable", message: "Milestone payments are released, not captured.")
+            throw APIError(.paymentNotCapturable, message: "Milestone payments are released, not captured.")
         }
         if Self.isWaitingForAuthorization(payment["status"]), let intentID = payment["stripe_payment_intent_id"] {
             payment = try refresh(payment, intent: try context.stripe.retrievePaymentIntent(intentID), context: context,
@@ -53,8 +52,7 @@ struct CaptureResponder {
         let cancellable = ["creating", "requires_payment_method", "requires_confirmation", "requires_action", "requires_capture"]
         guard let claim = try context.claims.claim(id, for: .cancel, from: cancellable, on: context.database) else {
             let status = try PaymentRecord.visible(paymentID, to: identity, on: context.database)?["status"]
-            throw APIError(status: 409, code: "payment_not_cancellable",
-                           message: "This payment can no longer be cancelled (it is \(status ?? "unknown")).")
+            throw APIError(.paymentNotCancellable, message: "This payment can no longer be cancelled (it is \(status ?? "unknown")).")
         }
         let payment = claim.payment
         do {

@@ -93,7 +93,7 @@ struct ConnectResponder {
         guard let row = try context.database.query("""
             SELECT stripe_account_id, details_submitted FROM profiles WHERE id = \(identity.profileID)
             """).first, let account = row["stripe_account_id"], row.bool("details_submitted") == true else {
-            throw APIError(status: 409, code: "not_onboarded", message: "Finish Connect onboarding first.")
+            throw APIError(.notOnboarded)
         }
         let nonce = Hex.encode(Digest.randomBytes(8))
         let link = try context.stripe.createLoginLink(account: account,
@@ -174,7 +174,7 @@ struct ConnectResponder {
 
     /// nginx turns this 400 into the static onboarding error page (never a redirect).
     private static func stateRejected(_ reason: String) -> APIError {
-        APIError(status: 400, code: "onboarding_state_invalid", message: "This onboarding link is \(reason); start again from the marketplace.")
+        APIError(.onboardingStateInvalid, message: "This onboarding link is \(reason); start again from the marketplace.")
     }
 
     /// A 302 whose target is never logged.

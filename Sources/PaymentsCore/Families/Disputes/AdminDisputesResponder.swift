@@ -121,7 +121,7 @@ struct AdminDisputesResponder {
                        resolving_outcome = NULL, resolving_expires_at = NULL
                 WHERE id = \(id) AND status = 'open' AND resolving_outcome = \(outcome) RETURNING id
                 """).first != nil else {
-                throw APIError(status: 409, code: "dispute_not_open", message: "This dispute was resolved meanwhile.")
+                throw APIError(.disputeNotOpen, message: "This dispute was resolved meanwhile.")
             }
             try Disputes.refreshFlag(paymentID: paymentID, on: connection)
             try AuditLog.record(AuditEntry(operation: "dispute.resolve", entityType: "dispute", entityID: disputeID,
@@ -152,10 +152,9 @@ struct AdminDisputesResponder {
         guard let current = try connection.query("""
             SELECT kind, status, resolving_outcome FROM disputes WHERE id = \(id)
             """).first, current["kind"] == "platform", current["status"] == "open" else {
-            throw APIError(status: 409, code: "dispute_not_open", message: "Only an open platform dispute can be resolved.")
+            throw APIError(.disputeNotOpen)
         }
-        throw APIError(status: 409, code: "dispute_resolution_in_progress",
-                       message: "This dispute is being resolved as \(current["resolving_outcome"] ?? "another outcome"); retry that outcome to finish it, or wait.",
+        throw APIError(.disputeResolutionInProgress, message: "This dispute is being resolved as \(current["resolving_outcome"] ?? "another outcome"); retry that outcome to finish it, or wait.",
                        headers: [("Retry-After", "5")])
     }
 
@@ -171,8 +170,7 @@ struct AdminDisputesResponder {
             if payment["status"] == "requires_capture", let intent = payment["stripe_payment_intent_id"] {
                 guard let claim = try context.claims.claim(paymentID, for: .cancel, from: ["requires_capture"],
                                                            resolvingDispute: true, on: context.database) else {
-                    throw APIError(status: 409, code: "payment_not_cancellable",
-                                   message: "The authorisation changed meanwhile; look at the payment and resolve again.")
+                    throw APIError(.paymentNotCancellable, message: "The authorisation changed meanwhile; look at the payment and resolve again.")
                 }
                 do {
                     try context.stripe.cancelIntent(intent, ofPayment: paymentID, reason: .requestedByCustomer)
@@ -242,7 +240,7 @@ struct AdminDisputesResponder {
         }
         guard let dispute = try load(id, on: context.database) else { throw APIError.notFound }
         guard dispute["kind"] == "chargeback", let stripeID = dispute["stripe_dispute_id"] else {
-            throw APIError(status: 409, code: "not_a_chargeback", message: "Evidence goes to Stripe for chargebacks only.")
+            throw APIError(.notAChargeback)
         }
         let parameters: [(String, StripeParameter)] = [("evidence", .object(evidence)), ("submit", .boolean(submit))]
         let digest = Hex.encode(Digest.sha256(Array(FormEncoder.encode(parameters).utf8))).prefix(16)

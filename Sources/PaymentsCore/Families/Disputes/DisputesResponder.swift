@@ -26,13 +26,12 @@ struct DisputesResponder {
                 """).first else { throw APIError.notFound }
             guard payment.bool("is_claimed") != true else { throw PaymentClaims.inProgress }
             guard ["requires_capture", "succeeded", "refunded", "processing"].contains(payment["status"] ?? "") else {
-                throw APIError(status: 409, code: "payment_not_disputable",
-                               message: "Only an authorised or paid payment can be disputed (this one is \(payment["status"] ?? "unknown")).")
+                throw APIError(.paymentNotDisputable, message: "Only an authorised or paid payment can be disputed (this one is \(payment["status"] ?? "unknown")).")
             }
             guard try connection.query("""
                 SELECT 1 FROM disputes WHERE payment_id = \(paymentID) AND kind = 'platform' AND status = 'open'
                 """).first == nil else {
-                throw APIError(status: 409, code: "dispute_already_open", message: "A dispute is already open on this payment.")
+                throw APIError(.disputeAlreadyOpen)
             }
             guard let dispute = try connection.query("""
                 INSERT INTO disputes (payment_id, kind, status, opened_by, reason, details)

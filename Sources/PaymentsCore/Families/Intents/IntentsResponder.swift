@@ -73,12 +73,12 @@ struct IntentsResponder {
                    (l.reserved_until > now()) AS hold_active, s.stripe_account_id, s.charges_enabled
             FROM listings l JOIN profiles s ON s.id = l.seller_id
             WHERE l.id = \(listingID) FOR UPDATE OF l
-            """).first else { throw APIError(status: 404, code: "listing_not_found", message: "No such listing.") }
+            """).first else { throw APIError(.listingNotFound) }
         guard listing.uuid("seller_id") != identity.profileID else {
-            throw APIError(status: 403, code: "self_purchase", message: "You cannot buy your own listing.")
+            throw APIError(.selfPurchase, message: "You cannot buy your own listing.")
         }
         guard listing["kind"] == "item" else {
-            throw APIError(status: 409, code: "listing_unavailable", message: "This listing is paid in milestones.")
+            throw APIError(.listingUnavailable, message: "This listing is paid in milestones.")
         }
         if listing["status"] == "payment_pending", listing.uuid("reserved_by") == identity.profileID,
            listing.bool("hold_active") == true {
@@ -89,21 +89,20 @@ struct IntentsResponder {
                   AND p.status NOT IN ('failed', 'canceled', 'succeeded', 'refunded')
                 ORDER BY p.created_at DESC LIMIT 1
                 """).first, let paymentID = existing["id"] else {
-                throw APIError(status: 409, code: "listing_unavailable", message: "This listing is not available.")
+                throw APIError(.listingUnavailable)
             }
             if existing["stripe_payment_intent_id"] != nil { return .existing(existing) }
             // An earlier attempt ended without an outcome, or its process died: take it over.
             guard let attempt = try IntentCreation.claim(paymentID, lease: lease, on: connection) else {
-                throw APIError(status: 409, code: "payment_in_progress",
-                               message: "Your payment for this listing is being created; retry shortly.", headers: [("Retry-After", "1")])
+                throw APIError(.paymentInProgress, message: "Your payment for this listing is being created; retry shortly.", headers: [("Retry-After", "1")])
             }
             return .attempt(attempt)
         }
         guard listing["status"] == "active" else {
-            throw APIError(status: 409, code: "listing_unavailable", message: "This listing is not available.")
+            throw APIError(.listingUnavailable)
         }
         guard listing["stripe_account_id"] != nil, listing.bool("charges_enabled") == true else {
-            throw APIError(status: 409, code: "seller_not_ready", message: "The seller cannot accept payments yet.")
+            throw APIError(.sellerNotReady)
         }
         let amount = Int64(listing.int("price_cents") ?? 0)
         try MarketplaceConfiguration.checkChargeable(amount)

@@ -34,25 +34,25 @@ struct MilestonesResponder {
             guard let listing = try connection.query("""
                 SELECT l.id, l.seller_id, l.currency, l.kind, l.status, s.stripe_account_id, s.charges_enabled
                 FROM listings l JOIN profiles s ON s.id = l.seller_id WHERE l.id = \(listingID) FOR UPDATE OF l
-                """).first else { throw APIError(status: 404, code: "listing_not_found", message: "No such listing.") }
+                """).first else { throw APIError(.listingNotFound) }
             guard let milestone = try connection.query("""
                 SELECT id, listing_id, amount_cents, status FROM milestones WHERE id = \(milestoneID) FOR UPDATE
-                """).first else { throw APIError(status: 404, code: "milestone_not_found", message: "No such milestone.") }
+                """).first else { throw APIError(.milestoneNotFound) }
             guard milestone.uuid("listing_id") == listingID else {
                 throw APIError.invalidField("milestone_id", "does not belong to this listing")
             }
             guard listing.uuid("seller_id") != identity.profileID else {
-                throw APIError(status: 403, code: "self_purchase", message: "You cannot pay for your own listing.")
+                throw APIError(.selfPurchase)
             }
             guard listing["kind"] == "job", listing["status"] == "active" else {
-                throw APIError(status: 409, code: "listing_unavailable", message: "This listing is not a job open for funding.")
+                throw APIError(.listingUnavailable, message: "This listing is not a job open for funding.")
             }
             // A job has one buyer: whoever funded it first.
             if try connection.query("""
                 SELECT 1 FROM payments WHERE listing_id = \(listingID) AND kind = 'milestone' AND buyer_id <> \(identity.profileID)
                   AND status NOT IN ('failed', 'canceled') LIMIT 1
                 """).first != nil {
-                throw APIError(status: 409, code: "job_has_other_buyer", message: "Another buyer is funding this job.")
+                throw APIError(.jobHasOtherBuyer)
             }
             // This buyer's earlier attempt ended without an outcome, or its process died: take it over.
             if milestone["status"] == "funding", let unfinished = try connection.query("""
@@ -60,18 +60,16 @@ struct MilestonesResponder {
                   AND status = 'creating' AND stripe_payment_intent_id IS NULL
                 """).first?["id"] {
                 guard let attempt = try IntentCreation.claim(unfinished, lease: configuration.requestLease, on: connection) else {
-                    throw APIError(status: 409, code: "milestone_unavailable",
-                                   message: "This milestone's funding is being created; retry shortly.",
+                    throw APIError(.milestoneUnavailable, message: "This milestone's funding is being created; retry shortly.",
                                    headers: [("Retry-After", "1")])
                 }
                 return attempt
             }
             guard milestone["status"] == "pending" else {
-                throw APIError(status: 409, code: "milestone_unavailable",
-                               message: "This milestone is \(milestone["status"] ?? "unknown"), not pending.")
+                throw APIError(.milestoneUnavailable, message: "This milestone is \(milestone["status"] ?? "unknown"), not pending.")
             }
             guard listing["stripe_account_id"] != nil, listing.bool("charges_enabled") == true else {
-                throw APIError(status: 409, code: "seller_not_ready", message: "The seller cannot accept payments yet.")
+                throw APIError(.sellerNotReady)
             }
             let amount = Int64(milestone.int("amount_cents") ?? 0)
             try MarketplaceConfiguration.checkChargeable(amount)

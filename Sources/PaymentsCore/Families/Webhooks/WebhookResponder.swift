@@ -23,10 +23,10 @@ struct WebhookResponder {
                                 now: Int64(Date().timeIntervalSince1970))
         } catch {
             metrics.increment("payments_webhook_signature_failures_total{endpoint=\"\(endpoint.rawValue)\",reason=\"\(error.rawValue)\"}")
-            throw APIError(status: 400, code: "signature_invalid", message: "The Stripe-Signature header is invalid (\(error.rawValue)).")
+            throw APIError(.signatureInvalid, message: "The Stripe-Signature header is invalid (\(error.rawValue)).")
         }
         guard let event = try? Event.decode(request.body), !event.id.isEmpty, !event.type.isEmpty else {
-            throw APIError(status: 400, code: "invalid_event", message: "The body is not a Stripe event.")
+            throw APIError(.invalidEvent)
         }
         try refuseMisdirected(event, endpoint: endpoint, isLiveMode: context.shared.configuration.stripe.isLiveMode,
                               metrics: metrics)
@@ -45,8 +45,7 @@ struct WebhookResponder {
             context.shared.logger.error("webhook effect failed", [
                 ("request_id", .string(request.requestID)), ("event_id", .string(event.id)), ("type", .string(event.type)),
             ])
-            throw APIError(status: 500, code: "webhook_processing_failed",
-                           message: "The event was stored and will be retried.")
+            throw APIError(.webhookProcessingFailed)
         }
         let elapsed = ContinuousClock.now - started
         metrics.observeWebhook(seconds: Double(elapsed.components.attoseconds) / 1e18 + Double(elapsed.components.seconds))
@@ -77,12 +76,10 @@ struct WebhookResponder {
     private func refuseMisdirected(_ event: Event, endpoint: WebhookEndpoint, isLiveMode: Bool, metrics: Metrics) throws {
         let refusal: APIError
         if event.livemode != isLiveMode {
-            refusal = APIError(status: 400, code: "livemode_mismatch",
-                               message: "The event is \(event.livemode == true ? "live" : "test")-mode; this endpoint takes "
+            refusal = APIError(.livemodeMismatch, message: "The event is \(event.livemode == true ? "live" : "test")-mode; this endpoint takes "
                                    + "\(isLiveMode ? "live" : "test")-mode events only.")
         } else if endpoint == .platform, event.account != nil {
-            refusal = APIError(status: 400, code: "wrong_webhook_endpoint",
-                               message: "The event belongs to a connected account: send it to the Connect endpoint.")
+            refusal = APIError(.wrongWebhookEndpoint)
         } else {
             return
         }
