@@ -47,12 +47,12 @@ _ID = r"([A-Za-z0-9_]+)"
 
 # ---- API routes ----------------------------------------------------------------------
 route("POST", r"/v1/payment_intents")(
-    lambda c, ctx, p, f: c.pi_create(ctx, p, forced_decline=f.get("decline")))
+    lambda c, ctx, p, f: c.pi_create(ctx, p))
 route("GET", r"/v1/payment_intents")(lambda c, ctx, p, f: c.pi_list(ctx, p))
 route("GET", rf"/v1/payment_intents/{_ID}")(lambda c, ctx, p, f, i: c.pi_retrieve(ctx, i, p))
 route("POST", rf"/v1/payment_intents/{_ID}")(lambda c, ctx, p, f, i: c.pi_update(ctx, i, p))
 route("POST", rf"/v1/payment_intents/{_ID}/confirm")(
-    lambda c, ctx, p, f, i: c.pi_confirm(ctx, i, p, forced_decline=f.get("decline")))
+    lambda c, ctx, p, f, i: c.pi_confirm(ctx, i, p))
 route("POST", rf"/v1/payment_intents/{_ID}/capture")(
     lambda c, ctx, p, f, i: c.pi_capture(ctx, i, p))
 route("POST", rf"/v1/payment_intents/{_ID}/cancel")(
@@ -965,7 +965,8 @@ class RequestHandler(BaseHTTPRequestHandler):
 
         # -- execute
         ctx = Ctx(request_id=req_id, idempotency_key=idem_key, account=account,
-                  base_url=fake.public_url, publishable=publishable)
+                  base_url=fake.public_url, publishable=publishable,
+                  forced_decline=forced.get("decline"))
         status = 200
         out_headers: Dict[str, str] = {}
         store = True

@@ -1,0 +1,68 @@
+"""Balance transactions (`txn_`), which every money movement records, and payouts (control
+only: the app only receives `payout.*` events)."""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+from . import events
+from .errors import invalid, missing
+from .state import State
+from .util import new_id
+
+
+def transaction(st: State, amount: int, currency: str, type_: str, source: str,
+                account: Optional[str], fee: int = 0, description: Optional[str] = None
+                ) -> str:
+    """Record a balance transaction on `account`'s balance (None = the platform's); its id."""
+    t = {
+        "id": new_id("txn"), "object": "balance_transaction", "amount": amount,
+        "available_on": st.now() + 2 * 86400, "created": st.now(),
+        "currency": currency, "description": description, "exchange_rate": None,
+        "fee": fee,
+        "fee_details": ([{"amount": fee, "application": None, "currency": currency,
+                          "description": "Stripe processing fees", "type": "stripe_fee"}]
+                        if fee else []),
+        "net": amount - fee, "reporting_category": {
+            "charge": "charge", "refund": "refund", "transfer": "transfer",
+            "transfer_refund": "transfer_reversal", "payment": "charge",
+            "application_fee": "fee", "application_fee_refund": "fee",
+            "adjustment": "dispute", "payment_refund": "refund",
+            "payout": "payout"}.get(type_, "other"),
+        "source": source, "status": "pending", "type": type_,
+    }
+    st.put(t, account)
+    return t["id"]
+
+
+def simulate_payout(st: State, acct_id: str, p: Dict[str, Any]) -> Dict[str, Any]:
+    """Control: a payout of a connected account, paid or failed at once."""
+    acct = st.objects.get(acct_id)
+    if not acct or acct.get("object") != "account":
+        raise missing("account", acct_id)
+    status = p.get("status", "paid")
+    if status not in ("paid", "failed"):
+        raise invalid("status must be paid or failed", param="status")
+    amount = int(p.get("amount", 1000))
+    po = {"id": new_id("po"), "object": "payout", "amount": amount,
+          "arrival_date": st.now() + 86400, "automatic": True,
+          "balance_transaction": None, "created": st.now(),
+          "currency": p.get("currency", "usd"), "description": "STRIPE PAYOUT",
+          "destination": new_id("ba"), "failure_balance_transaction": None,
+          "failure_code": None, "failure_message": None, "livemode": False,
+          "metadata": {}, "method": "standard", "reconciliation_status": "not_applicable",
+          "source_type": "card", "statement_descriptor": None, "status": "pending",
+          "type": "bank_account"}
+    po["balance_transaction"] = transaction(st, -amount, po["currency"], "payout", po["id"],
+                                            acct_id)
+    st.put(po, acct_id)
+    events.emit(st, "payout.created", po, None, acct_id)
+    prev = {"status": "pending"}
+    if status == "paid":
+        po["status"] = "paid"
+        events.emit(st, "payout.paid", po, None, acct_id, prev)
+    else:
+        po["status"] = "failed"
+        po["failure_code"] = p.get("failure_code", "account_closed")
+        po["failure_message"] = "The bank account has been closed."
+        events.emit(st, "payout.failed", po, None, acct_id, prev)
+    return po
