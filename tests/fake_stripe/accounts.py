@@ -261,3 +261,8 @@ def check_transfer_destination(st: State, dest: str, param: str) -> None:
         raise invalid("Your destination account needs to have at least one of the following "
                       "capabilities enabled: transfers, crypto_transfers, legacy_payments",
                       param=param, code="insufficient_capabilities_for_transfer")
+
+
+def retrieve_own(st: State, ctx: Ctx, p: Dict[str, Any]) -> Dict[str, Any]:
+    """`GET /v1/account`: the caller's account (the platform's, or `Stripe-Account`'s)."""
+    return retrieve(st, ctx, None, p)
