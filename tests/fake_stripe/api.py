@@ -20,7 +20,8 @@ from .state import Ctx, State
 from .util import get_list, request_id
 
 if TYPE_CHECKING:
-    from .server import FakeStripe, RequestHandler
+    from .handler import RequestHandler
+    from .server import FakeStripe
 
 LOGGED_HEADERS = ("Idempotency-Key", "Stripe-Account", "Stripe-Version", "User-Agent",
                   "Content-Type", "X-Stripe-Client-User-Agent")

@@ -7,19 +7,49 @@ A handler is called as `handler(fake, query, body, **path_params)` and returns
 """
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any, Callable, Dict, Tuple
+from urllib.parse import parse_qsl
 
 from . import (account_links, accounts, balance, control_webhooks, disputes, events,
                payment_intents, payment_methods, refunds)
+from .forms import FormError, parse_form
 from .routes import Router
 from .util import deep
 
 if TYPE_CHECKING:
+    from .handler import RequestHandler
     from .server import FakeStripe
 
 Reply = Tuple[int, Any]
 CONTROL = Router(segment=r"[^/]+")
 route = CONTROL.route
+
+
+def handle(http: "RequestHandler", method: str, path: str, query: str) -> None:
+    """Loopback only; a JSON or form body; the answer is JSON."""
+    fake = http.server_fake
+    client = http.client_address[0]
+    if not (client.startswith("127.") or client in ("::1", "::ffff:127.0.0.1")):
+        http._json(403, {"error": {"message": "control API is loopback-only"}})
+        return
+    raw = http._read_body()
+    body: Dict[str, Any] = {}
+    if raw:
+        ctype = http.headers.get("Content-Type", "")
+        try:
+            if "json" in ctype or raw.lstrip().startswith(b"{"):
+                body = json.loads(raw.decode("utf-8"))
+            else:
+                body = parse_form(raw.decode("utf-8"))
+        except (ValueError, FormError) as e:
+            http._json(400, {"error": {"message": f"bad body: {e}"}})
+            return
+    q = dict(parse_qsl(query))
+    status, out = fake.control(method, path, q, body)
+    if method != "GET":
+        fake.save_state()  # e.g. the clock or the refund mode (nothing to write: no line)
+    http._json(status, out)
 
 
 def dispatch(fake: "FakeStripe", method: str, path: str, q: Dict[str, str],

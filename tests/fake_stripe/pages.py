@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl
 from . import account_links
 
 if TYPE_CHECKING:
-    from .server import RequestHandler
+    from .handler import RequestHandler
 
 HTML = "text/html; charset=utf-8"
 

@@ -1,6 +1,5 @@
-"""The fake's HTTP server: `FakeStripe` (lifecycle, the state file, the Python conveniences
-tests use) and `RequestHandler`, which sends each request to its part by path prefix:
-`/v1/...` to api.py, `/_control/...` to control.py, the hosted pages to pages.py.
+"""`FakeStripe`: the fake's lifecycle (handler.py serves the HTTP), the state file, and the
+Python conveniences tests use (`received`, `inject_fault`, `confirm_payment_intent`, ...).
 
 Shared state: `FakeStripe.core` is the Stripe state (state.py: objects, events, links, the
 clock; guarded by `core.lock`); the fault list, the request log and the idempotency records
@@ -9,22 +8,18 @@ are the fake's own, guarded by `meta_lock`. Both persist through persist.py.
 from __future__ import annotations
 
 import collections
-import json
-import socket
 import ssl
-import struct
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Set, Tuple, Union
-from urllib.parse import parse_qsl, urlsplit
 
-from . import api, control, events, pages
+from . import control, events
 from .control_webhooks import as_list
 from .core import DEFAULT_API_VERSION, Core, Ctx
 from .errors import StripeError
 from .faults import Fault
-from .forms import FormError, parse_form
+from .handler import RequestHandler, Server
 from .idempotency import IdemKey, Idempotency
 from .persist import StateFile
 from .util import deep, request_id
@@ -34,13 +29,6 @@ from .webhooks import Dispatcher, Endpoint, sign
 # without bound. Far above what a test needs (the whole suite makes a few thousand requests);
 # an entry is about 2 KB, so a full log is some tens of MB.
 REQUEST_LOG_LIMIT = 20_000
-
-
-class _Server(ThreadingHTTPServer):
-    """Python's default listen queue holds 5 connections; the app opens a fresh connection for
-    every Stripe call, up to STRIPE_WORKERS at once, and dropped connects come back only after
-    TCP's 1 s / 3 s retransmits. Real Stripe never refuses a connection like that."""
-    request_queue_size = 256
 
 
 class FakeStripe:
@@ -118,7 +106,7 @@ class FakeStripe:
         class _Handler(RequestHandler):
             server_fake = fake
 
-        httpd = _Server((self.host, self.port), _Handler)
+        httpd = Server((self.host, self.port), _Handler)
         httpd.daemon_threads = True
         if self.tls_cert:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -272,126 +260,3 @@ class FakeStripe:
                 ) -> Tuple[int, Any]:
         """One control API call (see control.py): (status, JSON-ready body)."""
         return control.dispatch(self, method, path, q, body)
-
-
-# =====================================================================================
-class RequestHandler(BaseHTTPRequestHandler):
-    server_fake: FakeStripe
-    protocol_version = "HTTP/1.1"
-    server_version = "nginx"
-    sys_version = ""
-    # A response goes out as two writes (headers, then body). With Nagle's algorithm on, the
-    # body waits for the ACK of the headers, which a keep-alive client delays by ~40 ms:
-    # every request on a reused connection would take 40 ms.
-    disable_nagle_algorithm = True
-
-    def log_message(self, fmt: str, *args: Any) -> None:  # silence default logging
-        pass
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    # ---- plumbing -----------------------------------------------------------------------
-    def _read_body(self) -> bytes:
-        n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n > 0 else b""
-
-    def _send(self, status: int, body: bytes, headers: Dict[str, str],
-              content_type: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in headers.items():
-            self.send_header(k, v)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _json(self, status: int, obj: Any, headers: Optional[Dict[str, str]] = None) -> None:
-        self._send(status, json.dumps(obj, indent=2).encode("utf-8"), headers or {})
-
-    def _redirect(self, url: str, status: int = 302) -> None:
-        self._send(status, b"", {"Location": url}, content_type="text/html; charset=utf-8")
-
-    def _drop(self) -> None:
-        self.close_connection = True
-        try:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       struct.pack("ii", 1, 0))
-        except OSError:
-            pass
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def _dispatch(self, method: str) -> None:
-        fake = self.server_fake
-        try:
-            split = urlsplit(self.path)
-            path = split.path
-            for prefix, part in PARTS:
-                if path.startswith(prefix + "/") or path == prefix:
-                    return part(self, method, path, split.query)
-            self._send(404, b"Not Found", {}, content_type="text/plain")
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-        except Exception as e:  # noqa: BLE001
-            fake.log(f"internal error: {type(e).__name__}: {e}")
-            try:
-                self._json(500, StripeError(500, "api_error",
-                                            "An unknown error occurred").body(request_id()),
-                           {"Request-Id": request_id()})
-            except Exception:  # noqa: BLE001
-                self.close_connection = True
-
-    # ---- control ------------------------------------------------------------------------
-    def _control(self, method: str, path: str, query: str) -> None:
-        """Loopback only; a JSON or form body; the answer is JSON."""
-        fake = self.server_fake
-        client = self.client_address[0]
-        if not (client.startswith("127.") or client in ("::1", "::ffff:127.0.0.1")):
-            self._json(403, {"error": {"message": "control API is loopback-only"}})
-            return
-        raw = self._read_body()
-        body: Dict[str, Any] = {}
-        if raw:
-            ctype = self.headers.get("Content-Type", "")
-            try:
-                if "json" in ctype or raw.lstrip().startswith(b"{"):
-                    body = json.loads(raw.decode("utf-8"))
-                else:
-                    body = parse_form(raw.decode("utf-8"))
-            except (ValueError, FormError) as e:
-                self._json(400, {"error": {"message": f"bad body: {e}"}})
-                return
-        q = dict(parse_qsl(query))
-        status, out = fake.control(method, path, q, body)
-        if method != "GET":
-            fake.save_state()  # e.g. the clock or the refund mode (nothing to write: no line)
-        self._json(status, out)
-
-
-def _control(http: RequestHandler, method: str, path: str, query: str) -> None:
-    http._control(method, path, query)
-
-
-# Path prefix -> the part of the fake that answers it.
-PARTS: List[Tuple[str, Callable[[RequestHandler, str, str, str], None]]] = [
-    ("/_control", _control),
-    ("/setup/e", lambda http, method, path, query: pages.onboarding(http, method, path)),
-    ("/express", lambda http, method, path, query: pages.express_dashboard(http, method, path)),
-    ("/v1", api.handle),
-]
