@@ -57,7 +57,7 @@ class ApiRequest:
             self.base_headers["Idempotency-Key"] = self.idem_key
 
     def run(self) -> None:
-        raw = self.http._read_body()
+        raw = self.http.read_body()
         self.log_request(raw)
         for step in (lambda: self.parse(raw), self.authenticate, self.apply_fault,
                      self.check_account, self.find_route, self.claim_idempotency_key):
@@ -224,12 +224,12 @@ class ApiRequest:
         self.entry["status"] = err.status
         hdrs = dict(self.base_headers)
         hdrs.update(err.headers)
-        self.http._json(err.status, err.body(self.req_id), hdrs)
+        self.http.send_json(err.status, err.body(self.req_id), hdrs)
         return True
 
     def drop(self) -> bool:
         self.entry["dropped"] = True
-        self.http._drop()
+        self.http.drop()
         return True
 
     def send_after_faults(self, status: int, body: bytes, headers: Dict[str, str]) -> None:
@@ -241,7 +241,7 @@ class ApiRequest:
             return
         if fault and fault.type == "delay" and fault.when == "after":
             time.sleep(fault.delay_ms / 1000.0)
-        self.http._send(status, body, headers)
+        self.http.send_body(status, body, headers)
 
 
 def render_list(st: State, lst: Dict[str, Any], expand: List[str], ctx: Ctx) -> Dict[str, Any]:

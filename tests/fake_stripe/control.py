@@ -31,9 +31,9 @@ def handle(http: "RequestHandler", method: str, path: str, query: str) -> None:
     fake = http.server_fake
     client = http.client_address[0]
     if not (client.startswith("127.") or client in ("::1", "::ffff:127.0.0.1")):
-        http._json(403, {"error": {"message": "control API is loopback-only"}})
+        http.send_json(403, {"error": {"message": "control API is loopback-only"}})
         return
-    raw = http._read_body()
+    raw = http.read_body()
     body: Dict[str, Any] = {}
     if raw:
         ctype = http.headers.get("Content-Type", "")
@@ -43,13 +43,13 @@ def handle(http: "RequestHandler", method: str, path: str, query: str) -> None:
             else:
                 body = parse_form(raw.decode("utf-8"))
         except (ValueError, FormError) as e:
-            http._json(400, {"error": {"message": f"bad body: {e}"}})
+            http.send_json(400, {"error": {"message": f"bad body: {e}"}})
             return
     q = dict(parse_qsl(query))
     status, out = fake.control(method, path, q, body)
     if method != "GET":
         fake.save_state()  # e.g. the clock or the refund mode (nothing to write: no line)
-    http._json(status, out)
+    http.send_json(status, out)
 
 
 def dispatch(fake: "FakeStripe", method: str, path: str, q: Dict[str, str],

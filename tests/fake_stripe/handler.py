@@ -54,11 +54,11 @@ class RequestHandler(BaseHTTPRequestHandler):
         self._dispatch("PATCH")
 
     # ---- plumbing -----------------------------------------------------------------------
-    def _read_body(self) -> bytes:
+    def read_body(self) -> bytes:
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n > 0 else b""
 
-    def _send(self, status: int, body: bytes, headers: Dict[str, str],
+    def send_body(self, status: int, body: bytes, headers: Dict[str, str],
               content_type: str = "application/json") -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -69,13 +69,13 @@ class RequestHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _json(self, status: int, obj: Any, headers: Optional[Dict[str, str]] = None) -> None:
-        self._send(status, json.dumps(obj, indent=2).encode("utf-8"), headers or {})
+    def send_json(self, status: int, obj: Any, headers: Optional[Dict[str, str]] = None) -> None:
+        self.send_body(status, json.dumps(obj, indent=2).encode("utf-8"), headers or {})
 
-    def _redirect(self, url: str, status: int = 302) -> None:
-        self._send(status, b"", {"Location": url}, content_type="text/html; charset=utf-8")
+    def redirect(self, url: str, status: int = 302) -> None:
+        self.send_body(status, b"", {"Location": url}, content_type="text/html; charset=utf-8")
 
-    def _drop(self) -> None:
+    def drop(self) -> None:
         self.close_connection = True
         try:
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
@@ -95,13 +95,13 @@ class RequestHandler(BaseHTTPRequestHandler):
             for prefix, part in PARTS:
                 if path.startswith(prefix + "/") or path == prefix:
                     return part(self, method, path, split.query)
-            self._send(404, b"Not Found", {}, content_type="text/plain")
+            self.send_body(404, b"Not Found", {}, content_type="text/plain")
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         except Exception as e:  # noqa: BLE001
             fake.log(f"internal error: {type(e).__name__}: {e}")
             try:
-                self._json(500, StripeError(500, "api_error",
+                self.send_json(500, StripeError(500, "api_error",
                                             "An unknown error occurred").body(request_id()),
                            {"Request-Id": request_id()})
             except Exception:  # noqa: BLE001

@@ -33,7 +33,7 @@ def onboarding(http: "RequestHandler", method: str, path: str) -> None:
     core = fake.core
     parts = [p for p in path.split("/") if p]  # setup e acct token [complete]
     if len(parts) < 4:
-        http._send(404, b"Not Found", {}, content_type="text/plain")
+        http.send_body(404, b"Not Found", {}, content_type="text/plain")
         return
     acct, token = parts[2], parts[3]
     if method == "GET" and len(parts) == 4:
@@ -41,10 +41,10 @@ def onboarding(http: "RequestHandler", method: str, path: str) -> None:
             kind, session, link = account_links.open_link(core, token)
         fake.save_state()
         if kind == "missing" or link.get("account") not in (None, acct):
-            http._send(404, b"<h1>This link is invalid.</h1>", {}, content_type=HTML)
+            http.send_body(404, b"<h1>This link is invalid.</h1>", {}, content_type=HTML)
             return
         if kind == "redirect":
-            http._redirect(session or "/")
+            http.redirect(session or "/")
             return
         with core.lock:
             a = core.objects[acct]
@@ -52,35 +52,35 @@ def onboarding(http: "RequestHandler", method: str, path: str) -> None:
         page = ONBOARDING_PAGE.format(acct=html.escape(acct), email=html.escape(email),
                                       action=html.escape(f"/setup/e/{acct}/{token}/complete"),
                                       session=html.escape(session or ""))
-        http._send(200, page.encode("utf-8"), {"Cache-Control": "no-store"}, content_type=HTML)
+        http.send_body(200, page.encode("utf-8"), {"Cache-Control": "no-store"}, content_type=HTML)
         return
     if method == "POST" and len(parts) == 5 and parts[4] == "complete":
-        raw = http._read_body().decode("utf-8", "replace")
+        raw = http.read_body().decode("utf-8", "replace")
         form = dict(parse_qsl(raw))
         with core.lock:
             kind, url = account_links.submit(core, token, form.get("session", ""),
                                              form.get("action", "complete"))
         fake.save_state()
         if kind == "missing":
-            http._send(404, b"<h1>This link is invalid.</h1>", {}, content_type=HTML)
+            http.send_body(404, b"<h1>This link is invalid.</h1>", {}, content_type=HTML)
             return
-        http._redirect(url or "/", 303 if kind == "done" else 302)
+        http.redirect(url or "/", 303 if kind == "done" else 302)
         return
-    http._send(405, b"Method Not Allowed", {}, content_type="text/plain")
+    http.send_body(405, b"Method Not Allowed", {}, content_type="text/plain")
 
 
 def express_dashboard(http: "RequestHandler", method: str, path: str) -> None:
     core = http.server_fake.core
     parts = [p for p in path.split("/") if p]  # express acct token
     if len(parts) != 3:
-        http._send(404, b"Not Found", {}, content_type="text/plain")
+        http.send_body(404, b"Not Found", {}, content_type="text/plain")
         return
     with core.lock:
         link = account_links.login_link(core, parts[1], parts[2])
     if not link:
-        http._send(404, b"<h1>This login link is invalid or expired.</h1>", {},
+        http.send_body(404, b"<h1>This login link is invalid or expired.</h1>", {},
                    content_type=HTML)
         return
     body = (f"<!doctype html><title>Express dashboard</title><h1>Express dashboard</h1>"
             f"<p>Account {html.escape(parts[1])} (fake Stripe)</p>").encode("utf-8")
-    http._send(200, body, {}, content_type=HTML)
+    http.send_body(200, body, {}, content_type=HTML)

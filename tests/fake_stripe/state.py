@@ -196,11 +196,13 @@ class State:
         return {k: v for k, v in obj.items() if not k.startswith("_")}
 
     def list_objects(self, ctx: Ctx, p: Dict[str, Any], kind: str, path: str,
-                     filters: Tuple[str, ...] = (), accepted: Tuple[str, ...] = ()) -> Dict[str, Any]:
+                     filters: Tuple[str, ...] = (), accepted: Tuple[str, ...] = ()
+                     ) -> Dict[str, Any]:
         """A list endpoint: the caller's objects of `kind`, newest first, narrowed by `created`
         and by every field of `filters` the request names (`accepted` fields are allowed and
         ignored, as the fake has no customers)."""
-        check_unknown(p, ("limit", "starting_after", "ending_before", "created", *filters, *accepted))
+        check_unknown(p, ("limit", "starting_after", "ending_before", "created", *filters,
+                          *accepted))
         cf = created_filter(p)
         wanted = {f: p[f] for f in filters if p.get(f) is not None}
         items = [o for o, account in self.scan()
