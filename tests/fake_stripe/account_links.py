@@ -16,7 +16,7 @@ def create_link(st: State, ctx: Ctx, p: Dict[str, Any]) -> Dict[str, Any]:
                       "collection_options"))
     acct_id = get_str(p, "account", required=True)
     type_ = get_str(p, "type", required=True, choices=("account_onboarding",
-                                                        "account_update"))
+                                                       "account_update"))
     refresh = get_str(p, "refresh_url")
     ret = get_str(p, "return_url")
     if type_ == "account_onboarding":

@@ -149,7 +149,7 @@ def check_access(st: State, acct_id: str) -> None:
 
 
 def retrieve(st: State, ctx: Ctx, acct_id: Optional[str], p: Dict[str, Any]
-                     ) -> Dict[str, Any]:
+             ) -> Dict[str, Any]:
     check_unknown(p, ())
     if acct_id is None:
         if ctx.account is None:
@@ -176,7 +176,7 @@ def platform_account() -> Dict[str, Any]:
 
 def update(st: State, ctx: Ctx, acct_id: str, p: Dict[str, Any]) -> Dict[str, Any]:
     check_unknown(p, tuple(x for x in ACCOUNT_PARAMS if x not in ("type", "country",
-                                                                      "controller")))
+                                                                  "controller")))
     check_access(st, acct_id)
     acct = retrieve(st, ctx, acct_id, {})
     prev: Dict[str, Any] = {}
@@ -242,8 +242,6 @@ def deauthorize(st: State, acct_id: str) -> Dict[str, Any]:
     app = {"id": PLATFORM_APPLICATION, "object": "application", "name": "Fake Platform"}
     st.deauthorized.add(acct_id)
     return events.emit(st, "account.application.deauthorized", app, None, acct_id)
-
-
 
 
 def is_usable(st: State, acct_id: str) -> bool:

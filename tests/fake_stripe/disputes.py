@@ -25,6 +25,7 @@ EVIDENCE_FIELDS = ("access_activity_log", "billing_address", "cancellation_polic
                    "shipping_date", "shipping_documentation", "shipping_tracking_number",
                    "uncategorized_file", "uncategorized_text")
 
+
 def open_dispute(st: State, ch_id: str, p: Dict[str, Any]) -> Dict[str, Any]:
     """Control: the cardholder's bank opens a dispute on a charge."""
     ch = st.objects.get(ch_id)
@@ -149,5 +150,3 @@ def resolve(st: State, dp_id: str, outcome: str) -> Dict[str, Any]:
 
 def list_(st: State, ctx: Ctx, p: Dict[str, Any]) -> Dict[str, Any]:
     return st.list_objects(ctx, p, "dispute", "/v1/disputes", ("charge", "payment_intent"))
-
-

@@ -59,7 +59,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         return self.rfile.read(n) if n > 0 else b""
 
     def send_body(self, status: int, body: bytes, headers: Dict[str, str],
-              content_type: str = "application/json") -> None:
+                  content_type: str = "application/json") -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -102,8 +102,8 @@ class RequestHandler(BaseHTTPRequestHandler):
             fake.log(f"internal error: {type(e).__name__}: {e}")
             try:
                 self.send_json(500, StripeError(500, "api_error",
-                                            "An unknown error occurred").body(request_id()),
-                           {"Request-Id": request_id()})
+                                                "An unknown error occurred").body(request_id()),
+                               {"Request-Id": request_id()})
             except Exception:  # noqa: BLE001
                 self.close_connection = True
 

@@ -79,7 +79,7 @@ def express_dashboard(http: "RequestHandler", method: str, path: str) -> None:
         link = account_links.login_link(core, parts[1], parts[2])
     if not link:
         http.send_body(404, b"<h1>This login link is invalid or expired.</h1>", {},
-                   content_type=HTML)
+                       content_type=HTML)
         return
     body = (f"<!doctype html><title>Express dashboard</title><h1>Express dashboard</h1>"
             f"<p>Account {html.escape(parts[1])} (fake Stripe)</p>").encode("utf-8")

@@ -304,5 +304,3 @@ def authenticate(st: State, pi_id: str, succeed: bool) -> Dict[str, Any]:
             "payment_method": st.clean(pm), "type": "invalid_request_error"}
         events.emit(st, "payment_intent.payment_failed", pi, ctx, st.scope[pi_id])
     return pi
-
-

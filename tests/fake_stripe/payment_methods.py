@@ -79,8 +79,6 @@ def resolve(st: State, name: str, ctx: Ctx) -> Dict[str, Any]:
     return obj
 
 
-
-
 def catalogue() -> Dict[str, Dict[str, str]]:
     """Control: the test payment methods and what each does."""
     return {k: {"brand": v[0], "last4": v[1], "outcome": v[3]}

@@ -145,5 +145,3 @@ def retrieve_reversal(st: State, ctx: Ctx, tr_id: str, trr_id: str, p: Dict[str,
     if trr["transfer"] != tr_id:
         raise missing("transfer_reversal", trr_id)
     return trr
-
-
