@@ -58,11 +58,12 @@ def main(argv=None) -> int:
         webhook_max_attempts=args.webhook_max_attempts, webhook_backoff=args.webhook_backoff,
         webhook_timeout=args.webhook_timeout, account_link_ttl=args.account_link_ttl,
         api_keys=[k for v in args.api_key for k in v.split(",") if k] or None, log=log)
-    fs.start()
-    print(f"fake-stripe listening on {fs.url}", file=sys.stderr, flush=True)
+    # Handlers first: a SIGTERM right after the "listening" line must still stop cleanly.
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
+    fs.start()
+    print(f"fake-stripe listening on {fs.url}", file=sys.stderr, flush=True)
     done.wait()
     fs.stop()
     return 0
