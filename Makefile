@@ -1,5 +1,5 @@
 # The README's commands. Each target installs what it needs (apt, the test venv) first.
-.PHONY: deps build run stop test bench nginx-check
+.PHONY: deps build run stop test bench nginx-check lint
 
 deps:
 	@scripts/install-deps.sh
@@ -15,6 +15,10 @@ stop:
 
 test: build
 	@scripts/test.sh
+
+# swift format's linter with the checked-in .swift-format (no force unwraps, no try!); make test runs it too.
+lint:
+	@scripts/lint.sh
 
 bench: build
 	@scripts/bench.sh

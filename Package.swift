@@ -7,7 +7,7 @@ let package = Package(
     name: "payments",
     platforms: [.macOS(.v14)],
     products: [
-        .executable(name: "payments", targets: ["payments"]),
+        .executable(name: "payments", targets: ["payments"])
     ],
     targets: [
         // C libraries: one system-library target each, imported only by its wrapper.
@@ -29,7 +29,8 @@ let package = Package(
         .target(name: "PaymentsCore", dependencies: ["FastCGI", "Postgres", "Stripe", "Cryptography"]),
         .executableTarget(name: "payments", dependencies: ["PaymentsCore"]),
 
-        .testTarget(name: "PaymentsCoreTests", dependencies: ["PaymentsCore", "Postgres", "Cryptography", "Stripe", "FastCGI"]),
+        .testTarget(
+            name: "PaymentsCoreTests", dependencies: ["PaymentsCore", "Postgres", "Cryptography", "Stripe", "FastCGI"]),
     ],
     swiftLanguageModes: [.v6]
 )

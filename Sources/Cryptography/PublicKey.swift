@@ -47,7 +47,9 @@ public final class PublicKey: @unchecked Sendable {
 
     /// A P-256 key from its 32-byte affine coordinates (JWK `x`, `y`); the point must be on the curve.
     public static func ecP256(x: [UInt8], y: [UInt8]) throws -> PublicKey {
-        guard x.count == 32, y.count == 32 else { throw PublicKeyError(description: "P-256 coordinates must be 32 bytes") }
+        guard x.count == 32, y.count == 32 else {
+            throw PublicKeyError(description: "P-256 coordinates must be 32 bytes")
+        }
         guard let builder = OSSL_PARAM_BLD_new() else { throw PublicKeyError(description: "out of memory") }
         defer { OSSL_PARAM_BLD_free(builder) }
         let point: [UInt8] = [0x04] + x + y
@@ -72,7 +74,9 @@ public final class PublicKey: @unchecked Sendable {
     }
 
     private static func makeKey(type: String, builder: OpaquePointer) throws -> OpaquePointer {
-        guard let parameters = OSSL_PARAM_BLD_to_param(builder) else { throw PublicKeyError(description: "out of memory") }
+        guard let parameters = OSSL_PARAM_BLD_to_param(builder) else {
+            throw PublicKeyError(description: "out of memory")
+        }
         defer { OSSL_PARAM_free(parameters) }
         guard let context = EVP_PKEY_CTX_new_from_name(nil, type, nil) else {
             throw PublicKeyError(description: "libcrypto has no \(type) support")
@@ -80,7 +84,8 @@ public final class PublicKey: @unchecked Sendable {
         defer { EVP_PKEY_CTX_free(context) }
         var key: OpaquePointer?
         guard EVP_PKEY_fromdata_init(context) == 1,
-              EVP_PKEY_fromdata(context, &key, CCRYPTO_EVP_PKEY_PUBLIC_KEY, parameters) == 1, let key else {
+            EVP_PKEY_fromdata(context, &key, CCRYPTO_EVP_PKEY_PUBLIC_KEY, parameters) == 1, let key
+        else {
             throw PublicKeyError(description: "libcrypto rejected the \(type) key")
         }
         return key

@@ -17,7 +17,8 @@ public enum SealedBox {
         defer { EVP_CIPHER_CTX_free(context) }
         var written: Int32 = 0
         var finalWritten: Int32 = 0
-        let ok = EVP_EncryptInit_ex(context, EVP_aes_256_gcm(), nil, key, nonce) == 1
+        let ok =
+            EVP_EncryptInit_ex(context, EVP_aes_256_gcm(), nil, key, nonce) == 1
             && output.withUnsafeMutableBufferPointer { out in
                 EVP_EncryptUpdate(context, out.baseAddress, &written, plaintext, Int32(plaintext.count)) == 1
                     && EVP_EncryptFinal_ex(context, out.baseAddress.map { $0 + Int(written) }, &finalWritten) == 1
@@ -38,7 +39,8 @@ public enum SealedBox {
         defer { EVP_CIPHER_CTX_free(context) }
         var written: Int32 = 0
         var finalWritten: Int32 = 0
-        let ok = EVP_DecryptInit_ex(context, EVP_aes_256_gcm(), nil, key, nonce) == 1
+        let ok =
+            EVP_DecryptInit_ex(context, EVP_aes_256_gcm(), nil, key, nonce) == 1
             && output.withUnsafeMutableBufferPointer { out in
                 EVP_DecryptUpdate(context, out.baseAddress, &written, ciphertext, Int32(ciphertext.count)) == 1
             }

@@ -1,6 +1,7 @@
 internal import CFastCGI
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The request body as read from the FastCGI stdin stream.
@@ -117,7 +118,8 @@ final class Exchange {
                 let bytes = UnsafeBufferPointer(start: start, count: length)
                 if let equals = bytes.firstIndex(of: UInt8(ascii: "=")) {
                     let name = String(decoding: UnsafeBufferPointer(rebasing: bytes[..<equals]), as: UTF8.self)
-                    result[name] = String(decoding: UnsafeBufferPointer(rebasing: bytes[(equals + 1)...]), as: UTF8.self)
+                    result[name] = String(
+                        decoding: UnsafeBufferPointer(rebasing: bytes[(equals + 1)...]), as: UTF8.self)
                 }
             }
             cursor += 1
@@ -135,8 +137,9 @@ final class Exchange {
         while filled < declared {
             let read = body.withUnsafeMutableBytes { buffer -> Int32 in
                 guard let base = buffer.baseAddress else { return -1 }
-                return FCGX_GetStr(base.advanced(by: filled).assumingMemoryBound(to: CChar.self),
-                                   Int32(declared - filled), request.pointee.in)
+                return FCGX_GetStr(
+                    base.advanced(by: filled).assumingMemoryBound(to: CChar.self),
+                    Int32(declared - filled), request.pointee.in)
             }
             guard read > 0 else { return .malformed }
             filled += Int(read)

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Why the listening socket could not be opened.
@@ -43,7 +43,8 @@ public final class Listener: Sendable {
 
     private static func tcpAddress(_ address: String) -> (String, UInt16)? {
         guard !address.hasPrefix("/"), let colon = address.lastIndex(of: ":"),
-              let port = UInt16(address[address.index(after: colon)...]) else { return nil }
+            let port = UInt16(address[address.index(after: colon)...])
+        else { return nil }
         return (String(address[..<colon]), port)
     }
 
@@ -72,7 +73,8 @@ public final class Listener: Sendable {
             throw ListenerError(description: "cannot bind FCGI_SOCKET \(path): \(reason)")
         }
         // The group before the mode, and both before `listen`: no one outside it ever connects.
-        guard group.map({ chown(path, uid_t.max, $0) == 0 }) ?? true, chmod(path, mode) == 0, listen(fd, backlog) == 0 else {
+        guard group.map({ chown(path, uid_t.max, $0) == 0 }) ?? true, chmod(path, mode) == 0, listen(fd, backlog) == 0
+        else {
             let reason = errnoText()
             close(fd)
             unlink(path)
@@ -99,7 +101,8 @@ public final class Listener: Sendable {
             }
         }
         if connected == 0 || errno == EAGAIN {
-            throw ListenerError(description: "another instance is already listening on FCGI_SOCKET \(path); refusing to start")
+            throw ListenerError(
+                description: "another instance is already listening on FCGI_SOCKET \(path); refusing to start")
         }
         unlink(path)
     }

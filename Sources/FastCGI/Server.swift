@@ -2,8 +2,9 @@ internal import CFastCGI
 import Dispatch
 import Foundation
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What a worker thread does with each request. Created once per thread, inside that thread,
@@ -87,7 +88,8 @@ public struct FastCGIServer: Sendable {
             let slots = DispatchSemaphore(value: lane.workers)
             for _ in 0..<(lane.workers + lane.queueCapacity) {
                 let thread = Thread { [maximumBodyBytes, index] in
-                    Self.serve(lane, slots: slots, maximumBodyBytes: maximumBodyBytes, handler: makeHandler(lane, index))
+                    Self.serve(
+                        lane, slots: slots, maximumBodyBytes: maximumBodyBytes, handler: makeHandler(lane, index))
                     running.value.subtract(1, ordering: .sequentiallyConsistent)
                 }
                 thread.name = "fcgi-\(lane.name)-\(index)"
@@ -111,7 +113,9 @@ public struct FastCGIServer: Sendable {
     }
 
     /// One thread's loop: accept, read, wait (bounded) for one of the lane's worker slots, answer.
-    private static func serve(_ lane: Lane, slots: DispatchSemaphore, maximumBodyBytes: Int, handler: any RequestHandler) {
+    private static func serve(
+        _ lane: Lane, slots: DispatchSemaphore, maximumBodyBytes: Int, handler: any RequestHandler
+    ) {
         let exchange = Exchange(listener: lane.listener)
         while exchange.accept() {
             let accepted = Date()
@@ -119,8 +123,9 @@ public struct FastCGIServer: Sendable {
             let body = exchange.readBody(contentLength: parameters["CONTENT_LENGTH"], maximum: maximumBodyBytes)
             let request = FastCGIRequest(parameters: parameters, body: body)
             let sent = Self.sentTime(parameters["REQUEST_START"], accepted: accepted)
-            let giveUp = sent.addingTimeInterval(Double(lane.queueTimeout.components.seconds)
-                                                 + Double(lane.queueTimeout.components.attoseconds) / 1e18)
+            let giveUp = sent.addingTimeInterval(
+                Double(lane.queueTimeout.components.seconds)
+                    + Double(lane.queueTimeout.components.attoseconds) / 1e18)
             // A request that already waited its time in the socket's backlog is not served late.
             let remaining = giveUp.timeIntervalSinceNow
             if remaining > 0, slots.wait(timeout: .now() + remaining) == .success {

@@ -71,8 +71,10 @@ public struct HTTPClientConfiguration: Sendable {
     public var caBundlePath: String?
 
     /// Creates a configuration. Defaults: 5 s connect, 30 s total, system trust store.
-    public init(connectTimeout: Duration = .seconds(5), totalTimeout: Duration = .seconds(30),
-                caBundlePath: String? = nil) {
+    public init(
+        connectTimeout: Duration = .seconds(5), totalTimeout: Duration = .seconds(30),
+        caBundlePath: String? = nil
+    ) {
         self.connectTimeout = connectTimeout
         self.totalTimeout = totalTimeout
         self.caBundlePath = caBundlePath
@@ -134,24 +136,29 @@ public final class HTTPClient {
             ccurl_setopt_string(handle, CURLOPT_CAINFO, caBundlePath)
         }
         ccurl_setopt_slist(handle, CURLOPT_HTTPHEADER, headerList)
-        ccurl_setopt_write_function(handle, { data, size, count, context in
-            guard let data, let context else { return 0 }
-            let sink = Unmanaged<ResponseSink>.fromOpaque(context).takeUnretainedValue()
-            sink.body.append(contentsOf: UnsafeRawBufferPointer(start: data, count: size * count))
-            return size * count
-        })
+        ccurl_setopt_write_function(
+            handle,
+            { data, size, count, context in
+                guard let data, let context else { return 0 }
+                let sink = Unmanaged<ResponseSink>.fromOpaque(context).takeUnretainedValue()
+                sink.body.append(contentsOf: UnsafeRawBufferPointer(start: data, count: size * count))
+                return size * count
+            })
         ccurl_setopt_pointer(handle, CURLOPT_WRITEDATA, sinkPointer)
-        ccurl_setopt_header_function(handle, { data, size, count, context in
-            guard let data, let context else { return 0 }
-            let sink = Unmanaged<ResponseSink>.fromOpaque(context).takeUnretainedValue()
-            sink.addHeaderLine(UnsafeRawBufferPointer(start: data, count: size * count))
-            return size * count
-        })
+        ccurl_setopt_header_function(
+            handle,
+            { data, size, count, context in
+                guard let data, let context else { return 0 }
+                let sink = Unmanaged<ResponseSink>.fromOpaque(context).takeUnretainedValue()
+                sink.addHeaderLine(UnsafeRawBufferPointer(start: data, count: size * count))
+                return size * count
+            })
         ccurl_setopt_pointer(handle, CURLOPT_HEADERDATA, sinkPointer)
         if let body = request.body {
             ccurl_setopt_long(handle, CURLOPT_POSTFIELDSIZE, body.count)
             body.withUnsafeBytes { bytes in
-                _ = ccurl_setopt_pointer(handle, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: bytes.baseAddress))
+                _ = ccurl_setopt_pointer(
+                    handle, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: bytes.baseAddress))
             }
         }
 
@@ -175,7 +182,7 @@ public final class HTTPClient {
         case CURLE_OPERATION_TIMEDOUT:
             return HTTPClientError(kind: .timedOut, detail: text)
         case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE,
-             CURLE_SSL_CERTPROBLEM:
+            CURLE_SSL_CERTPROBLEM:
             return HTTPClientError(kind: .tlsFailed, detail: text)
         case CURLE_RECV_ERROR, CURLE_GOT_NOTHING, CURLE_PARTIAL_FILE, CURLE_SEND_ERROR:
             return HTTPClientError(kind: .receiveFailed, detail: text)

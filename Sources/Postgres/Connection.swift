@@ -13,10 +13,13 @@ public final class Connection {
 
     /// Creates an unconnected connection for a libpq URI or `key=value` string.
     /// `statementTimeout` bounds every statement (0 disables); `connectTimeoutSeconds` bounds connecting.
-    public init(connectionString: String, applicationName: String = "payments",
-                statementTimeout: Duration = .seconds(15), connectTimeoutSeconds: Int = 5) {
+    public init(
+        connectionString: String, applicationName: String = "payments",
+        statementTimeout: Duration = .seconds(15), connectTimeoutSeconds: Int = 5
+    ) {
         self.connectionString = connectionString
-        let timeout = statementTimeout.components.seconds * 1000
+        let timeout =
+            statementTimeout.components.seconds * 1000
             + statementTimeout.components.attoseconds / 1_000_000_000_000_000
         settings = [
             ("application_name", applicationName),
@@ -39,8 +42,9 @@ public final class Connection {
         // libpq reads text parameters up to their first NUL: refuse one rather than let a value
         // be silently cut short (`"admin\u{0}x"` must never be looked up as `"admin"`).
         if query.binds.contains(where: { $0?.utf8.contains(0) == true }) {
-            throw DatabaseError(kind: .invalidData, sqlState: "22021",
-                                serverMessage: "a parameter contains a NUL character, which text cannot hold")
+            throw DatabaseError(
+                kind: .invalidData, sqlState: "22021",
+                serverMessage: "a parameter contains a NUL character, which text cannot hold")
         }
         let connection = try connected()
         let result = Self.execute(query, on: connection)
@@ -85,7 +89,8 @@ public final class Connection {
             throw DatabaseError(kind: .unavailable, sqlState: nil, serverMessage: Self.message(of: handle))
         }
         guard let fresh = openConnection() else {
-            throw DatabaseError(kind: .unavailable, sqlState: nil, serverMessage: "libpq could not allocate a connection")
+            throw DatabaseError(
+                kind: .unavailable, sqlState: nil, serverMessage: "libpq could not allocate a connection")
         }
         handle = fresh
         guard PQstatus(fresh) == CONNECTION_OK else {
@@ -101,8 +106,7 @@ public final class Connection {
         let cKeywords: [UnsafeMutablePointer<CChar>?] = keywords.map { strdup($0) } + [nil]
         let cValues: [UnsafeMutablePointer<CChar>?] = values.map { strdup($0) } + [nil]
         defer {
-            cKeywords.forEach { free($0) }
-            cValues.forEach { free($0) }
+            for pointer in cKeywords + cValues { free(pointer) }
         }
         return cKeywords.map { UnsafePointer($0) }.withUnsafeBufferPointer { k in
             cValues.map { UnsafePointer($0) }.withUnsafeBufferPointer { v in
@@ -114,12 +118,15 @@ public final class Connection {
     private static func execute(_ query: SQLQuery, on connection: OpaquePointer) -> OpaquePointer? {
         guard !query.binds.isEmpty else { return PQexec(connection, query.sql) }
         let values: [UnsafeMutablePointer<CChar>?] = query.binds.map { $0.flatMap { strdup($0) } }
-        defer { values.forEach { free($0) } }
+        defer {
+            for value in values { free(value) }
+        }
         let lengths = query.binds.map { Int32(clamping: $0?.utf8.count ?? 0) }
         return values.map { UnsafePointer($0) }.withUnsafeBufferPointer { pointers in
             lengths.withUnsafeBufferPointer { lengths in
-                PQexecParams(connection, query.sql, Int32(values.count), nil, pointers.baseAddress, lengths.baseAddress,
-                             nil, 0)
+                PQexecParams(
+                    connection, query.sql, Int32(values.count), nil, pointers.baseAddress, lengths.baseAddress,
+                    nil, 0)
             }
         }
     }

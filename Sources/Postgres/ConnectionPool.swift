@@ -16,9 +16,11 @@ public struct PoolConfiguration: Sendable {
     public var applicationName: String
 
     /// Creates a configuration.
-    public init(connectionString: String, size: Int = 16, acquireTimeout: Duration = .seconds(2),
-                statementTimeout: Duration = .seconds(15), connectTimeoutSeconds: Int = 5,
-                applicationName: String = "payments") {
+    public init(
+        connectionString: String, size: Int = 16, acquireTimeout: Duration = .seconds(2),
+        statementTimeout: Duration = .seconds(15), connectTimeoutSeconds: Int = 5,
+        applicationName: String = "payments"
+    ) {
         self.connectionString = connectionString
         self.size = size
         self.acquireTimeout = acquireTimeout
@@ -95,17 +97,19 @@ public final class ConnectionPool: @unchecked Sendable {
                 open += 1
                 inUse += 1
                 // Cheap: a Connection connects on its first statement, outside this lock.
-                return Connection(connectionString: configuration.connectionString,
-                                  applicationName: configuration.applicationName,
-                                  statementTimeout: configuration.statementTimeout,
-                                  connectTimeoutSeconds: configuration.connectTimeoutSeconds)
+                return Connection(
+                    connectionString: configuration.connectionString,
+                    applicationName: configuration.applicationName,
+                    statementTimeout: configuration.statementTimeout,
+                    connectTimeoutSeconds: configuration.connectTimeoutSeconds)
             }
             waiting += 1
             let woken = condition.wait(until: deadline)
             waiting -= 1
             if !woken && idle.isEmpty && open >= configuration.size {
-                throw DatabaseError(kind: .poolExhausted, sqlState: nil,
-                                    serverMessage: "no database connection became free within the pool timeout")
+                throw DatabaseError(
+                    kind: .poolExhausted, sqlState: nil,
+                    serverMessage: "no database connection became free within the pool timeout")
             }
         }
     }

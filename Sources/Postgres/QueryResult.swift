@@ -17,10 +17,12 @@ public struct QueryResult: Sendable {
         for (position, name) in names.enumerated() where index[name] == nil { index[name] = position }
         let rowCount = Int(PQntuples(result))
         rows = (0..<rowCount).map { row in
-            Row(columnIndex: index, values: (0..<columnCount).map { column in
-                PQgetisnull(result, Int32(row), Int32(column)) == 1
-                    ? nil : String(cString: PQgetvalue(result, Int32(row), Int32(column)))
-            })
+            Row(
+                columnIndex: index,
+                values: (0..<columnCount).map { column in
+                    PQgetisnull(result, Int32(row), Int32(column)) == 1
+                        ? nil : String(cString: PQgetvalue(result, Int32(row), Int32(column)))
+                })
         }
         columns = names
         affectedRows = Int(String(cString: PQcmdTuples(result))) ?? 0

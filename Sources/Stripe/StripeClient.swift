@@ -29,11 +29,14 @@ public struct StripeConfiguration: Sendable {
 
     /// Creates a configuration with Stripe-like defaults: 2 retries, 0.5 s → 4 s backoff, 10 s
     /// connect, 30 s per attempt, 20 s for a whole request.
-    public init(secretKey: String, apiBase: String = "https://api.stripe.com", apiVersion: String = pinnedAPIVersion,
-                maximumRetries: Int = 2, initialBackoff: Duration = .milliseconds(500),
-                maximumBackoff: Duration = .seconds(4), requestDeadline: Duration = .seconds(20),
-                http: HTTPClientConfiguration = HTTPClientConfiguration(connectTimeout: .seconds(10),
-                                                                        totalTimeout: .seconds(30))) {
+    public init(
+        secretKey: String, apiBase: String = "https://api.stripe.com", apiVersion: String = pinnedAPIVersion,
+        maximumRetries: Int = 2, initialBackoff: Duration = .milliseconds(500),
+        maximumBackoff: Duration = .seconds(4), requestDeadline: Duration = .seconds(20),
+        http: HTTPClientConfiguration = HTTPClientConfiguration(
+            connectTimeout: .seconds(10),
+            totalTimeout: .seconds(30))
+    ) {
         self.secretKey = secretKey
         self.apiBase = apiBase.hasSuffix("/") ? String(apiBase.dropLast()) : apiBase
         self.apiVersion = apiVersion
@@ -73,7 +76,9 @@ public final class StripeClient {
     // MARK: Calls the app makes
 
     /// `POST /v1/payment_intents`.
-    public func createPaymentIntent(_ parameters: [(String, StripeParameter)], idempotencyKey: String) throws(StripeError) -> PaymentIntent {
+    public func createPaymentIntent(_ parameters: [(String, StripeParameter)], idempotencyKey: String)
+        throws(StripeError) -> PaymentIntent
+    {
         try post("/v1/payment_intents", parameters, idempotencyKey: idempotencyKey)
     }
 
@@ -84,26 +89,37 @@ public final class StripeClient {
 
     /// `POST /v1/payment_intents/{id}/capture`.
     /// `application_fee_amount` replaces the fee set at creation (a partial capture's smaller fee).
-    public func capturePaymentIntent(_ id: String, amountToCapture: Int64?, applicationFeeAmount: Int64? = nil,
-                                     idempotencyKey: String) throws(StripeError) -> PaymentIntent {
-        var parameters: [(String, StripeParameter)] = amountToCapture.map { [("amount_to_capture", .integer($0))] } ?? []
+    public func capturePaymentIntent(
+        _ id: String, amountToCapture: Int64?, applicationFeeAmount: Int64? = nil,
+        idempotencyKey: String
+    ) throws(StripeError) -> PaymentIntent {
+        var parameters: [(String, StripeParameter)] =
+            amountToCapture.map { [("amount_to_capture", .integer($0))] } ?? []
         if let applicationFeeAmount { parameters.append(("application_fee_amount", .integer(applicationFeeAmount))) }
-        return try post("/v1/payment_intents/\(Self.pathComponent(id))/capture", parameters, idempotencyKey: idempotencyKey)
+        return try post(
+            "/v1/payment_intents/\(Self.pathComponent(id))/capture", parameters, idempotencyKey: idempotencyKey)
     }
 
     /// `POST /v1/payment_intents/{id}/cancel`.
-    public func cancelPaymentIntent(_ id: String, reason: String?, idempotencyKey: String) throws(StripeError) -> PaymentIntent {
+    public func cancelPaymentIntent(_ id: String, reason: String?, idempotencyKey: String) throws(StripeError)
+        -> PaymentIntent
+    {
         let parameters: [(String, StripeParameter)] = reason.map { [("cancellation_reason", .string($0))] } ?? []
-        return try post("/v1/payment_intents/\(Self.pathComponent(id))/cancel", parameters, idempotencyKey: idempotencyKey)
+        return try post(
+            "/v1/payment_intents/\(Self.pathComponent(id))/cancel", parameters, idempotencyKey: idempotencyKey)
     }
 
     /// `POST /v1/refunds`.
-    public func createRefund(_ parameters: [(String, StripeParameter)], idempotencyKey: String) throws(StripeError) -> Refund {
+    public func createRefund(_ parameters: [(String, StripeParameter)], idempotencyKey: String) throws(StripeError)
+        -> Refund
+    {
         try post("/v1/refunds", parameters, idempotencyKey: idempotencyKey)
     }
 
     /// `POST /v1/accounts`.
-    public func createAccount(_ parameters: [(String, StripeParameter)], idempotencyKey: String) throws(StripeError) -> Account {
+    public func createAccount(_ parameters: [(String, StripeParameter)], idempotencyKey: String) throws(StripeError)
+        -> Account
+    {
         try post("/v1/accounts", parameters, idempotencyKey: idempotencyKey)
     }
 
@@ -113,7 +129,9 @@ public final class StripeClient {
     }
 
     /// `POST /v1/account_links`.
-    public func createAccountLink(_ parameters: [(String, StripeParameter)], idempotencyKey: String) throws(StripeError) -> AccountLink {
+    public func createAccountLink(_ parameters: [(String, StripeParameter)], idempotencyKey: String) throws(StripeError)
+        -> AccountLink
+    {
         try post("/v1/account_links", parameters, idempotencyKey: idempotencyKey)
     }
 
@@ -123,32 +141,43 @@ public final class StripeClient {
     }
 
     /// `POST /v1/transfers`.
-    public func createTransfer(_ parameters: [(String, StripeParameter)], idempotencyKey: String) throws(StripeError) -> Transfer {
+    public func createTransfer(_ parameters: [(String, StripeParameter)], idempotencyKey: String) throws(StripeError)
+        -> Transfer
+    {
         try post("/v1/transfers", parameters, idempotencyKey: idempotencyKey)
     }
 
     /// `POST /v1/transfers/{id}/reversals`.
-    public func reverseTransfer(_ id: String, amount: Int64?, idempotencyKey: String) throws(StripeError) -> TransferReversal {
+    public func reverseTransfer(_ id: String, amount: Int64?, idempotencyKey: String) throws(StripeError)
+        -> TransferReversal
+    {
         let parameters: [(String, StripeParameter)] = amount.map { [("amount", .integer($0))] } ?? []
         return try post("/v1/transfers/\(Self.pathComponent(id))/reversals", parameters, idempotencyKey: idempotencyKey)
     }
 
     /// `POST /v1/disputes/{id}` (evidence, `submit`).
-    public func updateDispute(_ id: String, _ parameters: [(String, StripeParameter)], idempotencyKey: String) throws(StripeError) -> Dispute {
+    public func updateDispute(_ id: String, _ parameters: [(String, StripeParameter)], idempotencyKey: String)
+        throws(StripeError) -> Dispute
+    {
         try post("/v1/disputes/\(Self.pathComponent(id))", parameters, idempotencyKey: idempotencyKey)
     }
 
     // MARK: Transport
 
     /// A POST with its caller-supplied, deterministic `Idempotency-Key` (reused on every retry).
-    public func post<T: Decodable>(_ path: String, _ parameters: [(String, StripeParameter)], idempotencyKey: String,
-                                   account: String? = nil) throws(StripeError) -> T {
+    public func post<T: Decodable>(
+        _ path: String, _ parameters: [(String, StripeParameter)], idempotencyKey: String,
+        account: String? = nil
+    ) throws(StripeError) -> T {
         let body = Array(FormEncoder.encode(parameters).utf8)
-        return try decode(try send(method: "POST", path: path, body: body, idempotencyKey: idempotencyKey, account: account))
+        return try decode(
+            try send(method: "POST", path: path, body: body, idempotencyKey: idempotencyKey, account: account))
     }
 
     /// A GET with optional query parameters (same encoding as bodies).
-    public func get<T: Decodable>(_ path: String, query: [(String, StripeParameter)] = [], account: String? = nil) throws(StripeError) -> T {
+    public func get<T: Decodable>(_ path: String, query: [(String, StripeParameter)] = [], account: String? = nil)
+        throws(StripeError) -> T
+    {
         let fullPath = query.isEmpty ? path : path + "?" + FormEncoder.encode(query)
         return try decode(try send(method: "GET", path: fullPath, body: nil, idempotencyKey: nil, account: account))
     }
@@ -157,8 +186,9 @@ public final class StripeClient {
         do {
             return try StripeJSON.decoder.decode(T.self, from: body)
         } catch {
-            throw StripeError(kind: .invalidResponse, httpStatus: 200, type: nil, code: nil, declineCode: nil, param: nil,
-                              message: "Stripe's response was not a \(T.self).", requestID: nil, attempts: 1)
+            throw StripeError(
+                kind: .invalidResponse, httpStatus: 200, type: nil, code: nil, declineCode: nil, param: nil,
+                message: "Stripe's response was not a \(T.self).", requestID: nil, attempts: 1)
         }
     }
 
@@ -167,8 +197,10 @@ public final class StripeClient {
     /// within `maximumRetries` and the request's deadline; a retry the deadline leaves no room for
     /// ends the call as `.timeout`. Every error says whether an attempt may have reached Stripe
     /// and succeeded there (`mayHaveSucceeded`). Only GETs and keyed POSTs are sent here.
-    private func send(method: String, path: String, body: [UInt8]?, idempotencyKey: String?,
-                      account: String?) throws(StripeError) -> [UInt8] {
+    private func send(
+        method: String, path: String, body: [UInt8]?, idempotencyKey: String?,
+        account: String?
+    ) throws(StripeError) -> [UInt8] {
         precondition(method == "GET" || idempotencyKey != nil, "every Stripe POST carries an idempotency key")
         var headers: [(String, String)] = [
             ("Authorization", "Bearer \(configuration.secretKey)"),
@@ -196,13 +228,15 @@ public final class StripeClient {
             case .success(let response) where (200..<300).contains(response.status):
                 return response.body
             case .success(let response):
-                failure = StripeError.from(status: response.status, body: response.body,
-                                           requestID: response.header("request-id"), attempts: attempt)
+                failure = StripeError.from(
+                    status: response.status, body: response.body,
+                    requestID: response.header("request-id"), attempts: attempt)
                 // A 5xx may have been answered after the work was done; a 409 means another
                 // request with this key is still running and may succeed.
                 mayHaveSucceeded = mayHaveSucceeded || response.status >= 500 || response.status == 409
                 failure.mayHaveSucceeded = mayHaveSucceeded
-                guard Self.shouldRetry(status: response.status, shouldRetryHeader: response.header("stripe-should-retry"))
+                guard
+                    Self.shouldRetry(status: response.status, shouldRetryHeader: response.header("stripe-should-retry"))
                 else { throw failure }
                 retryAfter = response.header("retry-after").flatMap(Int.init).map { .seconds($0) }
             case .failure(let error):

@@ -84,23 +84,26 @@ public struct StripeError: Error, CustomStringConvertible, Sendable {
         case 429: kind = .rateLimited
         default: kind = .api
         }
-        return StripeError(kind: kind, httpStatus: status, type: detail?.type, code: detail?.code,
-                           declineCode: detail?.declineCode, param: detail?.param,
-                           message: detail?.message ?? "Stripe answered HTTP \(status).", requestID: requestID,
-                           attempts: attempts)
+        return StripeError(
+            kind: kind, httpStatus: status, type: detail?.type, code: detail?.code,
+            declineCode: detail?.declineCode, param: detail?.param,
+            message: detail?.message ?? "Stripe answered HTTP \(status).", requestID: requestID,
+            attempts: attempts)
     }
 
     static func deadlineExceeded(attempts: Int, mayHaveSucceeded: Bool) -> StripeError {
-        var error = StripeError(kind: .timeout, httpStatus: 0, type: nil, code: nil, declineCode: nil, param: nil,
-                                message: "Stripe did not answer within the request's deadline.", requestID: nil,
-                                attempts: attempts)
+        var error = StripeError(
+            kind: .timeout, httpStatus: 0, type: nil, code: nil, declineCode: nil, param: nil,
+            message: "Stripe did not answer within the request's deadline.", requestID: nil,
+            attempts: attempts)
         error.mayHaveSucceeded = mayHaveSucceeded
         return error
     }
 
     static func transport(_ error: HTTPClientError, attempts: Int) -> StripeError {
-        StripeError(kind: error.kind == .timedOut ? .timeout : .connection, httpStatus: 0, type: nil, code: nil,
-                    declineCode: nil, param: nil, message: "Stripe could not be reached (\(error.kind.rawValue)).",
-                    requestID: nil, attempts: attempts)
+        StripeError(
+            kind: error.kind == .timedOut ? .timeout : .connection, httpStatus: 0, type: nil, code: nil,
+            declineCode: nil, param: nil, message: "Stripe could not be reached (\(error.kind.rawValue)).",
+            requestID: nil, attempts: attempts)
     }
 }

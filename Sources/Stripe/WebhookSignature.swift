@@ -1,5 +1,5 @@
-import Foundation
 import Cryptography
+import Foundation
 
 /// Why a `Stripe-Signature` header was not accepted (never carries the expected signature).
 public enum WebhookSignatureFailure: String, Error, Sendable {

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import PaymentsCore
 
 @Suite struct ClientAddressTests {
@@ -32,9 +33,11 @@ import Testing
     }
 
     @Test func ipKeyedPoliciesUseTheBucketAndAuditKeepsTheAddress() {
-        #expect(RateLimitPolicy.capture.key(profileID: nil, remoteAddress: "2001:db8:1:2:aaaa::1")
+        #expect(
+            RateLimitPolicy.capture.key(profileID: nil, remoteAddress: "2001:db8:1:2:aaaa::1")
                 == "capture:2001:db8:1:2::/64")
-        #expect(RateLimitPolicy.adminRefund.key(profileID: nil, remoteAddress: "::ffff:1.2.3.4")
+        #expect(
+            RateLimitPolicy.adminRefund.key(profileID: nil, remoteAddress: "::ffff:1.2.3.4")
                 == "admin:refund:1.2.3.4")
         #expect(RateLimitPolicy.intent.key(profileID: "p", remoteAddress: "2001:db8::1") == "intent:p")
         #expect(RateLimiter.clientIP("2001:db8:1:2:aaaa::1") == "2001:db8:1:2:aaaa::1")

@@ -1,11 +1,14 @@
 import Testing
+
 @testable import PaymentsCore
 
 @Suite struct ConfigurationTests {
     private let minimal = [
-        "DATABASE_URL": "postgresql:///x", "FCGI_SOCKET": "/tmp/x.sock", "AUTH_JWT_SECRET": String(repeating: "s", count: 32), "STRIPE_SECRET_KEY": "sk_test_unit",
-            "STRIPE_WEBHOOK_SECRETS": "whsec_test_unit_platform", "STRIPE_CONNECT_WEBHOOK_SECRETS": "whsec_test_unit_connect",
-            "PUBLIC_BASE_URL": "https://payments.example.test", "APP_RETURN_URL": "https://market.example.test/done",
+        "DATABASE_URL": "postgresql:///x", "FCGI_SOCKET": "/tmp/x.sock",
+        "AUTH_JWT_SECRET": String(repeating: "s", count: 32), "STRIPE_SECRET_KEY": "sk_test_unit",
+        "STRIPE_WEBHOOK_SECRETS": "whsec_test_unit_platform",
+        "STRIPE_CONNECT_WEBHOOK_SECRETS": "whsec_test_unit_connect",
+        "PUBLIC_BASE_URL": "https://payments.example.test", "APP_RETURN_URL": "https://market.example.test/done",
     ]
 
     private func message(_ values: [String: String]) -> String? {
@@ -34,7 +37,8 @@ import Testing
         #expect(message(minimal.merging(["WORKERS": "many"]) { $1 })?.contains("WORKERS") == true)
         #expect(message(minimal.merging(["WORKERS": "0"]) { $1 })?.contains("WORKERS") == true)
         #expect(message(minimal.merging(["FCGI_SOCKET_MODE": "999"]) { $1 })?.contains("FCGI_SOCKET_MODE") == true)
-        #expect(message(minimal.merging(["DIAGNOSTICS_ENABLED": "maybe"]) { $1 })?.contains("DIAGNOSTICS_ENABLED") == true)
+        #expect(
+            message(minimal.merging(["DIAGNOSTICS_ENABLED": "maybe"]) { $1 })?.contains("DIAGNOSTICS_ENABLED") == true)
     }
 
     @Test func diagnosticsAreRefusedWithALiveKey() throws {

@@ -3,8 +3,9 @@ import Testing
 
 @Suite struct DigestTests {
     @Test func sha256MatchesKnownVector() {
-        #expect(Hex.encode(Digest.sha256(Array("abc".utf8)))
-            == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(
+            Hex.encode(Digest.sha256(Array("abc".utf8)))
+                == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
     }
 
     @Test func hmacMatchesRFC4231Case2() {

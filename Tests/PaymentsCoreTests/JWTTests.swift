@@ -1,13 +1,15 @@
 import Foundation
 import Testing
+
 @testable import PaymentsCore
 
 @Suite struct JWTTests {
     private func makeVerifier() throws -> TokenVerifier {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("jwks-\(UUID()).json").path
         try JWTVectors.jwks.write(toFile: path, atomically: true, encoding: .utf8)
-        return TokenVerifier(sharedSecret: Array(JWTVectors.sharedSecret.utf8), keys: try JWKSLoader.load(path: path),
-                             issuer: "https://id.example.test", audience: "payments", leeway: 60, maximumLifetime: 86_400)
+        return TokenVerifier(
+            sharedSecret: Array(JWTVectors.sharedSecret.utf8), keys: try JWKSLoader.load(path: path),
+            issuer: "https://id.example.test", audience: "payments", leeway: 60, maximumLifetime: 86_400)
     }
 
     @Test(arguments: JWTVectors.cases.map(\.name))
@@ -27,7 +29,8 @@ import Testing
 
     @Test func hs256IsRefusedWhenNoSharedSecretIsConfigured() throws {
         let verifier = try makeVerifier()
-        let withoutSecret = TokenVerifier(sharedSecret: nil, keys: verifier.keys, issuer: nil, audience: nil, leeway: 60, maximumLifetime: 86_400)
+        let withoutSecret = TokenVerifier(
+            sharedSecret: nil, keys: verifier.keys, issuer: nil, audience: nil, leeway: 60, maximumLifetime: 86_400)
         let token = try #require(JWTVectors.cases.first { $0.name == "hs256Valid" }).token
         #expect(throws: TokenRejection.unsupportedAlgorithm) { try withoutSecret.verify(token, now: JWTVectors.now) }
     }
@@ -35,7 +38,8 @@ import Testing
     @Test func mintedTokensVerify() throws {
         let secret = Array("minted-secret-minted-secret-minted".utf8)
         let token = TokenVerifier.mintHS256(secret: secret, claims: ["sub": "u", "exp": .int(JWTVectors.now + 10)])
-        let verifier = TokenVerifier(sharedSecret: secret, keys: [:], issuer: nil, audience: nil, leeway: 0, maximumLifetime: 86_400)
+        let verifier = TokenVerifier(
+            sharedSecret: secret, keys: [:], issuer: nil, audience: nil, leeway: 0, maximumLifetime: 86_400)
         #expect(try verifier.verify(token, now: JWTVectors.now).subject == "u")
         #expect(throws: TokenRejection.expired) { try verifier.verify(token, now: JWTVectors.now + 11) }
     }
@@ -56,7 +60,11 @@ import Testing
         let limiter = try RateLimiter(environment: Environment(["RATE_LIMITS": "intent=5/10, capture=1/1"]))
         #expect(limiter.limits[.intent] == RateLimit(limit: 5, windowSeconds: 10))
         #expect(limiter.limits[.connect] == RateLimitPolicy.connect.defaultLimit)
-        #expect(throws: ConfigurationError.self) { try RateLimiter(environment: Environment(["RATE_LIMITS": "intent=5"])) }
-        #expect(throws: ConfigurationError.self) { try RateLimiter(environment: Environment(["RATE_LIMITS": "nope=5/10"])) }
+        #expect(throws: ConfigurationError.self) {
+            try RateLimiter(environment: Environment(["RATE_LIMITS": "intent=5"]))
+        }
+        #expect(throws: ConfigurationError.self) {
+            try RateLimiter(environment: Environment(["RATE_LIMITS": "nope=5/10"]))
+        }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import FastCGI
 @testable import PaymentsCore
 @testable import Stripe
@@ -17,15 +18,18 @@ import Testing
     }
 
     @Test func metricsCarryTheInstanceLabelFirst() {
-        #expect(Metrics.labelled(#"payments_x_total{lane="core"} 3"#, instance: "h/app-1.sock")
+        #expect(
+            Metrics.labelled(#"payments_x_total{lane="core"} 3"#, instance: "h/app-1.sock")
                 == #"payments_x_total{instance="h/app-1.sock",lane="core"} 3"#)
-        #expect(Metrics.labelled("payments_db_pool_size 16", instance: #"we"ird"#)
+        #expect(
+            Metrics.labelled("payments_db_pool_size 16", instance: #"we"ird"#)
                 == #"payments_db_pool_size{instance="we\"ird"} 16"#)
         #expect(Metrics.labelled("# TYPE payments_x_total counter", instance: "h") == "# TYPE payments_x_total counter")
     }
 
     @Test func theStripeSocketSitsBesideTheCoreSocket() {
-        #expect(ServerConfiguration.stripeSocket(beside: "/run/payments/app-1.sock") == "/run/payments/app-1-stripe.sock")
+        #expect(
+            ServerConfiguration.stripeSocket(beside: "/run/payments/app-1.sock") == "/run/payments/app-1-stripe.sock")
         #expect(ServerConfiguration.stripeSocket(beside: "/run/payments/app") == "/run/payments/app-stripe")
         #expect(ServerConfiguration.stripeSocket(beside: "10.0.0.11:9000") == "10.0.0.11:9001")
     }

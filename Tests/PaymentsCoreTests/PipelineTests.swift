@@ -1,6 +1,7 @@
 import FastCGI
 import Foundation
 import Testing
+
 @testable import PaymentsCore
 
 /// Drives the whole pipeline with FastCGI requests, without a socket (layer 2 of CONVENTIONS).
@@ -10,21 +11,27 @@ import Testing
     private let context: WorkerContext
 
     init() throws {
-        let configuration = try ServerConfiguration(environment: Environment([
-            "DATABASE_URL": "postgresql:///unused?host=/nonexistent", "FCGI_SOCKET": "/tmp/unused.sock",
-            "DIAGNOSTICS_ENABLED": "1", "MAX_BODY_BYTES": "2048",
-            "AUTH_JWT_SECRET": "test-secret-test-secret-test-secret!", "STRIPE_SECRET_KEY": "sk_test_unit",
-            "STRIPE_WEBHOOK_SECRETS": "whsec_test_unit_platform", "STRIPE_CONNECT_WEBHOOK_SECRETS": "whsec_test_unit_connect",
-            "PUBLIC_BASE_URL": "https://payments.example.test", "APP_RETURN_URL": "https://market.example.test/done",
-        ]))
-        let shared = SharedState(configuration: configuration, logger: Logger(descriptor: -1), metrics: Metrics(),
-                                 migrations: [])
+        let configuration = try ServerConfiguration(
+            environment: Environment([
+                "DATABASE_URL": "postgresql:///unused?host=/nonexistent", "FCGI_SOCKET": "/tmp/unused.sock",
+                "DIAGNOSTICS_ENABLED": "1", "MAX_BODY_BYTES": "2048",
+                "AUTH_JWT_SECRET": "test-secret-test-secret-test-secret!", "STRIPE_SECRET_KEY": "sk_test_unit",
+                "STRIPE_WEBHOOK_SECRETS": "whsec_test_unit_platform",
+                "STRIPE_CONNECT_WEBHOOK_SECRETS": "whsec_test_unit_connect",
+                "PUBLIC_BASE_URL": "https://payments.example.test",
+                "APP_RETURN_URL": "https://market.example.test/done",
+            ]))
+        let shared = SharedState(
+            configuration: configuration, logger: Logger(descriptor: -1), metrics: Metrics(),
+            migrations: [])
         application = Application(shared: shared)
         context = try WorkerContext(shared: shared)
     }
 
-    private func send(_ method: String, _ path: String, body: RequestBody = .complete([]), contentType: String? = nil,
-                      requestID: String? = "abc123") -> (FastCGIResponse, [String: Any]) {
+    private func send(
+        _ method: String, _ path: String, body: RequestBody = .complete([]), contentType: String? = nil,
+        requestID: String? = "abc123"
+    ) -> (FastCGIResponse, [String: Any]) {
         var parameters = ["REQUEST_METHOD": method, "DOCUMENT_URI": path, "REMOTE_ADDR": "127.0.0.1"]
         parameters["REQUEST_ID"] = requestID
         parameters["CONTENT_TYPE"] = contentType
@@ -66,21 +73,24 @@ import Testing
     }
 
     @Test func jsonRoutesRequireJSONContentType() {
-        let (response, json) = send("POST", "/api/_diag/json", body: .complete(Array("{}".utf8)), contentType: "text/plain")
+        let (response, json) = send(
+            "POST", "/api/_diag/json", body: .complete(Array("{}".utf8)), contentType: "text/plain")
         #expect(response.status == 415)
         #expect(errorCode(json) == "unsupported_media_type")
     }
 
     @Test func malformedJSONIs400() {
-        let (response, json) = send("POST", "/api/_diag/json", body: .complete(Array("{\"a\":".utf8)),
-                                    contentType: "application/json; charset=utf-8")
+        let (response, json) = send(
+            "POST", "/api/_diag/json", body: .complete(Array("{\"a\":".utf8)),
+            contentType: "application/json; charset=utf-8")
         #expect(response.status == 400)
         #expect(errorCode(json) == "invalid_json")
     }
 
     @Test func validJSONReachesTheHandler() {
-        let (response, json) = send("POST", "/api/_diag/json", body: .complete(Array("{\"n\":9007199254740993}".utf8)),
-                                    contentType: "application/json")
+        let (response, json) = send(
+            "POST", "/api/_diag/json", body: .complete(Array("{\"n\":9007199254740993}".utf8)),
+            contentType: "application/json")
         #expect(response.status == 200)
         #expect(String(decoding: response.body, as: UTF8.self) == "{\"received\":{\"n\":9007199254740993}}")
         #expect(json["received"] != nil)
@@ -97,7 +107,8 @@ import Testing
 
     @Test func rawRoutesSeeExactBytes() {
         let bytes: [UInt8] = [0x61, 0x0d, 0x0a, 0x00, 0xff, 0xef, 0xbb, 0xbf]
-        let (response, json) = send("POST", "/api/_diag/echo", body: .complete(bytes), contentType: "application/octet-stream")
+        let (response, json) = send(
+            "POST", "/api/_diag/echo", body: .complete(bytes), contentType: "application/octet-stream")
         #expect(response.status == 200)
         #expect(json["length"] as? Int == bytes.count)
         #expect(json["sha256"] as? String == "45e737cb3051a27c2ad3b53c60ea4498152dfdc4b658275d49b29940c9588aa3")

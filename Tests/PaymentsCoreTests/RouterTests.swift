@@ -1,4 +1,5 @@
 import Testing
+
 @testable import PaymentsCore
 
 @Suite struct RouterTests {
@@ -13,7 +14,8 @@ import Testing
     }
 
     @Test func capturesPathParameters() throws {
-        guard case .found(let route, let parameters) = makeRouter().route(method: "GET", path: "/api/payments/abc") else {
+        guard case .found(let route, let parameters) = makeRouter().route(method: "GET", path: "/api/payments/abc")
+        else {
             Issue.record("expected a match")
             return
         }
@@ -30,13 +32,15 @@ import Testing
     }
 
     @Test func wrongMethodListsTheMethodsOfTheMostSpecificRoute() {
-        guard case .methodNotAllowed(let allowed) = makeRouter().route(method: "DELETE", path: "/api/payments/capture") else {
+        guard case .methodNotAllowed(let allowed) = makeRouter().route(method: "DELETE", path: "/api/payments/capture")
+        else {
             Issue.record("expected 405")
             return
         }
         #expect(allowed == ["POST"])
         // A literal route is never taken as a parameter of a less specific one.
-        guard case .methodNotAllowed(let getAllowed) = makeRouter().route(method: "GET", path: "/api/payments/capture") else {
+        guard case .methodNotAllowed(let getAllowed) = makeRouter().route(method: "GET", path: "/api/payments/capture")
+        else {
             Issue.record("expected 405")
             return
         }
@@ -72,7 +76,10 @@ import Testing
         let cursor = PageCursor(createdAt: 1_795_000_000_123_456, id: "6f9619ff-8b86-d011-b42d-00c04fc964ff")
         let decoded = try PageCursor(encoded: cursor.encoded)
         #expect(decoded.createdAt == cursor.createdAt && decoded.id == cursor.id)
-        for forged in ["", "not-base64!", Base64URL.encode(Array("x|y".utf8)), Base64URL.encode(Array("-1|6f9619ff-8b86-d011-b42d-00c04fc964ff".utf8))] {
+        for forged in [
+            "", "not-base64!", Base64URL.encode(Array("x|y".utf8)),
+            Base64URL.encode(Array("-1|6f9619ff-8b86-d011-b42d-00c04fc964ff".utf8)),
+        ] {
             #expect(throws: APIError.self) { try PageCursor(encoded: forged) }
         }
     }

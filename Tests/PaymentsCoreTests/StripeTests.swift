@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import Stripe
 
 /// Checks the Stripe module against fixtures produced by the official `stripe` Python library
@@ -34,7 +35,9 @@ import Testing
     }
 
     @Test func theKeyDecidesWhichModeOfEventsIsAccepted() {
-        for (key, isLive) in [("sk_live_abc", true), ("rk_live_abc", true), ("sk_test_abc", false), ("rk_test_abc", false)] {
+        for (key, isLive) in [
+            ("sk_live_abc", true), ("rk_live_abc", true), ("sk_test_abc", false), ("rk_test_abc", false),
+        ] {
             #expect(StripeConfiguration(secretKey: key).isLiveMode == isLive, "\(key.prefix(8))")
         }
     }
@@ -64,8 +67,11 @@ import Testing
 
     @Test func signerProducesHeadersTheVerifierAccepts() throws {
         let body = Array("{\"id\":\"evt_1\"}\r\n".utf8)
-        let header = WebhookSignatureSigner.header(body: body, secrets: ["whsec_test_a", "whsec_test_b"], timestamp: 100)
-        #expect(try WebhookSignatureVerifier(secrets: ["whsec_test_b"], tolerance: 5).verify(header: header, body: body, now: 104) == 100)
+        let header = WebhookSignatureSigner.header(
+            body: body, secrets: ["whsec_test_a", "whsec_test_b"], timestamp: 100)
+        #expect(
+            try WebhookSignatureVerifier(secrets: ["whsec_test_b"], tolerance: 5).verify(
+                header: header, body: body, now: 104) == 100)
     }
 
     @Test func errorBodiesDecodeToTypedErrors() throws {
@@ -93,8 +99,12 @@ import Testing
     }
 
     @Test func errorDescriptionsCarryNoSecrets() {
-        let error = StripeError.from(status: 401, body: Array(#"{"error":{"type":"invalid_request_error","message":"Invalid API Key provided: sk_test_****1234"}}"#.utf8),
-                                     requestID: "req_1", attempts: 1)
+        let error = StripeError.from(
+            status: 401,
+            body: Array(
+                #"{"error":{"type":"invalid_request_error","message":"Invalid API Key provided: sk_test_****1234"}}"#
+                    .utf8),
+            requestID: "req_1", attempts: 1)
         #expect(!error.description.contains("sk_"))
         #expect(error.kind == .authentication)
     }
@@ -111,12 +121,18 @@ import Testing
     }
 
     @Test func expandableFieldsAcceptIdsAndObjects() throws {
-        let asID = try StripeJSON.decoder.decode(PaymentIntent.self, from: Array(
-            #"{"id":"pi_1","amount":500,"currency":"usd","status":"requires_capture","latest_charge":"ch_1","unknown_field":{"x":1}}"#.utf8))
+        let asID = try StripeJSON.decoder.decode(
+            PaymentIntent.self,
+            from: Array(
+                #"{"id":"pi_1","amount":500,"currency":"usd","status":"requires_capture","latest_charge":"ch_1","unknown_field":{"x":1}}"#
+                    .utf8))
         #expect(asID.latestCharge?.id == "ch_1")
         #expect(asID.latestCharge?.object == nil)
-        let asObject = try StripeJSON.decoder.decode(PaymentIntent.self, from: Array(
-            #"{"id":"pi_1","amount":500,"currency":"usd","status":"succeeded","latest_charge":{"id":"ch_2","amount":500,"amount_captured":500,"transfer":"tr_1"}}"#.utf8))
+        let asObject = try StripeJSON.decoder.decode(
+            PaymentIntent.self,
+            from: Array(
+                #"{"id":"pi_1","amount":500,"currency":"usd","status":"succeeded","latest_charge":{"id":"ch_2","amount":500,"amount_captured":500,"transfer":"tr_1"}}"#
+                    .utf8))
         #expect(asObject.latestCharge?.id == "ch_2")
         #expect(asObject.latestCharge?.object?.amountCaptured == 500)
         #expect(asObject.latestCharge?.object?.transfer?.id == "tr_1")
@@ -134,9 +150,11 @@ enum OrderedJSON {
 
     static func casesParams(_ text: String) throws -> [[(String, StripeParameter)]] {
         guard case .object(let root) = try parse(text),
-              case .array(let cases)? = root.first(where: { $0.0 == "cases" })?.1 else { throw Failure() }
+            case .array(let cases)? = root.first(where: { $0.0 == "cases" })?.1
+        else { throw Failure() }
         return try cases.map { testCase in
-            guard case .object(let fields) = testCase, case .object(let params)? = fields.first(where: { $0.0 == "params" })?.1
+            guard case .object(let fields) = testCase,
+                case .object(let params)? = fields.first(where: { $0.0 == "params" })?.1
             else { throw Failure() }
             return params
         }
@@ -159,7 +177,10 @@ enum OrderedJSON {
             s.removeFirst()
             var entries: [(String, StripeParameter)] = []
             skipSpace(&s)
-            if s.first == "}" { s.removeFirst(); return .object(entries) }
+            if s.first == "}" {
+                s.removeFirst()
+                return .object(entries)
+            }
             while true {
                 skipSpace(&s)
                 guard case .string(let key) = try value(&s) else { throw Failure() }
@@ -175,7 +196,10 @@ enum OrderedJSON {
             s.removeFirst()
             var elements: [StripeParameter] = []
             skipSpace(&s)
-            if s.first == "]" { s.removeFirst(); return .array(elements) }
+            if s.first == "]" {
+                s.removeFirst()
+                return .array(elements)
+            }
             while true {
                 elements.append(try value(&s))
                 skipSpace(&s)
@@ -188,7 +212,10 @@ enum OrderedJSON {
             s.removeFirst()
             while let c = s.popFirst() {
                 literal.unicodeScalars.append(c)
-                if c == "\\", let escaped = s.popFirst() { literal.unicodeScalars.append(escaped); continue }
+                if c == "\\", let escaped = s.popFirst() {
+                    literal.unicodeScalars.append(escaped)
+                    continue
+                }
                 if c == "\"" { break }
             }
             let decoded = try JSONSerialization.jsonObject(with: Data(literal.utf8), options: .fragmentsAllowed)
@@ -196,7 +223,10 @@ enum OrderedJSON {
             return .string(string)
         default:
             var token = ""
-            while let c = s.first, !",}] \n\r\t".unicodeScalars.contains(c) { token.unicodeScalars.append(c); s.removeFirst() }
+            while let c = s.first, !",}] \n\r\t".unicodeScalars.contains(c) {
+                token.unicodeScalars.append(c)
+                s.removeFirst()
+            }
             switch token {
             case "true": return .boolean(true)
             case "false": return .boolean(false)

@@ -2,16 +2,19 @@ import Cryptography
 import Foundation
 import Stripe
 import Testing
+
 @testable import PaymentsCore
 
 /// The parsers and arithmetic that untrusted bytes reach before anything is verified.
 @Suite struct UntrustedInputTests {
     @Test func parsesEveryKindOfValueExactly() throws {
-        let value = try JSONParser.parse(Array(#" {"a":[1,-2,3.5,1e3,true,false,null],"b":"x\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00","c":{}} "#.utf8))
-        #expect(value == [
-            "a": [1, -2, .double(3.5), .double(1000), true, false, nil],
-            "b": .string("x\"\\/\u{8}\u{C}\n\r\t\u{E9}\u{1F600}"), "c": .object([:]),
-        ])
+        let value = try JSONParser.parse(
+            Array(#" {"a":[1,-2,3.5,1e3,true,false,null],"b":"x\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00","c":{}} "#.utf8))
+        #expect(
+            value == [
+                "a": [1, -2, .double(3.5), .double(1000), true, false, nil],
+                "b": .string("x\"\\/\u{8}\u{C}\n\r\t\u{E9}\u{1F600}"), "c": .object([:]),
+            ])
         #expect(try JSONParser.parse(Array("9223372036854775807".utf8)) == .int(.max))
         #expect(try JSONParser.parse(Array("9223372036854775808".utf8)) == .double(9_223_372_036_854_775_808))
         #expect(try JSONParser.parse(Array("\"na\u{EF}ve\"".utf8)) == .string("na\u{EF}ve"))
@@ -38,7 +41,9 @@ import Testing
             try JSONParser.parse(Array(deep.utf8))
         }
         // An unbounded opening run fails at the limit, having read only 33 bytes of it.
-        #expect(throws: JSONParser.Failure.self) { try JSONParser.parse(Array(repeating: UInt8(ascii: "["), count: 1 << 20)) }
+        #expect(throws: JSONParser.Failure.self) {
+            try JSONParser.parse(Array(repeating: UInt8(ascii: "["), count: 1 << 20))
+        }
     }
 
     @Test func limitsKeysAndTreatsCanonicallyEquivalentKeysAsOne() throws {
@@ -48,7 +53,9 @@ import Testing
         #expect(throws: JSONParser.Failure(reason: "object key longer than 256 bytes", offset: 1)) {
             try JSONParser.parse(Array(long.utf8))
         }
-        #expect(throws: JSONParser.Failure.self) { try JSONParser.parse(Array(#"{"caf\u00e9":1,"cafe\u0301":2}"#.utf8)) }
+        #expect(throws: JSONParser.Failure.self) {
+            try JSONParser.parse(Array(#"{"caf\u00e9":1,"cafe\u0301":2}"#.utf8))
+        }
         // A long key of combining marks (whose normalisation is quadratic) is refused before it is hashed.
         let marks = "{\"a" + String(repeating: "\u{301}\u{316}", count: 7000) + "\":1}"
         let started = ContinuousClock.now
@@ -63,7 +70,10 @@ import Testing
         let document = "[" + Array(repeating: unit, count: 1000).joined(separator: ",") + "]"
         #expect(document.utf8.count > 60_000)
         let started = ContinuousClock.now
-        guard case .array(let items) = try JSONParser.parse(Array(document.utf8)) else { Issue.record("not an array"); return }
+        guard case .array(let items) = try JSONParser.parse(Array(document.utf8)) else {
+            Issue.record("not an array")
+            return
+        }
         #expect(items.count == 1000)
         #expect(ContinuousClock.now - started < .seconds(1))
     }
@@ -84,7 +94,9 @@ import Testing
         let verifier = WebhookSignatureVerifier(secrets: ["whsec_test_a"], tolerance: 300)
         for timestamp in [Int64.min, -1, Int64.max, 32_503_680_001] {
             let header = WebhookSignatureSigner.header(body: body, secrets: ["whsec_test_a"], timestamp: timestamp)
-            #expect(throws: WebhookSignatureFailure.malformed) { try verifier.verify(header: header, body: body, now: 1_800_000_000) }
+            #expect(throws: WebhookSignatureFailure.malformed) {
+                try verifier.verify(header: header, body: body, now: 1_800_000_000)
+            }
         }
     }
 
@@ -95,7 +107,10 @@ import Testing
         ]
         for index in 0..<40 { fields["z\(index)"] = .string("v") }
         let summary = try #require(FailureAudit.summary(.object(fields)))
-        guard case .object(let kept) = summary else { Issue.record("not an object"); return }
+        guard case .object(let kept) = summary else {
+            Issue.record("not an object")
+            return
+        }
         #expect(kept.count == FailureAudit.maximumFields + 1)
         #expect(kept["amount"] == 5)
         #expect(kept["list"] == "<array of 3>")
@@ -113,7 +128,9 @@ import Testing
     @Test func stripeKeysAreStableAndDistinguishTheirParameters() {
         let id = "0F1E2D3C-AAAA-BBBB-CCCC-000000000000"
         #expect(StripeKeys.create(id) == "payment:0f1e2d3c-aaaa-bbbb-cccc-000000000000:create")
-        #expect(StripeKeys.cancel(id, reason: .abandoned) == "payment:0f1e2d3c-aaaa-bbbb-cccc-000000000000:cancel:abandoned")
+        #expect(
+            StripeKeys.cancel(id, reason: .abandoned) == "payment:0f1e2d3c-aaaa-bbbb-cccc-000000000000:cancel:abandoned"
+        )
         #expect(StripeKeys.cancel(id, reason: .requestedByCustomer) != StripeKeys.cancel(id, reason: .abandoned))
         #expect(StripeKeys.capture(id, amount: 5000) == "payment:0f1e2d3c-aaaa-bbbb-cccc-000000000000:capture:5000")
         #expect(StripeKeys.capture(id, amount: 100) != StripeKeys.capture(id, amount: 5000))
@@ -122,9 +139,12 @@ import Testing
         #expect(StripeKeys.releaseMilestone(id) == "milestone:0f1e2d3c-aaaa-bbbb-cccc-000000000000:release")
         #expect(StripeKeys.disputeRefund(id, number: 3) == "dispute:0f1e2d3c-aaaa-bbbb-cccc-000000000000:refund:3")
         #expect(StripeKeys.disputeReversal(id, number: 3) == "dispute:0f1e2d3c-aaaa-bbbb-cccc-000000000000:reversal:3")
-        #expect(StripeKeys.disputeEvidence(id, digest: "abc") == "dispute:0f1e2d3c-aaaa-bbbb-cccc-000000000000:evidence:abc")
+        #expect(
+            StripeKeys.disputeEvidence(id, digest: "abc") == "dispute:0f1e2d3c-aaaa-bbbb-cccc-000000000000:evidence:abc"
+        )
         #expect(StripeKeys.connectAccount(id) == "profile:0f1e2d3c-aaaa-bbbb-cccc-000000000000:account")
-        #expect(StripeKeys.accountLink(id, state: String(repeating: "x", count: 40) + "0123456789abcdef")
+        #expect(
+            StripeKeys.accountLink(id, state: String(repeating: "x", count: 40) + "0123456789abcdef")
                 == "profile:0f1e2d3c-aaaa-bbbb-cccc-000000000000:link:0123456789abcdef")
         #expect(StripeKeys.loginLink(id, nonce: "n1") == "profile:0f1e2d3c-aaaa-bbbb-cccc-000000000000:login:n1")
     }
@@ -134,8 +154,9 @@ import Testing
 @Suite struct HostileTokenTests {
     static let secret = Array("hostile-secret-hostile-secret-0123".utf8)
     static let now: Int64 = 1_800_000_000
-    let verifier = TokenVerifier(sharedSecret: secret, keys: [:], issuer: nil, audience: nil, leeway: 60,
-                                 maximumLifetime: 86_400)
+    let verifier = TokenVerifier(
+        sharedSecret: secret, keys: [:], issuer: nil, audience: nil, leeway: 60,
+        maximumLifetime: 86_400)
 
     static func token(header: String = #"{"alg":"HS256","typ":"JWT"}"#, claims: String) -> String {
         let signingInput = Base64URL.encode(Array(header.utf8)) + "." + Base64URL.encode(Array(claims.utf8))
@@ -148,16 +169,21 @@ import Testing
 
     @Test func acceptsAnOrdinaryToken() throws {
         #expect(try verifier.verify(Self.token(claims: Self.claims()), now: Self.now).subject == "u")
-        #expect(try verifier.verify(Self.token(header: #"{"alg":"HS256","typ":"at+jwt"}"#, claims: Self.claims()),
-                                    now: Self.now).subject == "u")
+        #expect(
+            try verifier.verify(
+                Self.token(header: #"{"alg":"HS256","typ":"at+jwt"}"#, claims: Self.claims()),
+                now: Self.now
+            ).subject == "u")
     }
 
     @Test func refusesTypesAndCriticalExtensions() {
         #expect(throws: TokenRejection.unsupportedType) {
-            try verifier.verify(Self.token(header: #"{"alg":"HS256","typ":"dpop+jwt"}"#, claims: Self.claims()), now: Self.now)
+            try verifier.verify(
+                Self.token(header: #"{"alg":"HS256","typ":"dpop+jwt"}"#, claims: Self.claims()), now: Self.now)
         }
         #expect(throws: TokenRejection.criticalExtension) {
-            try verifier.verify(Self.token(header: #"{"alg":"HS256","crit":["exp"]}"#, claims: Self.claims()), now: Self.now)
+            try verifier.verify(
+                Self.token(header: #"{"alg":"HS256","crit":["exp"]}"#, claims: Self.claims()), now: Self.now)
         }
     }
 
@@ -173,7 +199,9 @@ import Testing
             try verifier.verify(Self.token(claims: Self.claims(iat: decade - 3600, exp: "\(decade)")), now: Self.now)
         }
         for exp in ["9223372036854775807", "-9223372036854775808", "1e300", "\"soon\""] {
-            #expect(throws: TokenRejection.malformed) { try verifier.verify(Self.token(claims: Self.claims(exp: exp)), now: Self.now) }
+            #expect(throws: TokenRejection.malformed) {
+                try verifier.verify(Self.token(claims: Self.claims(exp: exp)), now: Self.now)
+            }
         }
     }
 
@@ -190,7 +218,9 @@ import Testing
         let forged = Base64URL.encode(Array(nested.utf8)) + "." + Base64URL.encode(Array(nested.utf8)) + ".c2ln"
         let started = ContinuousClock.now
         #expect(throws: TokenRejection.malformed) { try verifier.verify(forged, now: Self.now) }
-        let unsigned = Self.token(claims: Self.claims()).split(separator: ".")[0] + "." + Base64URL.encode(Array(nested.utf8)) + ".c2ln"
+        let unsigned =
+            Self.token(claims: Self.claims()).split(separator: ".")[0] + "." + Base64URL.encode(Array(nested.utf8))
+            + ".c2ln"
         #expect(throws: TokenRejection.badSignature) { try verifier.verify(String(unsigned), now: Self.now) }
         #expect(ContinuousClock.now - started < .milliseconds(50))
     }

@@ -22,29 +22,42 @@ enum AccountMirror {
     /// views; a view just retrieved from the API passes nil: it is current, is written, and
     /// leaves the ordering watermark alone (our clock is not Stripe's). `profileID` restricts
     /// the write to that profile.
-    static func sync(_ account: Account, eventCreated: Int64?, profileID: String? = nil, operation: String,
-                     metadata: [String: JSONValue] = [:], audit: AuditContext, on connection: some SQLExecutor) throws -> Result {
-        guard let before = try connection.query("""
-            SELECT id::text AS id, charges_enabled FROM profiles
-            WHERE stripe_account_id = \(account.id) AND (\(profileID)::uuid IS NULL OR id = \(profileID)::uuid)
-            FOR UPDATE
-            """).first, let id = before["id"] else { return .unknownAccount }
-        let due = String(decoding: JSONCoding.encode((account.requirements?.currentlyDue ?? []).map(JSONValue.string)),
-                         as: UTF8.self)
-        guard try connection.query("""
-            UPDATE profiles SET charges_enabled = \(account.chargesEnabled), payouts_enabled = \(account.payoutsEnabled),
-                   details_submitted = \(account.detailsSubmitted), requirements_due = \(due)::jsonb,
-                   disabled_reason = \(account.requirements?.disabledReason), account_synced_at = now(),
-                   account_event_created = COALESCE(\(eventCreated)::bigint, account_event_created)
-            WHERE id = \(id)::uuid AND account_event_created <= COALESCE(\(eventCreated)::bigint, account_event_created)
-            RETURNING id
-            """).first != nil else { return .stale }
+    static func sync(
+        _ account: Account, eventCreated: Int64?, profileID: String? = nil, operation: String,
+        metadata: [String: JSONValue] = [:], audit: AuditContext, on connection: some SQLExecutor
+    ) throws -> Result {
+        guard
+            let before = try connection.query(
+                """
+                SELECT id::text AS id, charges_enabled FROM profiles
+                WHERE stripe_account_id = \(account.id) AND (\(profileID)::uuid IS NULL OR id = \(profileID)::uuid)
+                FOR UPDATE
+                """
+            ).first, let id = before["id"]
+        else { return .unknownAccount }
+        let due = String(
+            decoding: JSONCoding.encode((account.requirements?.currentlyDue ?? []).map(JSONValue.string)),
+            as: UTF8.self)
+        guard
+            try connection.query(
+                """
+                UPDATE profiles SET charges_enabled = \(account.chargesEnabled), payouts_enabled = \(account.payoutsEnabled),
+                       details_submitted = \(account.detailsSubmitted), requirements_due = \(due)::jsonb,
+                       disabled_reason = \(account.requirements?.disabledReason), account_synced_at = now(),
+                       account_event_created = COALESCE(\(eventCreated)::bigint, account_event_created)
+                WHERE id = \(id)::uuid AND account_event_created <= COALESCE(\(eventCreated)::bigint, account_event_created)
+                RETURNING id
+                """
+            ).first != nil
+        else { return .stale }
         let wasEnabled = before.bool("charges_enabled") ?? false
         guard wasEnabled != account.chargesEnabled else { return .synced(profileID: id, chargesChanged: false) }
-        try AuditLog.record(AuditEntry(operation: operation, entityType: "profile", entityID: id,
-                                       oldValues: ["charges_enabled": .bool(wasEnabled)],
-                                       newValues: ["charges_enabled": .bool(account.chargesEnabled)], metadata: metadata),
-                            context: audit, on: connection)
+        try AuditLog.record(
+            AuditEntry(
+                operation: operation, entityType: "profile", entityID: id,
+                oldValues: ["charges_enabled": .bool(wasEnabled)],
+                newValues: ["charges_enabled": .bool(account.chargesEnabled)], metadata: metadata),
+            context: audit, on: connection)
         return .synced(profileID: id, chargesChanged: true)
     }
 }

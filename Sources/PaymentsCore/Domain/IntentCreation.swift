@@ -10,12 +10,14 @@ import Stripe
 enum IntentCreation {
     /// What `parameters(_:)` reads: the payment and its seller's account (`destination`).
     static func load(_ paymentID: String, on connection: some SQLExecutor) throws -> Row? {
-        try connection.query("""
+        try connection.query(
+            """
             SELECT p.id, p.kind, p.amount_cents, p.application_fee_cents, p.currency, p.listing_id, p.milestone_id,
                    p.buyer_id, p.seller_id, p.transfer_group, p.stripe_create_key, s.stripe_account_id AS destination
             FROM payments p JOIN profiles s ON s.id = p.seller_id
             WHERE p.id = \(paymentID)::uuid
-            """).first
+            """
+        ).first
     }
 
     /// Creates (or recovers) the intent for a `load(_:on:)` row.
@@ -37,11 +39,16 @@ enum IntentCreation {
                 ("capture_method", "automatic"),
                 ("payment_method_types", ["card"]),
                 ("transfer_group", .string(payment["transfer_group"] ?? "")),
-                ("metadata", .object([
-                    ("payment_id", .string(payment["id"] ?? "")), ("milestone_id", .string(payment["milestone_id"] ?? "")),
-                    ("listing_id", .string(payment["listing_id"] ?? "")),
-                    ("buyer_id", .string(payment["buyer_id"] ?? "")), ("seller_id", .string(payment["seller_id"] ?? "")),
-                ])),
+                (
+                    "metadata",
+                    .object([
+                        ("payment_id", .string(payment["id"] ?? "")),
+                        ("milestone_id", .string(payment["milestone_id"] ?? "")),
+                        ("listing_id", .string(payment["listing_id"] ?? "")),
+                        ("buyer_id", .string(payment["buyer_id"] ?? "")),
+                        ("seller_id", .string(payment["seller_id"] ?? "")),
+                    ])
+                ),
             ]
         }
         return common + [
@@ -50,10 +57,14 @@ enum IntentCreation {
             ("application_fee_amount", .integer(Int64(payment.int("application_fee_cents") ?? 0))),
             ("transfer_data", ["destination": .string(payment["destination"] ?? "")]),
             ("transfer_group", .string(payment["transfer_group"] ?? "")),
-            ("metadata", .object([
-                ("payment_id", .string(payment["id"] ?? "")), ("listing_id", .string(payment["listing_id"] ?? "")),
-                ("buyer_id", .string(payment["buyer_id"] ?? "")), ("seller_id", .string(payment["seller_id"] ?? "")),
-            ])),
+            (
+                "metadata",
+                .object([
+                    ("payment_id", .string(payment["id"] ?? "")), ("listing_id", .string(payment["listing_id"] ?? "")),
+                    ("buyer_id", .string(payment["buyer_id"] ?? "")),
+                    ("seller_id", .string(payment["seller_id"] ?? "")),
+                ])
+            ),
         ]
     }
 
@@ -72,8 +83,10 @@ enum IntentCreation {
     /// and releases its hold (listing or milestone); outcome unknown, or any failure of a
     /// resumed attempt → the attempt is released, and the payment stays `creating` for the
     /// buyer's retry or the sweeper. Returns the payment row and the intent.
-    static func callStripe(_ attempt: Attempt, operation: String, context: WorkerContext,
-                           request: Request) throws -> (Row, PaymentIntent) {
+    static func callStripe(
+        _ attempt: Attempt, operation: String, context: WorkerContext,
+        request: Request
+    ) throws -> (Row, PaymentIntent) {
         let database = context.database
         guard let payment = try load(attempt.paymentID, on: database) else { throw APIError.internalError }
         do {
@@ -83,8 +96,9 @@ enum IntentCreation {
                 release(attempt, on: database)
             } else {
                 try? database.withTransaction { connection in
-                    try PaymentRecord.abandon(attempt.paymentID, code: error.code ?? error.kind.rawValue, operation: operation,
-                                              request: request, on: connection)
+                    try PaymentRecord.abandon(
+                        attempt.paymentID, code: error.code ?? error.kind.rawValue, operation: operation,
+                        request: request, on: connection)
                 }
             }
             throw error
@@ -95,19 +109,25 @@ enum IntentCreation {
     /// buyer, an admin or the sweeper): then nil, and the intent is cancelled at Stripe too.
     /// `body` runs in the same transaction (the family's audit row); the row it gets back is
     /// `returning` of the updated payment.
-    static func attach<T>(_ intent: PaymentIntent, to attempt: Attempt, returning: SQLQuery, context: WorkerContext,
-                          request: Request, operation: String, _ body: (Row, Connection) throws -> T) throws -> T {
+    static func attach<T>(
+        _ intent: PaymentIntent, to attempt: Attempt, returning: SQLQuery, context: WorkerContext,
+        request: Request, operation: String, _ body: (Row, Connection) throws -> T
+    ) throws -> T {
         let stored: T?
         do {
             stored = try context.database.withTransaction { connection -> T? in
-                guard let row = try connection.query("""
-                    UPDATE payments p SET stripe_payment_intent_id = \(intent.id), client_secret = \(intent.clientSecret),
-                           status = CASE WHEN p.status = 'creating' THEN \(intent.status) ELSE p.status END,
-                           create_attempt_owner = NULL, create_attempt_expires_at = NULL
-                    WHERE p.id = \(attempt.paymentID)::uuid AND p.status NOT IN ('canceled', 'failed')
-                      AND (p.stripe_payment_intent_id IS NULL OR p.stripe_payment_intent_id = \(intent.id))
-                    RETURNING \(sql: returning)
-                    """).first else { return nil }
+                guard
+                    let row = try connection.query(
+                        """
+                        UPDATE payments p SET stripe_payment_intent_id = \(intent.id), client_secret = \(intent.clientSecret),
+                               status = CASE WHEN p.status = 'creating' THEN \(intent.status) ELSE p.status END,
+                               create_attempt_owner = NULL, create_attempt_expires_at = NULL
+                        WHERE p.id = \(attempt.paymentID)::uuid AND p.status NOT IN ('canceled', 'failed')
+                          AND (p.stripe_payment_intent_id IS NULL OR p.stripe_payment_intent_id = \(intent.id))
+                        RETURNING \(sql: returning)
+                        """
+                    ).first
+                else { return nil }
                 return try body(row, connection)
             }
         } catch let error as DatabaseError where error.isTransient {
@@ -128,20 +148,25 @@ enum IntentCreation {
     /// Stripe holds an intent our database refused to store: cancel it (same key on every retry)
     /// and fail the payment. If even the cancel fails, the payment stays `creating`, and the
     /// sweeper recovers the intent and cancels it.
-    private static func abandonUnstored(_ intent: PaymentIntent, attempt: Attempt, operation: String,
-                                        context: WorkerContext, request: Request) {
+    private static func abandonUnstored(
+        _ intent: PaymentIntent, attempt: Attempt, operation: String,
+        context: WorkerContext, request: Request
+    ) {
         let database = context.database
         if (try? context.stripe.cancelIntent(intent.id, ofPayment: attempt.paymentID, reason: .abandoned)) != nil {
             try? database.withTransaction { connection in
-                try PaymentRecord.abandon(attempt.paymentID, code: "storage_failed", operation: operation, request: request,
-                                          on: connection)
+                try PaymentRecord.abandon(
+                    attempt.paymentID, code: "storage_failed", operation: operation, request: request,
+                    on: connection)
             }
         } else {
             release(attempt, on: database)
         }
-        context.shared.logger.error("intent store failed; cancelled at Stripe", [
-            ("request_id", .string(request.requestID)), ("payment_id", .string(attempt.paymentID)),
-        ])
+        context.shared.logger.error(
+            "intent store failed; cancelled at Stripe",
+            [
+                ("request_id", .string(request.requestID)), ("payment_id", .string(attempt.paymentID)),
+            ])
     }
 
     /// For a payment still `creating` without an intent, whose attempt no live request holds:
@@ -152,7 +177,8 @@ enum IntentCreation {
     /// then cancels like the first.)
     static func recover(_ paymentID: String, stripe: StripeClient, on database: some SQLExecutor) throws -> String? {
         guard let attempt = try claim(paymentID, lease: .seconds(60), on: database),
-              let row = try load(paymentID, on: database) else {
+            let row = try load(paymentID, on: database)
+        else {
             throw APIError(.paymentInProgress, headers: [("Retry-After", "1")])
         }
         let intent: PaymentIntent
@@ -165,7 +191,8 @@ enum IntentCreation {
             }
             return nil
         }
-        try database.query("""
+        try database.query(
+            """
             UPDATE payments SET stripe_payment_intent_id = \(intent.id), create_attempt_owner = NULL,
                    create_attempt_expires_at = NULL
             WHERE id = \(paymentID)::uuid AND stripe_payment_intent_id IS NULL
@@ -174,38 +201,51 @@ enum IntentCreation {
     }
 
     /// The insert columns of a new payment's first attempt, claimed by this request for `lease`.
-    static func firstAttempt(paymentID: String, key: String,
-                             lease: Duration) -> (attempt: Attempt, columns: SQLQuery, values: SQLQuery) {
+    static func firstAttempt(
+        paymentID: String, key: String,
+        lease: Duration
+    ) -> (attempt: Attempt, columns: SQLQuery, values: SQLQuery) {
         let owner = RequestOwner.make()
-        return (Attempt(paymentID: paymentID, owner: owner, isResume: false),
-                "create_attempt_owner, create_attempt_expires_at, stripe_create_key",
-                "\(owner), now() + make_interval(secs => \(Double(lease.components.seconds))), \(key)")
+        return (
+            Attempt(paymentID: paymentID, owner: owner, isResume: false),
+            "create_attempt_owner, create_attempt_expires_at, stripe_create_key",
+            "\(owner), now() + make_interval(secs => \(Double(lease.components.seconds))), \(key)"
+        )
     }
 
     /// Claims a payment's unfinished create attempt for this request (a lease of `lease`), or
     /// nil when a live request holds it. One compare-and-set on the owner name: of two
     /// requests racing for the same attempt, one wins.
     static func claim(_ paymentID: String, lease: Duration, on connection: some SQLExecutor) throws -> Attempt? {
-        guard let current = try connection.query("""
-            SELECT create_attempt_owner AS owner,
-                   (create_attempt_expires_at IS NULL OR create_attempt_expires_at <= now()) AS over
-            FROM payments WHERE id = \(paymentID)::uuid AND status = 'creating' AND stripe_payment_intent_id IS NULL
-            """).first else { return nil }
+        guard
+            let current = try connection.query(
+                """
+                SELECT create_attempt_owner AS owner,
+                       (create_attempt_expires_at IS NULL OR create_attempt_expires_at <= now()) AS over
+                FROM payments WHERE id = \(paymentID)::uuid AND status = 'creating' AND stripe_payment_intent_id IS NULL
+                """
+            ).first
+        else { return nil }
         guard current.bool("over") == true || RequestOwner.isGone(current["owner"]) else { return nil }
         let owner = RequestOwner.make()
-        guard try connection.query("""
-            UPDATE payments SET create_attempt_owner = \(owner),
-                   create_attempt_expires_at = now() + make_interval(secs => \(Double(lease.components.seconds)))
-            WHERE id = \(paymentID)::uuid AND status = 'creating' AND stripe_payment_intent_id IS NULL
-              AND create_attempt_owner IS NOT DISTINCT FROM \(current["owner"])
-            """).affectedRows == 1 else { return nil }
+        guard
+            try connection.query(
+                """
+                UPDATE payments SET create_attempt_owner = \(owner),
+                       create_attempt_expires_at = now() + make_interval(secs => \(Double(lease.components.seconds)))
+                WHERE id = \(paymentID)::uuid AND status = 'creating' AND stripe_payment_intent_id IS NULL
+                  AND create_attempt_owner IS NOT DISTINCT FROM \(current["owner"])
+                """
+            ).affectedRows == 1
+        else { return nil }
         return Attempt(paymentID: paymentID, owner: owner, isResume: true)
     }
 
     /// Ends this claim without an outcome, so that the buyer's retry (or the sweeper) may take
     /// over at once instead of waiting for the lease.
     static func release(_ attempt: Attempt, on connection: some SQLExecutor) {
-        _ = try? connection.query("""
+        _ = try? connection.query(
+            """
             UPDATE payments SET create_attempt_expires_at = now()
             WHERE id = \(attempt.paymentID)::uuid AND create_attempt_owner = \(attempt.owner)
             """)

@@ -19,25 +19,37 @@ struct MilestoneRelease {
     func release(_ milestoneID: UUID, requiredBuyer: UUID?, resolvingDispute: Bool = false) throws -> Released {
         let database = context.database
         // The milestone's current payment (the latest attempt that did not fail): its buyer may release.
-        guard let row = try database.query("""
-            SELECT m.status AS milestone_status, p.id AS payment_id, p.buyer_id, p.seller_id, p.amount_cents,
-                   p.application_fee_cents, p.currency, p.stripe_charge_id, p.transfer_group, s.stripe_account_id
-            FROM milestones m
-            JOIN payments p ON p.milestone_id = m.id AND p.status NOT IN ('failed', 'canceled')
-            JOIN profiles s ON s.id = p.seller_id
-            WHERE m.id = \(milestoneID) ORDER BY p.created_at DESC LIMIT 1
-            """).first, requiredBuyer == nil || row.uuid("buyer_id") == requiredBuyer else { throw APIError.notFound }
+        guard
+            let row = try database.query(
+                """
+                SELECT m.status AS milestone_status, p.id AS payment_id, p.buyer_id, p.seller_id, p.amount_cents,
+                       p.application_fee_cents, p.currency, p.stripe_charge_id, p.transfer_group, s.stripe_account_id
+                FROM milestones m
+                JOIN payments p ON p.milestone_id = m.id AND p.status NOT IN ('failed', 'canceled')
+                JOIN profiles s ON s.id = p.seller_id
+                WHERE m.id = \(milestoneID) ORDER BY p.created_at DESC LIMIT 1
+                """
+            ).first, requiredBuyer == nil || row.uuid("buyer_id") == requiredBuyer
+        else { throw APIError.notFound }
         let milestone = milestoneID.uuidString.lowercased()
         let paymentID = row["payment_id"] ?? ""
-        if row["milestone_status"] == "released", let existing = try database.query("""
-            SELECT stripe_transfer_id, destination_account, amount_cents, currency FROM transfers WHERE milestone_id = \(milestoneID)
-            """).first {
-            return Released(milestone_id: milestone, status: "released", transfer_id: existing["stripe_transfer_id"] ?? "",
-                            destination: existing["destination_account"] ?? "", currency: existing["currency"] ?? "",
-                            amount: Int64(existing.int("amount_cents") ?? 0))
+        if row["milestone_status"] == "released",
+            let existing = try database.query(
+                """
+                SELECT stripe_transfer_id, destination_account, amount_cents, currency FROM transfers WHERE milestone_id = \(milestoneID)
+                """
+            ).first
+        {
+            return Released(
+                milestone_id: milestone, status: "released", transfer_id: existing["stripe_transfer_id"] ?? "",
+                destination: existing["destination_account"] ?? "", currency: existing["currency"] ?? "",
+                amount: Int64(existing.int("amount_cents") ?? 0))
         }
         guard row["milestone_status"] == "funded" else {
-            throw APIError(.milestoneNotFunded, message: "Only a funded milestone can be released (this one is \(row["milestone_status"] ?? "unknown")).")
+            throw APIError(
+                .milestoneNotFunded,
+                message:
+                    "Only a funded milestone can be released (this one is \(row["milestone_status"] ?? "unknown")).")
         }
         guard let charge = row["stripe_charge_id"], let destination = row["stripe_account_id"] else {
             throw APIError(.milestoneNotFunded, message: "The milestone's charge is not recorded yet; retry shortly.")
@@ -45,28 +57,33 @@ struct MilestoneRelease {
         // The claim checks, under the payment's row lock, that no dispute is open (but the platform
         // dispute an admin's resolution is settling) and no refund is under way; a dispute opened
         // during the transfer waits.
-        guard let claim = try context.claims.claim(paymentID, for: .release, from: ["succeeded"],
-                                                   resolvingDispute: resolvingDispute, on: database) else {
+        guard
+            let claim = try context.claims.claim(
+                paymentID, for: .release, from: ["succeeded"],
+                resolvingDispute: resolvingDispute, on: database)
+        else {
             throw APIError(.milestoneNotFunded, message: "The milestone's payment is not settled.")
         }
         let amount = Int64(row.int("amount_cents") ?? 0) - Int64(row.int("application_fee_cents") ?? 0)
         let transfer: Transfer
         do {
-            transfer = try context.stripe.createTransfer([
-                ("amount", .integer(amount)),
-                ("currency", .string(row["currency"] ?? "")),
-                ("destination", .string(destination)),
-                ("source_transaction", .string(charge)),
-                ("transfer_group", .string(row["transfer_group"] ?? "")),
-                ("metadata", .object([("payment_id", .string(paymentID)), ("milestone_id", .string(milestone))])),
-            ], idempotencyKey: StripeKeys.releaseMilestone(milestone))
+            transfer = try context.stripe.createTransfer(
+                [
+                    ("amount", .integer(amount)),
+                    ("currency", .string(row["currency"] ?? "")),
+                    ("destination", .string(destination)),
+                    ("source_transaction", .string(charge)),
+                    ("transfer_group", .string(row["transfer_group"] ?? "")),
+                    ("metadata", .object([("payment_id", .string(paymentID)), ("milestone_id", .string(milestone))])),
+                ], idempotencyKey: StripeKeys.releaseMilestone(milestone))
         } catch {
             PaymentClaims.settle(claim, after: error, on: database)
             throw error
         }
 
         try database.withTransaction { connection in
-            try connection.query("""
+            try connection.query(
+                """
                 INSERT INTO transfers (payment_id, milestone_id, stripe_transfer_id, destination_account, amount_cents, currency, status)
                 VALUES (\(paymentID)::uuid, \(milestoneID), \(transfer.id), \(destination), \(transfer.amount), \(transfer.currency),
                         'created')
@@ -74,24 +91,33 @@ struct MilestoneRelease {
                 """)
             // A concurrent click (or the transfer.created webhook) may have stored the transfer
             // first: either unique key (transfer id, one per milestone) means it is recorded.
-            let changed = try connection.query("""
-                UPDATE milestones SET status = 'released' WHERE id = \(milestoneID) AND status = 'funded' RETURNING id
-                """).first != nil
+            let changed =
+                try connection.query(
+                    """
+                    UPDATE milestones SET status = 'released' WHERE id = \(milestoneID) AND status = 'funded' RETURNING id
+                    """
+                ).first != nil
             try PaymentClaims.settle(claim, on: connection)
             // One row per transfer: a concurrent click that got Stripe's replay of it moved no money.
             guard changed else { return }
-            try AuditLog.record(AuditEntry(operation: "milestone.release", entityType: "milestone", entityID: milestone,
-                                           oldValues: ["status": "funded"],
-                                           newValues: ["status": "released", "transfer_id": .string(transfer.id),
-                                                       "amount": .int(transfer.amount)]),
-                                context: audit, on: connection)
+            try AuditLog.record(
+                AuditEntry(
+                    operation: "milestone.release", entityType: "milestone", entityID: milestone,
+                    oldValues: ["status": "funded"],
+                    newValues: [
+                        "status": "released", "transfer_id": .string(transfer.id),
+                        "amount": .int(transfer.amount),
+                    ]),
+                context: audit, on: connection)
             if let seller = row["seller_id"] {
-                try Notifier.notify(seller, kind: "milestone_released",
-                                    payload: ["milestone_id": .string(milestone), "amount_cents": .int(transfer.amount)],
-                                    on: connection)
+                try Notifier.notify(
+                    seller, kind: "milestone_released",
+                    payload: ["milestone_id": .string(milestone), "amount_cents": .int(transfer.amount)],
+                    on: connection)
             }
         }
-        return Released(milestone_id: milestone, status: "released", transfer_id: transfer.id, destination: destination,
-                        currency: transfer.currency, amount: transfer.amount)
+        return Released(
+            milestone_id: milestone, status: "released", transfer_id: transfer.id, destination: destination,
+            currency: transfer.currency, amount: transfer.amount)
     }
 }

@@ -5,16 +5,21 @@ import Postgres
 /// when the change it announces was committed.
 enum Notifier {
     /// One notification for one profile.
-    static func notify(_ profileID: String, kind: String, payload: [String: JSONValue], on connection: some SQLExecutor) throws {
+    static func notify(_ profileID: String, kind: String, payload: [String: JSONValue], on connection: some SQLExecutor)
+        throws
+    {
         try notify([profileID], kind: kind, payload: payload, on: connection)
     }
 
     /// The same notification for several profiles, in one statement.
-    static func notify(_ profileIDs: [String], kind: String, payload: [String: JSONValue], on connection: some SQLExecutor) throws {
+    static func notify(
+        _ profileIDs: [String], kind: String, payload: [String: JSONValue], on connection: some SQLExecutor
+    ) throws {
         guard !profileIDs.isEmpty else { return }
         let body = String(decoding: JSONCoding.encode(payload), as: UTF8.self)
         let ids = "{" + profileIDs.joined(separator: ",") + "}"
-        try connection.query("""
+        try connection.query(
+            """
             INSERT INTO notifications (profile_id, kind, payload)
             SELECT profile, \(kind), \(body)::jsonb FROM unnest(\(ids)::uuid[]) AS profile
             """)
@@ -23,7 +28,8 @@ enum Notifier {
     /// The same notification for every admin.
     static func notifyAdmins(kind: String, payload: [String: JSONValue], on connection: some SQLExecutor) throws {
         let body = String(decoding: JSONCoding.encode(payload), as: UTF8.self)
-        try connection.query("""
+        try connection.query(
+            """
             INSERT INTO notifications (profile_id, kind, payload)
             SELECT id, \(kind), \(body)::jsonb FROM profiles WHERE role = 'admin'
             """)

@@ -35,38 +35,53 @@ struct PaymentClaims {
 
     /// The claim, or nil when the payment's status does not allow `action`. Throws `409
     /// payment_disputed`, `409 payment_action_in_progress` or `409 refund_in_progress`.
-    func claim(_ paymentID: String, for action: PaymentAction, from statuses: [String], resolvingDispute: Bool = false,
-               on database: Database) throws -> PaymentClaim? {
+    func claim(
+        _ paymentID: String, for action: PaymentAction, from statuses: [String], resolvingDispute: Bool = false,
+        on database: Database
+    ) throws -> PaymentClaim? {
         let owner = Hex.encode(Digest.randomBytes(12))
         let leaseSeconds = Int(lease.components.seconds) + 1
-        guard let row = try database.query("""
-            SELECT * FROM payment_claim_action(\(paymentID)::uuid, \(action.rawValue), \(owner),
-                                               \("{" + statuses.joined(separator: ",") + "}")::text[], \(resolvingDispute),
-                                               \(leaseSeconds))
-            """).first else {
+        guard
+            let row = try database.query(
+                """
+                SELECT * FROM payment_claim_action(\(paymentID)::uuid, \(action.rawValue), \(owner),
+                                                   \("{" + statuses.joined(separator: ",") + "}")::text[], \(resolvingDispute),
+                                                   \(leaseSeconds))
+                """
+            ).first
+        else {
             return try refusal(paymentID, statuses: statuses, resolvingDispute: resolvingDispute, on: database)
         }
         let claim = PaymentClaim(paymentID: paymentID, owner: owner, payment: row)
         // A refund reserved before the claim (its reservation locks this row and looks for a
         // live claim, so none can start after it) must be settled first.
-        if try database.query("""
+        if try database.query(
+            """
             SELECT 1 FROM refunds WHERE payment_id = \(paymentID)::uuid AND status = 'creating' LIMIT 1
-            """).first != nil {
+            """
+        ).first != nil {
             try Self.settle(claim, on: database)
-            throw APIError(.refundInProgress, message: "A refund of this payment is still being made; retry once it is settled.",
-                           headers: [("Retry-After", "5")])
+            throw APIError(
+                .refundInProgress, message: "A refund of this payment is still being made; retry once it is settled.",
+                headers: [("Retry-After", "5")])
         }
         return claim
     }
 
     /// Why the claim was refused: nil for the status, else a dispute or another action's claim.
-    private func refusal(_ paymentID: String, statuses: [String], resolvingDispute: Bool,
-                         on database: Database) throws -> PaymentClaim? {
-        guard let current = try database.query("""
-            SELECT status, (\(!resolvingDispute) AND is_disputed) OR payment_has_open_dispute(id, \(resolvingDispute))
-                       AS is_disputed
-            FROM payments WHERE id = \(paymentID)::uuid
-            """).first, let status = current["status"], statuses.contains(status) else { return nil }
+    private func refusal(
+        _ paymentID: String, statuses: [String], resolvingDispute: Bool,
+        on database: Database
+    ) throws -> PaymentClaim? {
+        guard
+            let current = try database.query(
+                """
+                SELECT status, (\(!resolvingDispute) AND is_disputed) OR payment_has_open_dispute(id, \(resolvingDispute))
+                           AS is_disputed
+                FROM payments WHERE id = \(paymentID)::uuid
+                """
+            ).first, let status = current["status"], statuses.contains(status)
+        else { return nil }
         if current.bool("is_disputed") == true {
             throw APIError(.paymentDisputed)
         }
@@ -86,8 +101,9 @@ struct PaymentClaims {
     }
 
     /// Another money-moving action on this payment is under way.
-    static let inProgress = APIError(.paymentActionInProgress,
-                                     headers: [("Retry-After", "5")])
+    static let inProgress = APIError(
+        .paymentActionInProgress,
+        headers: [("Retry-After", "5")])
 }
 
 extension WorkerContext {

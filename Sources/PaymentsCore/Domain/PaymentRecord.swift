@@ -23,12 +23,13 @@ struct PaymentRecord: Encodable {
     let updated_at: String
 
     /// The select list that `init(row:)` reads.
-    static let columns = SQLQuery(unsafeSQL: """
-        p.id, p.kind, p.status, p.buyer_id, p.seller_id, p.listing_id, p.milestone_id, p.stripe_payment_intent_id,
-        p.amount_cents, p.application_fee_cents, p.currency, p.amount_capturable, p.amount_received, p.amount_refunded,
-        iso8601(p.capture_before) AS capture_before, p.is_disputed, iso8601(p.created_at) AS created_at,
-        iso8601(p.updated_at) AS updated_at
-        """)
+    static let columns = SQLQuery(
+        unsafeSQL: """
+            p.id, p.kind, p.status, p.buyer_id, p.seller_id, p.listing_id, p.milestone_id, p.stripe_payment_intent_id,
+            p.amount_cents, p.application_fee_cents, p.currency, p.amount_capturable, p.amount_received, p.amount_refunded,
+            iso8601(p.capture_before) AS capture_before, p.is_disputed, iso8601(p.created_at) AS created_at,
+            iso8601(p.updated_at) AS updated_at
+            """)
 
     init(row: Row) {
         id = row["id"] ?? ""
@@ -53,28 +54,40 @@ struct PaymentRecord: Encodable {
 
     /// The payment if `identity` may see it (its buyer, its seller, an admin); otherwise nil,
     /// which callers answer with 404 so that existence does not leak.
-    static func visible(_ id: UUID, to identity: Identity, on connection: some SQLExecutor, lock: Bool = false) throws -> Row? {
+    static func visible(_ id: UUID, to identity: Identity, on connection: some SQLExecutor, lock: Bool = false) throws
+        -> Row?
+    {
         let lockClause: SQLQuery = lock ? "FOR UPDATE" : ""
-        return try connection.query("""
+        return try connection.query(
+            """
             SELECT \(sql: columns) FROM payments p
             WHERE p.id = \(id) AND (\(identity.role == .admin) OR p.buyer_id = \(identity.profileID) OR p.seller_id = \(identity.profileID))
             \(sql: lockClause)
-            """).first
+            """
+        ).first
     }
 
     /// Marks a payment that will not go ahead (Stripe refused it, or its intent could not be
     /// stored) as `failed` and releases what it held: the listing's reservation or the
     /// milestone's funding slot. Audited as a failed `operation`.
-    static func abandon(_ paymentID: String, code: String, operation: String, request: Request,
-                        on connection: some SQLExecutor) throws {
-        guard try connection.query("""
-            UPDATE payments SET status = 'failed', failure_code = \(code)
-            WHERE id = \(paymentID)::uuid AND status IN ('creating', 'requires_payment_method')
-            RETURNING id
-            """).first != nil else { return }
+    static func abandon(
+        _ paymentID: String, code: String, operation: String, request: Request,
+        on connection: some SQLExecutor
+    ) throws {
+        guard
+            try connection.query(
+                """
+                UPDATE payments SET status = 'failed', failure_code = \(code)
+                WHERE id = \(paymentID)::uuid AND status IN ('creating', 'requires_payment_method')
+                RETURNING id
+                """
+            ).first != nil
+        else { return }
         try connection.query("SELECT payment_release_hold(p) FROM payments p WHERE p.id = \(paymentID)::uuid")
-        try AuditLog.record(AuditEntry(operation: operation, entityType: "payment", entityID: paymentID,
-                                       newValues: ["status": "failed"], success: false, errorCode: code),
-                            request: request, on: connection)
+        try AuditLog.record(
+            AuditEntry(
+                operation: operation, entityType: "payment", entityID: paymentID,
+                newValues: ["status": "failed"], success: false, errorCode: code),
+            request: request, on: connection)
     }
 }

@@ -14,21 +14,33 @@ struct PurchaseCapture {
     /// Captures `requested` (nil: all that is authorised). A partial capture's application fee
     /// is recomputed for the captured amount with the creation rule (`PLATFORM_FEE_BPS`, half up),
     /// never above the fee agreed at creation.
-    func capture(_ paymentID: String, amount requested: Int64?, reason: String? = nil,
-                 resolvingDispute: Bool = false) throws {
+    func capture(
+        _ paymentID: String, amount requested: Int64?, reason: String? = nil,
+        resolvingDispute: Bool = false
+    ) throws {
         let database = context.database
         let notCapturable = { (status: String?) in
-            APIError(.paymentNotCapturable, message: "Only an authorised payment can be captured (this one is \(status ?? "unknown")).")
+            APIError(
+                .paymentNotCapturable,
+                message: "Only an authorised payment can be captured (this one is \(status ?? "unknown")).")
         }
         // Checked before the claim, so that a refused request never touches another's claim.
-        guard let current = try database.query("""
-            SELECT status, amount_capturable FROM payments WHERE id = \(paymentID)::uuid
-            """).first else { throw APIError.notFound }
+        guard
+            let current = try database.query(
+                """
+                SELECT status, amount_capturable FROM payments WHERE id = \(paymentID)::uuid
+                """
+            ).first
+        else { throw APIError.notFound }
         if let requested, requested > Int64(current.int("amount_capturable") ?? 0) {
-            throw APIError.invalidField("amount_to_capture", "must not exceed the authorised \(current.int("amount_capturable") ?? 0)")
+            throw APIError.invalidField(
+                "amount_to_capture", "must not exceed the authorised \(current.int("amount_capturable") ?? 0)")
         }
-        guard let claim = try context.claims.claim(paymentID, for: .capture, from: ["requires_capture"],
-                                                   resolvingDispute: resolvingDispute, on: database) else {
+        guard
+            let claim = try context.claims.claim(
+                paymentID, for: .capture, from: ["requires_capture"],
+                resolvingDispute: resolvingDispute, on: database)
+        else {
             throw notCapturable(current["status"])
         }
         let payment = claim.payment
@@ -44,17 +56,21 @@ struct PurchaseCapture {
             guard let intentID = payment["stripe_payment_intent_id"], amount <= capturable else {
                 throw notCapturable(payment["status"])
             }
-            intent = try context.stripe.capturePaymentIntent(intentID, amountToCapture: requested, applicationFeeAmount: fee,
-                                                             idempotencyKey: StripeKeys.capture(paymentID, amount: amount))
+            intent = try context.stripe.capturePaymentIntent(
+                intentID, amountToCapture: requested, applicationFeeAmount: fee,
+                idempotencyKey: StripeKeys.capture(paymentID, amount: amount))
         } catch {
             PaymentClaims.settle(claim, after: error, on: database)
             throw error
         }
         let received = intent.amountReceived ?? amount
         try context.database.withTransaction { connection in
-            let changed = try connection.query("""
-                SELECT * FROM payment_complete_atomic(\(intent.id), 0, \(received), \(intent.latestCharge?.id))
-                """).first != nil
+            let changed =
+                try connection.query(
+                    """
+                    SELECT * FROM payment_complete_atomic(\(intent.id), 0, \(received), \(intent.latestCharge?.id))
+                    """
+                ).first != nil
             if let fee {
                 try connection.query("UPDATE payments SET application_fee_cents = \(fee) WHERE id = \(paymentID)::uuid")
             }
@@ -65,14 +81,19 @@ struct PurchaseCapture {
                 newValues["application_fee"] = .int(fee)
                 newValues["reason"] = JSONValue(reason)
             }
-            try AuditLog.record(AuditEntry(operation: "payment.capture", entityType: "payment", entityID: paymentID,
-                                           oldValues: ["status": "requires_capture", "amount_capturable": .int(capturable),
-                                                       "application_fee": .int(agreedFee)],
-                                           newValues: .object(newValues)),
-                                context: audit, on: connection)
+            try AuditLog.record(
+                AuditEntry(
+                    operation: "payment.capture", entityType: "payment", entityID: paymentID,
+                    oldValues: [
+                        "status": "requires_capture", "amount_capturable": .int(capturable),
+                        "application_fee": .int(agreedFee),
+                    ],
+                    newValues: .object(newValues)),
+                context: audit, on: connection)
             guard changed else { return }  // the webhook already told both parties
-            try Notifier.notify([payment["buyer_id"], payment["seller_id"]].compactMap { $0 }, kind: "payment_succeeded",
-                                payload: ["payment_id": .string(paymentID)], on: connection)
+            try Notifier.notify(
+                [payment["buyer_id"], payment["seller_id"]].compactMap { $0 }, kind: "payment_succeeded",
+                payload: ["payment_id": .string(paymentID)], on: connection)
         }
         if let charge = intent.latestCharge?.id {
             WebhookInbox(connection: context.database, audit: audit).applyParked(objectID: charge)

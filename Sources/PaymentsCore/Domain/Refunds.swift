@@ -16,26 +16,38 @@ struct Refunds {
     /// is kept, its amount still reserved, and resumed under the same keys by the next refund
     /// of the same amount on the dispute (another amount gets `409 refund_in_progress` until it
     /// is settled), or by a retry under the same `Idempotency-Key`: so a retry never refunds twice.
-    func refund(disputeID: String, paymentID: String, requested: Int64?, reason: String?, requestKey: String?) throws -> Row {
+    func refund(disputeID: String, paymentID: String, requested: Int64?, reason: String?, requestKey: String?) throws
+        -> Row
+    {
         let database = context.database
         let reservation = try database.withTransaction { connection -> Row in
             // Lock first, then read: a statement that waited for the lock would still see the
             // refunds as they were before it waited (READ COMMITTED takes its snapshot at start).
-            guard let locked = try connection.query("""
-                SELECT action_claim IS NOT NULL AND action_claim_expires_at > now() AS claimed
-                FROM payments WHERE id = \(paymentID)::uuid FOR UPDATE
-                """).first else { throw APIError.notFound }
+            guard
+                let locked = try connection.query(
+                    """
+                    SELECT action_claim IS NOT NULL AND action_claim_expires_at > now() AS claimed
+                    FROM payments WHERE id = \(paymentID)::uuid FOR UPDATE
+                    """
+                ).first
+            else { throw APIError.notFound }
             // A capture or release under way (an admin's resolution, say) moves this money first.
             guard locked.bool("claimed") != true else { throw PaymentClaims.inProgress }
-            if let resumed = try resumable(disputeID: disputeID, requested: requested, requestKey: requestKey, on: connection) {
+            if let resumed = try resumable(
+                disputeID: disputeID, requested: requested, requestKey: requestKey, on: connection)
+            {
                 return resumed
             }
-            guard let payment = try connection.query("""
-                SELECT status, amount_received, amount_refunded, currency,
-                       amount_received - COALESCE((SELECT sum(amount_cents) FROM refunds
-                           WHERE payment_id = payments.id AND status NOT IN ('failed', 'canceled')), 0) AS remainder
-                FROM payments WHERE id = \(paymentID)::uuid
-                """).first else { throw APIError.notFound }
+            guard
+                let payment = try connection.query(
+                    """
+                    SELECT status, amount_received, amount_refunded, currency,
+                           amount_received - COALESCE((SELECT sum(amount_cents) FROM refunds
+                               WHERE payment_id = payments.id AND status NOT IN ('failed', 'canceled')), 0) AS remainder
+                    FROM payments WHERE id = \(paymentID)::uuid
+                    """
+                ).first
+            else { throw APIError.notFound }
             guard ["succeeded", "refunded"].contains(payment["status"] ?? "") else {
                 throw APIError(.paymentNotCaptured)
             }
@@ -45,18 +57,23 @@ struct Refunds {
                 throw APIError(.nothingToRefund)
             }
             guard amount <= remainder else {
-                throw APIError(.refundExceedsCaptured, message: "At most \(remainder) can still be refunded on this payment.")
+                throw APIError(
+                    .refundExceedsCaptured, message: "At most \(remainder) can still be refunded on this payment.")
             }
-            guard let row = try connection.query("""
-                INSERT INTO refunds (payment_id, dispute_id, sequence, amount_cents, currency, reason, status, created_by,
-                                     dispute_attempt, request_key)
-                VALUES (\(paymentID)::uuid, \(disputeID)::uuid,
-                        (SELECT COALESCE(max(sequence), 0) + 1 FROM refunds WHERE payment_id = \(paymentID)::uuid),
-                        \(amount), \(payment["currency"]), \(reason), 'creating', \(audit.actorProfileID),
-                        (SELECT count(*) + 1 FROM refunds WHERE dispute_id = \(disputeID)::uuid), \(requestKey))
-                RETURNING id::text AS id, amount_cents, dispute_attempt AS number, stripe_refund_id,
-                          \(payment["amount_refunded"])::bigint AS refunded_before
-                """).first else { throw APIError.internalError }
+            guard
+                let row = try connection.query(
+                    """
+                    INSERT INTO refunds (payment_id, dispute_id, sequence, amount_cents, currency, reason, status, created_by,
+                                         dispute_attempt, request_key)
+                    VALUES (\(paymentID)::uuid, \(disputeID)::uuid,
+                            (SELECT COALESCE(max(sequence), 0) + 1 FROM refunds WHERE payment_id = \(paymentID)::uuid),
+                            \(amount), \(payment["currency"]), \(reason), 'creating', \(audit.actorProfileID),
+                            (SELECT count(*) + 1 FROM refunds WHERE dispute_id = \(disputeID)::uuid), \(requestKey))
+                    RETURNING id::text AS id, amount_cents, dispute_attempt AS number, stripe_refund_id,
+                              \(payment["amount_refunded"])::bigint AS refunded_before
+                    """
+                ).first
+            else { throw APIError.internalError }
             return row
         }
         let refundID = reservation["id"] ?? ""
@@ -70,50 +87,72 @@ struct Refunds {
 
         let refund: Refund
         do {
-            try reverseReleasedTransfer(paymentID: paymentID, amount: amount, key: StripeKeys.disputeReversal(disputeID, number: number))
-            refund = try context.stripe.createRefund(try parameters(paymentID: paymentID, amount: amount, disputeID: disputeID,
-                                                                    refundID: refundID),
-                                                     idempotencyKey: StripeKeys.disputeRefund(disputeID, number: number))
+            try reverseReleasedTransfer(
+                paymentID: paymentID, amount: amount, key: StripeKeys.disputeReversal(disputeID, number: number))
+            refund = try context.stripe.createRefund(
+                try parameters(
+                    paymentID: paymentID, amount: amount, disputeID: disputeID,
+                    refundID: refundID),
+                idempotencyKey: StripeKeys.disputeRefund(disputeID, number: number))
         } catch {
             let code = (error as? StripeError)?.code ?? (error as? APIError)?.code ?? "stripe_error"
             let unknown = (error as? StripeError)?.mayHaveSucceeded ?? false
             try? database.withTransaction { connection in
                 // Refused: the reservation is freed. Outcome unknown: it stays, to be resumed.
-                try connection.query(unknown
-                    ? "UPDATE refunds SET outcome_unknown = true, failure_reason = \(code) WHERE id = \(refundID)::uuid"
-                    : "UPDATE refunds SET status = 'failed', failure_reason = \(code) WHERE id = \(refundID)::uuid")
-                try AuditLog.record(AuditEntry(operation: "dispute.refund", entityType: "dispute", entityID: disputeID,
-                                               oldValues: ["amount_refunded": refundedBefore],
-                                               newValues: ["refund_id": .string(refundID), "amount": .int(amount),
-                                                           "outcome_unknown": .bool(unknown)],
-                                               success: false, errorCode: code), context: audit, on: connection)
+                try connection.query(
+                    unknown
+                        ? "UPDATE refunds SET outcome_unknown = true, failure_reason = \(code) WHERE id = \(refundID)::uuid"
+                        : "UPDATE refunds SET status = 'failed', failure_reason = \(code) WHERE id = \(refundID)::uuid")
+                try AuditLog.record(
+                    AuditEntry(
+                        operation: "dispute.refund", entityType: "dispute", entityID: disputeID,
+                        oldValues: ["amount_refunded": refundedBefore],
+                        newValues: [
+                            "refund_id": .string(refundID), "amount": .int(amount),
+                            "outcome_unknown": .bool(unknown),
+                        ],
+                        success: false, errorCode: code), context: audit, on: connection)
             }
             throw error
         }
 
         return try database.withTransaction { connection -> Row in
             let status = refund.status ?? "pending"
-            guard let row = try connection.query("""
-                UPDATE refunds SET stripe_refund_id = \(refund.id), status = \(status) WHERE id = \(refundID)::uuid
-                RETURNING id::text AS id, stripe_refund_id, amount_cents, status, sequence
-                """).first else { throw APIError.internalError }
-            try connection.query("""
+            guard
+                let row = try connection.query(
+                    """
+                    UPDATE refunds SET stripe_refund_id = \(refund.id), status = \(status) WHERE id = \(refundID)::uuid
+                    RETURNING id::text AS id, stripe_refund_id, amount_cents, status, sequence
+                    """
+                ).first
+            else { throw APIError.internalError }
+            try connection.query(
+                """
                 SELECT payment_refund_atomic(p.stripe_payment_intent_id, 0::bigint, p.amount_received,
                        (SELECT COALESCE(sum(amount_cents), 0)::bigint FROM refunds WHERE payment_id = p.id
                           AND status IN ('pending', 'requires_action', 'succeeded')))
                 FROM payments p WHERE p.id = \(paymentID)::uuid
                 """)
-            let refundedAfter = try connection.query("SELECT amount_refunded FROM payments WHERE id = \(paymentID)::uuid")
-                .first?.int("amount_refunded")
-            try AuditLog.record(AuditEntry(operation: "dispute.refund", entityType: "dispute", entityID: disputeID,
-                                           oldValues: ["amount_refunded": refundedBefore],
-                                           newValues: ["refund_id": .string(refundID), "stripe_refund_id": .string(refund.id),
-                                                       "amount": .int(amount), "status": .string(status),
-                                                       "amount_refunded": refundedAfter.map { .int(Int64($0)) } ?? .null]),
-                                context: audit, on: connection)
-            if let buyer = try connection.query("SELECT buyer_id::text AS id FROM payments WHERE id = \(paymentID)::uuid").first?["id"] {
-                try Notifier.notify(buyer, kind: "refund_issued",
-                                    payload: ["payment_id": .string(paymentID), "amount_cents": .int(amount)], on: connection)
+            let refundedAfter = try connection.query(
+                "SELECT amount_refunded FROM payments WHERE id = \(paymentID)::uuid"
+            )
+            .first?.int("amount_refunded")
+            try AuditLog.record(
+                AuditEntry(
+                    operation: "dispute.refund", entityType: "dispute", entityID: disputeID,
+                    oldValues: ["amount_refunded": refundedBefore],
+                    newValues: [
+                        "refund_id": .string(refundID), "stripe_refund_id": .string(refund.id),
+                        "amount": .int(amount), "status": .string(status),
+                        "amount_refunded": refundedAfter.map { .int(Int64($0)) } ?? .null,
+                    ]),
+                context: audit, on: connection)
+            if let buyer = try connection.query(
+                "SELECT buyer_id::text AS id FROM payments WHERE id = \(paymentID)::uuid"
+            ).first?["id"] {
+                try Notifier.notify(
+                    buyer, kind: "refund_issued",
+                    payload: ["payment_id": .string(paymentID), "amount_cents": .int(amount)], on: connection)
             }
             return row
         }
@@ -122,53 +161,83 @@ struct Refunds {
     /// A refund to resume instead of making a new one, claimed in the caller's transaction:
     /// this request's own (same `Idempotency-Key`), or one whose outcome is unknown. Throws
     /// `409 refund_in_progress` when an unknown one is of another amount.
-    private func resumable(disputeID: String, requested: Int64?, requestKey: String?,
-                           on connection: Connection) throws -> Row? {
+    private func resumable(
+        disputeID: String, requested: Int64?, requestKey: String?,
+        on connection: Connection
+    ) throws -> Row? {
         let columns: SQLQuery = """
             id::text AS id, amount_cents, dispute_attempt AS number, stripe_refund_id,
             (SELECT amount_refunded FROM payments WHERE id = payment_id) AS refunded_before
             """
-        if let requestKey, let own = try connection.query("""
-            UPDATE refunds SET outcome_unknown = false
-            WHERE dispute_id = \(disputeID)::uuid AND request_key = \(requestKey) AND dispute_attempt IS NOT NULL
-              AND status <> 'failed'
-            RETURNING \(sql: columns)
-            """).first {
+        if let requestKey,
+            let own = try connection.query(
+                """
+                UPDATE refunds SET outcome_unknown = false
+                WHERE dispute_id = \(disputeID)::uuid AND request_key = \(requestKey) AND dispute_attempt IS NOT NULL
+                  AND status <> 'failed'
+                RETURNING \(sql: columns)
+                """
+            ).first
+        {
             return own
         }
-        guard let unknown = try connection.query("""
-            SELECT id, amount_cents FROM refunds
-            WHERE dispute_id = \(disputeID)::uuid AND status = 'creating' AND outcome_unknown AND dispute_attempt IS NOT NULL
-            ORDER BY created_at LIMIT 1
-            """).first, let id = unknown["id"] else { return nil }
+        guard
+            let unknown = try connection.query(
+                """
+                SELECT id, amount_cents FROM refunds
+                WHERE dispute_id = \(disputeID)::uuid AND status = 'creating' AND outcome_unknown AND dispute_attempt IS NOT NULL
+                ORDER BY created_at LIMIT 1
+                """
+            ).first, let id = unknown["id"]
+        else { return nil }
         let amount = Int64(unknown.int("amount_cents") ?? 0)
         guard requested == nil || requested == amount else {
-            throw APIError(.refundInProgress, message: "A refund of \(amount) on this dispute is still being settled with Stripe; retry that amount first.",
-                           headers: [("Retry-After", "5")])
+            throw APIError(
+                .refundInProgress,
+                message:
+                    "A refund of \(amount) on this dispute is still being settled with Stripe; retry that amount first.",
+                headers: [("Retry-After", "5")])
         }
-        return try connection.query("""
+        return try connection.query(
+            """
             UPDATE refunds SET outcome_unknown = false WHERE id = \(id)::uuid RETURNING \(sql: columns)
-            """).first
+            """
+        ).first
     }
 
     /// A refund row as `refund` returns it.
     private func settledRow(_ refundID: String, on database: some SQLExecutor) throws -> Row {
-        guard let row = try database.query("""
-            SELECT id::text AS id, stripe_refund_id, amount_cents, status, sequence FROM refunds WHERE id = \(refundID)::uuid
-            """).first else { throw APIError.internalError }
+        guard
+            let row = try database.query(
+                """
+                SELECT id::text AS id, stripe_refund_id, amount_cents, status, sequence FROM refunds WHERE id = \(refundID)::uuid
+                """
+            ).first
+        else { throw APIError.internalError }
         return row
     }
 
     /// Destination charges take the seller's share back with the refund; a platform charge
     /// (milestone) is refunded from the platform alone.
-    private func parameters(paymentID: String, amount: Int64, disputeID: String, refundID: String) throws -> [(String, StripeParameter)] {
-        guard let payment = try context.database.query("""
-            SELECT kind, stripe_payment_intent_id FROM payments WHERE id = \(paymentID)::uuid
-            """).first, let intent = payment["stripe_payment_intent_id"] else { throw APIError.notFound }
+    private func parameters(paymentID: String, amount: Int64, disputeID: String, refundID: String) throws -> [(
+        String, StripeParameter
+    )] {
+        guard
+            let payment = try context.database.query(
+                """
+                SELECT kind, stripe_payment_intent_id FROM payments WHERE id = \(paymentID)::uuid
+                """
+            ).first, let intent = payment["stripe_payment_intent_id"]
+        else { throw APIError.notFound }
         var parameters: [(String, StripeParameter)] = [
             ("payment_intent", .string(intent)), ("amount", .integer(amount)), ("reason", "requested_by_customer"),
-            ("metadata", .object([("dispute_id", .string(disputeID)), ("refund_id", .string(refundID)),
-                                  ("payment_id", .string(paymentID))])),
+            (
+                "metadata",
+                .object([
+                    ("dispute_id", .string(disputeID)), ("refund_id", .string(refundID)),
+                    ("payment_id", .string(paymentID)),
+                ])
+            ),
         ]
         if payment["kind"] == "purchase" {
             parameters += [("reverse_transfer", true), ("refund_application_fee", true)]
@@ -178,11 +247,15 @@ struct Refunds {
 
     /// A released milestone's transfer is reversed first, up to what is left of it.
     private func reverseReleasedTransfer(paymentID: String, amount: Int64, key: String) throws {
-        guard let transfer = try context.database.query("""
-            SELECT t.stripe_transfer_id, t.amount_cents - t.amount_reversed AS left_over
-            FROM transfers t JOIN payments p ON p.id = t.payment_id
-            WHERE t.payment_id = \(paymentID)::uuid AND p.kind = 'milestone' AND t.stripe_transfer_id IS NOT NULL
-            """).first, let transferID = transfer["stripe_transfer_id"] else { return }
+        guard
+            let transfer = try context.database.query(
+                """
+                SELECT t.stripe_transfer_id, t.amount_cents - t.amount_reversed AS left_over
+                FROM transfers t JOIN payments p ON p.id = t.payment_id
+                WHERE t.payment_id = \(paymentID)::uuid AND p.kind = 'milestone' AND t.stripe_transfer_id IS NOT NULL
+                """
+            ).first, let transferID = transfer["stripe_transfer_id"]
+        else { return }
         let reversal = min(amount, Int64(transfer.int("left_over") ?? 0))
         guard reversal > 0 else { return }
         switch Result(catching: { () throws(StripeError) in
@@ -195,7 +268,8 @@ struct Refunds {
             return
         case .failure(let error): throw error
         }
-        try context.database.query("""
+        try context.database.query(
+            """
             UPDATE transfers SET amount_reversed = LEAST(amount_cents, amount_reversed + \(reversal)),
                    status = CASE WHEN amount_reversed + \(reversal) >= amount_cents THEN 'reversed' ELSE 'partially_reversed' END
             WHERE stripe_transfer_id = \(transferID)

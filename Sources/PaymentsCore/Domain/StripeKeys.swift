@@ -20,7 +20,8 @@ enum StripeKeys {
     /// Funding a milestone: the first attempt has the documented key, a new attempt after a
     /// failed one its own number.
     static func fundMilestone(_ milestoneID: String, attempt: Int) -> String {
-        attempt <= 1 ? "milestone:\(milestoneID.lowercased()):fund" : "milestone:\(milestoneID.lowercased()):fund:\(attempt)"
+        attempt <= 1
+            ? "milestone:\(milestoneID.lowercased()):fund" : "milestone:\(milestoneID.lowercased()):fund:\(attempt)"
     }
 
     /// Releasing a milestone: its transfer to the seller.
@@ -67,11 +68,14 @@ extension StripeClient {
     /// Cancels a payment's intent under the key for `reason`. An intent that a call for another
     /// reason (or Stripe itself) already cancelled counts as cancelled.
     @discardableResult
-    func cancelIntent(_ intentID: String, ofPayment paymentID: String,
-                      reason: CancellationReason) throws(StripeError) -> PaymentIntent {
+    func cancelIntent(
+        _ intentID: String, ofPayment paymentID: String,
+        reason: CancellationReason
+    ) throws(StripeError) -> PaymentIntent {
         do {
-            return try cancelPaymentIntent(intentID, reason: reason.rawValue,
-                                           idempotencyKey: StripeKeys.cancel(paymentID, reason: reason))
+            return try cancelPaymentIntent(
+                intentID, reason: reason.rawValue,
+                idempotencyKey: StripeKeys.cancel(paymentID, reason: reason))
         } catch let error where error.code == "payment_intent_unexpected_state" {
             let intent = try retrievePaymentIntent(intentID)
             guard intent.status == "canceled" else { throw error }

@@ -21,9 +21,11 @@ public struct AuditEntry: Sendable {
     public var metadata: [String: JSONValue]
 
     /// Creates an entry; success by default.
-    public init(operation: String, entityType: String, entityID: String?, oldValues: JSONValue? = nil,
-                newValues: JSONValue? = nil, success: Bool = true, errorCode: String? = nil,
-                metadata: [String: JSONValue] = [:]) {
+    public init(
+        operation: String, entityType: String, entityID: String?, oldValues: JSONValue? = nil,
+        newValues: JSONValue? = nil, success: Bool = true, errorCode: String? = nil,
+        metadata: [String: JSONValue] = [:]
+    ) {
         self.operation = operation
         self.entityType = entityType
         self.entityID = entityID
@@ -86,7 +88,8 @@ public enum AuditLog {
         let old = entry.oldValues.map { String(decoding: JSONCoding.encode($0), as: UTF8.self) }
         let new = entry.newValues.map { String(decoding: JSONCoding.encode($0), as: UTF8.self) }
         let metadata = String(decoding: JSONCoding.encode(entry.metadata), as: UTF8.self)
-        try connection.query("""
+        try connection.query(
+            """
             INSERT INTO payment_audit_logs
                 (operation, entity_type, entity_id, actor_profile_id, actor_role, request_id, ip, user_agent,
                  old_values, new_values, success, error_code, metadata)

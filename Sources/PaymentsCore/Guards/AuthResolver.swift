@@ -46,11 +46,13 @@ public struct AuthConfiguration: Sendable {
         }
         let keys = try environment.optional("AUTH_JWKS_FILE").map(JWKSLoader.load(path:)) ?? [:]
         guard secret != nil || !keys.isEmpty else {
-            throw ConfigurationError(description: "missing required environment variable AUTH_JWT_SECRET (or AUTH_JWKS_FILE)")
+            throw ConfigurationError(
+                description: "missing required environment variable AUTH_JWT_SECRET (or AUTH_JWKS_FILE)")
         }
-        verifier = TokenVerifier(sharedSecret: secret.map { Array($0.utf8) }, keys: keys,
-                                 issuer: environment.optional("AUTH_ISSUER"), audience: environment.optional("AUTH_AUDIENCE"),
-                                 leeway: 60, maximumLifetime: Int64(try Self.maximumTokenLifetime(environment)))
+        verifier = TokenVerifier(
+            sharedSecret: secret.map { Array($0.utf8) }, keys: keys,
+            issuer: environment.optional("AUTH_ISSUER"), audience: environment.optional("AUTH_AUDIENCE"),
+            leeway: 60, maximumLifetime: Int64(try Self.maximumTokenLifetime(environment)))
     }
 
     /// `AUTH_MAX_TOKEN_LIFETIME_SECONDS` (default one day): tokens whose `exp − iat` is longer are refused.
@@ -87,9 +89,11 @@ struct AuthResolver {
         } catch {
             throw Self.unauthenticated(error.rawValue)
         }
-        let row = try connection.query("""
+        let row = try connection.query(
+            """
             SELECT id, role, disabled_at IS NOT NULL AS disabled FROM profiles WHERE user_id = \(claims.subject)
-            """).first
+            """
+        ).first
         guard let row, let profileID = row.uuid("id"), let role = row.string("role").flatMap(Role.init) else {
             throw Self.unauthenticated("the token's subject has no profile")
         }
@@ -105,7 +109,8 @@ struct AuthResolver {
         if identity.viaCookie && !["GET", "HEAD", "OPTIONS"].contains(request.method) {
             let cookies = Self.cookies(request.header("cookie"))
             guard let header = request.header("x-csrf-token"), let cookie = cookies[configuration.csrfCookie],
-                  !cookie.isEmpty, Digest.constantTimeEqual(Array(header.utf8), Array(cookie.utf8)) else {
+                !cookie.isEmpty, Digest.constantTimeEqual(Array(header.utf8), Array(cookie.utf8))
+            else {
                 throw APIError(.csrfFailed)
             }
         }
@@ -115,8 +120,9 @@ struct AuthResolver {
     }
 
     static func unauthenticated(_ reason: String) -> APIError {
-        APIError(.unauthenticated, message: "Unauthenticated: \(reason).",
-                 headers: [("WWW-Authenticate", "Bearer")])
+        APIError(
+            .unauthenticated, message: "Unauthenticated: \(reason).",
+            headers: [("WWW-Authenticate", "Bearer")])
     }
 
     /// Parses a `Cookie` header (`a=1; b=2`); the first occurrence of a name wins.

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// How a client address becomes the `{ip}` of a rate-limit key. IPv4 addresses count one by one;

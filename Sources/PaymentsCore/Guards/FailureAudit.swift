@@ -20,7 +20,8 @@ struct FailureAudit {
     /// Records a refused attempt at `audit`'s operation.
     func record(_ audit: AuditTarget, errorCode: String, request: Request, context: WorkerContext) {
         var entityID = request.pathParameters["id"].flatMap(Self.identifier)
-        if let field = audit.bodyField, case .object(let fields)? = request.json, case .string(let id)? = fields[field] {
+        if let field = audit.bodyField, case .object(let fields)? = request.json, case .string(let id)? = fields[field]
+        {
             entityID = Self.identifier(id)
         }
         do {
@@ -30,11 +31,12 @@ struct FailureAudit {
                 let key = "\(audit.operation) \(errorCode) \(ClientAddress.rateLimitBucket(request.remoteAddress))"
                 guard shared.refusalSampler.isFirstInWindow(key) else { return }
             }
-            let entry = AuditEntry(operation: audit.operation, entityType: audit.entityType, entityID: entityID,
-                                   oldValues: entityID.flatMap { try? Self.snapshot(audit.entityType, id: $0, on: context.database) },
-                                   newValues: request.json.flatMap(Self.summary).map { ["attempted": $0] },
-                                   success: false, errorCode: errorCode,
-                                   metadata: request.identity == nil ? ["sampled": "first per address and minute"] : [:])
+            let entry = AuditEntry(
+                operation: audit.operation, entityType: audit.entityType, entityID: entityID,
+                oldValues: entityID.flatMap { try? Self.snapshot(audit.entityType, id: $0, on: context.database) },
+                newValues: request.json.flatMap(Self.summary).map { ["attempted": $0] },
+                success: false, errorCode: errorCode,
+                metadata: request.identity == nil ? ["sampled": "first per address and minute"] : [:])
             try AuditLog.record(entry, request: request, on: context.database)
         } catch {
             shared.logger.error("audit write failed", [("request_id", .string(request.requestID))])
@@ -64,17 +66,20 @@ struct FailureAudit {
     /// An entity id from the request, kept only when it looks like one (letters, digits, `-`, `_`).
     static func identifier(_ text: String) -> String? {
         guard (1...64).contains(text.utf8.count),
-              text.utf8.allSatisfy({ $0.isASCIIAlphanumeric || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") })
+            text.utf8.allSatisfy({ $0.isASCIIAlphanumeric || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") })
         else { return nil }
         return text
     }
 
     private static func clean(_ text: String) -> String {
-        String(String.UnicodeScalarView(text.unicodeScalars.lazy.filter { !$0.isControlCharacter }.prefix(maximumTextLength)))
+        String(
+            String.UnicodeScalarView(
+                text.unicodeScalars.lazy.filter { !$0.isControlCharacter }.prefix(maximumTextLength)))
     }
 
     /// What a refused action would have changed, as it stood: the entity's state columns.
-    private static func snapshot(_ entityType: String, id: String, on connection: some SQLExecutor) throws -> JSONValue? {
+    private static func snapshot(_ entityType: String, id: String, on connection: some SQLExecutor) throws -> JSONValue?
+    {
         guard UUID(uuidString: id) != nil else { return nil }
         let query: SQLQuery
         switch entityType {
@@ -84,10 +89,15 @@ struct FailureAudit {
                                           'amount_refunded', amount_refunded)::text AS v
                 FROM payments WHERE id = \(id)::uuid
                 """
-        case "dispute": query = "SELECT jsonb_build_object('status', status, 'kind', kind)::text AS v FROM disputes WHERE id = \(id)::uuid"
-        case "milestone": query = "SELECT jsonb_build_object('status', status)::text AS v FROM milestones WHERE id = \(id)::uuid"
-        case "listing": query = "SELECT jsonb_build_object('status', status)::text AS v FROM listings WHERE id = \(id)::uuid"
-        case "notification": query = "SELECT jsonb_build_object('read_at', read_at)::text AS v FROM notifications WHERE id = \(id)::uuid"
+        case "dispute":
+            query =
+                "SELECT jsonb_build_object('status', status, 'kind', kind)::text AS v FROM disputes WHERE id = \(id)::uuid"
+        case "milestone":
+            query = "SELECT jsonb_build_object('status', status)::text AS v FROM milestones WHERE id = \(id)::uuid"
+        case "listing":
+            query = "SELECT jsonb_build_object('status', status)::text AS v FROM listings WHERE id = \(id)::uuid"
+        case "notification":
+            query = "SELECT jsonb_build_object('read_at', read_at)::text AS v FROM notifications WHERE id = \(id)::uuid"
         default: return nil
         }
         return try connection.query(query).first?["v"].flatMap { JSONValue.parse(Array($0.utf8)) }

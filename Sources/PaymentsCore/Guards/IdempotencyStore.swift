@@ -47,53 +47,74 @@ struct IdempotencyStore {
     /// whose request can no longer be running — its lease (`lease`, the longest a request can
     /// take) ran out, or its owner process is gone — is taken over by this request, which then
     /// finishes or compensates the first attempt's work through the same Stripe keys.
-    static func begin(profileID: String, key: String, route: String, hash: String, lease: Duration, sealingKey: [UInt8],
-                      on connection: some SQLExecutor) throws -> IdempotencyDecision {
+    static func begin(
+        profileID: String, key: String, route: String, hash: String, lease: Duration, sealingKey: [UInt8],
+        on connection: some SQLExecutor
+    ) throws -> IdempotencyDecision {
         let owner = RequestOwner.make()
         let leaseSeconds = Double(lease.components.seconds)
-        let inserted = try connection.query("""
+        let inserted = try connection.query(
+            """
             INSERT INTO idempotency_keys (profile_id, key, route, request_hash, status, owner, lease_expires_at)
             VALUES (\(profileID)::uuid, \(key), \(route), \(hash), 'in_progress', \(owner),
                     now() + make_interval(secs => \(leaseSeconds)))
             ON CONFLICT (profile_id, key) DO NOTHING
             """)
         if inserted.affectedRows == 1 { return .proceed(owner: owner) }
-        guard let row = try connection.query("""
-            SELECT request_hash, status, response_status, response_body, owner,
-                   COALESCE(lease_expires_at <= now(), created_at < now() - interval '1 hour') AS lease_over
-            FROM idempotency_keys WHERE profile_id = \(profileID)::uuid AND key = \(key)
-            """).first else {
+        guard
+            let row = try connection.query(
+                """
+                SELECT request_hash, status, response_status, response_body, owner,
+                       COALESCE(lease_expires_at <= now(), created_at < now() - interval '1 hour') AS lease_over
+                FROM idempotency_keys WHERE profile_id = \(profileID)::uuid AND key = \(key)
+                """
+            ).first
+        else {
             // Deleted between our insert and select (its first use failed transiently): claim it again.
-            return try begin(profileID: profileID, key: key, route: route, hash: hash, lease: lease, sealingKey: sealingKey,
-                             on: connection)
+            return try begin(
+                profileID: profileID, key: key, route: route, hash: hash, lease: lease, sealingKey: sealingKey,
+                on: connection)
         }
         guard row["request_hash"] == hash else {
             throw APIError(.idempotencyKeyReused)
         }
         if row["status"] == "completed", let status = row.int("response_status") {
             let stored = row.bytes("response_body") ?? []
-            guard let body = stored.first == sealedMarker ? SealedBox.open(Array(stored.dropFirst()), key: sealingKey) : stored else {
+            guard
+                let body = stored.first == sealedMarker
+                    ? SealedBox.open(Array(stored.dropFirst()), key: sealingKey) : stored
+            else {
                 // Sealed under an earlier STRIPE_SECRET_KEY: the work is done, its answer unreadable.
-                throw APIError(.idempotencyKeyReused, message: "This Idempotency-Key was used before and its stored answer can no longer be read.")
+                throw APIError(
+                    .idempotencyKeyReused,
+                    message: "This Idempotency-Key was used before and its stored answer can no longer be read.")
             }
             return .replay(Response(status: status, headers: [("Idempotent-Replayed", "true")], body: body))
         }
-        if row.bool("lease_over") == true || RequestOwner.isGone(row["owner"]), try connection.query("""
-            UPDATE idempotency_keys SET owner = \(owner), lease_expires_at = now() + make_interval(secs => \(leaseSeconds))
-            WHERE profile_id = \(profileID)::uuid AND key = \(key) AND status = 'in_progress'
-              AND owner IS NOT DISTINCT FROM \(row["owner"])
-            """).affectedRows == 1 {
+        if row.bool("lease_over") == true || RequestOwner.isGone(row["owner"]),
+            try connection.query(
+                """
+                UPDATE idempotency_keys SET owner = \(owner), lease_expires_at = now() + make_interval(secs => \(leaseSeconds))
+                WHERE profile_id = \(profileID)::uuid AND key = \(key) AND status = 'in_progress'
+                  AND owner IS NOT DISTINCT FROM \(row["owner"])
+                """
+            ).affectedRows == 1
+        {
             return .proceed(owner: owner)
         }
-        throw APIError(.idempotencyInProgress,
-                       headers: [("Retry-After", "1")])
+        throw APIError(
+            .idempotencyInProgress,
+            headers: [("Retry-After", "1")])
     }
 
     /// Stores the final response for replays (unless another request took the key over).
-    static func complete(profileID: String, key: String, owner: String, response: Response, sealingKey: [UInt8],
-                         on connection: some SQLExecutor) throws {
+    static func complete(
+        profileID: String, key: String, owner: String, response: Response, sealingKey: [UInt8],
+        on connection: some SQLExecutor
+    ) throws {
         let sealed = [sealedMarker] + SealedBox.seal(response.body, key: sealingKey)
-        try connection.query("""
+        try connection.query(
+            """
             UPDATE idempotency_keys SET status = 'completed', response_status = \(response.status),
                    response_body = \(ByteA(sealed))
             WHERE profile_id = \(profileID)::uuid AND key = \(key) AND owner = \(owner)
@@ -103,7 +124,8 @@ struct IdempotencyStore {
     /// Releases the key after a transient failure, so the client's retry runs again (unless
     /// another request took the key over: then it is that request's).
     static func release(profileID: String, key: String, owner: String, on connection: some SQLExecutor) {
-        _ = try? connection.query("""
+        _ = try? connection.query(
+            """
             DELETE FROM idempotency_keys
             WHERE profile_id = \(profileID)::uuid AND key = \(key) AND status = 'in_progress' AND owner = \(owner)
             """)

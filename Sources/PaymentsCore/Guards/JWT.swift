@@ -70,13 +70,16 @@ struct TokenVerifier: Sendable {
         guard token.utf8.count <= Self.maximumTokenBytes else { throw .malformed }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, parts[0].utf8.count <= Self.maximumHeaderBytes * 4 / 3 + 4,
-              let headerBytes = Base64URL.decode(parts[0]),
-              case .object(let header)? = try? JSONParser.parse(headerBytes, maximumDepth: 2),
-              case .string(let algorithm)? = header["alg"] else {
+            let headerBytes = Base64URL.decode(parts[0]),
+            case .object(let header)? = try? JSONParser.parse(headerBytes, maximumDepth: 2),
+            case .string(let algorithm)? = header["alg"]
+        else {
             throw .malformed
         }
         if let type = header["typ"] {
-            guard case .string(let text) = type, Self.acceptedTypes.contains(text.lowercased()) else { throw .unsupportedType }
+            guard case .string(let text) = type, Self.acceptedTypes.contains(text.lowercased()) else {
+                throw .unsupportedType
+            }
         }
         guard header["crit"] == nil else { throw .criticalExtension }
         guard let signature = Base64URL.decode(parts[2]) else { throw .malformed }
@@ -85,14 +88,17 @@ struct TokenVerifier: Sendable {
         try verifySignature(algorithm: algorithm, keyID: keyID, signature: signature, signingInput: signingInput)
         // Only a token signed by a trusted key gets its claims parsed.
         guard let payloadBytes = Base64URL.decode(parts[1]),
-              case .object(let claims)? = try? JSONParser.parse(payloadBytes, maximumDepth: 4) else {
+            case .object(let claims)? = try? JSONParser.parse(payloadBytes, maximumDepth: 4)
+        else {
             throw .malformed
         }
         return try validate(claims, now: now)
     }
 
-    private func verifySignature(algorithm: String, keyID: String?, signature: [UInt8],
-                                 signingInput: [UInt8]) throws(TokenRejection) {
+    private func verifySignature(
+        algorithm: String, keyID: String?, signature: [UInt8],
+        signingInput: [UInt8]
+    ) throws(TokenRejection) {
         switch algorithm {
         case "HS256":
             guard let sharedSecret else { throw .unsupportedAlgorithm }
@@ -128,7 +134,8 @@ struct TokenVerifier: Sendable {
             }
         }
         guard case .string(let subject)? = claims["sub"], !subject.isEmpty, subject.utf8.count <= 255,
-              !subject.unicodeScalars.contains(where: \.isControlCharacter) else {
+            !subject.unicodeScalars.contains(where: \.isControlCharacter)
+        else {
             throw .missingSubject
         }
         return TokenClaims(subject: subject, expiresAt: expiresAt)
@@ -160,13 +167,15 @@ struct TokenVerifier: Sendable {
 enum JWKSLoader {
     static func load(path: String) throws -> [String: PublicKey] {
         guard let data = FileManager.default.contents(atPath: path),
-              case .object(let document)? = JSONValue.parse(Array(data)),
-              case .array(let entries)? = document["keys"] else {
+            case .object(let document)? = JSONValue.parse(Array(data)),
+            case .array(let entries)? = document["keys"]
+        else {
             throw ConfigurationError(description: "AUTH_JWKS_FILE \(path) is not a readable JWKS document")
         }
         var keys: [String: PublicKey] = [:]
         for entry in entries {
-            guard case .object(let jwk) = entry, case .string(let kid)? = jwk["kid"], case .string(let type)? = jwk["kty"]
+            guard case .object(let jwk) = entry, case .string(let kid)? = jwk["kid"],
+                case .string(let type)? = jwk["kty"]
             else { throw ConfigurationError(description: "AUTH_JWKS_FILE: every key needs kid and kty") }
             func bytes(_ name: String) throws -> [UInt8] {
                 guard case .string(let text)? = jwk[name], let value = Base64URL.decode(Substring(text)) else {
@@ -177,7 +186,8 @@ enum JWKSLoader {
             do {
                 switch type {
                 case "RSA": keys[kid] = try PublicKey.rsa(modulus: try bytes("n"), exponent: try bytes("e"))
-                case "EC" where jwk["crv"] == .string("P-256"): keys[kid] = try PublicKey.ecP256(x: try bytes("x"), y: try bytes("y"))
+                case "EC" where jwk["crv"] == .string("P-256"):
+                    keys[kid] = try PublicKey.ecP256(x: try bytes("x"), y: try bytes("y"))
                 default: throw ConfigurationError(description: "AUTH_JWKS_FILE: key \(kid) is neither RSA nor EC P-256")
                 }
             } catch let error as PublicKeyError {

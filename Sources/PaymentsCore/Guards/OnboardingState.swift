@@ -34,19 +34,22 @@ struct OnboardingState: Equatable {
         guard let text, !text.isEmpty else { throw .missing }
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
         guard text.utf8.count <= 512, parts.count == 2, let payload = Base64URL.decode(parts[0]),
-              let signature = Base64URL.decode(parts[1]) else { throw .malformed }
+            let signature = Base64URL.decode(parts[1])
+        else { throw .malformed }
         guard Digest.constantTimeEqual(Digest.hmacSHA256(key: key, message: payload), signature) else { throw .forged }
         let fields = String(decoding: payload, as: UTF8.self).split(separator: "|", omittingEmptySubsequences: false)
         guard fields.count == 4, let expiresAt = Int64(fields[2]) else { throw .malformed }
         guard now <= expiresAt else { throw .expired }
-        return OnboardingState(profileID: String(fields[0]), accountID: String(fields[1]), expiresAt: expiresAt,
-                               nonce: String(fields[3]))
+        return OnboardingState(
+            profileID: String(fields[0]), accountID: String(fields[1]), expiresAt: expiresAt,
+            nonce: String(fields[3]))
     }
 
     /// A fresh state for a profile's account.
     static func make(profileID: String, accountID: String, now: Int64) -> OnboardingState {
-        OnboardingState(profileID: profileID, accountID: accountID, expiresAt: now + lifetime,
-                        nonce: Hex.encode(Digest.randomBytes(8)))
+        OnboardingState(
+            profileID: profileID, accountID: accountID, expiresAt: now + lifetime,
+            nonce: Hex.encode(Digest.randomBytes(8)))
     }
 
     /// The signing key: HMAC(STRIPE_SECRET_KEY, purpose).
@@ -61,11 +64,13 @@ struct OnboardingState: Equatable {
 extension OnboardingState {
     /// Records the nonce; false when it was recorded already (the state was used).
     func claimNonce(on connection: some SQLExecutor) throws -> Bool {
-        try connection.query("""
+        try connection.query(
+            """
             INSERT INTO onboarding_state_nonces (nonce, profile_id, expires_at)
             VALUES (\(nonce), \(profileID)::uuid, to_timestamp(\(expiresAt)))
             ON CONFLICT (nonce) DO NOTHING RETURNING nonce
-            """).first != nil
+            """
+        ).first != nil
     }
 
     /// Forgets the nonce again, when no link could be minted for it, so the seller can retry.

@@ -11,11 +11,18 @@ public struct RateLimit: Sendable, Equatable {
 /// Every limited route family, its key and its default limit — the one table of limits (docs/security.md).
 /// `RATE_LIMITS` overrides counts and windows: `intent=20/60,capture=5/60`.
 public enum RateLimitPolicy: String, Sendable, CaseIterable {
-    case intent, intentIP = "intent-ip", milestone, capture, cancel, dispute, connect, adminRefund = "admin-refund",
-         adminResolve = "admin-resolve", adminEvidence = "admin-evidence", notifications
+    case intent
+    case intentIP = "intent-ip"
+    case milestone, capture, cancel, dispute, connect
+    case adminRefund = "admin-refund"
+    case
+        adminResolve = "admin-resolve"
+    case adminEvidence = "admin-evidence"
+    case notifications
     /// The onboarding redirects (each hit calls Stripe): per profile named in a valid `state`,
     /// and per client address for states that do not verify. Checked by `ConnectResponder`.
-    case onboarding, onboardingIP = "onboarding-ip"
+    case onboarding
+    case onboardingIP = "onboarding-ip"
 
     /// `{prefix}:{profile}` or `{prefix}:{ip}`.
     var keyPrefix: String {
@@ -68,9 +75,13 @@ public struct RateLimiter: Sendable {
         for entry in (environment.optional("RATE_LIMITS") ?? "").split(separator: ",") {
             let parts = entry.split(separator: "=")
             let numbers = parts.count == 2 ? parts[1].split(separator: "/").compactMap { Int($0) } : []
-            guard parts.count == 2, let policy = RateLimitPolicy(rawValue: String(parts[0]).trimmingCharacters(in: .whitespaces)),
-                  numbers.count == 2, numbers[0] >= 1, (1...86_400).contains(numbers[1]) else {
-                throw ConfigurationError(description: "environment variable RATE_LIMITS has a malformed entry `\(entry)` (want name=count/seconds)")
+            guard parts.count == 2,
+                let policy = RateLimitPolicy(rawValue: String(parts[0]).trimmingCharacters(in: .whitespaces)),
+                numbers.count == 2, numbers[0] >= 1, (1...86_400).contains(numbers[1])
+            else {
+                throw ConfigurationError(
+                    description:
+                        "environment variable RATE_LIMITS has a malformed entry `\(entry)` (want name=count/seconds)")
             }
             limits[policy] = RateLimit(limit: numbers[0], windowSeconds: numbers[1])
         }
@@ -80,18 +91,21 @@ public struct RateLimiter: Sendable {
     /// Counts one request; throws `429 rate_limited` with `Retry-After` once the window is full.
     func check(_ policy: RateLimitPolicy, key: String, on connection: some SQLExecutor) throws {
         let rule = limits[policy] ?? policy.defaultLimit
-        let row = try connection.query("""
+        let row = try connection.query(
+            """
             INSERT INTO rate_limits AS r (key, window_start, count)
             VALUES (\(key), to_timestamp(floor(extract(epoch FROM now()) / \(rule.windowSeconds)) * \(rule.windowSeconds)), 1)
             ON CONFLICT (key, window_start) DO UPDATE SET count = r.count + 1
             RETURNING r.count,
                       ceil(extract(epoch FROM r.window_start + make_interval(secs => \(rule.windowSeconds)) - now()))::int AS retry_after
-            """).first
+            """
+        ).first
         guard let count = row?.int("count") else { return }
         if count > rule.limit {
             let retryAfter = max(1, row?.int("retry_after") ?? rule.windowSeconds)
-            throw APIError(.rateLimited, message: "Too many requests; retry in \(retryAfter) s.",
-                           headers: [("Retry-After", String(retryAfter))])
+            throw APIError(
+                .rateLimited, message: "Too many requests; retry in \(retryAfter) s.",
+                headers: [("Retry-After", String(retryAfter))])
         }
     }
 

@@ -1,7 +1,8 @@
 import Cryptography
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Names the request running a piece of work that can outlive it (an `Idempotency-Key`, a
@@ -21,7 +22,8 @@ enum RequestOwner {
     private static let process: String = "\(host):\(getpid()):\(startTime(of: getpid()) ?? "0")"
 
     private static let host: String = {
-        let namespace = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/pid"))
+        let namespace =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/pid"))
             .map { $0.filter(\.isNumber) } ?? ""
         return "\(ProcessInfo.processInfo.hostName)#\(namespace)"
     }()
@@ -32,7 +34,8 @@ enum RequestOwner {
         guard let owner else { return false }
         let parts = owner.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count >= 4, parts.dropLast(3).joined(separator: ":") == host,
-              let pid = Int32(parts[parts.count - 3]) else { return false }
+            let pid = Int32(parts[parts.count - 3])
+        else { return false }
         guard kill(pid, 0) == 0 || errno == EPERM else { return true }
         return startTime(of: pid).map { $0 != parts[parts.count - 2] } ?? true
     }
@@ -40,7 +43,8 @@ enum RequestOwner {
     /// Field 22 of `/proc/PID/stat` (after the parenthesised command name, which may hold spaces).
     private static func startTime(of pid: Int32) -> String? {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return nil }
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
         let fields = stat[stat.index(after: close)...].split(separator: " ")
         return fields.count > 19 ? String(fields[19]) : nil
     }

@@ -16,18 +16,25 @@ enum AppRoleGrants {
     static func apply(to role: String, on connection: some SQLExecutor) throws {
         let isAllowed: (Unicode.Scalar) -> Bool = { $0 == "_" || ("a"..."z").contains($0) || ("0"..."9").contains($0) }
         guard let first = role.unicodeScalars.first, !("0"..."9").contains(first), role.unicodeScalars.count <= 63,
-              role.unicodeScalars.allSatisfy(isAllowed) else {
+            role.unicodeScalars.allSatisfy(isAllowed)
+        else {
             throw MigrationError(description: "DATABASE_APP_ROLE must be a lower-case role name (letters, digits, _)")
         }
-        guard let found = try connection.query("""
-            SELECT r.rolsuper OR r.rolbypassrls AS privileged, pg_has_role(\(role), current_user, 'MEMBER') AS owner
-            FROM pg_roles r WHERE r.rolname = \(role)
-            """).first else {
-            throw MigrationError(description: "DATABASE_APP_ROLE \(role) does not exist: create it first (CREATE ROLE \(role) LOGIN)")
+        guard
+            let found = try connection.query(
+                """
+                SELECT r.rolsuper OR r.rolbypassrls AS privileged, pg_has_role(\(role), current_user, 'MEMBER') AS owner
+                FROM pg_roles r WHERE r.rolname = \(role)
+                """
+            ).first
+        else {
+            throw MigrationError(
+                description: "DATABASE_APP_ROLE \(role) does not exist: create it first (CREATE ROLE \(role) LOGIN)")
         }
         guard found.bool("privileged") == false, found.bool("owner") == false else {
             throw MigrationError(
-                description: "DATABASE_APP_ROLE \(role) must be a plain role: not a superuser, not the owner or a member of it")
+                description:
+                    "DATABASE_APP_ROLE \(role) must be a plain role: not a superuser, not the owner or a member of it")
         }
         let quoted = "\"\(role)\""  // validated above: nothing to escape
         try connection.withTransaction { connection in

@@ -1,7 +1,7 @@
 import FastCGI
 import Foundation
-import Stripe
 import Postgres
+import Stripe
 
 /// The `payments` command line: one binary, one subcommand per operator task (docs/operations.md).
 public enum CommandLineTool {
@@ -39,16 +39,21 @@ public enum CommandLineTool {
             case "sweep":
                 let connection = Connection(connectionString: try env.required("DATABASE_URL"))
                 StripeClient.initializeGlobalState()
-                let payments = PaymentSweeper(connection: connection,
-                                                stripe: try StripeClient(configuration: try ServerConfiguration.stripeConfiguration(env)),
-                                                marketplace: try MarketplaceConfiguration(environment: env))
-                for (task, rows) in try Sweeper.runOnce(on: connection, payments: payments) { print("sweep: \(task): \(rows)") }
+                let payments = PaymentSweeper(
+                    connection: connection,
+                    stripe: try StripeClient(configuration: try ServerConfiguration.stripeConfiguration(env)),
+                    marketplace: try MarketplaceConfiguration(environment: env))
+                for (task, rows) in try Sweeper.runOnce(on: connection, payments: payments) {
+                    print("sweep: \(task): \(rows)")
+                }
                 return 0
             case "events":
                 let connection = Connection(connectionString: try env.required("DATABASE_URL"))
                 // Replays may need to cancel abandoned authorisations; without Stripe settings they only record.
                 StripeClient.initializeGlobalState()
-                let stripe = (try? ServerConfiguration.stripeConfiguration(env)).flatMap { try? StripeClient(configuration: $0) }
+                let stripe = (try? ServerConfiguration.stripeConfiguration(env)).flatMap {
+                    try? StripeClient(configuration: $0)
+                }
                 return try EventsCommand.run(Array(arguments.dropFirst(2)), connection: connection, stripe: stripe)
             case "seed-demo":
                 let connection = Connection(connectionString: try env.required("DATABASE_URL"))
@@ -83,8 +88,10 @@ public enum CommandLineTool {
         let connection = Connection(connectionString: try environment.required("DATABASE_URL"), statementTimeout: .zero)
         let migrations = try Migration.load(from: environment.optional("MIGRATIONS_DIR") ?? "sql")
         let applied = try Migrator(migrations: migrations).migrate(on: connection)
-        print(applied.isEmpty ? "migrations: up to date (\(migrations.count) applied)"
-                              : "migrations: applied \(applied.joined(separator: ", "))")
+        print(
+            applied.isEmpty
+                ? "migrations: up to date (\(migrations.count) applied)"
+                : "migrations: applied \(applied.joined(separator: ", "))")
         if let role = environment.optional("DATABASE_APP_ROLE") {
             try AppRoleGrants.apply(to: role, on: connection)
             print("migrations: privileges of \(role) granted (DML; payment_audit_logs insert-only)")
@@ -102,15 +109,18 @@ public enum CommandLineTool {
             case ("--ttl", let value?):
                 let longest = try AuthConfiguration.maximumTokenLifetime(environment)
                 guard let seconds = Int(value), (1...longest).contains(seconds) else {
-                    throw ConfigurationError(description:
-                        "--ttl must be a number of seconds from 1 to \(longest) (AUTH_MAX_TOKEN_LIFETIME_SECONDS)")
+                    throw ConfigurationError(
+                        description:
+                            "--ttl must be a number of seconds from 1 to \(longest) (AUTH_MAX_TOKEN_LIFETIME_SECONDS)")
                 }
                 ttl = seconds
             default:
                 throw ConfigurationError(description: "usage: payments token --user SUB [--ttl SECONDS]")
             }
         }
-        guard let user, !user.isEmpty else { throw ConfigurationError(description: "usage: payments token --user SUB [--ttl SECONDS]") }
+        guard let user, !user.isEmpty else {
+            throw ConfigurationError(description: "usage: payments token --user SUB [--ttl SECONDS]")
+        }
         let secret = try environment.required("AUTH_JWT_SECRET")
         let now = Int64(Date().timeIntervalSince1970)
         var claims: [String: JSONValue] = ["sub": .string(user), "iat": .int(now), "exp": .int(now + Int64(ttl))]
@@ -126,35 +136,47 @@ public enum CommandLineTool {
         // Before any thread starts: signal mask and libcurl's global state are inherited by every thread.
         FastCGIServer.prepareProcess()
         StripeClient.initializeGlobalState()
-        let shared = SharedState(configuration: configuration, logger: logger, metrics: Metrics(), migrations: migrations)
+        let shared = SharedState(
+            configuration: configuration, logger: logger, metrics: Metrics(), migrations: migrations)
         let application = Application(shared: shared)
 
         let queueTimeout = configuration.laneQueueTimeout
         let lanes = [
-            Lane(name: LaneKind.core.rawValue,
-                 listener: try Listener(address: configuration.socketAddress, mode: configuration.socketMode,
-                                        group: configuration.socketGroup),
-                 // Core workers wait only on PostgreSQL: the backlog is their queue (see `Lane`).
-                 workers: configuration.workers, queueCapacity: 0, queueTimeout: queueTimeout),
-            Lane(name: LaneKind.stripe.rawValue,
-                 listener: try Listener(address: configuration.stripeSocketAddress, mode: configuration.socketMode,
-                                        group: configuration.socketGroup),
-                 workers: configuration.stripeWorkers, queueCapacity: configuration.stripeWorkers, queueTimeout: queueTimeout),
+            Lane(
+                name: LaneKind.core.rawValue,
+                listener: try Listener(
+                    address: configuration.socketAddress, mode: configuration.socketMode,
+                    group: configuration.socketGroup),
+                // Core workers wait only on PostgreSQL: the backlog is their queue (see `Lane`).
+                workers: configuration.workers, queueCapacity: 0, queueTimeout: queueTimeout),
+            Lane(
+                name: LaneKind.stripe.rawValue,
+                listener: try Listener(
+                    address: configuration.stripeSocketAddress, mode: configuration.socketMode,
+                    group: configuration.socketGroup),
+                workers: configuration.stripeWorkers, queueCapacity: configuration.stripeWorkers,
+                queueTimeout: queueTimeout),
         ]
-        let server = FastCGIServer(maximumBodyBytes: configuration.maximumBodyBytes,
-                                   shutdownTimeout: .seconds(configuration.shutdownTimeoutSeconds))
-        logger.info("listening", [
-            ("socket", .string(configuration.socketAddress)), ("workers", .int(configuration.workers)),
-            ("stripe_socket", .string(configuration.stripeSocketAddress)), ("stripe_workers", .int(configuration.stripeWorkers)),
-            ("pool_size", .int(configuration.pool.size)), ("instance", .string(configuration.instanceName)),
-            ("pid", .int(Int(getpid()))),
-        ])
+        let server = FastCGIServer(
+            maximumBodyBytes: configuration.maximumBodyBytes,
+            shutdownTimeout: .seconds(configuration.shutdownTimeoutSeconds))
+        logger.info(
+            "listening",
+            [
+                ("socket", .string(configuration.socketAddress)), ("workers", .int(configuration.workers)),
+                ("stripe_socket", .string(configuration.stripeSocketAddress)),
+                ("stripe_workers", .int(configuration.stripeWorkers)),
+                ("pool_size", .int(configuration.pool.size)), ("instance", .string(configuration.instanceName)),
+                ("pid", .int(Int(getpid()))),
+            ])
         let finished = server.run(
             lanes: lanes,
             makeHandler: { lane, index in
                 // A worker without a curl handle cannot serve; there is no way to continue without memory.
-                guard let context = try? WorkerContext(shared: shared, lane: LaneKind(rawValue: lane.name) ?? .core,
-                                                       workerIndex: index)
+                guard
+                    let context = try? WorkerContext(
+                        shared: shared, lane: LaneKind(rawValue: lane.name) ?? .core,
+                        workerIndex: index)
                 else { preconditionFailure("cannot allocate a curl handle") }
                 return WorkerHandler(application: application, context: context)
             },

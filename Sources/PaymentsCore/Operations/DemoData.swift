@@ -18,11 +18,13 @@ enum DemoData {
                 ("00000000-0000-4000-8000-000000000003", admin, "admin", "admin@example.test"),
             ]
             for (id, user, role, email) in profiles {
-                created += try connection.query("""
+                created += try connection.query(
+                    """
                     INSERT INTO profiles (id, user_id, role, email, display_name)
                     VALUES (\(id)::uuid, \(user), \(role), \(email), \(user))
                     ON CONFLICT DO NOTHING
-                    """).affectedRows
+                    """
+                ).affectedRows
             }
             let sellerID = "00000000-0000-4000-8000-000000000002"
             let listings: [(String, String, String, Int)] = [
@@ -31,11 +33,13 @@ enum DemoData {
                 ("00000000-0000-4000-8000-000000000103", "Website redesign", "job", 90_000),
             ]
             for (id, title, kind, price) in listings {
-                created += try connection.query("""
+                created += try connection.query(
+                    """
                     INSERT INTO listings (id, seller_id, title, kind, price_cents, currency)
                     VALUES (\(id)::uuid, \(sellerID)::uuid, \(title), \(kind), \(price), 'usd')
                     ON CONFLICT DO NOTHING
-                    """).affectedRows
+                    """
+                ).affectedRows
             }
             let milestones: [(String, Int, String, Int)] = [
                 ("00000000-0000-4000-8000-000000000201", 1, "Wireframes", 20_000),
@@ -43,11 +47,13 @@ enum DemoData {
                 ("00000000-0000-4000-8000-000000000203", 3, "Build and launch", 40_000),
             ]
             for (id, position, title, amount) in milestones {
-                created += try connection.query("""
+                created += try connection.query(
+                    """
                     INSERT INTO milestones (id, listing_id, position, title, amount_cents)
                     VALUES (\(id)::uuid, '00000000-0000-4000-8000-000000000103'::uuid, \(position), \(title), \(amount))
                     ON CONFLICT DO NOTHING
-                    """).affectedRows
+                    """
+                ).affectedRows
             }
             return created
         }

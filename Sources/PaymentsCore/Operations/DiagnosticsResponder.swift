@@ -19,7 +19,8 @@ struct DiagnosticsResponder {
             .json(["received": request.json ?? .null])
         }
         router.add("GET", "/api/_diag/sleep") { request, context in
-            guard let text = request.query["ms"], let milliseconds = Int(text), (0...10_000).contains(milliseconds) else {
+            guard let text = request.query["ms"], let milliseconds = Int(text), (0...10_000).contains(milliseconds)
+            else {
                 throw APIError.invalidField("ms", "must be an integer from 0 to 10000")
             }
             try context.database.query("SELECT pg_sleep(\(Double(milliseconds) / 1000))")
@@ -32,13 +33,18 @@ struct DiagnosticsResponder {
     /// → the object's `id` and `status`, or the typed `StripeError` fields with status 502.
     private func stripeCall(_ request: Request, _ context: WorkerContext) throws -> Response {
         guard case .object(let body)? = request.json, case .string(let method)? = body["method"],
-              case .string(let path)? = body["path"], path.hasPrefix("/v1/") else {
+            case .string(let path)? = body["path"], path.hasPrefix("/v1/")
+        else {
             throw APIError.invalidField("method/path", "method and a /v1/ path are required")
         }
-        let parameters: [(String, StripeParameter)] = if case .object(let params)? = body["params"] {
-            params.sorted { $0.key < $1.key }.map { ($0.key, Self.parameter($0.value)) }
-        } else { [] }
-        struct Summary: Decodable { let id: String?; let status: String? }
+        let parameters: [(String, StripeParameter)] =
+            if case .object(let params)? = body["params"] {
+                params.sorted { $0.key < $1.key }.map { ($0.key, Self.parameter($0.value)) }
+            } else { [] }
+        struct Summary: Decodable {
+            let id: String?
+            let status: String?
+        }
         let account: String? = if case .string(let value)? = body["account"] { value } else { nil }
         do {
             let summary: Summary
@@ -50,12 +56,14 @@ struct DiagnosticsResponder {
             }
             return .json(["id": JSONValue(summary.id), "status": JSONValue(summary.status)])
         } catch let error as StripeError {
-            return .json([
-                "kind": .string(error.kind.rawValue), "http_status": .int(Int64(error.httpStatus)),
-                "code": JSONValue(error.code), "decline_code": JSONValue(error.declineCode), "param": JSONValue(error.param),
-                "request_id": JSONValue(error.requestID), "attempts": .int(Int64(error.attempts)),
-                "message": .string(error.message),
-            ] as [String: JSONValue], status: 502)
+            return .json(
+                [
+                    "kind": .string(error.kind.rawValue), "http_status": .int(Int64(error.httpStatus)),
+                    "code": JSONValue(error.code), "decline_code": JSONValue(error.declineCode),
+                    "param": JSONValue(error.param),
+                    "request_id": JSONValue(error.requestID), "attempts": .int(Int64(error.attempts)),
+                    "message": .string(error.message),
+                ] as [String: JSONValue], status: 502)
         }
     }
 
@@ -67,7 +75,8 @@ struct DiagnosticsResponder {
         case .double(let number): return .string(String(number))
         case .string(let text): return .string(text)
         case .array(let items): return .array(items.map(parameter))
-        case .object(let fields): return .object(fields.sorted { $0.key < $1.key }.map { ($0.key, parameter($0.value)) })
+        case .object(let fields):
+            return .object(fields.sorted { $0.key < $1.key }.map { ($0.key, parameter($0.value)) })
         }
     }
 }

@@ -4,14 +4,17 @@ import Stripe
 
 /// `payments events list --status S` and `payments events replay --id ID | --type T --since WHEN`.
 enum EventsCommand {
-    static let usage = "usage: payments events list [--status parked|failed|dead|processed|ignored] [--limit N]\n"
+    static let usage =
+        "usage: payments events list [--status parked|failed|dead|processed|ignored] [--limit N]\n"
         + "       payments events replay (--id EVT | --type TYPE [--since UNIX_SECONDS])"
 
     static func run(_ arguments: [String], connection: Connection, stripe: StripeClient?) throws -> Int32 {
         var options: [String: String] = [:]
         var rest = arguments.dropFirst()[...]
         while let flag = rest.popFirst() {
-            guard flag.hasPrefix("--"), let value = rest.popFirst() else { throw ConfigurationError(description: usage) }
+            guard flag.hasPrefix("--"), let value = rest.popFirst() else {
+                throw ConfigurationError(description: usage)
+            }
             options[String(flag.dropFirst(2))] = value
         }
         switch arguments.first {
@@ -23,28 +26,37 @@ enum EventsCommand {
 
     private static func list(_ options: [String: String], connection: Connection) throws -> Int32 {
         let limit = Int(options["limit"] ?? "100") ?? 100
-        let rows = try connection.query("""
+        let rows = try connection.query(
+            """
             SELECT id, endpoint, type, status, attempts, created, iso8601(received_at) AS received_at,
                    iso8601(next_attempt_at) AS next_attempt_at, last_error
             FROM webhook_events WHERE (\(options["status"])::text IS NULL OR status = \(options["status"]))
             ORDER BY received_at DESC LIMIT \(limit)
-            """).rows
+            """
+        ).rows
         for row in rows {
-            let fields = ["id", "endpoint", "type", "status", "attempts", "created", "received_at", "next_attempt_at", "last_error"]
+            let fields = [
+                "id", "endpoint", "type", "status", "attempts", "created", "received_at", "next_attempt_at",
+                "last_error",
+            ]
             print(fields.map { row[$0] ?? "-" }.joined(separator: "\t"))
         }
         return 0
     }
 
-    private static func replay(_ options: [String: String], connection: Connection, stripe: StripeClient?) throws -> Int32 {
+    private static func replay(_ options: [String: String], connection: Connection, stripe: StripeClient?) throws
+        -> Int32
+    {
         let ids: [String]
         if let id = options["id"] {
             ids = [id]
         } else if let type = options["type"] {
             let since = Int64(options["since"] ?? "0") ?? 0
-            ids = try connection.query("""
+            ids = try connection.query(
+                """
                 SELECT id FROM webhook_events WHERE type = \(type) AND created >= \(since) ORDER BY created, id
-                """).rows.compactMap { $0["id"] }
+                """
+            ).rows.compactMap { $0["id"] }
         } else {
             throw ConfigurationError(description: usage)
         }

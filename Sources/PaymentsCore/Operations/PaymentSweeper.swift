@@ -14,29 +14,37 @@ struct PaymentSweeper {
 
     /// Cancels purchases whose buyer did not pay within the reservation; returns how many.
     func expireReservations() throws -> Int {
-        let due = try connection.query("""
+        let due = try connection.query(
+            """
             SELECT p.id, p.stripe_payment_intent_id, p.status FROM payments p JOIN listings l ON l.id = p.listing_id
             WHERE p.kind = 'purchase' AND l.status = 'payment_pending' AND l.reserved_by = p.buyer_id
               AND l.reserved_until < now()
               AND p.status IN ('creating', 'requires_payment_method', 'requires_confirmation', 'requires_action')
             ORDER BY l.reserved_until LIMIT 100
-            """).rows
+            """
+        ).rows
         return cancelEach(due, operation: "payment.reservation_expired", notification: "reservation_expired")
     }
 
     /// Cancels authorisations within `CAPTURE_MARGIN_HOURS` of `capture_before` (they would
     /// lapse at Stripe anyway); buyer and seller are told.
     func cancelLapsingAuthorizations() throws -> Int {
-        let due = try connection.query("""
+        let due = try connection.query(
+            """
             SELECT id, stripe_payment_intent_id, status FROM payments
             WHERE status = 'requires_capture'
               AND capture_before < now() + make_interval(hours => \(marketplace.captureMarginHours))
             ORDER BY capture_before LIMIT 100
-            """).rows
+            """
+        ).rows
         var cancelled = 0
-        for payment in due where (try? cancel(payment, intentID: payment["stripe_payment_intent_id"],
-                                               operation: "payment.authorization_lapsing",
-                                               notification: "authorization_cancelled")) == true {
+        for payment in due
+        where
+            (try? cancel(
+                payment, intentID: payment["stripe_payment_intent_id"],
+                operation: "payment.authorization_lapsing",
+                notification: "authorization_cancelled")) == true
+        {
             cancelled += 1
         }
         return cancelled
@@ -47,12 +55,14 @@ struct PaymentSweeper {
     /// intent Stripe may hold is recovered under the same key, attached and cancelled, and the
     /// milestone can be funded again. Returns how many.
     func settleUnfinishedFundings() throws -> Int {
-        let due = try connection.query("""
+        let due = try connection.query(
+            """
             SELECT id, stripe_payment_intent_id, status FROM payments
             WHERE kind = 'milestone' AND status = 'creating' AND stripe_payment_intent_id IS NULL
               AND created_at < now() - make_interval(mins => \(marketplace.reservationMinutes))
             ORDER BY created_at LIMIT 100
-            """).rows
+            """
+        ).rows
         return cancelEach(due, operation: "milestone.funding_abandoned", notification: "funding_abandoned")
     }
 
@@ -65,18 +75,22 @@ struct PaymentSweeper {
     /// `payment_intent.succeeded` funds the milestone; cancelling locally first would leave a
     /// charged funding marked `canceled`.
     func expireFundings() throws -> Int {
-        let due = try connection.query("""
+        let due = try connection.query(
+            """
             SELECT id, stripe_payment_intent_id, status FROM payments
             WHERE kind = 'milestone' AND stripe_payment_intent_id IS NOT NULL
               AND status IN ('requires_payment_method', 'requires_confirmation', 'requires_action')
               AND created_at < now() - make_interval(mins => \(marketplace.reservationMinutes))
             ORDER BY created_at LIMIT 100
-            """).rows
+            """
+        ).rows
         return due.filter { payment in
             guard let id = payment["id"], let intentID = payment["stripe_payment_intent_id"],
-                  (try? stripe.cancelIntent(intentID, ofPayment: id, reason: .abandoned)) != nil else { return false }
+                (try? stripe.cancelIntent(intentID, ofPayment: id, reason: .abandoned)) != nil
+            else { return false }
             // The `payment_intent.canceled` event may have been applied first: expired either way.
-            return (try? markCanceled(payment, operation: "milestone.funding_expired", notification: "funding_expired")) != nil
+            return (try? markCanceled(payment, operation: "milestone.funding_expired", notification: "funding_expired"))
+                != nil
         }.count
     }
 
@@ -119,19 +133,26 @@ struct PaymentSweeper {
     private func markCanceled(_ payment: Row, operation: String, notification: String) throws -> Bool {
         guard let id = payment["id"] else { return false }
         return try connection.withTransaction { connection -> Bool in
-            guard let parties = try connection.query("""
-                UPDATE payments SET status = 'canceled', amount_capturable = 0
-                WHERE id = \(id)::uuid AND status IN ('creating', 'requires_payment_method', 'requires_confirmation',
-                                                      'requires_action', 'requires_capture')
-                  AND (action_claim IS NULL OR action_claim_expires_at <= now())  -- a capture may be under way
-                RETURNING buyer_id, seller_id
-                """).first else { return false }
+            guard
+                let parties = try connection.query(
+                    """
+                    UPDATE payments SET status = 'canceled', amount_capturable = 0
+                    WHERE id = \(id)::uuid AND status IN ('creating', 'requires_payment_method', 'requires_confirmation',
+                                                          'requires_action', 'requires_capture')
+                      AND (action_claim IS NULL OR action_claim_expires_at <= now())  -- a capture may be under way
+                    RETURNING buyer_id, seller_id
+                    """
+                ).first
+            else { return false }
             try connection.query("SELECT payment_release_hold(p) FROM payments p WHERE p.id = \(id)::uuid")
-            try AuditLog.record(AuditEntry(operation: operation, entityType: "payment", entityID: id,
-                                           oldValues: ["status": JSONValue(payment["status"])], newValues: ["status": "canceled"]),
-                                context: .system("payments sweep"), on: connection)
-            try Notifier.notify([parties["buyer_id"], parties["seller_id"]].compactMap { $0 }, kind: notification,
-                                payload: ["payment_id": .string(id)], on: connection)
+            try AuditLog.record(
+                AuditEntry(
+                    operation: operation, entityType: "payment", entityID: id,
+                    oldValues: ["status": JSONValue(payment["status"])], newValues: ["status": "canceled"]),
+                context: .system("payments sweep"), on: connection)
+            try Notifier.notify(
+                [parties["buyer_id"], parties["seller_id"]].compactMap { $0 }, kind: notification,
+                payload: ["payment_id": .string(id)], on: connection)
             return true
         }
     }

@@ -11,12 +11,15 @@ struct Sweeper {
     }
 
     static let tasks: [Task] = [
-        Task(name: "purge_idempotency_keys",
-             query: "DELETE FROM idempotency_keys WHERE created_at < now() - interval '24 hours'"),
-        Task(name: "purge_rate_limit_windows",
-             query: "DELETE FROM rate_limits WHERE window_start < now() - interval '1 day'"),
-        Task(name: "purge_onboarding_state_nonces",
-             query: "DELETE FROM onboarding_state_nonces WHERE expires_at < now() - interval '1 hour'"),
+        Task(
+            name: "purge_idempotency_keys",
+            query: "DELETE FROM idempotency_keys WHERE created_at < now() - interval '24 hours'"),
+        Task(
+            name: "purge_rate_limit_windows",
+            query: "DELETE FROM rate_limits WHERE window_start < now() - interval '1 day'"),
+        Task(
+            name: "purge_onboarding_state_nonces",
+            query: "DELETE FROM onboarding_state_nonces WHERE expires_at < now() - interval '1 hour'"),
     ]
 
     /// Runs every task once; returns the rows each one touched.
@@ -34,11 +37,13 @@ struct Sweeper {
     /// re-applied in its own transaction under its row lock, and effects are idempotent, so
     /// sweepers running at the same time cannot apply an event twice.
     static func retryEvents(on connection: some SQLExecutor, stripe: StripeClient) throws -> Int {
-        let due = try connection.query("""
+        let due = try connection.query(
+            """
             SELECT id FROM webhook_events
             WHERE status IN ('parked', 'failed') AND next_attempt_at <= now()
             ORDER BY next_attempt_at LIMIT 100
-            """).rows.compactMap { $0["id"] }
+            """
+        ).rows.compactMap { $0["id"] }
         let inbox = WebhookInbox(connection: connection, audit: .system("payments sweep"), canceller: stripe)
         var applied = 0
         for id in due {

@@ -30,8 +30,9 @@ public struct APIError: Error, CustomStringConvertible, Sendable {
     static let notFound = APIError(.notFound)
 
     static func methodNotAllowed(allowed: [String]) -> APIError {
-        APIError(.methodNotAllowed, message: "Method not allowed; use \(allowed.joined(separator: ", ")).",
-                 headers: [("Allow", allowed.joined(separator: ", "))])
+        APIError(
+            .methodNotAllowed, message: "Method not allowed; use \(allowed.joined(separator: ", ")).",
+            headers: [("Allow", allowed.joined(separator: ", "))])
     }
 
     static let unsupportedMediaType = APIError(.unsupportedMediaType)
@@ -54,8 +55,9 @@ public struct APIError: Error, CustomStringConvertible, Sendable {
 
     static let databaseBusy = APIError(.databaseBusy, headers: [("Retry-After", "1")])
 
-    static let databasePoolExhausted = APIError(.databaseBusy, message: "Every database connection is in use; retry shortly.",
-                                                headers: [("Retry-After", "1")])
+    static let databasePoolExhausted = APIError(
+        .databaseBusy, message: "Every database connection is in use; retry shortly.",
+        headers: [("Retry-After", "1")])
 
     /// The request waited for a free worker of its lane and gave up; nothing of it ran.
     static let serverBusy = APIError(.serverBusy, headers: [("Retry-After", "1")])
@@ -71,11 +73,13 @@ public struct APIError: Error, CustomStringConvertible, Sendable {
             let decline = error.declineCode.map { " (\($0))" } ?? ""
             return APIError(.cardDeclined, message: error.message + decline)
         case .timeout:
-            return APIError(.stripeTimeout,
-                            headers: [("Retry-After", "2")])
+            return APIError(
+                .stripeTimeout,
+                headers: [("Retry-After", "2")])
         case .rateLimited, .api, .connection:
-            return APIError(.stripeUnavailable,
-                            headers: [("Retry-After", "5")])
+            return APIError(
+                .stripeUnavailable,
+                headers: [("Retry-After", "5")])
         case .invalidRequest, .idempotency, .authentication, .permission, .invalidResponse:
             return APIError(.stripeError)
         }

@@ -46,8 +46,11 @@ public struct Application: Sendable {
         context.stripe.beginRequest()
         defer { context.stripe.endRequest() }
         do {
-            request = Request(parameters: parameters, body: try Self.completeBody(fastCGIRequest.body,
-                              limit: shared.configuration.maximumBodyBytes), requestID: requestID)
+            request = Request(
+                parameters: parameters,
+                body: try Self.completeBody(
+                    fastCGIRequest.body,
+                    limit: shared.configuration.maximumBodyBytes), requestID: requestID)
             switch router.route(method: request.method, path: request.path) {
             case .notFound:
                 throw APIError.notFound
@@ -69,14 +72,17 @@ public struct Application: Sendable {
         if let errorCode, response.status != 503, let audit = matched?.audit {
             FailureAudit(shared: shared).record(audit, errorCode: errorCode, request: request, context: context)
         }
-        log(request: request, route: matched?.pattern ?? "unmatched", status: response.status, errorCode: errorCode,
+        log(
+            request: request, route: matched?.pattern ?? "unmatched", status: response.status, errorCode: errorCode,
             since: started, context: context)
         return Self.finalize(response, requestID: requestID)
     }
 
     /// The answer to a request that waited too long for a free worker of its lane: `503
     /// server_busy`; nothing of it ran, so nothing is audited or written.
-    public func respondBusy(to fastCGIRequest: FastCGIRequest, waited: Duration, context: WorkerContext) -> FastCGIResponse {
+    public func respondBusy(to fastCGIRequest: FastCGIRequest, waited: Duration, context: WorkerContext)
+        -> FastCGIResponse
+    {
         let started = ContinuousClock.now - waited
         let requestID = Self.requestID(from: fastCGIRequest.parameters["REQUEST_ID"])
         let request = Request(parameters: fastCGIRequest.parameters, body: [], requestID: requestID)
@@ -84,7 +90,9 @@ public struct Application: Sendable {
         let pattern = if case .found(let matched, _) = route { matched.pattern } else { "unmatched" }
         let response = Self.envelope(.serverBusy, requestID: requestID)
         shared.metrics.increment("payments_lane_rejections_total{lane=\"\(context.lane.rawValue)\"}")
-        log(request: request, route: pattern, status: response.status, errorCode: APIError.serverBusy.code, since: started,
+        log(
+            request: request, route: pattern, status: response.status, errorCode: APIError.serverBusy.code,
+            since: started,
             context: context)
         return Self.finalize(response, requestID: requestID)
     }
@@ -92,10 +100,14 @@ public struct Application: Sendable {
     /// nginx sent a route to the other lane's socket: it is served anyway (refusing would
     /// fail a payment over a routing slip), but counted and logged for the operator.
     private func countMisroute(_ route: Route, context: WorkerContext) {
-        shared.metrics.increment("payments_lane_misrouted_total{route=\"\(route.pattern)\",lane=\"\(context.lane.rawValue)\"}")
-        shared.logger.warning("route served on the wrong lane", [
-            ("route", .string(route.pattern)), ("expected", .string(route.lane.rawValue)), ("lane", .string(context.lane.rawValue)),
-        ])
+        shared.metrics.increment(
+            "payments_lane_misrouted_total{route=\"\(route.pattern)\",lane=\"\(context.lane.rawValue)\"}")
+        shared.logger.warning(
+            "route served on the wrong lane",
+            [
+                ("route", .string(route.pattern)), ("expected", .string(route.lane.rawValue)),
+                ("lane", .string(context.lane.rawValue)),
+            ])
     }
 
     /// Guards in order — IP rate limit, authentication and CSRF, profile rate limit, body checks,
@@ -104,7 +116,8 @@ public struct Application: Sendable {
         let database = context.database
         let limiter = shared.configuration.rateLimiter
         for policy in route.rateLimits where policy.isKeyedByIP {
-            try limiter.check(policy, key: policy.key(profileID: nil, remoteAddress: request.remoteAddress), on: database)
+            try limiter.check(
+                policy, key: policy.key(profileID: nil, remoteAddress: request.remoteAddress), on: database)
         }
         if case .roles(let roles) = route.access {
             let resolver = AuthResolver(configuration: shared.configuration.auth)
@@ -113,22 +126,26 @@ public struct Application: Sendable {
             try resolver.authorize(identity, request: request, roles: roles)
         }
         for policy in route.rateLimits where !policy.isKeyedByIP {
-            let key = policy.key(profileID: request.identity?.profileID.uuidString.lowercased(),
-                                 remoteAddress: request.remoteAddress)
+            let key = policy.key(
+                profileID: request.identity?.profileID.uuidString.lowercased(),
+                remoteAddress: request.remoteAddress)
             try limiter.check(policy, key: key, on: database)
         }
         if route.body == .json { request.json = try Self.parseJSONBody(request) }
 
         guard route.isIdempotent, let identity = request.identity,
-              let key = try IdempotencyStore.validatedKey(request.header("idempotency-key")) else {
+            let key = try IdempotencyStore.validatedKey(request.header("idempotency-key"))
+        else {
             return try route.handler(request, context)
         }
         let profileID = identity.profileID.uuidString.lowercased()
         let hash = IdempotencyStore.requestHash(request, route: route.pattern)
         let owner: String
-        switch try IdempotencyStore.begin(profileID: profileID, key: key, route: route.pattern, hash: hash,
-                                          lease: shared.configuration.requestLease,
-                                          sealingKey: shared.configuration.storedResponseKey, on: database) {
+        switch try IdempotencyStore.begin(
+            profileID: profileID, key: key, route: route.pattern, hash: hash,
+            lease: shared.configuration.requestLease,
+            sealingKey: shared.configuration.storedResponseKey, on: database)
+        {
         case .replay(let stored): return stored
         case .proceed(let claim): owner = claim
         }
@@ -155,13 +172,16 @@ public struct Application: Sendable {
     /// Stores what the handler did under its key. The work is done, so a passing database fault
     /// (a full pool, a lost connection) is retried a few times: a key left `in_progress` would
     /// later be taken over, and its handler run again.
-    private func storeOutcome(_ response: Response, profileID: String, key: String, owner: String,
-                              database: Database) throws {
+    private func storeOutcome(
+        _ response: Response, profileID: String, key: String, owner: String,
+        database: Database
+    ) throws {
         var attempt = 0
         while true {
             do {
-                return try IdempotencyStore.complete(profileID: profileID, key: key, owner: owner, response: response,
-                                                     sealingKey: shared.configuration.storedResponseKey, on: database)
+                return try IdempotencyStore.complete(
+                    profileID: profileID, key: key, owner: owner, response: response,
+                    sealingKey: shared.configuration.storedResponseKey, on: database)
             } catch let error as DatabaseError where error.isTransient && attempt < 3 {
                 attempt += 1
                 Thread.sleep(forTimeInterval: 0.2 * Double(attempt))
@@ -191,9 +211,11 @@ public struct Application: Sendable {
         case let apiError as APIError:
             return apiError
         case let stripeError as StripeError:
-            shared.logger.error("stripe call failed", [
-                ("request_id", .string(requestID)), ("error", .string(stripeError.description)),
-            ])
+            shared.logger.error(
+                "stripe call failed",
+                [
+                    ("request_id", .string(requestID)), ("error", .string(stripeError.description)),
+                ])
             return .from(stripeError)
         case let databaseError as DatabaseError:
             switch databaseError.kind {
@@ -207,30 +229,40 @@ public struct Application: Sendable {
             case .serializationFailure, .deadlockDetected, .lockNotAvailable, .queryCanceled:
                 return .databaseBusy
             case .invalidData:
-                shared.logger.warning("database refused a value", [
-                    ("request_id", .string(requestID)), ("error", .string(databaseError.description)),
-                ])
+                shared.logger.warning(
+                    "database refused a value",
+                    [
+                        ("request_id", .string(requestID)), ("error", .string(databaseError.description)),
+                    ])
                 return .invalidInput
             default:
-                shared.logger.error("database error", [
-                    ("request_id", .string(requestID)), ("error", .string(databaseError.description)),
-                ])
+                shared.logger.error(
+                    "database error",
+                    [
+                        ("request_id", .string(requestID)), ("error", .string(databaseError.description)),
+                    ])
                 return .internalError
             }
         default:
-            shared.logger.error("unhandled error", [
-                ("request_id", .string(requestID)), ("error_type", .string(String(describing: type(of: error)))),
-            ])
+            shared.logger.error(
+                "unhandled error",
+                [
+                    ("request_id", .string(requestID)), ("error_type", .string(String(describing: type(of: error)))),
+                ])
             return .internalError
         }
     }
 
-    private func log(request: Request, route: String, status: Int, errorCode: String?, since started: ContinuousClock.Instant,
-                     context: WorkerContext) {
+    private func log(
+        request: Request, route: String, status: Int, errorCode: String?, since started: ContinuousClock.Instant,
+        context: WorkerContext
+    ) {
         let elapsed = ContinuousClock.now - started
-        let microseconds = Int(elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000)
-        shared.metrics.recordRequest(lane: context.lane.rawValue, route: route, status: status, microseconds: microseconds,
-                                     worker: context.workerIndex)
+        let microseconds = Int(
+            elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000)
+        shared.metrics.recordRequest(
+            lane: context.lane.rawValue, route: route, status: status, microseconds: microseconds,
+            worker: context.workerIndex)
         var fields: [(String, LogValue)] = [
             ("request_id", .string(request.requestID)),
             ("method", .string(request.method)),
@@ -239,7 +271,9 @@ public struct Application: Sendable {
             ("status", .int(status)),
             ("duration_ms", .double(Double(microseconds) / 1000)),
         ]
-        if let identity = request.identity { fields.append(("profile_id", .string(identity.profileID.uuidString.lowercased()))) }
+        if let identity = request.identity {
+            fields.append(("profile_id", .string(identity.profileID.uuidString.lowercased())))
+        }
         if let errorCode { fields.append(("error_code", .string(errorCode))) }
         shared.logger.info("request", fields)
     }
@@ -275,7 +309,8 @@ public struct Application: Sendable {
     /// nginx's `$request_id` (32 hex digits) when present and well-formed; otherwise a fresh one.
     static func requestID(from candidate: String?) -> String {
         if let candidate, (1...64).contains(candidate.utf8.count),
-           candidate.utf8.allSatisfy({ $0.isASCIIAlphanumeric || $0 == UInt8(ascii: "-") }) {
+            candidate.utf8.allSatisfy({ $0.isASCIIAlphanumeric || $0 == UInt8(ascii: "-") })
+        {
             return candidate
         }
         return Hex.encode(Digest.randomBytes(16))

@@ -36,7 +36,8 @@ public struct Environment: Sendable {
         guard let text = optional(name) else { return defaultValue }
         guard let value = Int(text), range.contains(value) else {
             throw ConfigurationError(
-                description: "environment variable \(name) must be an integer from \(range.lowerBound) to \(range.upperBound)")
+                description:
+                    "environment variable \(name) must be an integer from \(range.lowerBound) to \(range.upperBound)")
         }
         return value
     }
@@ -109,22 +110,27 @@ public struct ServerConfiguration: Sendable {
         socketAddress = try environment.required("FCGI_SOCKET")
         let modeText = environment.optional("FCGI_SOCKET_MODE") ?? "0660"
         guard let mode = UInt32(modeText, radix: 8), mode <= 0o777 else {
-            throw ConfigurationError(description: "environment variable FCGI_SOCKET_MODE must be octal permission bits such as 0660")
+            throw ConfigurationError(
+                description: "environment variable FCGI_SOCKET_MODE must be octal permission bits such as 0660")
         }
         socketMode = mode
         socketGroup = try environment.optional("FCGI_SOCKET_GROUP").map(Self.groupID)
         stripeSocketAddress = environment.optional("FCGI_STRIPE_SOCKET") ?? Self.stripeSocket(beside: socketAddress)
         guard stripeSocketAddress != socketAddress else {
-            throw ConfigurationError(description: "environment variable FCGI_STRIPE_SOCKET must differ from FCGI_SOCKET")
+            throw ConfigurationError(
+                description: "environment variable FCGI_STRIPE_SOCKET must differ from FCGI_SOCKET")
         }
         workers = try environment.integer("WORKERS", default: 16, in: 1...512)
         stripeWorkers = try environment.integer("STRIPE_WORKERS", default: 64, in: 1...1024)
-        laneQueueTimeout = .milliseconds(try environment.integer("LANE_QUEUE_TIMEOUT_MS", default: 1000, in: 1...60_000))
+        laneQueueTimeout = .milliseconds(
+            try environment.integer("LANE_QUEUE_TIMEOUT_MS", default: 1000, in: 1...60_000))
         pool = PoolConfiguration(
             connectionString: databaseURL,
             size: try environment.integer("DATABASE_POOL_SIZE", default: 16, in: 1...1000),
-            acquireTimeout: .milliseconds(try environment.integer("DATABASE_POOL_TIMEOUT_MS", default: 2000, in: 1...60_000)))
-        instanceName = environment.optional("INSTANCE_NAME")
+            acquireTimeout: .milliseconds(
+                try environment.integer("DATABASE_POOL_TIMEOUT_MS", default: 2000, in: 1...60_000)))
+        instanceName =
+            environment.optional("INSTANCE_NAME")
             ?? "\(ProcessInfo.processInfo.hostName)/\(socketAddress.split(separator: "/").last.map(String.init) ?? socketAddress)"
         maximumBodyBytes = try environment.integer("MAX_BODY_BYTES", default: 1 << 20, in: 1024...(64 << 20))
         shutdownTimeoutSeconds = try environment.integer("SHUTDOWN_TIMEOUT_SECONDS", default: 10, in: 1...600)
@@ -135,8 +141,9 @@ public struct ServerConfiguration: Sendable {
         stripe = try Self.stripeConfiguration(environment)
         // `/api/_diag/stripe` is an unauthenticated proxy holding the platform key: never with a live one.
         if diagnosticsEnabled && stripe.isLiveMode {
-            throw ConfigurationError(description: "environment variable DIAGNOSTICS_ENABLED must be 0 when "
-                                     + "STRIPE_SECRET_KEY is a live key (sk_live_…, rk_live_…): its routes are for tests only")
+            throw ConfigurationError(
+                description: "environment variable DIAGNOSTICS_ENABLED must be 0 when "
+                    + "STRIPE_SECRET_KEY is a live key (sk_live_…, rk_live_…): its routes are for tests only")
         }
         marketplace = try MarketplaceConfiguration(environment: environment)
         publicBaseURL = try Self.httpURL("PUBLIC_BASE_URL", environment)
@@ -144,10 +151,12 @@ public struct ServerConfiguration: Sendable {
         onboardingStateKey = OnboardingState.key(stripeSecretKey: stripe.secretKey)
         storedResponseKey = IdempotencyStore.sealingKey(stripeSecretKey: stripe.secretKey)
         let tolerance = try environment.integer("WEBHOOK_TOLERANCE_SECONDS", default: 300, in: 1...86_400)
-        platformWebhooks = WebhookSignatureVerifier(secrets: try Self.webhookSecrets("STRIPE_WEBHOOK_SECRETS", environment),
-                                                    tolerance: Int64(tolerance))
+        platformWebhooks = WebhookSignatureVerifier(
+            secrets: try Self.webhookSecrets("STRIPE_WEBHOOK_SECRETS", environment),
+            tolerance: Int64(tolerance))
         connectWebhooks = WebhookSignatureVerifier(
-            secrets: try Self.webhookSecrets("STRIPE_CONNECT_WEBHOOK_SECRETS", environment), tolerance: Int64(tolerance))
+            secrets: try Self.webhookSecrets("STRIPE_CONNECT_WEBHOOK_SECRETS", environment), tolerance: Int64(tolerance)
+        )
     }
 
     /// A group name (looked up once, at start-up) or number.
@@ -162,7 +171,8 @@ public struct ServerConfiguration: Sendable {
     /// The default Stripe-lane address: `app.sock` → `app-stripe.sock`; `HOST:PORT` → `HOST:PORT+1`.
     static func stripeSocket(beside address: String) -> String {
         if !address.hasPrefix("/"), let colon = address.lastIndex(of: ":"),
-           let port = Int(address[address.index(after: colon)...]) {
+            let port = Int(address[address.index(after: colon)...])
+        {
             return "\(address[..<colon]):\(port + 1)"
         }
         return address.hasSuffix(".sock") ? String(address.dropLast(5)) + "-stripe.sock" : address + "-stripe"
@@ -184,9 +194,12 @@ public struct ServerConfiguration: Sendable {
 
     /// A comma-separated list of `whsec_…` secrets (several during a rotation).
     static func webhookSecrets(_ name: String, _ environment: Environment) throws -> [String] {
-        let secrets = try environment.required(name).split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let secrets = try environment.required(name).split(separator: ",").map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }
         guard !secrets.isEmpty, secrets.allSatisfy({ $0.hasPrefix("whsec_") && $0.count > 10 }) else {
-            throw ConfigurationError(description: "environment variable \(name) must be comma-separated whsec_… secrets")
+            throw ConfigurationError(
+                description: "environment variable \(name) must be comma-separated whsec_… secrets")
         }
         return secrets
     }
@@ -194,12 +207,16 @@ public struct ServerConfiguration: Sendable {
     /// `STRIPE_SECRET_KEY` must look like a secret key; `STRIPE_API_BASE` must be http(s).
     static func stripeConfiguration(_ environment: Environment) throws -> StripeConfiguration {
         let key = try environment.required("STRIPE_SECRET_KEY")
-        guard key.hasPrefix("sk_test_") || key.hasPrefix("sk_live_") || key.hasPrefix("rk_test_") || key.hasPrefix("rk_live_")
+        guard
+            key.hasPrefix("sk_test_") || key.hasPrefix("sk_live_") || key.hasPrefix("rk_test_")
+                || key.hasPrefix("rk_live_")
         else {
-            throw ConfigurationError(description: "environment variable STRIPE_SECRET_KEY must be a secret key (sk_test_… or sk_live_…)")
+            throw ConfigurationError(
+                description: "environment variable STRIPE_SECRET_KEY must be a secret key (sk_test_… or sk_live_…)")
         }
         let base = environment.optional("STRIPE_API_BASE") ?? "https://api.stripe.com"
-        guard base.hasPrefix("https://") || base.hasPrefix("http://127.0.0.1") || base.hasPrefix("http://localhost") else {
+        guard base.hasPrefix("https://") || base.hasPrefix("http://127.0.0.1") || base.hasPrefix("http://localhost")
+        else {
             throw ConfigurationError(description: "environment variable STRIPE_API_BASE must be an https URL")
         }
         let timeout = try environment.integer("STRIPE_TIMEOUT_SECONDS", default: 10, in: 1...120)
@@ -240,7 +257,9 @@ public struct MarketplaceConfiguration: Sendable {
     /// `409 amount_too_large` for a price Stripe cannot charge (checked before anything is reserved).
     static func checkChargeable(_ amount: Int64) throws {
         guard (1...maximumChargeAmount).contains(amount) else {
-            throw APIError(.amountTooLarge, message: "The price must be from 1 to \(maximumChargeAmount) minor units to be charged through Stripe.")
+            throw APIError(
+                .amountTooLarge,
+                message: "The price must be from 1 to \(maximumChargeAmount) minor units to be charged through Stripe.")
         }
     }
 

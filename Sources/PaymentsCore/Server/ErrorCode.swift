@@ -62,7 +62,8 @@ public enum ErrorCode: String, CaseIterable, Sendable {
     /// The HTTP status every answer with this code has.
     public var status: Int {
         switch self {
-        case .invalidJSON, .invalidField, .invalidInput, .malformedBody, .signatureInvalid, .invalidEvent, .livemodeMismatch, .wrongWebhookEndpoint, .onboardingStateInvalid:
+        case .invalidJSON, .invalidField, .invalidInput, .malformedBody, .signatureInvalid, .invalidEvent,
+            .livemodeMismatch, .wrongWebhookEndpoint, .onboardingStateInvalid:
             return 400
         case .unauthenticated:
             return 401
@@ -74,7 +75,11 @@ public enum ErrorCode: String, CaseIterable, Sendable {
             return 404
         case .methodNotAllowed:
             return 405
-        case .idempotencyInProgress, .listingUnavailable, .sellerNotReady, .notOnboarded, .amountTooLarge, .paymentInProgress, .paymentCanceled, .paymentNotCapturable, .paymentNotCancellable, .paymentNotCaptured, .paymentNotDisputable, .paymentDisputed, .paymentActionInProgress, .refundInProgress, .nothingToRefund, .disputeAlreadyOpen, .disputeNotOpen, .disputeResolutionInProgress, .notAChargeback, .milestoneNotFunded, .milestoneUnavailable, .jobHasOtherBuyer:
+        case .idempotencyInProgress, .listingUnavailable, .sellerNotReady, .notOnboarded, .amountTooLarge,
+            .paymentInProgress, .paymentCanceled, .paymentNotCapturable, .paymentNotCancellable, .paymentNotCaptured,
+            .paymentNotDisputable, .paymentDisputed, .paymentActionInProgress, .refundInProgress, .nothingToRefund,
+            .disputeAlreadyOpen, .disputeNotOpen, .disputeResolutionInProgress, .notAChargeback, .milestoneNotFunded,
+            .milestoneUnavailable, .jobHasOtherBuyer:
             return 409
         case .payloadTooLarge:
             return 413
@@ -106,7 +111,8 @@ public enum ErrorCode: String, CaseIterable, Sendable {
         case .invalidEvent: return "The body is not a Stripe event."
         case .livemodeMismatch: return "The event's mode is not the mode of this service's Stripe key."
         case .wrongWebhookEndpoint: return "The event belongs to a connected account: send it to the Connect endpoint."
-        case .onboardingStateInvalid: return "This onboarding link is no longer valid; start again from the marketplace."
+        case .onboardingStateInvalid:
+            return "This onboarding link is no longer valid; start again from the marketplace."
         case .unauthenticated: return "Authentication is required."
         case .cardDeclined: return "The card was declined."
         case .forbidden: return "This action is not available to your role."
@@ -117,7 +123,8 @@ public enum ErrorCode: String, CaseIterable, Sendable {
         case .listingNotFound: return "No such listing."
         case .milestoneNotFound: return "No such milestone."
         case .methodNotAllowed: return "Method not allowed."
-        case .idempotencyInProgress: return "A request with this Idempotency-Key is still being processed; retry shortly."
+        case .idempotencyInProgress:
+            return "A request with this Idempotency-Key is still being processed; retry shortly."
         case .listingUnavailable: return "This listing is not available."
         case .sellerNotReady: return "The seller cannot accept payments yet."
         case .notOnboarded: return "Finish Connect onboarding first."

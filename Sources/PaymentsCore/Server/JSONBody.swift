@@ -48,7 +48,9 @@ struct JSONBody {
         guard case .string(let raw) = value else { throw APIError.invalidField(name, "must be a string") }
         let text = raw.trimmingCharacters(in: .whitespacesAndNewlines)
         if text.isEmpty { return nil }
-        guard text.count <= maximumLength else { throw APIError.invalidField(name, "must be at most \(maximumLength) characters") }
+        guard text.count <= maximumLength else {
+            throw APIError.invalidField(name, "must be at most \(maximumLength) characters")
+        }
         try Self.checkText(text, field: name, multiline: multiline)
         return text
     }
@@ -57,8 +59,11 @@ struct JSONBody {
     static func checkText(_ text: String, field: String, multiline: Bool) throws {
         let allowed: Set<Unicode.Scalar> = multiline ? ["\t", "\n", "\r"] : []
         guard !text.unicodeScalars.contains(where: { $0.isControlCharacter && !allowed.contains($0) }) else {
-            throw APIError.invalidField(field, multiline ? "must not contain control characters other than tab and line breaks"
-                                                          : "must not contain control characters")
+            throw APIError.invalidField(
+                field,
+                multiline
+                    ? "must not contain control characters other than tab and line breaks"
+                    : "must not contain control characters")
         }
     }
 
@@ -66,7 +71,8 @@ struct JSONBody {
     func choice(_ name: String, from allowed: [String]) throws -> String {
         // Compared byte for byte: `==` on strings normalises them first, quadratic in a run of
         // combining marks an attacker may send.
-        guard case .string(let text)? = fields[name], allowed.contains(where: { $0.utf8.elementsEqual(text.utf8) }) else {
+        guard case .string(let text)? = fields[name], allowed.contains(where: { $0.utf8.elementsEqual(text.utf8) })
+        else {
             throw APIError.invalidField(name, "must be one of \(allowed.joined(separator: ", "))")
         }
         return text

@@ -10,7 +10,8 @@ public final class Metrics: Sendable {
     private let durationMicroseconds = Atomic<Int>(0)
     /// Upper bounds (seconds) of the webhook processing histogram.
     static let webhookBuckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
-    private let webhookHistogram = Mutex<(buckets: [Int], count: Int, sum: Double)>(([Int](repeating: 0, count: 11), 0, 0))
+    private let webhookHistogram = Mutex<(buckets: [Int], count: Int, sum: Double)>(
+        ([Int](repeating: 0, count: 11), 0, 0))
 
     /// An empty set of counters.
     public init() {}
@@ -42,7 +43,9 @@ public final class Metrics: Sendable {
     /// Records how long one webhook delivery took to process.
     func observeWebhook(seconds: Double) {
         webhookHistogram.withLock { histogram in
-            for (index, bound) in Self.webhookBuckets.enumerated() where seconds <= bound { histogram.buckets[index] += 1 }
+            for (index, bound) in Self.webhookBuckets.enumerated() where seconds <= bound {
+                histogram.buckets[index] += 1
+            }
             histogram.count += 1
             histogram.sum += seconds
         }
@@ -54,8 +57,9 @@ public final class Metrics: Sendable {
         var snapshot = counters.withLock { $0 }
         for shard in requestShards {
             for (key, value) in shard.counts.withLock({ $0 }) {
-                snapshot["payments_http_requests_total{lane=\"\(key.lane)\",route=\"\(key.route)\",status=\"\(key.status)\"}",
-                         default: 0] += value
+                snapshot[
+                    "payments_http_requests_total{lane=\"\(key.lane)\",route=\"\(key.route)\",status=\"\(key.status)\"}",
+                    default: 0] += value
             }
         }
         var requests = 0

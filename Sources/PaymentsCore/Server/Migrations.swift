@@ -21,10 +21,12 @@ public struct Migration: Sendable, Equatable {
         }
         return try names.filter(isMigrationFileName).sorted().map { name in
             guard let data = FileManager.default.contents(atPath: directory + "/" + name),
-                  let sql = String(data: data, encoding: .utf8) else {
+                let sql = String(data: data, encoding: .utf8)
+            else {
                 throw ConfigurationError(description: "cannot read migration file \(directory)/\(name) as UTF-8")
             }
-            return Migration(version: String(name.dropLast(4)), sql: sql, checksum: Hex.encode(Digest.sha256(Array(data))))
+            return Migration(
+                version: String(name.dropLast(4)), sql: sql, checksum: Hex.encode(Digest.sha256(Array(data))))
         }
     }
 
@@ -68,11 +70,14 @@ public struct Migrator {
         let known = Dictionary(uniqueKeysWithValues: migrations.map { ($0.version, $0.checksum) })
         for (version, checksum) in applied.sorted(by: { $0.key < $1.key }) {
             guard let expected = known[version] else {
-                throw MigrationError(description: "migration \(version) is applied in the database but its file is missing")
+                throw MigrationError(
+                    description: "migration \(version) is applied in the database but its file is missing")
             }
             guard expected == checksum else {
                 throw MigrationError(
-                    description: "migration \(version) was edited after it was applied (checksum mismatch); add a new numbered file instead")
+                    description:
+                        "migration \(version) was edited after it was applied (checksum mismatch); add a new numbered file instead"
+                )
             }
         }
         return migrations.filter { applied[$0.version] == nil }
@@ -80,7 +85,8 @@ public struct Migrator {
 
     /// Applies every pending migration; returns the versions applied (empty when up to date).
     public func migrate(on connection: some SQLExecutor) throws -> [String] {
-        try connection.query("""
+        try connection.query(
+            """
             CREATE TABLE IF NOT EXISTS schema_migrations (
                 version text PRIMARY KEY,
                 applied_at timestamptz NOT NULL DEFAULT now(),
@@ -94,7 +100,8 @@ public struct Migrator {
             try connection.withTransaction { connection in
                 try connection.query(SQLQuery(unsafeSQL: migration.sql))
                 try connection.query(
-                    "INSERT INTO schema_migrations (version, checksum) VALUES (\(migration.version), \(migration.checksum))")
+                    "INSERT INTO schema_migrations (version, checksum) VALUES (\(migration.version), \(migration.checksum))"
+                )
             }
         }
         return pending.map(\.version)

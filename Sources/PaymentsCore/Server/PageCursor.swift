@@ -14,9 +14,13 @@ struct PageCursor {
 
     init(encoded: String) throws {
         let invalid = APIError.invalidField("cursor", "is not a cursor this API issued")
-        guard let bytes = Base64URL.decode(Substring(encoded)), let text = String(bytes: bytes, encoding: .utf8) else { throw invalid }
+        guard let bytes = Base64URL.decode(Substring(encoded)), let text = String(bytes: bytes, encoding: .utf8) else {
+            throw invalid
+        }
         let parts = text.split(separator: "|", maxSplits: 1).map(String.init)
-        guard parts.count == 2, UUID(uuidString: parts[1]) != nil, let micros = Int64(parts[0]), micros >= 0 else { throw invalid }
+        guard parts.count == 2, UUID(uuidString: parts[1]) != nil, let micros = Int64(parts[0]), micros >= 0 else {
+            throw invalid
+        }
         createdAt = micros
         id = parts[1]
     }
@@ -32,7 +36,8 @@ struct PageCursor {
     /// `true` without a cursor; otherwise the rows after it.
     static func after(_ cursor: PageCursor?, alias: String) -> SQLQuery {
         guard let cursor else { return "true" }
-        return "(\(sql: sortKey(alias)), \(sql: SQLQuery(unsafeSQL: alias + ".id"))) < (\(cursor.createdAt), \(cursor.id)::uuid)"
+        return
+            "(\(sql: sortKey(alias)), \(sql: SQLQuery(unsafeSQL: alias + ".id"))) < (\(cursor.createdAt), \(cursor.id)::uuid)"
     }
 
     /// Splits `limit + 1` fetched rows (each with `sort_key` and `id`) into the page and the

@@ -81,11 +81,15 @@ public struct Router: Sendable {
 
     /// Registers `handler` for `method` on `pattern` (`/api/payments/{id}` style), with the guards
     /// the pipeline applies first: who may call it, its rate limits, and its audit operation.
-    public mutating func add(_ method: String, _ pattern: String, body: BodyKind = .none, access: Access = .anyone,
-                             rateLimits: [RateLimitPolicy] = [], audit: AuditTarget? = nil, lane: LaneKind = .core,
-                             _ handler: @escaping Handler) {
-        routes.append(Route(method: method, pattern: pattern, segments: Self.split(pattern), body: body, access: access,
-                            rateLimits: rateLimits, audit: audit, lane: lane, handler: handler))
+    public mutating func add(
+        _ method: String, _ pattern: String, body: BodyKind = .none, access: Access = .anyone,
+        rateLimits: [RateLimitPolicy] = [], audit: AuditTarget? = nil, lane: LaneKind = .core,
+        _ handler: @escaping Handler
+    ) {
+        routes.append(
+            Route(
+                method: method, pattern: pattern, segments: Self.split(pattern), body: body, access: access,
+                rateLimits: rateLimits, audit: audit, lane: lane, handler: handler))
     }
 
     /// Finds the route for the path: only the most specific matching patterns count (so
@@ -96,7 +100,8 @@ public struct Router: Sendable {
         guard let specificity = matches.map({ $0.0.specificity }).max() else { return .notFound }
         let candidates = matches.filter { $0.0.specificity == specificity }
         if let found = candidates.first(where: { $0.0.method == method })
-            ?? candidates.first(where: { method == "HEAD" && $0.0.method == "GET" }) {
+            ?? candidates.first(where: { method == "HEAD" && $0.0.method == "GET" })
+        {
             return .found(found.0, found.1)
         }
         return .methodNotAllowed(Set(candidates.map(\.0.method)).sorted())

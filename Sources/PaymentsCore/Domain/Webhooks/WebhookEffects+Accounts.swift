@@ -9,30 +9,40 @@ extension WebhookEffects {
     /// object names another account must not change that other seller's profile.
     func accountUpdated(_ account: Account) throws -> EffectOutcome {
         guard let eventAccount = event.account, eventAccount == account.id else { return .refused }
-        switch try AccountMirror.sync(account, eventCreated: event.created, operation: "account.updated", metadata: eventMetadata,
-                                      audit: audit, on: connection) {
+        switch try AccountMirror.sync(
+            account, eventCreated: event.created, operation: "account.updated", metadata: eventMetadata,
+            audit: audit, on: connection)
+        {
         case .unknownAccount:
             return .parked
         case .stale, .synced(_, chargesChanged: false):
             return .processed
         case .synced(let profileID, chargesChanged: true):
-            try Notifier.notify(profileID, kind: account.chargesEnabled ? "account_enabled" : "account_restricted",
-                                payload: ["account": .string(account.id)], on: connection)
+            try Notifier.notify(
+                profileID, kind: account.chargesEnabled ? "account_enabled" : "account_restricted",
+                payload: ["account": .string(account.id)], on: connection)
             return .processed
         }
     }
 
     func accountDeauthorized() throws -> EffectOutcome {
         guard let account = event.account else { return .ignored }
-        guard let profile = try connection.query("""
-            UPDATE profiles SET charges_enabled = false, payouts_enabled = false, disabled_reason = 'application_deauthorized',
-                   account_event_created = GREATEST(account_event_created, \(event.created))
-            WHERE stripe_account_id = \(account) RETURNING id::text AS id
-            """).first, let profileID = profile["id"] else { return .parked }
-        try AuditLog.record(AuditEntry(operation: "account.deauthorized", entityType: "profile", entityID: profileID,
-                                       newValues: ["charges_enabled": false], metadata: eventMetadata),
-                            context: audit, on: connection)
-        try Notifier.notify(profileID, kind: "account_deauthorized", payload: ["account": .string(account)], on: connection)
+        guard
+            let profile = try connection.query(
+                """
+                UPDATE profiles SET charges_enabled = false, payouts_enabled = false, disabled_reason = 'application_deauthorized',
+                       account_event_created = GREATEST(account_event_created, \(event.created))
+                WHERE stripe_account_id = \(account) RETURNING id::text AS id
+                """
+            ).first, let profileID = profile["id"]
+        else { return .parked }
+        try AuditLog.record(
+            AuditEntry(
+                operation: "account.deauthorized", entityType: "profile", entityID: profileID,
+                newValues: ["charges_enabled": false], metadata: eventMetadata),
+            context: audit, on: connection)
+        try Notifier.notify(
+            profileID, kind: "account_deauthorized", payload: ["account": .string(account)], on: connection)
         return .processed
     }
 }

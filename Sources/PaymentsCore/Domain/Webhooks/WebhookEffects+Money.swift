@@ -6,7 +6,8 @@ import Stripe
 extension WebhookEffects {
     /// Tracks a refund to its final status; refunds made outside the app are recorded too.
     func refundUpdated(_ refund: Refund) throws -> EffectOutcome {
-        let updated = try connection.query("""
+        let updated = try connection.query(
+            """
             UPDATE refunds SET status = \(refund.status ?? "pending"), failure_reason = \(refund.failureReason),
                    last_event_created = \(event.created)
             WHERE stripe_refund_id = \(refund.id) AND last_event_created <= \(event.created)
@@ -14,18 +15,23 @@ extension WebhookEffects {
             RETURNING id, payment_id
             """)
         if let row = updated.first {
-            try AuditLog.record(AuditEntry(operation: "refund.\(refund.status ?? "updated")", entityType: "refund",
-                                           entityID: row["id"], newValues: ["status": JSONValue(refund.status)],
-                                           metadata: eventMetadata), context: audit, on: connection)
+            try AuditLog.record(
+                AuditEntry(
+                    operation: "refund.\(refund.status ?? "updated")", entityType: "refund",
+                    entityID: row["id"], newValues: ["status": JSONValue(refund.status)],
+                    metadata: eventMetadata), context: audit, on: connection)
             return .processed
         }
         if try connection.query("SELECT 1 FROM refunds WHERE stripe_refund_id = \(refund.id)").first != nil {
             return .processed
         }
         guard let intentID = refund.paymentIntent,
-              let payment = try connection.query("SELECT id, currency FROM payments WHERE stripe_payment_intent_id = \(intentID)").first
+            let payment = try connection.query(
+                "SELECT id, currency FROM payments WHERE stripe_payment_intent_id = \(intentID)"
+            ).first
         else { return .parked }
-        try connection.query("""
+        try connection.query(
+            """
             INSERT INTO refunds (payment_id, sequence, stripe_refund_id, amount_cents, currency, reason, status,
                                  failure_reason, last_event_created)
             SELECT \(payment["id"])::uuid, COALESCE(MAX(sequence), 0) + 1, \(refund.id), \(refund.amount),
@@ -41,15 +47,20 @@ extension WebhookEffects {
     /// `closed` arriving before `created` still ends in the right state.
     func disputeChanged(_ dispute: Dispute) throws -> EffectOutcome {
         let chargeID = dispute.charge?.id
-        guard let payment = try connection.query("""
-            SELECT id, seller_id FROM payments
-            WHERE stripe_payment_intent_id = \(dispute.paymentIntent) OR (\(chargeID)::text IS NOT NULL AND stripe_charge_id = \(chargeID))
-            LIMIT 1
-            """).first, let paymentID = payment["id"] else { return .parked }
+        guard
+            let payment = try connection.query(
+                """
+                SELECT id, seller_id FROM payments
+                WHERE stripe_payment_intent_id = \(dispute.paymentIntent) OR (\(chargeID)::text IS NOT NULL AND stripe_charge_id = \(chargeID))
+                LIMIT 1
+                """
+            ).first, let paymentID = payment["id"]
+        else { return .parked }
         let withdrawn: Int64 = event.type == "charge.dispute.funds_withdrawn" ? dispute.amount : 0
         let reinstated: Int64 = event.type == "charge.dispute.funds_reinstated" ? dispute.amount : 0
         let dueBy = dispute.evidenceDetails?.dueBy
-        let upserted = try connection.query("""
+        let upserted = try connection.query(
+            """
             INSERT INTO disputes AS d (payment_id, kind, status, reason, stripe_dispute_id, amount_cents, currency, due_by,
                                        evidence_status, funds_withdrawn_cents, funds_reinstated_cents, last_event_created)
             VALUES (\(paymentID)::uuid, 'chargeback', \(dispute.status), \(dispute.reason ?? "unknown"), \(dispute.id),
@@ -67,14 +78,19 @@ extension WebhookEffects {
                 funds_reinstated_cents = GREATEST(d.funds_reinstated_cents, EXCLUDED.funds_reinstated_cents),
                 last_event_created = GREATEST(d.last_event_created, EXCLUDED.last_event_created)
             RETURNING id, status, (xmax = 0) AS inserted
-            """).first
+            """
+        ).first
         try Disputes.refreshFlag(paymentID: paymentID, on: connection)
-        try AuditLog.record(AuditEntry(operation: event.type, entityType: "dispute", entityID: upserted?["id"],
-                                       newValues: ["status": JSONValue(upserted?["status"]), "amount_cents": .int(dispute.amount)],
-                                       metadata: eventMetadata), context: audit, on: connection)
+        try AuditLog.record(
+            AuditEntry(
+                operation: event.type, entityType: "dispute", entityID: upserted?["id"],
+                newValues: ["status": JSONValue(upserted?["status"]), "amount_cents": .int(dispute.amount)],
+                metadata: eventMetadata), context: audit, on: connection)
         if upserted?.bool("inserted") == true {
-            let notice: [String: JSONValue] = ["payment_id": .string(paymentID), "dispute_id": JSONValue(upserted?["id"]),
-                                               "amount_cents": .int(dispute.amount), "reason": JSONValue(dispute.reason)]
+            let notice: [String: JSONValue] = [
+                "payment_id": .string(paymentID), "dispute_id": JSONValue(upserted?["id"]),
+                "amount_cents": .int(dispute.amount), "reason": JSONValue(dispute.reason),
+            ]
             try Notifier.notifyAdmins(kind: "chargeback_opened", payload: notice, on: connection)
             if let seller = payment["seller_id"] {
                 try Notifier.notify(seller, kind: "chargeback_opened", payload: notice, on: connection)
@@ -90,14 +106,19 @@ extension WebhookEffects {
     }
 
     func transferChanged(_ transfer: Transfer) throws -> EffectOutcome {
-        guard let payment = try connection.query("""
-            SELECT id, milestone_id FROM payments
-            WHERE id::text = \(transfer.metadata?["payment_id"]) OR stripe_charge_id = \(transfer.sourceTransaction)
-            LIMIT 1
-            """).first, let paymentID = payment["id"] else { return .parked }
+        guard
+            let payment = try connection.query(
+                """
+                SELECT id, milestone_id FROM payments
+                WHERE id::text = \(transfer.metadata?["payment_id"]) OR stripe_charge_id = \(transfer.sourceTransaction)
+                LIMIT 1
+                """
+            ).first, let paymentID = payment["id"]
+        else { return .parked }
         let reversed = transfer.amountReversed ?? 0
         let status = reversed == 0 ? "created" : reversed >= transfer.amount ? "reversed" : "partially_reversed"
-        try connection.query("""
+        try connection.query(
+            """
             INSERT INTO transfers AS t (payment_id, milestone_id, stripe_transfer_id, destination_account, amount_cents,
                                         amount_reversed, currency, status, last_event_created)
             VALUES (\(paymentID)::uuid, \(payment["milestone_id"])::uuid, \(transfer.id), \(transfer.destination ?? ""),
@@ -114,7 +135,8 @@ extension WebhookEffects {
 
     func payoutChanged(_ payout: Payout) throws -> EffectOutcome {
         guard let account = event.account else { return .ignored }
-        let changed = try connection.query("""
+        let changed = try connection.query(
+            """
             INSERT INTO payouts AS p (stripe_payout_id, account, profile_id, amount_cents, currency, status, arrival_date,
                                       failure_code, last_event_created)
             VALUES (\(payout.id), \(account), (SELECT id FROM profiles WHERE stripe_account_id = \(account)), \(payout.amount),
@@ -123,11 +145,15 @@ extension WebhookEffects {
                 last_event_created = EXCLUDED.last_event_created
             WHERE p.last_event_created <= EXCLUDED.last_event_created AND p.status IS DISTINCT FROM EXCLUDED.status
             RETURNING profile_id::text AS profile_id
-            """).first
+            """
+        ).first
         if let profile = changed?["profile_id"] {
-            try Notifier.notify(profile, kind: event.type == "payout.paid" ? "payout_paid" : "payout_failed",
-                                payload: ["payout_id": .string(payout.id), "amount_cents": .int(payout.amount),
-                                          "currency": .string(payout.currency)], on: connection)
+            try Notifier.notify(
+                profile, kind: event.type == "payout.paid" ? "payout_paid" : "payout_failed",
+                payload: [
+                    "payout_id": .string(payout.id), "amount_cents": .int(payout.amount),
+                    "currency": .string(payout.currency),
+                ], on: connection)
         }
         return .processed
     }

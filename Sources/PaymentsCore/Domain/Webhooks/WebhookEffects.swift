@@ -55,7 +55,8 @@ struct WebhookEffects {
             return type.hasPrefix("payment_intent.") || type == "charge.refunded" || type == "charge.refund.updated"
                 || type.hasPrefix("charge.dispute.") || type == "transfer.created" || type == "transfer.reversed"
         case .connect:
-            return ["account.updated", "account.application.deauthorized", "payout.paid", "payout.failed"].contains(type)
+            return ["account.updated", "account.application.deauthorized", "payout.paid", "payout.failed"].contains(
+                type)
         }
     }
 
@@ -65,37 +66,49 @@ struct WebhookEffects {
         case "payment_intent.amount_capturable_updated":
             let intent = try object(PaymentIntent.self)
             let captureBefore = (intent.created ?? event.created) + 7 * 86_400
-            let outcome = try transition(intent.id, operation: "payment.authorized", notify: .seller("payment_authorized"), call: """
-                payment_capturable_atomic(b.intent, \(event.created), \(intent.amountCapturable ?? intent.amount),
-                                          to_timestamp(\(captureBefore)))
-                """)
+            let outcome = try transition(
+                intent.id, operation: "payment.authorized", notify: .seller("payment_authorized"),
+                call: """
+                    payment_capturable_atomic(b.intent, \(event.created), \(intent.amountCapturable ?? intent.amount),
+                                              to_timestamp(\(captureBefore)))
+                    """)
             // An authorisation that arrives for a payment we already gave up on must not stay on the card.
-            if let payment = try connection.query("""
+            if let payment = try connection.query(
+                """
                 SELECT id::text AS id FROM payments WHERE stripe_payment_intent_id = \(intent.id) AND status IN ('failed', 'canceled')
-                """).first?["id"] {
+                """
+            ).first?["id"] {
                 cancellations.append(IntentCancellation(paymentID: payment, intentID: intent.id))
             }
             return outcome
         case "payment_intent.succeeded":
             let intent = try object(PaymentIntent.self)
-            return try transition(intent.id, operation: "payment.succeeded", notify: .both("payment_succeeded"), call: """
-                payment_complete_atomic(b.intent, \(event.created), \(intent.amountReceived ?? intent.amount), \(intent.latestCharge?.id))
-                """)
+            return try transition(
+                intent.id, operation: "payment.succeeded", notify: .both("payment_succeeded"),
+                call: """
+                    payment_complete_atomic(b.intent, \(event.created), \(intent.amountReceived ?? intent.amount), \(intent.latestCharge?.id))
+                    """)
         case "payment_intent.payment_failed":
             let intent = try object(PaymentIntent.self)
             let error = intent.lastPaymentError
             var failedPayment: String?
-            let outcome = try transition(intent.id, operation: "payment.failed", notify: .buyer("payment_failed"), call: """
-                payment_fail_atomic(b.intent, \(event.created), \(error?.declineCode ?? error?.code), \(error?.message))
-                """, changed: { failedPayment = $0["id"] })
+            let outcome = try transition(
+                intent.id, operation: "payment.failed", notify: .buyer("payment_failed"),
+                call: """
+                    payment_fail_atomic(b.intent, \(event.created), \(error?.declineCode ?? error?.code), \(error?.message))
+                    """, changed: { failedPayment = $0["id"] })
             // The buyer retries through a new payment; the failed intent must not take a later card.
-            if let failedPayment { cancellations.append(IntentCancellation(paymentID: failedPayment, intentID: intent.id)) }
+            if let failedPayment {
+                cancellations.append(IntentCancellation(paymentID: failedPayment, intentID: intent.id))
+            }
             return outcome
         case "payment_intent.canceled":
             let intent = try object(PaymentIntent.self)
-            return try transition(intent.id, operation: "payment.canceled", notify: .both("payment_canceled"), call: """
-                payment_cancel_atomic(b.intent, \(event.created))
-                """)
+            return try transition(
+                intent.id, operation: "payment.canceled", notify: .both("payment_canceled"),
+                call: """
+                    payment_cancel_atomic(b.intent, \(event.created))
+                    """)
         case "charge.refunded":
             return try chargeRefunded(try object(Charge.self))
         case "charge.refund.updated":
@@ -118,20 +131,28 @@ struct WebhookEffects {
     // MARK: Payments
 
     private enum Recipients {
-        case buyer(String), seller(String), both(String)
+        case buyer(String)
+        case seller(String)
+        case both(String)
     }
 
     /// Runs a guarded transition in one round trip: the payment row is locked first (the
     /// lateral call references it, so it runs after), then the transition function. No row:
     /// the payment is unknown (parked); a row with no change: stale or repeated (processed).
-    private func transition(_ intentID: String, operation: String, notify: Recipients, call: SQLQuery,
-                            changed onChange: (Row) -> Void = { _ in }) throws -> EffectOutcome {
-        guard let row = try connection.query("""
-            SELECT c.*, b.status AS old_status, (c.id IS NOT NULL) AS changed
-            FROM (SELECT stripe_payment_intent_id AS intent, status FROM payments
-                  WHERE stripe_payment_intent_id = \(intentID) FOR UPDATE) b
-            LEFT JOIN LATERAL \(sql: call) c ON true
-            """).first else { return .parked }
+    private func transition(
+        _ intentID: String, operation: String, notify: Recipients, call: SQLQuery,
+        changed onChange: (Row) -> Void = { _ in }
+    ) throws -> EffectOutcome {
+        guard
+            let row = try connection.query(
+                """
+                SELECT c.*, b.status AS old_status, (c.id IS NOT NULL) AS changed
+                FROM (SELECT stripe_payment_intent_id AS intent, status FROM payments
+                      WHERE stripe_payment_intent_id = \(intentID) FOR UPDATE) b
+                LEFT JOIN LATERAL \(sql: call) c ON true
+                """
+            ).first
+        else { return .parked }
         guard row.bool("changed") == true else { return .processed }
         onChange(row)
         try record(payment: row, operation: operation, oldStatus: row["old_status"])
@@ -144,14 +165,18 @@ struct WebhookEffects {
         let captured = charge.amountCaptured ?? 0
         if captured > 0 {
             // The refund implies the capture; apply it first in case its event has not arrived yet.
-            let outcome = try transition(intentID, operation: "payment.succeeded", notify: .both("payment_succeeded"), call: """
-                payment_complete_atomic(b.intent, \(event.created), \(captured), \(charge.id))
-                """)
+            let outcome = try transition(
+                intentID, operation: "payment.succeeded", notify: .both("payment_succeeded"),
+                call: """
+                    payment_complete_atomic(b.intent, \(event.created), \(captured), \(charge.id))
+                    """)
             if outcome == .parked { return .parked }
         }
-        return try transition(intentID, operation: "payment.refunded", notify: .both("payment_refunded"), call: """
-            payment_refund_atomic(b.intent, \(event.created), \(captured), \(charge.amountRefunded ?? 0))
-            """)
+        return try transition(
+            intentID, operation: "payment.refunded", notify: .both("payment_refunded"),
+            call: """
+                payment_refund_atomic(b.intent, \(event.created), \(captured), \(charge.amountRefunded ?? 0))
+                """)
     }
 
     // MARK: Helpers
@@ -169,17 +194,23 @@ struct WebhookEffects {
     }
 
     private func record(payment: Row, operation: String, oldStatus: String?) throws {
-        try AuditLog.record(AuditEntry(operation: operation, entityType: "payment", entityID: payment["id"],
-                                       oldValues: ["status": JSONValue(oldStatus)],
-                                       newValues: ["status": JSONValue(payment["status"]),
-                                                   "amount_received": .int(Int64(payment.int("amount_received") ?? 0)),
-                                                   "amount_refunded": .int(Int64(payment.int("amount_refunded") ?? 0))],
-                                       metadata: eventMetadata), context: audit, on: connection)
+        try AuditLog.record(
+            AuditEntry(
+                operation: operation, entityType: "payment", entityID: payment["id"],
+                oldValues: ["status": JSONValue(oldStatus)],
+                newValues: [
+                    "status": JSONValue(payment["status"]),
+                    "amount_received": .int(Int64(payment.int("amount_received") ?? 0)),
+                    "amount_refunded": .int(Int64(payment.int("amount_refunded") ?? 0)),
+                ],
+                metadata: eventMetadata), context: audit, on: connection)
     }
 
     private func notifyParties(_ audience: Recipients, payment: Row) throws {
-        let payload: [String: JSONValue] = ["payment_id": JSONValue(payment["id"]), "status": JSONValue(payment["status"]),
-                                            "amount_cents": .int(Int64(payment.int("amount_cents") ?? 0))]
+        let payload: [String: JSONValue] = [
+            "payment_id": JSONValue(payment["id"]), "status": JSONValue(payment["status"]),
+            "amount_cents": .int(Int64(payment.int("amount_cents") ?? 0)),
+        ]
         let recipients: [String?]
         let kind: String
         switch audience {

@@ -36,25 +36,33 @@ struct WebhookInbox {
         cancel(cancellations)
         // A succeeded intent makes its charge known: transfers paid from it may be waiting.
         if outcome == .applied(.processed), event.type == "payment_intent.succeeded",
-           let charge = (try? Event.object(PaymentIntent.self, from: payload))?.latestCharge?.id {
+            let charge = (try? Event.object(PaymentIntent.self, from: payload))?.latestCharge?.id
+        {
             applyParked(objectID: charge)
         }
         return outcome
     }
 
-    private func receiveInTransaction(_ event: Event, payload: [UInt8],
-                                      endpoint: WebhookEndpoint) throws -> (DeliveryOutcome, [IntentCancellation]) {
+    private func receiveInTransaction(
+        _ event: Event, payload: [UInt8],
+        endpoint: WebhookEndpoint
+    ) throws -> (DeliveryOutcome, [IntentCancellation]) {
         do {
             return try connection.withTransaction { connection in
-                let inserted = try connection.query("""
-                    INSERT INTO webhook_events (id, endpoint, type, created, account, object_id, payload, status)
-                    VALUES (\(event.id), \(endpoint.rawValue), \(event.type), \(event.created), \(event.account),
-                            \(Self.awaitedObjectID(payload, event: event)), \(ByteA(payload)), 'received')
-                    ON CONFLICT (id) DO NOTHING
-                    """).affectedRows == 1
+                let inserted =
+                    try connection.query(
+                        """
+                        INSERT INTO webhook_events (id, endpoint, type, created, account, object_id, payload, status)
+                        VALUES (\(event.id), \(endpoint.rawValue), \(event.type), \(event.created), \(event.account),
+                                \(Self.awaitedObjectID(payload, event: event)), \(ByteA(payload)), 'received')
+                        ON CONFLICT (id) DO NOTHING
+                        """
+                    ).affectedRows == 1
                 if !inserted {
-                    let status = try connection.query("SELECT status FROM webhook_events WHERE id = \(event.id) FOR UPDATE")
-                        .first?["status"]
+                    let status = try connection.query(
+                        "SELECT status FROM webhook_events WHERE id = \(event.id) FOR UPDATE"
+                    )
+                    .first?["status"]
                     // Only events still waiting (parked, failed) are worth another attempt.
                     guard status == "parked" || status == "failed" else { return (.duplicate, []) }
                 }
@@ -73,10 +81,14 @@ struct WebhookInbox {
     func reprocess(eventID: String) throws -> EffectOutcome? {
         do {
             let applied = try connection.withTransaction { connection -> (EffectOutcome, [IntentCancellation])? in
-                guard let row = try connection.query("""
-                    SELECT endpoint, payload FROM webhook_events WHERE id = \(eventID) FOR UPDATE
-                    """).first, let payload = row.bytes("payload"),
-                    let endpoint = row["endpoint"].flatMap(WebhookEndpoint.init) else { return nil }
+                guard
+                    let row = try connection.query(
+                        """
+                        SELECT endpoint, payload FROM webhook_events WHERE id = \(eventID) FOR UPDATE
+                        """
+                    ).first, let payload = row.bytes("payload"),
+                    let endpoint = row["endpoint"].flatMap(WebhookEndpoint.init)
+                else { return nil }
                 let event = try Event.decode(payload)
                 return try apply(event, payload: payload, endpoint: endpoint, on: connection)
             }
@@ -85,7 +97,8 @@ struct WebhookInbox {
         } catch let error as DatabaseError where error.isTransient {
             throw error
         } catch {
-            try connection.query("""
+            try connection.query(
+                """
                 UPDATE webhook_events SET status = CASE WHEN attempts + 1 >= \(Self.maximumFailedAttempts) THEN 'dead' ELSE 'failed' END,
                        attempts = attempts + 1, last_error = \(Self.describe(error)),
                        next_attempt_at = now() + \(sql: Self.backoff)
@@ -96,20 +109,25 @@ struct WebhookInbox {
     }
 
     /// Applies the effect and marks the row, in the caller's transaction.
-    private func apply(_ event: Event, payload: [UInt8], endpoint: WebhookEndpoint,
-                       on connection: Connection) throws -> (EffectOutcome, [IntentCancellation]) {
-        var effects = WebhookEffects(event: event, payload: payload, endpoint: endpoint, connection: connection, audit: audit)
+    private func apply(
+        _ event: Event, payload: [UInt8], endpoint: WebhookEndpoint,
+        on connection: Connection
+    ) throws -> (EffectOutcome, [IntentCancellation]) {
+        var effects = WebhookEffects(
+            event: event, payload: payload, endpoint: endpoint, connection: connection, audit: audit)
         let outcome = try effects.apply()
         switch outcome {
         case .processed, .ignored, .refused:
-            try connection.query("""
+            try connection.query(
+                """
                 UPDATE webhook_events SET status = \(outcome == .refused ? "ignored" : outcome.rawValue), attempts = attempts + 1,
                        processed_at = now(), next_attempt_at = NULL,
                        last_error = \(outcome == .refused ? Self.accountMismatch : nil)
                 WHERE id = \(event.id)
                 """)
         case .parked:
-            try connection.query("""
+            try connection.query(
+                """
                 UPDATE webhook_events SET status = CASE WHEN attempts + 1 >= \(Self.maximumParkedAttempts) THEN 'dead' ELSE 'parked' END,
                        attempts = attempts + 1, next_attempt_at = now() + \(sql: Self.backoff), last_error = NULL
                 WHERE id = \(event.id)
@@ -126,7 +144,8 @@ struct WebhookInbox {
 
     /// Outside the rolled-back transaction: keep the event, as `failed`, for the sweeper.
     private func recordFailure(_ event: Event, payload: [UInt8], endpoint: WebhookEndpoint, error: any Error) throws {
-        try connection.query("""
+        try connection.query(
+            """
             INSERT INTO webhook_events AS w (id, endpoint, type, created, account, object_id, payload, status, attempts,
                                              last_error, next_attempt_at)
             VALUES (\(event.id), \(endpoint.rawValue), \(event.type), \(event.created), \(event.account),
@@ -144,7 +163,8 @@ struct WebhookInbox {
     static let accountMismatch = "account_mismatch: event.account is missing or differs from data.object.id"
 
     /// Next retry: 1, 2, 4 … minutes by attempts so far, at most 6 hours (SQL, over the row's `attempts`).
-    private static let backoff = SQLQuery(unsafeSQL: "least(interval '1 minute' * power(2, attempts), interval '6 hours')")
+    private static let backoff = SQLQuery(
+        unsafeSQL: "least(interval '1 minute' * power(2, attempts), interval '6 hours')")
 
     private static func describe(_ error: any Error) -> String {
         switch error {
@@ -158,9 +178,12 @@ struct WebhookInbox {
     /// (outside any transaction) once the object is stored. Failures stay on the events' rows.
     @discardableResult
     func applyParked(objectID: String) -> Int {
-        let ids = (try? connection.query("""
-            SELECT id FROM webhook_events WHERE object_id = \(objectID) AND status = 'parked' ORDER BY created, id
-            """).rows.compactMap { $0["id"] }) ?? []
+        let ids =
+            (try? connection.query(
+                """
+                SELECT id FROM webhook_events WHERE object_id = \(objectID) AND status = 'parked' ORDER BY created, id
+                """
+            ).rows.compactMap { $0["id"] }) ?? []
         return ids.filter { (try? reprocess(eventID: $0)) == .processed }.count
     }
 

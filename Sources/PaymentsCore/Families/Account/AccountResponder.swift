@@ -6,17 +6,22 @@ struct AccountResponder {
     func addRoutes(to router: inout Router) {
         router.add("GET", "/api/me", access: .signedIn, me)
         router.add("GET", "/api/notifications", access: .signedIn, notifications)
-        router.add("POST", "/api/notifications/{id}/read", body: .json, access: .signedIn, rateLimits: [.notifications],
-                   audit: AuditTarget("notification.read", entity: "notification"), markRead)
+        router.add(
+            "POST", "/api/notifications/{id}/read", body: .json, access: .signedIn, rateLimits: [.notifications],
+            audit: AuditTarget("notification.read", entity: "notification"), markRead)
         router.add("GET", "/api/admin/audit-logs", access: .roles([.admin]), auditLogs)
     }
 
     private func me(_ request: Request, _ context: WorkerContext) throws -> Response {
         let identity = try request.requireIdentity()
-        guard let row = try context.database.query("""
-            SELECT id, user_id, role, email, display_name, stripe_account_id, charges_enabled, payouts_enabled
-            FROM profiles WHERE id = \(identity.profileID)
-            """).first else { throw APIError.notFound }
+        guard
+            let row = try context.database.query(
+                """
+                SELECT id, user_id, role, email, display_name, stripe_account_id, charges_enabled, payouts_enabled
+                FROM profiles WHERE id = \(identity.profileID)
+                """
+            ).first
+        else { throw APIError.notFound }
         struct Profile: Encodable {
             let id, user_id, role: String
             @Nullable var email: String?
@@ -24,30 +29,35 @@ struct AccountResponder {
             @Nullable var stripe_account_id: String?
             let charges_enabled, payouts_enabled: Bool
         }
-        return .json(Profile(
-            id: row["id"] ?? "", user_id: row["user_id"] ?? "", role: row["role"] ?? "", email: row["email"],
-            display_name: row["display_name"], stripe_account_id: row["stripe_account_id"],
-            charges_enabled: row.bool("charges_enabled") ?? false, payouts_enabled: row.bool("payouts_enabled") ?? false))
+        return .json(
+            Profile(
+                id: row["id"] ?? "", user_id: row["user_id"] ?? "", role: row["role"] ?? "", email: row["email"],
+                display_name: row["display_name"], stripe_account_id: row["stripe_account_id"],
+                charges_enabled: row.bool("charges_enabled") ?? false,
+                payouts_enabled: row.bool("payouts_enabled") ?? false))
     }
 
     /// The caller's 50 most recent notifications, newest first; `?unread=true` filters.
     private func notifications(_ request: Request, _ context: WorkerContext) throws -> Response {
         let identity = try request.requireIdentity()
         let unreadOnly = try QueryParameter.bool(request, "unread") ?? false
-        let rows = try context.database.query("""
+        let rows = try context.database.query(
+            """
             SELECT id, kind, payload::text AS payload, iso8601(created_at) AS created_at, iso8601(read_at) AS read_at
             FROM notifications
             WHERE profile_id = \(identity.profileID) AND (NOT \(unreadOnly) OR read_at IS NULL)
             ORDER BY created_at DESC, id DESC LIMIT 50
-            """).rows
+            """
+        ).rows
         struct Notification: Encodable {
             let id, kind, created_at: String
             let payload: JSONValue
             @Nullable var read_at: String?
         }
         let items = rows.map { row in
-            Notification(id: row["id"] ?? "", kind: row["kind"] ?? "", created_at: row["created_at"] ?? "",
-                         payload: row["payload"].flatMap { JSONValue.parse(Array($0.utf8)) } ?? .null, read_at: row["read_at"])
+            Notification(
+                id: row["id"] ?? "", kind: row["kind"] ?? "", created_at: row["created_at"] ?? "",
+                payload: row["payload"].flatMap { JSONValue.parse(Array($0.utf8)) } ?? .null, read_at: row["read_at"])
         }
         return .json(["data": items])
     }
@@ -57,18 +67,27 @@ struct AccountResponder {
         let identity = try request.requireIdentity()
         let id = try PathParameter.uuid(request, "id")
         return try context.database.withTransaction { connection in
-            guard let row = try connection.query("""
-                SELECT iso8601(read_at) AS read_at FROM notifications WHERE id = \(id) AND profile_id = \(identity.profileID) FOR UPDATE
-                """).first else { throw APIError.notFound }
+            guard
+                let row = try connection.query(
+                    """
+                    SELECT iso8601(read_at) AS read_at FROM notifications WHERE id = \(id) AND profile_id = \(identity.profileID) FOR UPDATE
+                    """
+                ).first
+            else { throw APIError.notFound }
             let previous = row["read_at"]
-            let readAt = try previous ?? connection.query("""
-                UPDATE notifications SET read_at = now() WHERE id = \(id) RETURNING iso8601(read_at) AS read_at
-                """).first?["read_at"] ?? ""
+            let readAt =
+                try previous ?? connection.query(
+                    """
+                    UPDATE notifications SET read_at = now() WHERE id = \(id) RETURNING iso8601(read_at) AS read_at
+                    """
+                ).first?["read_at"] ?? ""
             if previous == nil {
-                try AuditLog.record(AuditEntry(operation: "notification.read", entityType: "notification",
-                                               entityID: id.uuidString.lowercased(), oldValues: .object(["read_at": .null]),
-                                               newValues: .object(["read_at": .string(readAt)])),
-                                    request: request, on: connection)
+                try AuditLog.record(
+                    AuditEntry(
+                        operation: "notification.read", entityType: "notification",
+                        entityID: id.uuidString.lowercased(), oldValues: .object(["read_at": .null]),
+                        newValues: .object(["read_at": .string(readAt)])),
+                    request: request, on: connection)
             }
             return .json(["id": id.uuidString.lowercased(), "read_at": readAt])
         }
@@ -78,7 +97,8 @@ struct AccountResponder {
     private func auditLogs(_ request: Request, _ context: WorkerContext) throws -> Response {
         let entityType = request.query["entity_type"]
         let entityID = request.query["entity_id"]
-        let rows = try context.database.query("""
+        let rows = try context.database.query(
+            """
             SELECT id, iso8601(occurred_at) AS occurred_at, operation, entity_type, entity_id, actor_profile_id::text AS actor_profile_id,
                    actor_role, request_id, ip, user_agent, old_values::text AS old_values,
                    new_values::text AS new_values, success, error_code
@@ -86,7 +106,8 @@ struct AccountResponder {
             WHERE (\(entityType)::text IS NULL OR entity_type = \(entityType))
               AND (\(entityID)::text IS NULL OR entity_id = \(entityID))
             ORDER BY id DESC LIMIT 100
-            """).rows
+            """
+        ).rows
         struct Entry: Encodable {
             let id: Int
             let occurred_at, operation, entity_type: String
@@ -102,12 +123,16 @@ struct AccountResponder {
             let success: Bool
         }
         let entries = rows.reversed().map { row in
-            Entry(id: row.int("id") ?? 0, occurred_at: row["occurred_at"] ?? "", operation: row["operation"] ?? "",
-                  entity_type: row["entity_type"] ?? "", entity_id: row["entity_id"], actor_profile_id: row["actor_profile_id"],
-                  actor_role: row["actor_role"], request_id: row["request_id"], ip: row["ip"], user_agent: row["user_agent"],
-                  error_code: row["error_code"], old_values: row["old_values"].flatMap { JSONValue.parse(Array($0.utf8)) },
-                  new_values: row["new_values"].flatMap { JSONValue.parse(Array($0.utf8)) },
-                  success: row.bool("success") ?? false)
+            Entry(
+                id: row.int("id") ?? 0, occurred_at: row["occurred_at"] ?? "", operation: row["operation"] ?? "",
+                entity_type: row["entity_type"] ?? "", entity_id: row["entity_id"],
+                actor_profile_id: row["actor_profile_id"],
+                actor_role: row["actor_role"], request_id: row["request_id"], ip: row["ip"],
+                user_agent: row["user_agent"],
+                error_code: row["error_code"],
+                old_values: row["old_values"].flatMap { JSONValue.parse(Array($0.utf8)) },
+                new_values: row["new_values"].flatMap { JSONValue.parse(Array($0.utf8)) },
+                success: row.bool("success") ?? false)
         }
         return .json(["data": entries])
     }

@@ -23,7 +23,9 @@ struct OpsResponder {
             throw APIError(.schemaMismatch)
         }
         guard pending.isEmpty else {
-            throw APIError(.migrationsPending, message: "\(pending.count) migration(s) are not applied yet; run `payments migrate`.")
+            throw APIError(
+                .migrationsPending,
+                message: "\(pending.count) migration(s) are not applied yet; run `payments migrate`.")
         }
         struct Ready: Encodable {
             let status: String
@@ -40,17 +42,24 @@ struct OpsResponder {
         }
         // The inbox backlog (by status and type; dead events included) is read at scrape time;
         // without a database the counters still render.
-        let backlog = (try? context.database.query("""
-            SELECT status, type, count(*)::int AS n FROM webhook_events
-            WHERE status IN ('parked', 'failed', 'dead') GROUP BY status, type ORDER BY status, type
-            """).rows) ?? []
+        let backlog =
+            (try? context.database.query(
+                """
+                SELECT status, type, count(*)::int AS n FROM webhook_events
+                WHERE status IN ('parked', 'failed', 'dead') GROUP BY status, type ORDER BY status, type
+                """
+            ).rows) ?? []
         let pool = context.shared.pool.statistics
-        let gauges = backlog.map {
-            ("payments_webhook_backlog{status=\"\($0["status"] ?? "")\",type=\"\($0["type"] ?? "")\"}", $0.int("n") ?? 0)
-        } + [
-            ("payments_db_pool_size", pool.size), ("payments_db_pool_open", pool.open),
-            ("payments_db_pool_in_use", pool.inUse), ("payments_db_pool_waiting", pool.waiting),
-        ]
+        let gauges =
+            backlog.map {
+                (
+                    "payments_webhook_backlog{status=\"\($0["status"] ?? "")\",type=\"\($0["type"] ?? "")\"}",
+                    $0.int("n") ?? 0
+                )
+            } + [
+                ("payments_db_pool_size", pool.size), ("payments_db_pool_open", pool.open),
+                ("payments_db_pool_in_use", pool.inUse), ("payments_db_pool_waiting", pool.waiting),
+            ]
         let text = context.shared.metrics.render(gauges: gauges, instance: context.shared.configuration.instanceName)
         return .text(text, contentType: "text/plain; version=0.0.4")
     }

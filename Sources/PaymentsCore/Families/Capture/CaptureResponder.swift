@@ -5,10 +5,12 @@ import Stripe
 /// Capturing and cancelling purchases: `POST /api/payments/capture`, `POST /api/payments/{id}/cancel`.
 struct CaptureResponder {
     func addRoutes(to router: inout Router) {
-        router.add("POST", "/api/payments/capture", body: .json, access: .roles([.buyer, .admin]), rateLimits: [.capture],
-                   audit: AuditTarget("payment.capture", entity: "payment", idInBody: "payment_id"), lane: .stripe, capture)
-        router.add("POST", "/api/payments/{id}/cancel", body: .json, access: .roles([.buyer, .admin]), rateLimits: [.cancel],
-                   audit: AuditTarget("payment.cancel", entity: "payment"), lane: .stripe, cancel)
+        router.add(
+            "POST", "/api/payments/capture", body: .json, access: .roles([.buyer, .admin]), rateLimits: [.capture],
+            audit: AuditTarget("payment.capture", entity: "payment", idInBody: "payment_id"), lane: .stripe, capture)
+        router.add(
+            "POST", "/api/payments/{id}/cancel", body: .json, access: .roles([.buyer, .admin]), rateLimits: [.cancel],
+            audit: AuditTarget("payment.cancel", entity: "payment"), lane: .stripe, cancel)
     }
 
     /// Captures an authorised purchase: the buyer confirming delivery (always the full
@@ -23,7 +25,11 @@ struct CaptureResponder {
         let reason = try body.optionalString("reason", maximumLength: 500, multiline: true)
         if requested != nil {
             guard identity.role == .admin else {
-                throw APIError(.forbidden, message: "Only an admin may capture part of a payment; the buyer's capture takes the full authorised amount.")
+                throw APIError(
+                    .forbidden,
+                    message:
+                        "Only an admin may capture part of a payment; the buyer's capture takes the full authorised amount."
+                )
             }
             guard reason != nil else { throw APIError.invalidField("reason", "is required for a partial capture") }
         }
@@ -33,12 +39,15 @@ struct CaptureResponder {
             throw APIError(.paymentNotCapturable, message: "Milestone payments are released, not captured.")
         }
         if Self.isWaitingForAuthorization(payment["status"]), let intentID = payment["stripe_payment_intent_id"] {
-            payment = try refresh(payment, intent: try context.stripe.retrievePaymentIntent(intentID), context: context,
-                                  request: request)
+            payment = try refresh(
+                payment, intent: try context.stripe.retrievePaymentIntent(intentID), context: context,
+                request: request)
         }
         try PurchaseCapture(context: context, audit: AuditContext(request: request))
             .capture(paymentID.uuidString.lowercased(), amount: requested, reason: reason)
-        guard let updated = try PaymentRecord.visible(paymentID, to: identity, on: context.database) else { throw APIError.notFound }
+        guard let updated = try PaymentRecord.visible(paymentID, to: identity, on: context.database) else {
+            throw APIError.notFound
+        }
         return .json(PaymentRecord(row: updated))
     }
 
@@ -49,10 +58,14 @@ struct CaptureResponder {
         let paymentID = try PathParameter.uuid(request, "id")
         let id = paymentID.uuidString.lowercased()
         _ = try loadOwned(paymentID, identity: identity, context: context)
-        let cancellable = ["creating", "requires_payment_method", "requires_confirmation", "requires_action", "requires_capture"]
+        let cancellable = [
+            "creating", "requires_payment_method", "requires_confirmation", "requires_action", "requires_capture",
+        ]
         guard let claim = try context.claims.claim(id, for: .cancel, from: cancellable, on: context.database) else {
             let status = try PaymentRecord.visible(paymentID, to: identity, on: context.database)?["status"]
-            throw APIError(.paymentNotCancellable, message: "This payment can no longer be cancelled (it is \(status ?? "unknown")).")
+            throw APIError(
+                .paymentNotCancellable,
+                message: "This payment can no longer be cancelled (it is \(status ?? "unknown")).")
         }
         let payment = claim.payment
         do {
@@ -70,21 +83,28 @@ struct CaptureResponder {
             throw error
         }
         let updated = try context.database.withTransaction { connection -> Row in
-            let changed = try connection.query("""
+            let changed = try connection.query(
+                """
                 UPDATE payments SET status = 'canceled', amount_capturable = 0
                 WHERE id = \(paymentID) AND status = ANY(\("{" + cancellable.joined(separator: ",") + "}")::text[])
                 RETURNING *
-                """).first
+                """
+            ).first
             try PaymentClaims.settle(claim, on: connection)
             // The cancellation is this actor's action even when Stripe's webhook recorded it first.
-            try AuditLog.record(AuditEntry(operation: "payment.cancel", entityType: "payment", entityID: id,
-                                           oldValues: ["status": JSONValue(payment["status"])], newValues: ["status": "canceled"]),
-                                request: request, on: connection)
+            try AuditLog.record(
+                AuditEntry(
+                    operation: "payment.cancel", entityType: "payment", entityID: id,
+                    oldValues: ["status": JSONValue(payment["status"])], newValues: ["status": "canceled"]),
+                request: request, on: connection)
             if let changed {
                 try connection.query("SELECT payment_release_hold(p) FROM payments p WHERE p.id = \(paymentID)")
-                let other = identity.profileID.uuidString.lowercased() == changed["buyer_id"] ? changed["seller_id"] : changed["buyer_id"]
+                let other =
+                    identity.profileID.uuidString.lowercased() == changed["buyer_id"]
+                    ? changed["seller_id"] : changed["buyer_id"]
                 if let other {
-                    try Notifier.notify([other], kind: "payment_canceled", payload: ["payment_id": .string(id)], on: connection)
+                    try Notifier.notify(
+                        [other], kind: "payment_canceled", payload: ["payment_id": .string(id)], on: connection)
                 }
             }
             return try PaymentRecord.visible(paymentID, to: identity, on: connection) ?? payment
@@ -97,32 +117,42 @@ struct CaptureResponder {
     /// The payment, if this caller may act on it: its buyer or an admin (a seller or stranger gets 404).
     private func loadOwned(_ id: UUID, identity: Identity, context: WorkerContext) throws -> Row {
         guard let row = try PaymentRecord.visible(id, to: identity, on: context.database),
-              identity.role == .admin || row.uuid("buyer_id") == identity.profileID else { throw APIError.notFound }
+            identity.role == .admin || row.uuid("buyer_id") == identity.profileID
+        else { throw APIError.notFound }
         return row
     }
 
     private static func isWaitingForAuthorization(_ status: String?) -> Bool {
-        ["creating", "requires_payment_method", "requires_confirmation", "requires_action", "processing"].contains(status ?? "")
+        ["creating", "requires_payment_method", "requires_confirmation", "requires_action", "processing"].contains(
+            status ?? "")
     }
 
     /// Applies what Stripe says about the intent when our webhook has not arrived yet, audited
     /// as the caller's (every transition has an audit row, whichever path makes it).
-    private func refresh(_ payment: Row, intent: PaymentIntent, context: WorkerContext, request: Request) throws -> Row {
+    private func refresh(_ payment: Row, intent: PaymentIntent, context: WorkerContext, request: Request) throws -> Row
+    {
         guard intent.status == "requires_capture", let id = payment.uuid("id") else { return payment }
         return try context.database.withTransaction { connection -> Row in
-            let changed = try connection.query("""
-                SELECT status FROM payment_capturable_atomic(\(intent.id), \(Int64(Date().timeIntervalSince1970)),
-                                                             \(intent.amountCapturable ?? intent.amount),
-                                                             to_timestamp(\((intent.created ?? 0) + 7 * 86_400)))
-                """).first != nil
+            let changed =
+                try connection.query(
+                    """
+                    SELECT status FROM payment_capturable_atomic(\(intent.id), \(Int64(Date().timeIntervalSince1970)),
+                                                                 \(intent.amountCapturable ?? intent.amount),
+                                                                 to_timestamp(\((intent.created ?? 0) + 7 * 86_400)))
+                    """
+                ).first != nil
             if changed {
-                try AuditLog.record(AuditEntry(operation: "payment.authorised", entityType: "payment",
-                                               entityID: id.uuidString.lowercased(),
-                                               oldValues: ["status": JSONValue(payment["status"])],
-                                               newValues: ["status": "requires_capture",
-                                                           "amount_capturable": .int(intent.amountCapturable ?? intent.amount)],
-                                               metadata: ["source": "stripe retrieve before capture"]),
-                                    request: request, on: connection)
+                try AuditLog.record(
+                    AuditEntry(
+                        operation: "payment.authorised", entityType: "payment",
+                        entityID: id.uuidString.lowercased(),
+                        oldValues: ["status": JSONValue(payment["status"])],
+                        newValues: [
+                            "status": "requires_capture",
+                            "amount_capturable": .int(intent.amountCapturable ?? intent.amount),
+                        ],
+                        metadata: ["source": "stripe retrieve before capture"]),
+                    request: request, on: connection)
             }
             let identity = try request.requireIdentity()
             return try PaymentRecord.visible(id, to: identity, on: connection) ?? payment

@@ -8,11 +8,13 @@ import Stripe
 /// redirect itself) whether onboarding is complete.
 struct ConnectResponder {
     func addRoutes(to router: inout Router) {
-        router.add("POST", "/api/connect/accounts", body: .json, access: .roles([.seller]), rateLimits: [.connect],
-                   audit: AuditTarget("connect.account", entity: "profile"), lane: .stripe, createAccount)
+        router.add(
+            "POST", "/api/connect/accounts", body: .json, access: .roles([.seller]), rateLimits: [.connect],
+            audit: AuditTarget("connect.account", entity: "profile"), lane: .stripe, createAccount)
         router.add("GET", "/api/connect/status", access: .roles([.seller]), status)
-        router.add("POST", "/api/connect/dashboard-link", body: .json, access: .roles([.seller]), rateLimits: [.connect],
-                   lane: .stripe, dashboardLink)
+        router.add(
+            "POST", "/api/connect/dashboard-link", body: .json, access: .roles([.seller]), rateLimits: [.connect],
+            lane: .stripe, dashboardLink)
         // The seller's browser follows these after Stripe's hosted pages: no Bearer token, no
         // cookie needed; the signed `state` says whose account it is (outside the CSRF policy:
         // they change nothing but the profile's mirror of Stripe's account). Their rate limits
@@ -26,30 +28,49 @@ struct ConnectResponder {
     private func createAccount(_ request: Request, _ context: WorkerContext) throws -> Response {
         let identity = try request.requireIdentity()
         let profileID = identity.profileID.uuidString.lowercased()
-        guard let profile = try context.database.query("""
-            SELECT stripe_account_id, email FROM profiles WHERE id = \(identity.profileID)
-            """).first else { throw APIError.notFound }
+        guard
+            let profile = try context.database.query(
+                """
+                SELECT stripe_account_id, email FROM profiles WHERE id = \(identity.profileID)
+                """
+            ).first
+        else { throw APIError.notFound }
 
         var accountID = profile["stripe_account_id"]
         var created = false
         if accountID == nil {
             let marketplace = context.shared.configuration.marketplace
-            let account = try context.stripe.createAccount([
-                ("type", "express"),
-                ("email", profile["email"].map(StripeParameter.string) ?? .omitted),
-                ("capabilities", ["card_payments": ["requested": true], "transfers": ["requested": true]]),
-                ("settings", ["payouts": ["schedule": ["interval": "daily",
-                                                       "delay_days": .integer(Int64(marketplace.payoutDelayDays))]]]),
-                ("metadata", ["profile_id": .string(profileID)]),
-            ], idempotencyKey: StripeKeys.connectAccount(profileID))
+            let account = try context.stripe.createAccount(
+                [
+                    ("type", "express"),
+                    ("email", profile["email"].map(StripeParameter.string) ?? .omitted),
+                    ("capabilities", ["card_payments": ["requested": true], "transfers": ["requested": true]]),
+                    (
+                        "settings",
+                        [
+                            "payouts": [
+                                "schedule": [
+                                    "interval": "daily",
+                                    "delay_days": .integer(Int64(marketplace.payoutDelayDays)),
+                                ]
+                            ]
+                        ]
+                    ),
+                    ("metadata", ["profile_id": .string(profileID)]),
+                ], idempotencyKey: StripeKeys.connectAccount(profileID))
             accountID = try context.database.withTransaction { connection -> String in
-                let stored = try connection.query("""
-                    UPDATE profiles SET stripe_account_id = COALESCE(stripe_account_id, \(account.id))
-                    WHERE id = \(identity.profileID) RETURNING stripe_account_id
-                    """).first?["stripe_account_id"] ?? account.id
-                try AuditLog.record(AuditEntry(operation: "connect.account", entityType: "profile", entityID: profileID,
-                                               oldValues: ["stripe_account_id": nil], newValues: ["stripe_account_id": .string(stored)]),
-                                    request: request, on: connection)
+                let stored =
+                    try connection.query(
+                        """
+                        UPDATE profiles SET stripe_account_id = COALESCE(stripe_account_id, \(account.id))
+                        WHERE id = \(identity.profileID) RETURNING stripe_account_id
+                        """
+                    ).first?["stripe_account_id"] ?? account.id
+                try AuditLog.record(
+                    AuditEntry(
+                        operation: "connect.account", entityType: "profile", entityID: profileID,
+                        oldValues: ["stripe_account_id": nil], newValues: ["stripe_account_id": .string(stored)]),
+                    request: request, on: connection)
                 return stored
             }
             created = true
@@ -64,40 +85,52 @@ struct ConnectResponder {
             let onboarding_url: String
             let expires_at: Int64
         }
-        return .json(Created(account_id: accountID, onboarding_url: link.url, expires_at: link.expiresAt),
-                     status: created ? 201 : 200)
+        return .json(
+            Created(account_id: accountID, onboarding_url: link.url, expires_at: link.expiresAt),
+            status: created ? 201 : 200)
     }
 
     private func status(_ request: Request, _ context: WorkerContext) throws -> Response {
         let identity = try request.requireIdentity()
-        guard let row = try context.database.query("""
-            SELECT stripe_account_id, charges_enabled, payouts_enabled, details_submitted, requirements_due::text AS due,
-                   disabled_reason FROM profiles WHERE id = \(identity.profileID)
-            """).first else { throw APIError.notFound }
+        guard
+            let row = try context.database.query(
+                """
+                SELECT stripe_account_id, charges_enabled, payouts_enabled, details_submitted, requirements_due::text AS due,
+                       disabled_reason FROM profiles WHERE id = \(identity.profileID)
+                """
+            ).first
+        else { throw APIError.notFound }
         struct Status: Encodable {
             @Nullable var account_id: String?
             let charges_enabled, payouts_enabled, details_submitted: Bool
             let requirements_due: JSONValue
             @Nullable var disabled_reason: String?
         }
-        return .json(Status(account_id: row["stripe_account_id"], charges_enabled: row.bool("charges_enabled") ?? false,
-                            payouts_enabled: row.bool("payouts_enabled") ?? false,
-                            details_submitted: row.bool("details_submitted") ?? false,
-                            requirements_due: row["due"].flatMap { JSONValue.parse(Array($0.utf8)) } ?? [],
-                            disabled_reason: row["disabled_reason"]))
+        return .json(
+            Status(
+                account_id: row["stripe_account_id"], charges_enabled: row.bool("charges_enabled") ?? false,
+                payouts_enabled: row.bool("payouts_enabled") ?? false,
+                details_submitted: row.bool("details_submitted") ?? false,
+                requirements_due: row["due"].flatMap { JSONValue.parse(Array($0.utf8)) } ?? [],
+                disabled_reason: row["disabled_reason"]))
     }
 
     /// An Express dashboard login link; 409 until the seller has finished onboarding.
     private func dashboardLink(_ request: Request, _ context: WorkerContext) throws -> Response {
         let identity = try request.requireIdentity()
-        guard let row = try context.database.query("""
-            SELECT stripe_account_id, details_submitted FROM profiles WHERE id = \(identity.profileID)
-            """).first, let account = row["stripe_account_id"], row.bool("details_submitted") == true else {
+        guard
+            let row = try context.database.query(
+                """
+                SELECT stripe_account_id, details_submitted FROM profiles WHERE id = \(identity.profileID)
+                """
+            ).first, let account = row["stripe_account_id"], row.bool("details_submitted") == true
+        else {
             throw APIError(.notOnboarded)
         }
         let nonce = Hex.encode(Digest.randomBytes(8))
-        let link = try context.stripe.createLoginLink(account: account,
-                                                      idempotencyKey: StripeKeys.loginLink(identity.profileID.uuidString, nonce: nonce))
+        let link = try context.stripe.createLoginLink(
+            account: account,
+            idempotencyKey: StripeKeys.loginLink(identity.profileID.uuidString, nonce: nonce))
         return .json(["url": link.url])
     }
 
@@ -106,9 +139,13 @@ struct ConnectResponder {
     private func refresh(_ request: Request, _ context: WorkerContext) throws -> Response {
         let state = try verifiedState(request, context: context)
         // The state binds profile and account: both must still belong together.
-        guard try context.database.query("""
-            SELECT 1 FROM profiles WHERE id = \(state.profileID)::uuid AND stripe_account_id = \(state.accountID)
-            """).first != nil else { throw Self.stateRejected("forged") }
+        guard
+            try context.database.query(
+                """
+                SELECT 1 FROM profiles WHERE id = \(state.profileID)::uuid AND stripe_account_id = \(state.accountID)
+                """
+            ).first != nil
+        else { throw Self.stateRejected("forged") }
         guard try state.claimNonce(on: context.database) else { throw Self.stateRejected("already used") }
         do {
             let link = try makeLink(profileID: state.profileID, accountID: state.accountID, context: context)
@@ -126,9 +163,10 @@ struct ConnectResponder {
         let state = try verifiedState(request, context: context)
         let account = try context.stripe.retrieveAccount(state.accountID)
         let synced = try context.database.withTransaction { connection in
-            try AccountMirror.sync(account, eventCreated: nil, profileID: state.profileID,
-                                   operation: "connect.synced", audit: AuditContext(request: request, actorRole: "seller"),
-                                   on: connection)
+            try AccountMirror.sync(
+                account, eventCreated: nil, profileID: state.profileID,
+                operation: "connect.synced", audit: AuditContext(request: request, actorRole: "seller"),
+                on: connection)
         }
         if case .unknownAccount = synced { throw Self.stateRejected("forged") }
         let complete = account.detailsSubmitted && account.chargesEnabled
@@ -144,12 +182,13 @@ struct ConnectResponder {
         let state = OnboardingState.make(profileID: profileID, accountID: accountID, now: now)
             .encoded(key: context.shared.configuration.onboardingStateKey)
         let base = context.shared.configuration.publicBaseURL + "/api/connect/onboarding"
-        return try context.stripe.createAccountLink([
-            ("account", .string(accountID)),
-            ("refresh_url", .string("\(base)/refresh?state=\(state)")),
-            ("return_url", .string("\(base)/return?state=\(state)")),
-            ("type", "account_onboarding"),
-        ], idempotencyKey: StripeKeys.accountLink(profileID, state: state))
+        return try context.stripe.createAccountLink(
+            [
+                ("account", .string(accountID)),
+                ("refresh_url", .string("\(base)/refresh?state=\(state)")),
+                ("return_url", .string("\(base)/return?state=\(state)")),
+                ("type", "account_onboarding"),
+            ], idempotencyKey: StripeKeys.accountLink(profileID, state: state))
     }
 
     /// The request's state, verified, and counted: against the profile it names (`onboarding`),
@@ -160,8 +199,9 @@ struct ConnectResponder {
         let limiter = configuration.rateLimiter
         let state: OnboardingState
         do throws(OnboardingState.Failure) {
-            state = try OnboardingState.decode(request.query["state"], key: configuration.onboardingStateKey,
-                                               now: Int64(Date().timeIntervalSince1970))
+            state = try OnboardingState.decode(
+                request.query["state"], key: configuration.onboardingStateKey,
+                now: Int64(Date().timeIntervalSince1970))
         } catch {
             let key = RateLimitPolicy.onboardingIP.key(profileID: nil, remoteAddress: request.remoteAddress)
             try limiter.check(.onboardingIP, key: key, on: context.database)
@@ -174,12 +214,14 @@ struct ConnectResponder {
 
     /// nginx turns this 400 into the static onboarding error page (never a redirect).
     private static func stateRejected(_ reason: String) -> APIError {
-        APIError(.onboardingStateInvalid, message: "This onboarding link is \(reason); start again from the marketplace.")
+        APIError(
+            .onboardingStateInvalid, message: "This onboarding link is \(reason); start again from the marketplace.")
     }
 
     /// A 302 whose target is never logged.
     private static func redirect(to url: String) -> Response {
-        Response(status: 302, headers: [("Location", url), ("Content-Type", "text/plain; charset=utf-8")],
-                 body: Array("Redirecting…\n".utf8))
+        Response(
+            status: 302, headers: [("Location", url), ("Content-Type", "text/plain; charset=utf-8")],
+            body: Array("Redirecting…\n".utf8))
     }
 }

@@ -10,29 +10,36 @@ struct AdminDisputesResponder {
         let admin = Access.roles([.admin])
         router.add("GET", "/api/admin/disputes", access: admin, list)
         router.add("GET", "/api/admin/disputes/{id}", access: admin, show)
-        router.add("POST", "/api/admin/disputes/{id}/refund", body: .json, access: admin, rateLimits: [.adminRefund],
-                   audit: AuditTarget("dispute.refund", entity: "dispute"), lane: .stripe, refund)
-        router.add("POST", "/api/admin/disputes/{id}/resolve", body: .json, access: admin, rateLimits: [.adminResolve],
-                   audit: AuditTarget("dispute.resolve", entity: "dispute"), lane: .stripe, resolve)
-        router.add("POST", "/api/admin/disputes/{id}/evidence", body: .json, access: admin, rateLimits: [.adminEvidence],
-                   audit: AuditTarget("dispute.evidence", entity: "dispute"), lane: .stripe, evidence)
+        router.add(
+            "POST", "/api/admin/disputes/{id}/refund", body: .json, access: admin, rateLimits: [.adminRefund],
+            audit: AuditTarget("dispute.refund", entity: "dispute"), lane: .stripe, refund)
+        router.add(
+            "POST", "/api/admin/disputes/{id}/resolve", body: .json, access: admin, rateLimits: [.adminResolve],
+            audit: AuditTarget("dispute.resolve", entity: "dispute"), lane: .stripe, resolve)
+        router.add(
+            "POST", "/api/admin/disputes/{id}/evidence", body: .json, access: admin, rateLimits: [.adminEvidence],
+            audit: AuditTarget("dispute.evidence", entity: "dispute"), lane: .stripe, evidence)
     }
 
     private func list(_ request: Request, _ context: WorkerContext) throws -> Response {
         let status = request.query["status"]
         let kind = request.query["kind"]
-        if let kind, !["platform", "chargeback"].contains(kind) { throw APIError.invalidField("kind", "must be platform or chargeback") }
+        if let kind, !["platform", "chargeback"].contains(kind) {
+            throw APIError.invalidField("kind", "must be platform or chargeback")
+        }
         if let status, status.count > 40 || !status.allSatisfy({ $0.isLetter || $0 == "_" }) {
             throw APIError.invalidField("status", "is not a dispute status")
         }
         let cursor = try request.query["cursor"].map(PageCursor.init(encoded:))
-        let rows = try context.database.query("""
+        let rows = try context.database.query(
+            """
             SELECT \(sql: Disputes.columns), \(sql: PageCursor.sortKey("d")) AS sort_key
             FROM disputes d JOIN payments p ON p.id = d.payment_id
             WHERE (\(status)::text IS NULL OR d.status = \(status)) AND (\(kind)::text IS NULL OR d.kind = \(kind))
               AND \(sql: PageCursor.after(cursor, alias: "d"))
             ORDER BY d.created_at DESC, d.id DESC LIMIT 51
-            """).rows
+            """
+        ).rows
         let (page, next) = PageCursor.page(rows, limit: 50)
         return .json(["data": .array(page.map(Disputes.view)), "next_cursor": JSONValue(next)] as [String: JSONValue])
     }
@@ -42,30 +49,41 @@ struct AdminDisputesResponder {
         let id = try PathParameter.uuid(request, "id")
         guard let row = try load(id, on: context.database) else { throw APIError.notFound }
         guard case .object(var view) = Disputes.view(row) else { throw APIError.internalError }
-        let refunds = try context.database.query("""
+        let refunds = try context.database.query(
+            """
             SELECT id::text AS id, stripe_refund_id, amount_cents, status, reason, iso8601(created_at) AS created_at
             FROM refunds WHERE dispute_id = \(id) ORDER BY sequence
-            """).rows
-        view["refunds"] = .array(refunds.map {
-            ["id": JSONValue($0["id"]), "stripe_refund_id": JSONValue($0["stripe_refund_id"]),
-             "amount": .int(Int64($0.int("amount_cents") ?? 0)), "status": JSONValue($0["status"]),
-             "reason": JSONValue($0["reason"]), "created_at": JSONValue($0["created_at"])]
-        })
-        let history = try context.database.query("""
+            """
+        ).rows
+        view["refunds"] = .array(
+            refunds.map {
+                [
+                    "id": JSONValue($0["id"]), "stripe_refund_id": JSONValue($0["stripe_refund_id"]),
+                    "amount": .int(Int64($0.int("amount_cents") ?? 0)), "status": JSONValue($0["status"]),
+                    "reason": JSONValue($0["reason"]), "created_at": JSONValue($0["created_at"]),
+                ]
+            })
+        let history = try context.database.query(
+            """
             SELECT iso8601(occurred_at) AS at, operation, actor_profile_id::text AS actor, actor_role, success, error_code,
                    request_id, old_values::text AS old_values, new_values::text AS new_values
             FROM payment_audit_logs
             WHERE (entity_type = 'dispute' AND entity_id = \(id.uuidString.lowercased()))
                OR (entity_type = 'payment' AND entity_id = \(row["payment_id"]))
             ORDER BY id
-            """).rows
-        view["history"] = .array(history.map {
-            ["at": JSONValue($0["at"]), "operation": JSONValue($0["operation"]), "actor_profile_id": JSONValue($0["actor"]),
-             "actor_role": JSONValue($0["actor_role"]), "success": .bool($0.bool("success") ?? false),
-             "error_code": JSONValue($0["error_code"]), "request_id": JSONValue($0["request_id"]),
-             "old_values": $0["old_values"].flatMap { JSONValue.parse(Array($0.utf8)) } ?? .null,
-             "new_values": $0["new_values"].flatMap { JSONValue.parse(Array($0.utf8)) } ?? .null]
-        })
+            """
+        ).rows
+        view["history"] = .array(
+            history.map {
+                [
+                    "at": JSONValue($0["at"]), "operation": JSONValue($0["operation"]),
+                    "actor_profile_id": JSONValue($0["actor"]),
+                    "actor_role": JSONValue($0["actor_role"]), "success": .bool($0.bool("success") ?? false),
+                    "error_code": JSONValue($0["error_code"]), "request_id": JSONValue($0["request_id"]),
+                    "old_values": $0["old_values"].flatMap { JSONValue.parse(Array($0.utf8)) } ?? .null,
+                    "new_values": $0["new_values"].flatMap { JSONValue.parse(Array($0.utf8)) } ?? .null,
+                ]
+            })
         return .json(JSONValue.object(view))
     }
 
@@ -75,13 +93,19 @@ struct AdminDisputesResponder {
         let body = try JSONBody(request)
         let amount = try body.integer("amount", in: 1...Int64(Int32.max) * 1000)
         let reason = try body.string("reason", maximumLength: 500, multiline: true)
-        guard let dispute = try load(id, on: context.database), let paymentID = dispute["payment_id"] else { throw APIError.notFound }
+        guard let dispute = try load(id, on: context.database), let paymentID = dispute["payment_id"] else {
+            throw APIError.notFound
+        }
         let row = try Refunds(context: context, audit: AuditContext(request: request))
-            .refund(disputeID: id.uuidString.lowercased(), paymentID: paymentID, requested: amount, reason: reason,
-                    requestKey: Self.requestKey(request))
-        return .json(["id": JSONValue(row["id"]), "stripe_refund_id": JSONValue(row["stripe_refund_id"]),
-                      "amount": .int(Int64(row.int("amount_cents") ?? 0)), "status": JSONValue(row["status"])] as [String: JSONValue],
-                     status: 201)
+            .refund(
+                disputeID: id.uuidString.lowercased(), paymentID: paymentID, requested: amount, reason: reason,
+                requestKey: Self.requestKey(request))
+        return .json(
+            [
+                "id": JSONValue(row["id"]), "stripe_refund_id": JSONValue(row["stripe_refund_id"]),
+                "amount": .int(Int64(row.int("amount_cents") ?? 0)), "status": JSONValue(row["status"]),
+            ] as [String: JSONValue],
+            status: 201)
     }
 
     /// Settles an open platform dispute: `refund_buyer` refunds what is left (or cancels an
@@ -95,18 +119,23 @@ struct AdminDisputesResponder {
         let outcome = try body.choice("outcome", from: ["refund_buyer", "release_seller", "dismiss"])
         let note = try body.optionalString("note", maximumLength: 2000, multiline: true)
         let audit = AuditContext(request: request)
-        guard let dispute = try load(id, on: context.database), let paymentID = dispute["payment_id"] else { throw APIError.notFound }
+        guard let dispute = try load(id, on: context.database), let paymentID = dispute["payment_id"] else {
+            throw APIError.notFound
+        }
         let disputeID = id.uuidString.lowercased()
-        try claimResolution(id, outcome: outcome, lease: context.shared.configuration.requestLease, on: context.database)
+        try claimResolution(
+            id, outcome: outcome, lease: context.shared.configuration.requestLease, on: context.database)
         do {
-            try settleMoney(outcome, disputeID: disputeID, paymentID: paymentID, note: note, request: request,
-                            context: context)
+            try settleMoney(
+                outcome, disputeID: disputeID, paymentID: paymentID, note: note, request: request,
+                context: context)
         } catch {
             // Nothing moved: the dispute is open again for any outcome. Outcome unknown: this
             // attempt is over, so the same outcome may resume at once (under the same Stripe
             // keys), while another stays refused.
             let unknown = (error as? StripeError)?.mayHaveSucceeded ?? false
-            _ = try? context.database.query("""
+            _ = try? context.database.query(
+                """
                 UPDATE disputes
                 SET resolving_outcome = CASE WHEN \(unknown) THEN resolving_outcome END, resolving_expires_at = now()
                 WHERE id = \(id) AND status = 'open' AND resolving_outcome = \(outcome)
@@ -115,23 +144,32 @@ struct AdminDisputesResponder {
         }
 
         let resolved = try context.database.withTransaction { connection -> Row in
-            guard try connection.query("""
-                UPDATE disputes SET status = \(outcome == "dismiss" ? "dismissed" : "resolved"), outcome = \(outcome),
-                       resolution_note = \(note), resolved_by = \(audit.actorProfileID), resolved_at = now(),
-                       resolving_outcome = NULL, resolving_expires_at = NULL
-                WHERE id = \(id) AND status = 'open' AND resolving_outcome = \(outcome) RETURNING id
-                """).first != nil else {
+            guard
+                try connection.query(
+                    """
+                    UPDATE disputes SET status = \(outcome == "dismiss" ? "dismissed" : "resolved"), outcome = \(outcome),
+                           resolution_note = \(note), resolved_by = \(audit.actorProfileID), resolved_at = now(),
+                           resolving_outcome = NULL, resolving_expires_at = NULL
+                    WHERE id = \(id) AND status = 'open' AND resolving_outcome = \(outcome) RETURNING id
+                    """
+                ).first != nil
+            else {
                 throw APIError(.disputeNotOpen, message: "This dispute was resolved meanwhile.")
             }
             try Disputes.refreshFlag(paymentID: paymentID, on: connection)
-            try AuditLog.record(AuditEntry(operation: "dispute.resolve", entityType: "dispute", entityID: disputeID,
-                                           oldValues: ["status": "open"],
-                                           newValues: ["status": .string(outcome == "dismiss" ? "dismissed" : "resolved"),
-                                                       "outcome": .string(outcome), "note": JSONValue(note)]),
-                                context: audit, on: connection)
+            try AuditLog.record(
+                AuditEntry(
+                    operation: "dispute.resolve", entityType: "dispute", entityID: disputeID,
+                    oldValues: ["status": "open"],
+                    newValues: [
+                        "status": .string(outcome == "dismiss" ? "dismissed" : "resolved"),
+                        "outcome": .string(outcome), "note": JSONValue(note),
+                    ]),
+                context: audit, on: connection)
             for party in [dispute["buyer_id"], dispute["seller_id"]].compactMap({ $0 }) {
-                try Notifier.notify(party, kind: "dispute_resolved",
-                                    payload: ["dispute_id": .string(disputeID), "outcome": .string(outcome)], on: connection)
+                try Notifier.notify(
+                    party, kind: "dispute_resolved",
+                    payload: ["dispute_id": .string(disputeID), "outcome": .string(outcome)], on: connection)
             }
             return try load(id, on: connection) ?? dispute
         }
@@ -142,35 +180,57 @@ struct AdminDisputesResponder {
     /// one, `409 dispute_resolution_in_progress` while another resolution holds it (or, once
     /// that one's lease has run out, when it was for another outcome: it may have moved money).
     private func claimResolution(_ id: UUID, outcome: String, lease: Duration, on connection: some SQLExecutor) throws {
-        guard try connection.query("""
-            UPDATE disputes SET resolving_outcome = \(outcome),
-                   resolving_expires_at = now() + make_interval(secs => \(Int(lease.components.seconds) + 1))
-            WHERE id = \(id) AND kind = 'platform' AND status = 'open'
-              AND (resolving_outcome IS NULL OR (resolving_outcome = \(outcome) AND resolving_expires_at <= now()))
-            RETURNING id
-            """).first == nil else { return }
-        guard let current = try connection.query("""
-            SELECT kind, status, resolving_outcome FROM disputes WHERE id = \(id)
-            """).first, current["kind"] == "platform", current["status"] == "open" else {
+        guard
+            try connection.query(
+                """
+                UPDATE disputes SET resolving_outcome = \(outcome),
+                       resolving_expires_at = now() + make_interval(secs => \(Int(lease.components.seconds) + 1))
+                WHERE id = \(id) AND kind = 'platform' AND status = 'open'
+                  AND (resolving_outcome IS NULL OR (resolving_outcome = \(outcome) AND resolving_expires_at <= now()))
+                RETURNING id
+                """
+            ).first == nil
+        else { return }
+        guard
+            let current = try connection.query(
+                """
+                SELECT kind, status, resolving_outcome FROM disputes WHERE id = \(id)
+                """
+            ).first, current["kind"] == "platform", current["status"] == "open"
+        else {
             throw APIError(.disputeNotOpen)
         }
-        throw APIError(.disputeResolutionInProgress, message: "This dispute is being resolved as \(current["resolving_outcome"] ?? "another outcome"); retry that outcome to finish it, or wait.",
-                       headers: [("Retry-After", "5")])
+        throw APIError(
+            .disputeResolutionInProgress,
+            message:
+                "This dispute is being resolved as \(current["resolving_outcome"] ?? "another outcome"); retry that outcome to finish it, or wait.",
+            headers: [("Retry-After", "5")])
     }
 
     /// Moves the money an outcome calls for.
-    private func settleMoney(_ outcome: String, disputeID: String, paymentID: String, note: String?, request: Request,
-                             context: WorkerContext) throws {
+    private func settleMoney(
+        _ outcome: String, disputeID: String, paymentID: String, note: String?, request: Request,
+        context: WorkerContext
+    ) throws {
         let audit = AuditContext(request: request)
-        guard let payment = try context.database.query("""
-            SELECT \(sql: PaymentRecord.columns) FROM payments p WHERE p.id = \(paymentID)::uuid
-            """).first else { throw APIError.notFound }
+        guard
+            let payment = try context.database.query(
+                """
+                SELECT \(sql: PaymentRecord.columns) FROM payments p WHERE p.id = \(paymentID)::uuid
+                """
+            ).first
+        else { throw APIError.notFound }
         switch outcome {
         case "refund_buyer":
             if payment["status"] == "requires_capture", let intent = payment["stripe_payment_intent_id"] {
-                guard let claim = try context.claims.claim(paymentID, for: .cancel, from: ["requires_capture"],
-                                                           resolvingDispute: true, on: context.database) else {
-                    throw APIError(.paymentNotCancellable, message: "The authorisation changed meanwhile; look at the payment and resolve again.")
+                guard
+                    let claim = try context.claims.claim(
+                        paymentID, for: .cancel, from: ["requires_capture"],
+                        resolvingDispute: true, on: context.database)
+                else {
+                    throw APIError(
+                        .paymentNotCancellable,
+                        message: "The authorisation changed meanwhile; look at the payment and resolve again.")
                 }
                 do {
                     try context.stripe.cancelIntent(intent, ofPayment: paymentID, reason: .requestedByCustomer)
@@ -179,30 +239,39 @@ struct AdminDisputesResponder {
                     throw error
                 }
                 try context.database.withTransaction { connection in
-                    let changed = try connection.query("SELECT status FROM payment_cancel_atomic(\(intent), 0)").first != nil
+                    let changed =
+                        try connection.query("SELECT status FROM payment_cancel_atomic(\(intent), 0)").first != nil
                     try PaymentClaims.settle(claim, on: connection)
-                    try AuditLog.record(AuditEntry(operation: "payment.cancel", entityType: "payment", entityID: paymentID,
-                                                   oldValues: ["status": "requires_capture"], newValues: ["status": "canceled"],
-                                                   metadata: ["dispute_id": .string(disputeID),
-                                                              "recorded_by_webhook_first": .bool(!changed)]),
-                                        context: audit, on: connection)
+                    try AuditLog.record(
+                        AuditEntry(
+                            operation: "payment.cancel", entityType: "payment", entityID: paymentID,
+                            oldValues: ["status": "requires_capture"], newValues: ["status": "canceled"],
+                            metadata: [
+                                "dispute_id": .string(disputeID),
+                                "recorded_by_webhook_first": .bool(!changed),
+                            ]),
+                        context: audit, on: connection)
                 }
             } else if ["succeeded", "refunded"].contains(payment["status"] ?? ""),
-                      Int64(payment.int("amount_received") ?? 0) > Int64(payment.int("amount_refunded") ?? 0) {
+                Int64(payment.int("amount_received") ?? 0) > Int64(payment.int("amount_refunded") ?? 0)
+            {
                 do {
-                    _ = try Refunds(context: context, audit: audit).refund(disputeID: disputeID, paymentID: paymentID,
-                                                                           requested: nil, reason: note ?? "dispute resolved",
-                                                                           requestKey: Self.requestKey(request))
+                    _ = try Refunds(context: context, audit: audit).refund(
+                        disputeID: disputeID, paymentID: paymentID,
+                        requested: nil, reason: note ?? "dispute resolved",
+                        requestKey: Self.requestKey(request))
                 } catch let error as APIError where error.code == "nothing_to_refund" {
                     // Earlier partial refunds already returned everything: nothing left to move.
                 }
             }
         case "release_seller":
             if payment["kind"] == "purchase", payment["status"] == "requires_capture" {
-                try PurchaseCapture(context: context, audit: audit).capture(paymentID, amount: nil, resolvingDispute: true)
+                try PurchaseCapture(context: context, audit: audit).capture(
+                    paymentID, amount: nil, resolvingDispute: true)
             } else if payment["kind"] == "milestone", let milestone = payment.uuid("milestone_id") {
-                _ = try MilestoneRelease(context: context, audit: audit).release(milestone, requiredBuyer: nil,
-                                                                                 resolvingDispute: true)
+                _ = try MilestoneRelease(context: context, audit: audit).release(
+                    milestone, requiredBuyer: nil,
+                    resolvingDispute: true)
             }
         default:
             break
@@ -220,7 +289,8 @@ struct AdminDisputesResponder {
         var characters = 0
         for (name, value) in fields.sorted(by: { $0.key < $1.key }) {
             guard Self.evidenceFields.contains(name) else {
-                throw APIError.invalidField("evidence.\(name.prefix(64))", "is not a field of Stripe's dispute evidence")
+                throw APIError.invalidField(
+                    "evidence.\(name.prefix(64))", "is not a field of Stripe's dispute evidence")
             }
             guard case .string(let text) = value, text.count <= 20_000 else {
                 throw APIError.invalidField("evidence.\(name)", "must be text of at most 20000 characters")
@@ -244,19 +314,26 @@ struct AdminDisputesResponder {
         }
         let parameters: [(String, StripeParameter)] = [("evidence", .object(evidence)), ("submit", .boolean(submit))]
         let digest = Hex.encode(Digest.sha256(Array(FormEncoder.encode(parameters).utf8))).prefix(16)
-        let updated = try context.stripe.updateDispute(stripeID, parameters, idempotencyKey: StripeKeys.disputeEvidence(id.uuidString, digest: digest))
+        let updated = try context.stripe.updateDispute(
+            stripeID, parameters, idempotencyKey: StripeKeys.disputeEvidence(id.uuidString, digest: digest))
         let status = submit ? "submitted" : "staged"
         try context.database.withTransaction { connection in
-            try connection.query("""
+            try connection.query(
+                """
                 UPDATE disputes SET evidence_status = \(status), status = \(updated.status) WHERE id = \(id)
                 """)
-            try AuditLog.record(AuditEntry(operation: "dispute.evidence", entityType: "dispute", entityID: id.uuidString.lowercased(),
-                                           oldValues: ["evidence_status": JSONValue(dispute["evidence_status"])],
-                                           newValues: ["evidence_status": .string(status), "fields": .array(evidence.map { .string($0.0) })]),
-                                request: request, on: connection)
+            try AuditLog.record(
+                AuditEntry(
+                    operation: "dispute.evidence", entityType: "dispute", entityID: id.uuidString.lowercased(),
+                    oldValues: ["evidence_status": JSONValue(dispute["evidence_status"])],
+                    newValues: ["evidence_status": .string(status), "fields": .array(evidence.map { .string($0.0) })]),
+                request: request, on: connection)
         }
-        return .json(["id": .string(id.uuidString.lowercased()), "evidence_status": .string(status),
-                      "status": .string(updated.status)] as [String: JSONValue])
+        return .json(
+            [
+                "id": .string(id.uuidString.lowercased()), "evidence_status": .string(status),
+                "status": .string(updated.status),
+            ] as [String: JSONValue])
     }
 
     /// The text and file-id fields of Stripe's dispute `evidence` hash (API version 2024-06-20 and later).
@@ -266,7 +343,8 @@ struct AdminDisputesResponder {
         "customer_purchase_ip", "customer_signature", "duplicate_charge_documentation", "duplicate_charge_explanation",
         "duplicate_charge_id", "product_description", "receipt", "refund_policy", "refund_policy_disclosure",
         "refund_refusal_explanation", "service_date", "service_documentation", "shipping_address", "shipping_carrier",
-        "shipping_date", "shipping_documentation", "shipping_tracking_number", "uncategorized_file", "uncategorized_text",
+        "shipping_date", "shipping_documentation", "shipping_tracking_number", "uncategorized_file",
+        "uncategorized_text",
     ]
 
     /// The request's `Idempotency-Key`, scoped to its admin (keys are per profile), or nil.
@@ -276,8 +354,10 @@ struct AdminDisputesResponder {
     }
 
     private func load(_ id: UUID, on connection: some SQLExecutor) throws -> Row? {
-        try connection.query("""
+        try connection.query(
+            """
             SELECT \(sql: Disputes.columns) FROM disputes d JOIN payments p ON p.id = d.payment_id WHERE d.id = \(id)
-            """).first
+            """
+        ).first
     }
 }

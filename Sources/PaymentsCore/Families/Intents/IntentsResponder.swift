@@ -6,9 +6,11 @@ import Stripe
 /// `POST /api/payments/create-intent`, `GET /api/payments/{id}`, `GET /api/payments`.
 struct IntentsResponder {
     func addRoutes(to router: inout Router) {
-        router.add("POST", "/api/payments/create-intent", body: .json, access: .roles([.buyer]),
-                   rateLimits: [.intentIP, .intent], audit: AuditTarget("payment.create", entity: "listing", idInBody: "listing_id"),
-                   lane: .stripe, createIntent)
+        router.add(
+            "POST", "/api/payments/create-intent", body: .json, access: .roles([.buyer]),
+            rateLimits: [.intentIP, .intent],
+            audit: AuditTarget("payment.create", entity: "listing", idInBody: "listing_id"),
+            lane: .stripe, createIntent)
         router.add("GET", "/api/payments/{id}", access: .signedIn, show)
         router.add("GET", "/api/payments", access: .signedIn, list)
     }
@@ -29,8 +31,9 @@ struct IntentsResponder {
         let database = context.database
 
         let reservation = try database.withTransaction { connection in
-            try reserve(listingID, for: identity, marketplace: configuration.marketplace, lease: configuration.requestLease,
-                        request: request, on: connection)
+            try reserve(
+                listingID, for: identity, marketplace: configuration.marketplace, lease: configuration.requestLease,
+                request: request, on: connection)
         }
         let attempt: IntentCreation.Attempt
         switch reservation {
@@ -38,24 +41,32 @@ struct IntentsResponder {
         case .attempt(let claimed): attempt = claimed
         }
         let paymentID = attempt.paymentID
-        let (_, intent) = try IntentCreation.callStripe(attempt, operation: "payment.create", context: context,
-                                                        request: request)
+        let (_, intent) = try IntentCreation.callStripe(
+            attempt, operation: "payment.create", context: context,
+            request: request)
         let returning: SQLQuery = """
             \(sql: PaymentRecord.columns), p.client_secret, iso8601((SELECT reserved_until FROM listings
             WHERE id = p.listing_id)) AS reserved_until
             """
-        let stored = try IntentCreation.attach(intent, to: attempt, returning: returning, context: context, request: request,
-                                               operation: "payment.create") { row, connection in
-            try AuditLog.record(AuditEntry(operation: "payment.create", entityType: "payment", entityID: paymentID,
-                                           newValues: ["status": JSONValue(row["status"]), "payment_intent_id": .string(intent.id),
-                                                       "amount": .int(intent.amount)]), request: request, on: connection)
+        let stored = try IntentCreation.attach(
+            intent, to: attempt, returning: returning, context: context, request: request,
+            operation: "payment.create"
+        ) { row, connection in
+            try AuditLog.record(
+                AuditEntry(
+                    operation: "payment.create", entityType: "payment", entityID: paymentID,
+                    newValues: [
+                        "status": JSONValue(row["status"]), "payment_intent_id": .string(intent.id),
+                        "amount": .int(intent.amount),
+                    ]), request: request, on: connection)
             return row
         }
         // Events that raced this create (parked) apply now, each in its own transaction; the
         // answer shows their effect when it can be read (the intent is stored either way).
         WebhookInbox(connection: database, audit: AuditContext(request: request, actorRole: "stripe"))
             .applyParked(objectID: intent.id)
-        let current = (try? database.query("SELECT p.status FROM payments p WHERE p.id = \(paymentID)::uuid"))?.first?["status"]
+        let current = (try? database.query("SELECT p.status FROM payments p WHERE p.id = \(paymentID)::uuid"))?.first?[
+            "status"]
         return try .json(CreatedIntent(row: stored, status: current), status: 201)
     }
 
@@ -66,14 +77,20 @@ struct IntentsResponder {
         case existing(Row)
     }
 
-    private func reserve(_ listingID: UUID, for identity: Identity, marketplace: MarketplaceConfiguration, lease: Duration,
-                         request: Request, on connection: Connection) throws -> Reservation {
-        guard let listing = try connection.query("""
-            SELECT l.id, l.seller_id, l.price_cents, l.currency, l.status, l.reserved_by, l.kind,
-                   (l.reserved_until > now()) AS hold_active, s.stripe_account_id, s.charges_enabled
-            FROM listings l JOIN profiles s ON s.id = l.seller_id
-            WHERE l.id = \(listingID) FOR UPDATE OF l
-            """).first else { throw APIError(.listingNotFound) }
+    private func reserve(
+        _ listingID: UUID, for identity: Identity, marketplace: MarketplaceConfiguration, lease: Duration,
+        request: Request, on connection: Connection
+    ) throws -> Reservation {
+        guard
+            let listing = try connection.query(
+                """
+                SELECT l.id, l.seller_id, l.price_cents, l.currency, l.status, l.reserved_by, l.kind,
+                       (l.reserved_until > now()) AS hold_active, s.stripe_account_id, s.charges_enabled
+                FROM listings l JOIN profiles s ON s.id = l.seller_id
+                WHERE l.id = \(listingID) FOR UPDATE OF l
+                """
+            ).first
+        else { throw APIError(.listingNotFound) }
         guard listing.uuid("seller_id") != identity.profileID else {
             throw APIError(.selfPurchase, message: "You cannot buy your own listing.")
         }
@@ -81,20 +98,27 @@ struct IntentsResponder {
             throw APIError(.listingUnavailable, message: "This listing is paid in milestones.")
         }
         if listing["status"] == "payment_pending", listing.uuid("reserved_by") == identity.profileID,
-           listing.bool("hold_active") == true {
-            guard let existing = try connection.query("""
-                SELECT \(sql: PaymentRecord.columns), p.client_secret, iso8601(l.reserved_until) AS reserved_until
-                FROM payments p JOIN listings l ON l.id = p.listing_id
-                WHERE p.listing_id = \(listingID) AND p.buyer_id = \(identity.profileID)
-                  AND p.status NOT IN ('failed', 'canceled', 'succeeded', 'refunded')
-                ORDER BY p.created_at DESC LIMIT 1
-                """).first, let paymentID = existing["id"] else {
+            listing.bool("hold_active") == true
+        {
+            guard
+                let existing = try connection.query(
+                    """
+                    SELECT \(sql: PaymentRecord.columns), p.client_secret, iso8601(l.reserved_until) AS reserved_until
+                    FROM payments p JOIN listings l ON l.id = p.listing_id
+                    WHERE p.listing_id = \(listingID) AND p.buyer_id = \(identity.profileID)
+                      AND p.status NOT IN ('failed', 'canceled', 'succeeded', 'refunded')
+                    ORDER BY p.created_at DESC LIMIT 1
+                    """
+                ).first, let paymentID = existing["id"]
+            else {
                 throw APIError(.listingUnavailable)
             }
             if existing["stripe_payment_intent_id"] != nil { return .existing(existing) }
             // An earlier attempt ended without an outcome, or its process died: take it over.
             guard let attempt = try IntentCreation.claim(paymentID, lease: lease, on: connection) else {
-                throw APIError(.paymentInProgress, message: "Your payment for this listing is being created; retry shortly.", headers: [("Retry-After", "1")])
+                throw APIError(
+                    .paymentInProgress, message: "Your payment for this listing is being created; retry shortly.",
+                    headers: [("Retry-After", "1")])
             }
             return .attempt(attempt)
         }
@@ -107,14 +131,16 @@ struct IntentsResponder {
         let amount = Int64(listing.int("price_cents") ?? 0)
         try MarketplaceConfiguration.checkChargeable(amount)
         let fee = marketplace.fee(for: amount)
-        try connection.query("""
+        try connection.query(
+            """
             UPDATE listings SET status = 'payment_pending', reserved_by = \(identity.profileID),
                    reserved_until = now() + make_interval(mins => \(marketplace.reservationMinutes))
             WHERE id = \(listingID)
             """)
         let paymentID = UUID().uuidString.lowercased()
         let first = IntentCreation.firstAttempt(paymentID: paymentID, key: StripeKeys.create(paymentID), lease: lease)
-        try connection.query("""
+        try connection.query(
+            """
             INSERT INTO payments (id, kind, buyer_id, seller_id, listing_id, amount_cents, application_fee_cents, currency,
                                   status, transfer_group, \(sql: first.columns))
             VALUES (\(paymentID)::uuid, 'purchase', \(identity.profileID), \(listing["seller_id"])::uuid, \(listingID), \(amount),
@@ -127,7 +153,9 @@ struct IntentsResponder {
     private func show(_ request: Request, _ context: WorkerContext) throws -> Response {
         let identity = try request.requireIdentity()
         let id = try PathParameter.uuid(request, "id")
-        guard let row = try PaymentRecord.visible(id, to: identity, on: context.database) else { throw APIError.notFound }
+        guard let row = try PaymentRecord.visible(id, to: identity, on: context.database) else {
+            throw APIError.notFound
+        }
         return .json(PaymentRecord(row: row))
     }
 
@@ -136,17 +164,22 @@ struct IntentsResponder {
         let identity = try request.requireIdentity()
         let role = request.query["as"] ?? (identity.role == .seller ? "seller" : "buyer")
         guard role == "buyer" || role == "seller" else { throw APIError.invalidField("as", "must be buyer or seller") }
-        let limit = try request.query["limit"].map { text -> Int in
-            guard let value = Int(text), (1...100).contains(value) else { throw APIError.invalidField("limit", "must be from 1 to 100") }
-            return value
-        } ?? 20
+        let limit =
+            try request.query["limit"].map { text -> Int in
+                guard let value = Int(text), (1...100).contains(value) else {
+                    throw APIError.invalidField("limit", "must be from 1 to 100")
+                }
+                return value
+            } ?? 20
         let cursor = try request.query["cursor"].map(PageCursor.init(encoded:))
         let column: SQLQuery = role == "buyer" ? "p.buyer_id" : "p.seller_id"
-        let rows = try context.database.query("""
+        let rows = try context.database.query(
+            """
             SELECT \(sql: PaymentRecord.columns), \(sql: PageCursor.sortKey("p")) AS sort_key FROM payments p
             WHERE \(sql: column) = \(identity.profileID) AND \(sql: PageCursor.after(cursor, alias: "p"))
             ORDER BY p.created_at DESC, p.id DESC LIMIT \(limit + 1)
-            """).rows
+            """
+        ).rows
         let (page, next) = PageCursor.page(rows, limit: limit)
         struct Page: Encodable {
             let data: [PaymentRecord]
@@ -168,7 +201,9 @@ private struct CreatedIntent: Encodable {
     @Nullable var reserved_until: String?
 
     init(row: Row, status current: String?) throws {
-        guard let intent = row["stripe_payment_intent_id"], let secret = row["client_secret"] else { throw APIError.internalError }
+        guard let intent = row["stripe_payment_intent_id"], let secret = row["client_secret"] else {
+            throw APIError.internalError
+        }
         payment_id = row["id"] ?? ""
         payment_intent_id = intent
         client_secret = secret

@@ -6,12 +6,15 @@ import Stripe
 /// charge and released to the seller as a Transfer of amount − fee.
 struct MilestonesResponder {
     func addRoutes(to router: inout Router) {
-        router.add("POST", "/api/payments/milestones/create-intent", body: .json, access: .roles([.buyer]),
-                   rateLimits: [.milestone], audit: AuditTarget("milestone.fund", entity: "milestone", idInBody: "milestone_id"),
-                   lane: .stripe, fund)
-        router.add("POST", "/api/payments/milestones/{id}/release", body: .json, access: .roles([.buyer]),
-                   rateLimits: [.milestone], audit: AuditTarget("milestone.release", entity: "milestone"),
-                   lane: .stripe, release)
+        router.add(
+            "POST", "/api/payments/milestones/create-intent", body: .json, access: .roles([.buyer]),
+            rateLimits: [.milestone],
+            audit: AuditTarget("milestone.fund", entity: "milestone", idInBody: "milestone_id"),
+            lane: .stripe, fund)
+        router.add(
+            "POST", "/api/payments/milestones/{id}/release", body: .json, access: .roles([.buyer]),
+            rateLimits: [.milestone], audit: AuditTarget("milestone.release", entity: "milestone"),
+            lane: .stripe, release)
         router.add("GET", "/api/listings/{id}/milestones", access: .signedIn, list)
     }
 
@@ -31,13 +34,21 @@ struct MilestonesResponder {
         let database = context.database
 
         let attempt = try database.withTransaction { connection -> IntentCreation.Attempt in
-            guard let listing = try connection.query("""
-                SELECT l.id, l.seller_id, l.currency, l.kind, l.status, s.stripe_account_id, s.charges_enabled
-                FROM listings l JOIN profiles s ON s.id = l.seller_id WHERE l.id = \(listingID) FOR UPDATE OF l
-                """).first else { throw APIError(.listingNotFound) }
-            guard let milestone = try connection.query("""
-                SELECT id, listing_id, amount_cents, status FROM milestones WHERE id = \(milestoneID) FOR UPDATE
-                """).first else { throw APIError(.milestoneNotFound) }
+            guard
+                let listing = try connection.query(
+                    """
+                    SELECT l.id, l.seller_id, l.currency, l.kind, l.status, s.stripe_account_id, s.charges_enabled
+                    FROM listings l JOIN profiles s ON s.id = l.seller_id WHERE l.id = \(listingID) FOR UPDATE OF l
+                    """
+                ).first
+            else { throw APIError(.listingNotFound) }
+            guard
+                let milestone = try connection.query(
+                    """
+                    SELECT id, listing_id, amount_cents, status FROM milestones WHERE id = \(milestoneID) FOR UPDATE
+                    """
+                ).first
+            else { throw APIError(.milestoneNotFound) }
             guard milestone.uuid("listing_id") == listingID else {
                 throw APIError.invalidField("milestone_id", "does not belong to this listing")
             }
@@ -48,25 +59,37 @@ struct MilestonesResponder {
                 throw APIError(.listingUnavailable, message: "This listing is not a job open for funding.")
             }
             // A job has one buyer: whoever funded it first.
-            if try connection.query("""
+            if try connection.query(
+                """
                 SELECT 1 FROM payments WHERE listing_id = \(listingID) AND kind = 'milestone' AND buyer_id <> \(identity.profileID)
                   AND status NOT IN ('failed', 'canceled') LIMIT 1
-                """).first != nil {
+                """
+            ).first != nil {
                 throw APIError(.jobHasOtherBuyer)
             }
             // This buyer's earlier attempt ended without an outcome, or its process died: take it over.
-            if milestone["status"] == "funding", let unfinished = try connection.query("""
-                SELECT id FROM payments WHERE milestone_id = \(milestoneID) AND buyer_id = \(identity.profileID)
-                  AND status = 'creating' AND stripe_payment_intent_id IS NULL
-                """).first?["id"] {
-                guard let attempt = try IntentCreation.claim(unfinished, lease: configuration.requestLease, on: connection) else {
-                    throw APIError(.milestoneUnavailable, message: "This milestone's funding is being created; retry shortly.",
-                                   headers: [("Retry-After", "1")])
+            if milestone["status"] == "funding",
+                let unfinished = try connection.query(
+                    """
+                    SELECT id FROM payments WHERE milestone_id = \(milestoneID) AND buyer_id = \(identity.profileID)
+                      AND status = 'creating' AND stripe_payment_intent_id IS NULL
+                    """
+                ).first?["id"]
+            {
+                guard
+                    let attempt = try IntentCreation.claim(
+                        unfinished, lease: configuration.requestLease, on: connection)
+                else {
+                    throw APIError(
+                        .milestoneUnavailable, message: "This milestone's funding is being created; retry shortly.",
+                        headers: [("Retry-After", "1")])
                 }
                 return attempt
             }
             guard milestone["status"] == "pending" else {
-                throw APIError(.milestoneUnavailable, message: "This milestone is \(milestone["status"] ?? "unknown"), not pending.")
+                throw APIError(
+                    .milestoneUnavailable,
+                    message: "This milestone is \(milestone["status"] ?? "unknown"), not pending.")
             }
             guard listing["stripe_account_id"] != nil, listing.bool("charges_enabled") == true else {
                 throw APIError(.sellerNotReady)
@@ -74,12 +97,14 @@ struct MilestonesResponder {
             let amount = Int64(milestone.int("amount_cents") ?? 0)
             try MarketplaceConfiguration.checkChargeable(amount)
             try connection.query("UPDATE milestones SET status = 'funding' WHERE id = \(milestoneID)")
-            let attempt = try connection.query("SELECT count(*) + 1 AS n FROM payments WHERE milestone_id = \(milestoneID)")
+            let attempt =
+                try connection.query("SELECT count(*) + 1 AS n FROM payments WHERE milestone_id = \(milestoneID)")
                 .first?.int("n") ?? 1
             let key = StripeKeys.fundMilestone(milestoneID.uuidString, attempt: attempt)
             let paymentID = UUID().uuidString.lowercased()
             let first = IntentCreation.firstAttempt(paymentID: paymentID, key: key, lease: configuration.requestLease)
-            try connection.query("""
+            try connection.query(
+                """
                 INSERT INTO payments (id, kind, buyer_id, seller_id, listing_id, milestone_id, amount_cents, application_fee_cents,
                                       currency, status, transfer_group, \(sql: first.columns))
                 VALUES (\(paymentID)::uuid, 'milestone', \(identity.profileID), \(listing["seller_id"])::uuid, \(listingID),
@@ -90,24 +115,34 @@ struct MilestonesResponder {
         }
         let paymentID = attempt.paymentID
         let milestone = milestoneID.uuidString.lowercased()
-        let (payment, intent) = try IntentCreation.callStripe(attempt, operation: "milestone.fund", context: context,
-                                                              request: request)
-        try IntentCreation.attach(intent, to: attempt, returning: "p.id", context: context, request: request,
-                                  operation: "milestone.fund") { _, connection in
-            try AuditLog.record(AuditEntry(operation: "milestone.fund", entityType: "milestone", entityID: milestone,
-                                           oldValues: ["status": "pending"],
-                                           newValues: ["status": "funding", "payment_id": .string(paymentID),
-                                                       "payment_intent_id": .string(intent.id)]),
-                                request: request, on: connection)
+        let (payment, intent) = try IntentCreation.callStripe(
+            attempt, operation: "milestone.fund", context: context,
+            request: request)
+        try IntentCreation.attach(
+            intent, to: attempt, returning: "p.id", context: context, request: request,
+            operation: "milestone.fund"
+        ) { _, connection in
+            try AuditLog.record(
+                AuditEntry(
+                    operation: "milestone.fund", entityType: "milestone", entityID: milestone,
+                    oldValues: ["status": "pending"],
+                    newValues: [
+                        "status": "funding", "payment_id": .string(paymentID),
+                        "payment_intent_id": .string(intent.id),
+                    ]),
+                request: request, on: connection)
         }
-        WebhookInbox(connection: database, audit: AuditContext(request: request, actorRole: "stripe")).applyParked(objectID: intent.id)
+        WebhookInbox(connection: database, audit: AuditContext(request: request, actorRole: "stripe")).applyParked(
+            objectID: intent.id)
         struct Funding: Encodable {
             let payment_id, payment_intent_id, client_secret, milestone_id, currency: String
             let amount, application_fee: Int64
         }
-        return .json(Funding(payment_id: paymentID, payment_intent_id: intent.id, client_secret: intent.clientSecret ?? "",
-                             milestone_id: milestone, currency: intent.currency, amount: intent.amount,
-                             application_fee: Int64(payment.int("application_fee_cents") ?? 0)), status: 201)
+        return .json(
+            Funding(
+                payment_id: paymentID, payment_intent_id: intent.id, client_secret: intent.clientSecret ?? "",
+                milestone_id: milestone, currency: intent.currency, amount: intent.amount,
+                application_fee: Int64(payment.int("application_fee_cents") ?? 0)), status: 201)
     }
 
     /// The buyer who funded it releases a milestone to the seller.
@@ -123,26 +158,34 @@ struct MilestonesResponder {
     private func list(_ request: Request, _ context: WorkerContext) throws -> Response {
         let identity = try request.requireIdentity()
         let listingID = try PathParameter.uuid(request, "id")
-        let visible = try context.database.query("""
+        let visible = try context.database.query(
+            """
             SELECT 1 FROM listings l WHERE l.id = \(listingID) AND (\(identity.role == .admin) OR l.seller_id = \(identity.profileID)
                 OR EXISTS (SELECT 1 FROM payments p WHERE p.listing_id = l.id AND p.buyer_id = \(identity.profileID)))
-            """).first
+            """
+        ).first
         guard visible != nil else { throw APIError.notFound }
-        let rows = try context.database.query("""
+        let rows = try context.database.query(
+            """
             SELECT m.id, m.position, m.title, m.amount_cents, m.status,
                    (SELECT p.id::text FROM payments p WHERE p.milestone_id = m.id AND p.status NOT IN ('failed', 'canceled')
                     ORDER BY p.created_at DESC LIMIT 1) AS payment_id
             FROM milestones m WHERE m.listing_id = \(listingID) ORDER BY m.position
-            """).rows
+            """
+        ).rows
         struct Milestone: Encodable {
             let id, title, status: String
             let position: Int
             let amount: Int64
             @Nullable var payment_id: String?
         }
-        return .json(["data": rows.map {
-            Milestone(id: $0["id"] ?? "", title: $0["title"] ?? "", status: $0["status"] ?? "", position: $0.int("position") ?? 0,
-                      amount: Int64($0.int("amount_cents") ?? 0), payment_id: $0["payment_id"])
-        }])
+        return .json([
+            "data": rows.map {
+                Milestone(
+                    id: $0["id"] ?? "", title: $0["title"] ?? "", status: $0["status"] ?? "",
+                    position: $0.int("position") ?? 0,
+                    amount: Int64($0.int("amount_cents") ?? 0), payment_id: $0["payment_id"])
+            }
+        ])
     }
 }

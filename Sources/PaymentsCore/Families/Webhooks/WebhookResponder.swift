@@ -15,40 +15,55 @@ struct WebhookResponder {
         }
     }
 
-    private func receive(_ request: Request, _ context: WorkerContext, endpoint: WebhookEndpoint,
-                         verifier: WebhookSignatureVerifier) throws -> Response {
+    private func receive(
+        _ request: Request, _ context: WorkerContext, endpoint: WebhookEndpoint,
+        verifier: WebhookSignatureVerifier
+    ) throws -> Response {
         let metrics = context.shared.metrics
         do throws(WebhookSignatureFailure) {
-            try verifier.verify(header: request.header("stripe-signature"), body: request.body,
-                                now: Int64(Date().timeIntervalSince1970))
+            try verifier.verify(
+                header: request.header("stripe-signature"), body: request.body,
+                now: Int64(Date().timeIntervalSince1970))
         } catch {
-            metrics.increment("payments_webhook_signature_failures_total{endpoint=\"\(endpoint.rawValue)\",reason=\"\(error.rawValue)\"}")
+            metrics.increment(
+                "payments_webhook_signature_failures_total{endpoint=\"\(endpoint.rawValue)\",reason=\"\(error.rawValue)\"}"
+            )
             throw APIError(.signatureInvalid, message: "The Stripe-Signature header is invalid (\(error.rawValue)).")
         }
         guard let event = try? Event.decode(request.body), !event.id.isEmpty, !event.type.isEmpty else {
             throw APIError(.invalidEvent)
         }
-        try refuseMisdirected(event, endpoint: endpoint, isLiveMode: context.shared.configuration.stripe.isLiveMode,
-                              metrics: metrics)
-        metrics.increment("payments_webhook_events_total{endpoint=\"\(endpoint.rawValue)\",type=\"\(event.type)\",outcome=\"received\"}")
+        try refuseMisdirected(
+            event, endpoint: endpoint, isLiveMode: context.shared.configuration.stripe.isLiveMode,
+            metrics: metrics)
+        metrics.increment(
+            "payments_webhook_events_total{endpoint=\"\(endpoint.rawValue)\",type=\"\(event.type)\",outcome=\"received\"}"
+        )
 
         let started = ContinuousClock.now
-        let inbox = WebhookInbox(connection: context.database, audit: AuditContext(request: request, actorRole: "stripe"),
-                                 canceller: context.shared.followUps)
+        let inbox = WebhookInbox(
+            connection: context.database, audit: AuditContext(request: request, actorRole: "stripe"),
+            canceller: context.shared.followUps)
         let outcome: DeliveryOutcome
         do {
             outcome = try inbox.receive(event, payload: request.body, endpoint: endpoint)
         } catch let error as DatabaseError where error.isTransient {
             throw error
         } catch {
-            metrics.increment("payments_webhook_events_total{endpoint=\"\(endpoint.rawValue)\",type=\"\(event.type)\",outcome=\"failed\"}")
-            context.shared.logger.error("webhook effect failed", [
-                ("request_id", .string(request.requestID)), ("event_id", .string(event.id)), ("type", .string(event.type)),
-            ])
+            metrics.increment(
+                "payments_webhook_events_total{endpoint=\"\(endpoint.rawValue)\",type=\"\(event.type)\",outcome=\"failed\"}"
+            )
+            context.shared.logger.error(
+                "webhook effect failed",
+                [
+                    ("request_id", .string(request.requestID)), ("event_id", .string(event.id)),
+                    ("type", .string(event.type)),
+                ])
             throw APIError(.webhookProcessingFailed)
         }
         let elapsed = ContinuousClock.now - started
-        metrics.observeWebhook(seconds: Double(elapsed.components.attoseconds) / 1e18 + Double(elapsed.components.seconds))
+        metrics.observeWebhook(
+            seconds: Double(elapsed.components.attoseconds) / 1e18 + Double(elapsed.components.seconds))
 
         let label: String
         let body: [String: JSONValue]
@@ -60,12 +75,15 @@ struct WebhookResponder {
             // Stored as `ignored` with the reason in `last_error`; Stripe has nothing to retry.
             label = EffectOutcome.refused.rawValue
             body = ["received": true, "status": "ignored"]
-            metrics.increment("payments_webhook_rejections_total{endpoint=\"\(endpoint.rawValue)\",reason=\"account_mismatch\"}")
+            metrics.increment(
+                "payments_webhook_rejections_total{endpoint=\"\(endpoint.rawValue)\",reason=\"account_mismatch\"}")
         case .applied(let effect):
             label = effect.rawValue
             body = effect == .processed ? ["received": true] : ["received": true, "status": .string(effect.rawValue)]
         }
-        metrics.increment("payments_webhook_events_total{endpoint=\"\(endpoint.rawValue)\",type=\"\(event.type)\",outcome=\"\(label)\"}")
+        metrics.increment(
+            "payments_webhook_events_total{endpoint=\"\(endpoint.rawValue)\",type=\"\(event.type)\",outcome=\"\(label)\"}"
+        )
         return .json(body)
     }
 
@@ -73,17 +91,21 @@ struct WebhookResponder {
     /// event at a live deployment, or the reverse) and, on the platform endpoint, an event of a
     /// connected account (it belongs on the Connect endpoint). Both mean a wrong key or endpoint
     /// configuration: a `400` makes Stripe show the failing deliveries until it is fixed.
-    private func refuseMisdirected(_ event: Event, endpoint: WebhookEndpoint, isLiveMode: Bool, metrics: Metrics) throws {
+    private func refuseMisdirected(_ event: Event, endpoint: WebhookEndpoint, isLiveMode: Bool, metrics: Metrics) throws
+    {
         let refusal: APIError
         if event.livemode != isLiveMode {
-            refusal = APIError(.livemodeMismatch, message: "The event is \(event.livemode == true ? "live" : "test")-mode; this endpoint takes "
-                                   + "\(isLiveMode ? "live" : "test")-mode events only.")
+            refusal = APIError(
+                .livemodeMismatch,
+                message: "The event is \(event.livemode == true ? "live" : "test")-mode; this endpoint takes "
+                    + "\(isLiveMode ? "live" : "test")-mode events only.")
         } else if endpoint == .platform, event.account != nil {
             refusal = APIError(.wrongWebhookEndpoint)
         } else {
             return
         }
-        metrics.increment("payments_webhook_rejections_total{endpoint=\"\(endpoint.rawValue)\",reason=\"\(refusal.code)\"}")
+        metrics.increment(
+            "payments_webhook_rejections_total{endpoint=\"\(endpoint.rawValue)\",reason=\"\(refusal.code)\"}")
         throw refusal
     }
 }
