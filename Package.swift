@@ -7,7 +7,9 @@ let package = Package(
     name: "payments",
     platforms: [.macOS(.v14)],
     products: [
-        .executable(name: "payments", targets: ["payments"])
+        .executable(name: "payments", targets: ["payments"]),
+        // For the fuzzing package in fuzz/ (make fuzz), which links the parsers it fuzzes.
+        .library(name: "PaymentsCore", targets: ["PaymentsCore"]),
     ],
     targets: [
         // C libraries: one system-library target each, imported only by its wrapper.
