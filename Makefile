@@ -1,5 +1,5 @@
 # The README's commands. Each target installs what it needs (apt, the test venv) first.
-.PHONY: deps build run stop test bench nginx-check lint
+.PHONY: deps build run stop test bench nginx-check lint fuzz
 
 deps:
 	@scripts/install-deps.sh
@@ -26,3 +26,8 @@ bench: build
 # Render the nginx config into a scratch prefix and run `nginx -t` on it.
 nginx-check: deps
 	@scripts/nginx-check.sh
+
+# Coverage-guided fuzzing of the parsers of untrusted bytes (libFuzzer), FUZZ_SECONDS per target
+# (default 60); not part of `make test` or CI. See docs/security.md, "Fuzzing".
+fuzz: deps
+	@scripts/fuzz.sh
