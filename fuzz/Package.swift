@@ -13,7 +13,7 @@ let package = Package(
     name: "payments-fuzz",
     platforms: [.macOS("14.0")],
     dependencies: [
-        .package(name: "payments", path: ".."),
+        .package(name: "payments", path: "..")
     ],
     targets: [
         // `-enable-testing` (implied by a debug build; scripts/fuzz.sh passes it to its release
@@ -23,6 +23,6 @@ let package = Package(
             name: "payments-fuzz",
             dependencies: [.product(name: "PaymentsCore", package: "payments")],
             path: "Sources/PaymentsFuzz"
-        ),
+        )
     ]
 )

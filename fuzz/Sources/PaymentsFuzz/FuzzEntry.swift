@@ -35,8 +35,10 @@ enum FuzzTarget: String, CaseIterable, Sendable {
 
 /// Reads the target before the first input, so a wrong name fails at once.
 @_cdecl("LLVMFuzzerInitialize")
-public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>?,
-                           _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?) -> CInt {
+public func fuzzInitialize(
+    _ argc: UnsafeMutablePointer<CInt>?,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?
+) -> CInt {
     _ = FuzzTarget.selected
     atexit { SlowestInput.report() }
     return 0
@@ -70,8 +72,10 @@ enum SlowestInput {
 
 /// Stops the run when an invariant does not hold: libFuzzer reports the abort as a crash and
 /// saves the input that caused it.
-func check(_ condition: Bool, _ message: @autoclosure () -> String,
-           file: StaticString = #fileID, line: UInt = #line) {
+func check(
+    _ condition: Bool, _ message: @autoclosure () -> String,
+    file: StaticString = #fileID, line: UInt = #line
+) {
     guard !condition else { return }
     writeError("invariant failed at \(file):\(line): \(message())\n")
     abort()

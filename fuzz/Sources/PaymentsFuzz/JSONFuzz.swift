@@ -8,7 +8,8 @@ enum JSONFuzz {
         do {
             value = try JSONParser.parse(bytes)
         } catch {
-            check((0...bytes.count).contains(error.offset), "refusal offset \(error.offset) outside \(bytes.count) bytes")
+            check(
+                (0...bytes.count).contains(error.offset), "refusal offset \(error.offset) outside \(bytes.count) bytes")
             return
         }
         let depth = nesting(of: value)

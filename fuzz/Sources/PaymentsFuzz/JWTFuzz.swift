@@ -1,4 +1,5 @@
 import Cryptography
+
 @testable import PaymentsCore
 
 /// `TokenVerifier.verify` with an HS256 secret and no JWKS, and `Base64URL`.
@@ -9,11 +10,13 @@ import Cryptography
 enum JWTFuzz {
     static let secret = Array("fuzz-only-hs256-secret-0123456789abcdef".utf8)
     static let now: Int64 = 1_700_000_000
-    static let verifier = TokenVerifier(sharedSecret: secret, keys: [:], issuer: "https://idp.example.test",
-                                        audience: "payments", leeway: 60, maximumLifetime: 86_400)
+    static let verifier = TokenVerifier(
+        sharedSecret: secret, keys: [:], issuer: "https://idp.example.test",
+        audience: "payments", leeway: 60, maximumLifetime: 86_400)
     /// No secret and no keys: nothing may ever verify.
-    static let keyless = TokenVerifier(sharedSecret: nil, keys: [:], issuer: nil, audience: nil,
-                                       leeway: 60, maximumLifetime: 86_400)
+    static let keyless = TokenVerifier(
+        sharedSecret: nil, keys: [:], issuer: nil, audience: nil,
+        leeway: 60, maximumLifetime: 86_400)
 
     static func run(_ bytes: [UInt8]) {
         let token = String(decoding: bytes, as: UTF8.self)
@@ -53,9 +56,11 @@ enum JWTFuzz {
         check(token.utf8.count <= TokenVerifier.maximumTokenBytes, "accepted a token of \(token.utf8.count) bytes")
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         check(parts.count == 3, "accepted a token of \(parts.count) parts")
-        guard parts.count == 3, let headerBytes = Base64URL.decode(parts[0]), let payloadBytes = Base64URL.decode(parts[1]),
-              case .object(let header)? = try? JSONParser.parse(headerBytes),
-              case .object(let payload)? = try? JSONParser.parse(payloadBytes) else {
+        guard parts.count == 3, let headerBytes = Base64URL.decode(parts[0]),
+            let payloadBytes = Base64URL.decode(parts[1]),
+            case .object(let header)? = try? JSONParser.parse(headerBytes),
+            case .object(let payload)? = try? JSONParser.parse(payloadBytes)
+        else {
             check(false, "accepted a token whose header or claims are not JSON objects")
             return
         }
@@ -63,11 +68,15 @@ enum JWTFuzz {
         check(header["crit"] == nil, "accepted a token with crit")
         check(payload["iss"] == .string("https://idp.example.test"), "accepted a foreign issuer")
         check(payload["sub"] == .string(claims.subject), "the subject is not the token's sub")
-        check(!claims.subject.isEmpty && claims.subject.utf8.count <= 255, "accepted a subject of \(claims.subject.utf8.count) bytes")
-        check(!claims.subject.unicodeScalars.contains(where: \.properties.generalCategory.isControl),
-              "accepted a subject with control characters")
+        check(
+            !claims.subject.isEmpty && claims.subject.utf8.count <= 255,
+            "accepted a subject of \(claims.subject.utf8.count) bytes")
+        check(
+            !claims.subject.unicodeScalars.contains(where: \.properties.generalCategory.isControl),
+            "accepted a subject with control characters")
         check(claims.expiresAt >= now - 60, "accepted an expired token (exp \(claims.expiresAt))")
-        check(claims.expiresAt <= now + 86_400 + 60, "accepted a token living past the maximum (exp \(claims.expiresAt))")
+        check(
+            claims.expiresAt <= now + 86_400 + 60, "accepted a token living past the maximum (exp \(claims.expiresAt))")
     }
 
     /// `Base64URL`: encoding round-trips any bytes; what decodes is the alphabet only, of a
@@ -75,16 +84,23 @@ enum JWTFuzz {
     static func checkBase64URL(token: String, bytes: [UInt8]) {
         let encoded = Base64URL.encode(bytes)
         check(Base64URL.decode(Substring(encoded)) == bytes, "Base64URL does not round-trip \(bytes.count) bytes")
-        check(!encoded.utf8.contains(where: { $0 == UInt8(ascii: "=") || $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "/") }),
-              "Base64URL.encode wrote padding or the standard alphabet")
+        check(
+            !encoded.utf8.contains(where: {
+                $0 == UInt8(ascii: "=") || $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "/")
+            }),
+            "Base64URL.encode wrote padding or the standard alphabet")
         guard let decoded = Base64URL.decode(Substring(token)) else { return }
         let isAlphabet = token.utf8.allSatisfy {
             $0.isASCIIAlphanumeric || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_")
         }
         check(isAlphabet, "Base64URL decoded text outside its alphabet")
         check(token.utf8.count % 4 != 1, "Base64URL decoded \(token.utf8.count) characters")
-        check(decoded.count == token.utf8.count * 3 / 4, "Base64URL decoded \(token.utf8.count) characters to \(decoded.count) bytes")
-        check(Base64URL.decode(Substring(Base64URL.encode(decoded))) == decoded, "Base64URL re-encoding changed the bytes")
+        check(
+            decoded.count == token.utf8.count * 3 / 4,
+            "Base64URL decoded \(token.utf8.count) characters to \(decoded.count) bytes")
+        check(
+            Base64URL.decode(Substring(Base64URL.encode(decoded))) == decoded, "Base64URL re-encoding changed the bytes"
+        )
     }
 }
 

@@ -1,5 +1,6 @@
 import Cryptography
 import Foundation
+
 @testable import PaymentsCore
 
 /// The small parsers of query strings and cookies, and the opaque tokens that arrive in them:
@@ -17,17 +18,23 @@ enum QueryFuzz {
         // A query rebuilt from what was parsed, fully percent-encoded, parses to the same values.
         let query = Request.parseQuery(text)
         let rebuilt = query.map { name, value in encode(name) + "=" + encode(value) }.joined(separator: "&")
-        check(Request.parseQuery(rebuilt) == query, "a rebuilt query parses differently: \(rebuilt.prefix(200).debugDescription)")
+        check(
+            Request.parseQuery(rebuilt) == query,
+            "a rebuilt query parses differently: \(rebuilt.prefix(200).debugDescription)")
 
         // Cookie names and values come out trimmed.
         for (name, value) in AuthResolver.cookies(text) {
-            check(name == name.trimmingCharacters(in: .whitespaces) && value == value.trimmingCharacters(in: .whitespaces),
-                  "an untrimmed cookie \(name.debugDescription)")
+            check(
+                name == name.trimmingCharacters(in: .whitespaces)
+                    && value == value.trimmingCharacters(in: .whitespaces),
+                "an untrimmed cookie \(name.debugDescription)")
         }
 
         for candidate in [text, query["cursor"]].compactMap({ $0 }) {
             guard let cursor = try? PageCursor(encoded: candidate) else { continue }
-            check(cursor.createdAt >= 0 && UUID(uuidString: cursor.id) != nil, "accepted cursor \(candidate.debugDescription)")
+            check(
+                cursor.createdAt >= 0 && UUID(uuidString: cursor.id) != nil,
+                "accepted cursor \(candidate.debugDescription)")
             let again = try? PageCursor(encoded: cursor.encoded)
             check(again?.createdAt == cursor.createdAt && again?.id == cursor.id, "a cursor does not round-trip")
         }
@@ -40,7 +47,8 @@ enum QueryFuzz {
         }
         // ... so the input is also signed as a state's payload, which reaches the field parsing.
         let payload = Array(bytes.prefix(400))
-        let signed = Base64URL.encode(payload) + "." + Base64URL.encode(Digest.hmacSHA256(key: stateKey, message: payload))
+        let signed =
+            Base64URL.encode(payload) + "." + Base64URL.encode(Digest.hmacSHA256(key: stateKey, message: payload))
         do {
             // A payload of invalid UTF-8 (never one we signed) is read with replacement characters.
             let isUTF8 = String(validating: payload, as: UTF8.self) != nil

@@ -22,8 +22,9 @@ enum SignatureFuzz {
             check(abs(now - timestamp) <= tolerance, "accepted timestamp \(timestamp)")
             let expected = secrets.map { "v1=" + expectedSignature(secret: $0, timestamp: timestamp, body: body) }
             let headerBytes = Array(header.utf8)
-            check(expected.contains { headerBytes.contains(bytes: Array($0.utf8)) },
-                  "accepted a header without a genuine v1 signature")
+            check(
+                expected.contains { headerBytes.contains(bytes: Array($0.utf8)) },
+                "accepted a header without a genuine v1 signature")
         }
 
         let timestamp = now + Int64(bytes.count % 1201) - 600
@@ -36,8 +37,9 @@ enum SignatureFuzz {
                 check(abs(now - timestamp) <= tolerance, "accepted timestamp \(timestamp) outside the tolerance")
                 check(accepted == timestamp, "accepted timestamp \(accepted), signed \(timestamp)")
             } catch {
-                check(abs(now - timestamp) > tolerance && error == .outsideTolerance,
-                      "a genuine signature at \(timestamp) after \(header.debugDescription) was refused: \(error)")
+                check(
+                    abs(now - timestamp) > tolerance && error == .outsideTolerance,
+                    "a genuine signature at \(timestamp) after \(header.debugDescription) was refused: \(error)")
             }
         }
         if !body.isEmpty {
@@ -50,7 +52,8 @@ enum SignatureFuzz {
     /// Lower-case hex of HMAC-SHA256(secret, "{t}.{body}"), computed here rather than by the signer.
     static func expectedSignature(secret: String, timestamp: Int64, body: [UInt8]) -> String {
         let mac = Digest.hmacSHA256(key: Array(secret.utf8), message: Array("\(timestamp).".utf8) + body)
-        return mac.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+        return mac.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }
+            .joined()
     }
 }
 
