@@ -73,3 +73,84 @@ public struct Row: Sendable {
         return out
     }
 }
+
+/// A value read from PostgreSQL's text format.
+public protocol SQLDecodable {
+    /// The value of `text`, or nil when it is not of this type.
+    init?(sqlText text: String)
+}
+
+extension String: SQLDecodable {
+    public init?(sqlText text: String) { self = text }
+}
+
+extension Int: SQLDecodable {
+    public init?(sqlText text: String) { self.init(text) }
+}
+
+extension Int64: SQLDecodable {
+    public init?(sqlText text: String) { self.init(text) }
+}
+
+extension Bool: SQLDecodable {
+    public init?(sqlText text: String) {
+        switch text {
+        case "t", "true": self = true
+        case "f", "false": self = false
+        default: return nil
+        }
+    }
+}
+
+extension UUID: SQLDecodable {
+    public init?(sqlText text: String) { self.init(uuidString: text) }
+}
+
+/// A row lacks a column the code reads, holds NULL where a value must be, or holds text of
+/// another type: a mismatch between a query and the code that reads it, never client input.
+public struct RowDecodingError: Error, CustomStringConvertible, Equatable {
+    /// What was wrong.
+    public enum Problem: String, Sendable {
+        case missingColumn = "missing column"
+        case null = "NULL where a value is required"
+        case mistyped = "value of another type"
+    }
+
+    /// What was wrong.
+    public let problem: Problem
+    /// The column.
+    public let column: String
+    /// The Swift type asked for.
+    public let type: String
+
+    public var description: String { "RowDecodingError(\(problem.rawValue): \(column) as \(type))" }
+}
+
+extension Row {
+    /// The value of `column`, which must be present, non-NULL and of type `T`.
+    public func decode<T: SQLDecodable>(_ column: String, as type: T.Type = T.self) throws(RowDecodingError) -> T {
+        guard let value = try decodeIfPresent(column, as: type) else {
+            throw RowDecodingError(problem: .null, column: column, type: "\(T.self)")
+        }
+        return value
+    }
+
+    /// The value of `column`, nil when NULL; the column must be present and its value of type `T`.
+    public func decodeIfPresent<T: SQLDecodable>(_ column: String, as type: T.Type = T.self) throws(RowDecodingError)
+        -> T?
+    {
+        guard let position = columnIndex[column] else {
+            throw RowDecodingError(problem: .missingColumn, column: column, type: "\(T.self)")
+        }
+        guard let text = values[position] else { return nil }
+        guard let value = T(sqlText: text) else {
+            throw RowDecodingError(problem: .mistyped, column: column, type: "\(T.self)")
+        }
+        return value
+    }
+}
+
+extension SQLDecodable where Self: RawRepresentable, RawValue == String {
+    /// A string enum reads its raw value.
+    public init?(sqlText text: String) { self.init(rawValue: text) }
+}

@@ -31,25 +31,27 @@ struct PaymentRecord: Encodable {
             iso8601(p.updated_at) AS updated_at
             """)
 
-    init(row: Row) {
-        id = row["id"] ?? ""
-        kind = row["kind"] ?? ""
-        status = row["status"] ?? ""
-        buyer_id = row["buyer_id"] ?? ""
-        seller_id = row["seller_id"] ?? ""
-        listing_id = row["listing_id"] ?? ""
-        milestone_id = row["milestone_id"]
-        payment_intent_id = row["stripe_payment_intent_id"]
-        amount = Int64(row.int("amount_cents") ?? 0)
-        application_fee = Int64(row.int("application_fee_cents") ?? 0)
-        currency = row["currency"] ?? ""
-        amount_capturable = Int64(row.int("amount_capturable") ?? 0)
-        amount_received = Int64(row.int("amount_received") ?? 0)
-        amount_refunded = Int64(row.int("amount_refunded") ?? 0)
-        capture_before = row["capture_before"]
-        is_disputed = row.bool("is_disputed") ?? false
-        created_at = row["created_at"] ?? ""
-        updated_at = row["updated_at"] ?? ""
+    /// Reads a `columns` row; a missing or mistyped column is a `RowDecodingError`, never a
+    /// default that would reach a money field.
+    init(row: Row) throws {
+        id = try row.decode("id")
+        kind = try row.decode("kind")
+        status = try row.decode("status", as: PaymentStatus.self).rawValue
+        buyer_id = try row.decode("buyer_id")
+        seller_id = try row.decode("seller_id")
+        listing_id = try row.decode("listing_id")
+        milestone_id = try row.decodeIfPresent("milestone_id")
+        payment_intent_id = try row.decodeIfPresent("stripe_payment_intent_id")
+        amount = try row.decode("amount_cents")
+        application_fee = try row.decode("application_fee_cents")
+        currency = try row.decode("currency")
+        amount_capturable = try row.decode("amount_capturable")
+        amount_received = try row.decode("amount_received")
+        amount_refunded = try row.decode("amount_refunded")
+        capture_before = try row.decodeIfPresent("capture_before")
+        is_disputed = try row.decode("is_disputed")
+        created_at = try row.decode("created_at")
+        updated_at = try row.decode("updated_at")
     }
 
     /// The payment if `identity` may see it (its buyer, its seller, an admin); otherwise nil,

@@ -243,6 +243,11 @@ public struct Application: Sendable {
                     ])
                 return .internalError
             }
+        case let rowError as RowDecodingError:
+            // A query and the code reading it disagree: our bug, named in the log (columns only).
+            shared.logger.error(
+                "row decoding failed", [("request_id", .string(requestID)), ("error", .string(rowError.description))])
+            return .internalError
         default:
             shared.logger.error(
                 "unhandled error",

@@ -38,7 +38,9 @@ struct CaptureResponder {
         guard payment["kind"] == "purchase" else {
             throw APIError(.paymentNotCapturable, message: "Milestone payments are released, not captured.")
         }
-        if Self.isWaitingForAuthorization(payment["status"]), let intentID = payment["stripe_payment_intent_id"] {
+        if try payment.decode("status", as: PaymentStatus.self).isAwaitingAuthorisation,
+            let intentID = payment["stripe_payment_intent_id"]
+        {
             payment = try refresh(
                 payment, intent: try context.stripe.retrievePaymentIntent(intentID), context: context,
                 request: request)
@@ -48,7 +50,7 @@ struct CaptureResponder {
         guard let updated = try PaymentRecord.visible(paymentID, to: identity, on: context.database) else {
             throw APIError.notFound
         }
-        return .json(PaymentRecord(row: updated))
+        return .json(try PaymentRecord(row: updated))
     }
 
     /// Cancels a purchase before capture (its buyer, or an admin) and releases the listing.
@@ -58,9 +60,7 @@ struct CaptureResponder {
         let paymentID = try PathParameter.uuid(request, "id")
         let id = paymentID.uuidString.lowercased()
         _ = try loadOwned(paymentID, identity: identity, context: context)
-        let cancellable = [
-            "creating", "requires_payment_method", "requires_confirmation", "requires_action", "requires_capture",
-        ]
+        let cancellable = PaymentStatus.allCases.filter(\.isCancellable).map(\.rawValue)
         guard let claim = try context.claims.claim(id, for: .cancel, from: cancellable, on: context.database) else {
             let status = try PaymentRecord.visible(paymentID, to: identity, on: context.database)?["status"]
             throw APIError(
@@ -86,7 +86,7 @@ struct CaptureResponder {
             let changed = try connection.query(
                 """
                 UPDATE payments SET status = 'canceled', amount_capturable = 0
-                WHERE id = \(paymentID) AND status = ANY(\("{" + cancellable.joined(separator: ",") + "}")::text[])
+                WHERE id = \(paymentID) AND status = ANY(\(PaymentStatus.sqlArray(where: \.isCancellable))::text[])
                 RETURNING *
                 """
             ).first
@@ -109,7 +109,7 @@ struct CaptureResponder {
             }
             return try PaymentRecord.visible(paymentID, to: identity, on: connection) ?? payment
         }
-        return .json(PaymentRecord(row: updated))
+        return .json(try PaymentRecord(row: updated))
     }
 
     // MARK: Helpers
@@ -120,11 +120,6 @@ struct CaptureResponder {
             identity.role == .admin || row.uuid("buyer_id") == identity.profileID
         else { throw APIError.notFound }
         return row
-    }
-
-    private static func isWaitingForAuthorization(_ status: String?) -> Bool {
-        ["creating", "requires_payment_method", "requires_confirmation", "requires_action", "processing"].contains(
-            status ?? "")
     }
 
     /// Applies what Stripe says about the intent when our webhook has not arrived yet, audited

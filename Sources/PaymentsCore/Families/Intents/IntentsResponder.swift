@@ -156,7 +156,7 @@ struct IntentsResponder {
         guard let row = try PaymentRecord.visible(id, to: identity, on: context.database) else {
             throw APIError.notFound
         }
-        return .json(PaymentRecord(row: row))
+        return .json(try PaymentRecord(row: row))
     }
 
     /// Keyset pagination, newest first: `cursor` is opaque (base64url of created_at and id).
@@ -185,7 +185,7 @@ struct IntentsResponder {
             let data: [PaymentRecord]
             @Nullable var next_cursor: String?
         }
-        return .json(Page(data: page.map(PaymentRecord.init(row:)), next_cursor: next))
+        return .json(Page(data: try page.map(PaymentRecord.init(row:)), next_cursor: next))
     }
 }
 

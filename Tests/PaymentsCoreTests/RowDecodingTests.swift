@@ -1,0 +1,68 @@
+import Foundation
+import Testing
+
+@testable import PaymentsCore
+@testable import Postgres
+
+/// Rows decode into typed values or throw a typed error: no empty-string or zero defaults.
+@Suite struct RowDecodingTests {
+    static let columns = [
+        "id", "kind", "status", "buyer_id", "seller_id", "listing_id", "milestone_id", "stripe_payment_intent_id",
+        "amount_cents", "application_fee_cents", "currency", "amount_capturable", "amount_received", "amount_refunded",
+        "capture_before", "is_disputed", "created_at", "updated_at",
+    ]
+
+    static func row(_ overrides: [String: String?] = [:], without missing: String? = nil) -> Row {
+        var values: [String: String?] = [
+            "id": "p1", "kind": "purchase", "status": "requires_capture", "buyer_id": "b", "seller_id": "s",
+            "listing_id": "l", "milestone_id": nil, "stripe_payment_intent_id": "pi_1", "amount_cents": "5000",
+            "application_fee_cents": "500", "currency": "usd", "amount_capturable": "5000", "amount_received": "0",
+            "amount_refunded": "0", "capture_before": nil, "is_disputed": "f", "created_at": "2026-12-06T00:00:00Z",
+            "updated_at": "2026-12-06T00:00:00Z",
+        ]
+        for (column, value) in overrides { values[column] = value }
+        let names = columns.filter { $0 != missing }
+        return Row(
+            columnIndex: Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, $0) }),
+            values: names.map { values[$0] ?? nil })
+    }
+
+    @Test func aCompleteRowDecodes() throws {
+        let record = try PaymentRecord(row: Self.row())
+        #expect(record.amount == 5000 && record.application_fee == 500 && record.status == "requires_capture")
+        #expect(record.milestone_id == nil && record.is_disputed == false)
+    }
+
+    @Test func aMissingColumnIsATypedErrorNotADefault() {
+        #expect(throws: RowDecodingError(problem: .missingColumn, column: "amount_cents", type: "Int64")) {
+            try PaymentRecord(row: Self.row(without: "amount_cents"))
+        }
+        #expect(throws: RowDecodingError(problem: .missingColumn, column: "milestone_id", type: "String")) {
+            try PaymentRecord(row: Self.row(without: "milestone_id"))
+        }
+    }
+
+    @Test func nullsAndMistypedValuesAreTypedErrors() {
+        #expect(throws: RowDecodingError(problem: .null, column: "application_fee_cents", type: "Int64")) {
+            try PaymentRecord(row: Self.row(["application_fee_cents": nil]))
+        }
+        #expect(throws: RowDecodingError(problem: .mistyped, column: "amount_received", type: "Int64")) {
+            try PaymentRecord(row: Self.row(["amount_received": "12.5"]))
+        }
+        #expect(throws: RowDecodingError(problem: .mistyped, column: "status", type: "PaymentStatus")) {
+            try PaymentRecord(row: Self.row(["status": "teleported"]))
+        }
+        #expect(throws: RowDecodingError(problem: .mistyped, column: "is_disputed", type: "Bool")) {
+            try PaymentRecord(row: Self.row(["is_disputed": "maybe"]))
+        }
+    }
+
+    @Test func statusesAnswerTheStateQuestions() {
+        #expect(PaymentStatus.requiresCapture.isCapturable && PaymentStatus.requiresCapture.isCancellable)
+        #expect(!PaymentStatus.succeeded.isCancellable && !PaymentStatus.processing.isCancellable)
+        #expect(
+            PaymentStatus.processing.isAwaitingAuthorisation && !PaymentStatus.requiresCapture.isAwaitingAuthorisation)
+        #expect(PaymentStatus.allCases.filter(\.isTerminal) == [.canceled, .failed, .refunded])
+        #expect(PaymentStatus.sqlArray(where: \.isCapturable) == "{requires_capture}")
+    }
+}
