@@ -31,10 +31,10 @@ struct AccountResponder {
         }
         return .json(
             Profile(
-                id: row["id"] ?? "", user_id: row["user_id"] ?? "", role: row["role"] ?? "", email: row["email"],
-                display_name: row["display_name"], stripe_account_id: row["stripe_account_id"],
-                charges_enabled: row.bool("charges_enabled") ?? false,
-                payouts_enabled: row.bool("payouts_enabled") ?? false))
+                id: try row.decode("id"), user_id: try row.decode("user_id"), role: try row.decode("role"),
+                email: try row.decodeIfPresent("email"), display_name: try row.decodeIfPresent("display_name"),
+                stripe_account_id: try row.decodeIfPresent("stripe_account_id"),
+                charges_enabled: try row.decode("charges_enabled"), payouts_enabled: try row.decode("payouts_enabled")))
     }
 
     /// The caller's 50 most recent notifications, newest first; `?unread=true` filters.
@@ -54,10 +54,12 @@ struct AccountResponder {
             let payload: JSONValue
             @Nullable var read_at: String?
         }
-        let items = rows.map { row in
+        let items = try rows.map { row in
             Notification(
-                id: row["id"] ?? "", kind: row["kind"] ?? "", created_at: row["created_at"] ?? "",
-                payload: row["payload"].flatMap { JSONValue.parse(Array($0.utf8)) } ?? .null, read_at: row["read_at"])
+                id: try row.decode("id"), kind: try row.decode("kind"), created_at: try row.decode("created_at"),
+                payload: try row.decodeIfPresent("payload", as: String.self).flatMap { JSONValue.parse(Array($0.utf8)) }
+                    ?? .null,
+                read_at: try row.decodeIfPresent("read_at"))
         }
         return .json(["data": items])
     }
@@ -122,17 +124,18 @@ struct AccountResponder {
             @Nullable var new_values: JSONValue?
             let success: Bool
         }
-        let entries = rows.reversed().map { row in
+        let entries = try rows.reversed().map { row in
             Entry(
-                id: row.int("id") ?? 0, occurred_at: row["occurred_at"] ?? "", operation: row["operation"] ?? "",
-                entity_type: row["entity_type"] ?? "", entity_id: row["entity_id"],
+                id: try row.decode("id"), occurred_at: try row.decode("occurred_at"),
+                operation: try row.decode("operation"),
+                entity_type: try row.decode("entity_type"), entity_id: row["entity_id"],
                 actor_profile_id: row["actor_profile_id"],
                 actor_role: row["actor_role"], request_id: row["request_id"], ip: row["ip"],
                 user_agent: row["user_agent"],
                 error_code: row["error_code"],
                 old_values: row["old_values"].flatMap { JSONValue.parse(Array($0.utf8)) },
                 new_values: row["new_values"].flatMap { JSONValue.parse(Array($0.utf8)) },
-                success: row.bool("success") ?? false)
+                success: try row.decode("success"))
         }
         return .json(["data": entries])
     }

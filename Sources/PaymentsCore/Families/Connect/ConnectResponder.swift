@@ -108,9 +108,10 @@ struct ConnectResponder {
         }
         return .json(
             Status(
-                account_id: row["stripe_account_id"], charges_enabled: row.bool("charges_enabled") ?? false,
-                payouts_enabled: row.bool("payouts_enabled") ?? false,
-                details_submitted: row.bool("details_submitted") ?? false,
+                account_id: try row.decodeIfPresent("stripe_account_id"),
+                charges_enabled: try row.decode("charges_enabled"),
+                payouts_enabled: try row.decode("payouts_enabled"),
+                details_submitted: try row.decode("details_submitted"),
                 requirements_due: row["due"].flatMap { JSONValue.parse(Array($0.utf8)) } ?? [],
                 disabled_reason: row["disabled_reason"]))
     }

@@ -128,7 +128,7 @@ struct IntentsResponder {
         guard listing["stripe_account_id"] != nil, listing.bool("charges_enabled") == true else {
             throw APIError(.sellerNotReady)
         }
-        let amount = Int64(listing.int("price_cents") ?? 0)
+        let amount: Int64 = try listing.decode("price_cents")
         try MarketplaceConfiguration.checkChargeable(amount)
         let fee = marketplace.fee(for: amount)
         try connection.query(
@@ -204,13 +204,13 @@ private struct CreatedIntent: Encodable {
         guard let intent = row["stripe_payment_intent_id"], let secret = row["client_secret"] else {
             throw APIError.internalError
         }
-        payment_id = row["id"] ?? ""
+        payment_id = try row.decode("id")
         payment_intent_id = intent
         client_secret = secret
-        amount = Int64(row.int("amount_cents") ?? 0)
-        application_fee = Int64(row.int("application_fee_cents") ?? 0)
-        currency = row["currency"] ?? ""
-        status = current ?? row["status"] ?? ""
+        amount = try row.decode("amount_cents")
+        application_fee = try row.decode("application_fee_cents")
+        currency = try row.decode("currency")
+        status = try current ?? row.decode("status")
         reserved_until = row["reserved_until"]
     }
 }
