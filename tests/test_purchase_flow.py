@@ -558,3 +558,16 @@ def test_capture_when_our_row_lags_asks_stripe(stack, db):
     assert listing_row(db, listing)["status"] == "sold"
     assert notification_kinds(db, buyer["id"], payment_id).count("payment_succeeded") == 1
     assert notification_kinds(db, seller["id"], payment_id).count("payment_succeeded") == 1
+
+
+def test_an_admin_naming_the_whole_authorised_amount_makes_the_buyers_capture_call(stack, db):
+    """Same key, same parameters as a full capture: a concurrent buyer's capture and this one
+    deduplicate at Stripe instead of colliding on one key with two parameter sets."""
+    seller, buyer, listing, body = authorised(stack, db, price=5000)
+    payment_id = body["payment_id"]
+    admin = make_profile(db, "admin")
+    response = capture(stack, admin, payment_id, amount_to_capture=5000, reason="all of it")
+    assert response.status_code == 200 and response.json()["application_fee"] == fee_for(5000), response.text
+    captures = fake_calls(stack, f"payment:{payment_id}:capture")
+    assert [c["headers"]["Idempotency-Key"] for c in captures] == [f"payment:{payment_id}:capture:5000"]
+    assert "amount_to_capture" not in captures[0]["params"] and "application_fee_amount" not in captures[0]["params"]

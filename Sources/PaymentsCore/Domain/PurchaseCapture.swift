@@ -47,17 +47,16 @@ struct PurchaseCapture {
         let capturable = Int64(payment.int("amount_capturable") ?? 0)
         let agreedFee = Int64(payment.int("application_fee_cents") ?? 0)
         let amount = requested ?? capturable
-        var fee: Int64?
-        if let requested, requested < capturable {
-            fee = min(agreedFee, context.shared.configuration.marketplace.fee(for: requested))
-        }
+        // Asking for everything is a full capture: the same call (and key) as the buyer's.
+        let partial = requested.flatMap { $0 < capturable ? $0 : nil }
+        let fee = partial.map { min(agreedFee, context.shared.configuration.marketplace.fee(for: $0)) }
         let intent: PaymentIntent
         do {
             guard let intentID = payment["stripe_payment_intent_id"], amount <= capturable else {
                 throw notCapturable(payment["status"])
             }
             intent = try context.stripe.capturePaymentIntent(
-                intentID, amountToCapture: requested, applicationFeeAmount: fee,
+                intentID, amountToCapture: partial, applicationFeeAmount: fee,
                 idempotencyKey: StripeKeys.capture(paymentID, amount: amount))
         } catch {
             PaymentClaims.settle(claim, after: error, on: database)
