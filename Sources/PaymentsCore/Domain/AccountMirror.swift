@@ -50,7 +50,7 @@ enum AccountMirror {
                 """
             ).first != nil
         else { return .stale }
-        let wasEnabled = before.bool("charges_enabled") ?? false
+        let wasEnabled: Bool = try before.decode("charges_enabled")
         guard wasEnabled != account.chargesEnabled else { return .synced(profileID: id, chargesChanged: false) }
         try AuditLog.record(
             AuditEntry(

@@ -42,9 +42,9 @@ struct PageCursor {
 
     /// Splits `limit + 1` fetched rows (each with `sort_key` and `id`) into the page and the
     /// cursor of the next one, nil on the last page.
-    static func page(_ rows: [Row], limit: Int) -> (ArraySlice<Row>, String?) {
+    static func page(_ rows: [Row], limit: Int) throws -> (ArraySlice<Row>, String?) {
         let page = rows.prefix(limit)
         guard rows.count > limit, let last = page.last else { return (page, nil) }
-        return (page, PageCursor(createdAt: Int64(last.int("sort_key") ?? 0), id: last["id"] ?? "").encoded)
+        return (page, PageCursor(createdAt: try last.decode("sort_key"), id: try last.decode("id")).encoded)
     }
 }

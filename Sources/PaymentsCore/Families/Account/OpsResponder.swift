@@ -51,10 +51,11 @@ struct OpsResponder {
             ).rows) ?? []
         let pool = context.shared.pool.statistics
         let gauges =
-            backlog.map {
+            try backlog.map {
                 (
-                    "payments_webhook_backlog{status=\"\($0["status"] ?? "")\",type=\"\($0["type"] ?? "")\"}",
-                    $0.int("n") ?? 0
+                    "payments_webhook_backlog{status=\"\(try $0.decode("status", as: String.self))\","
+                        + "type=\"\(try $0.decode("type", as: String.self))\"}",
+                    try $0.decode("n", as: Int.self)
                 )
             } + [
                 ("payments_db_pool_size", pool.size), ("payments_db_pool_open", pool.open),

@@ -40,7 +40,7 @@ struct AdminDisputesResponder {
             ORDER BY d.created_at DESC, d.id DESC LIMIT 51
             """
         ).rows
-        let (page, next) = PageCursor.page(rows, limit: 50)
+        let (page, next) = try PageCursor.page(rows, limit: 50)
         return .json(["data": .array(page.map(Disputes.view)), "next_cursor": JSONValue(next)] as [String: JSONValue])
     }
 

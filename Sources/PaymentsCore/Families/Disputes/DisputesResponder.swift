@@ -31,12 +31,11 @@ struct DisputesResponder {
                 ).first
             else { throw APIError.notFound }
             guard payment.bool("is_claimed") != true else { throw PaymentClaims.inProgress }
-            guard ["requires_capture", "succeeded", "refunded", "processing"].contains(payment["status"] ?? "") else {
+            let status = try payment.decode("status", as: PaymentStatus.self)
+            guard [.requiresCapture, .succeeded, .refunded, .processing].contains(status) else {
                 throw APIError(
                     .paymentNotDisputable,
-                    message:
-                        "Only an authorised or paid payment can be disputed (this one is \(payment["status"] ?? "unknown"))."
-                )
+                    message: "Only an authorised or paid payment can be disputed (this one is \(status.rawValue)).")
             }
             guard
                 try connection.query(

@@ -180,7 +180,7 @@ struct IntentsResponder {
             ORDER BY p.created_at DESC, p.id DESC LIMIT \(limit + 1)
             """
         ).rows
-        let (page, next) = PageCursor.page(rows, limit: limit)
+        let (page, next) = try PageCursor.page(rows, limit: limit)
         struct Page: Encodable {
             let data: [PaymentRecord]
             @Nullable var next_cursor: String?
