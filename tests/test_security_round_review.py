@@ -32,6 +32,16 @@ def claim_of(db, payment_id):
 # Fix 5 bypassed: the refund route ignores the dispute's resolution claim
 # ------------------------------------------------------------------------------------------
 
+def disputed_milestone_and_two_admins(stack, db):
+    """A funded 10,000 milestone whose buyer opened a dispute, and two admins of their own."""
+    job = funded_job(stack, db, (10000,))
+    (milestone,), funding = job["milestones"], job["fundings"][0]
+    settle(stack)
+    opened = open_dispute(stack, job["buyer"], funding["payment_id"])
+    assert opened.status_code == 201, opened.text
+    return milestone, funding, opened.json()["id"], admin_client(stack, db), admin_client(stack, db)
+
+
 def test_review_refund_route_ignores_a_release_seller_resolution_in_progress(stack, db, faults):
     """Admin A resolves a milestone dispute `release_seller` (the transfer is on its way at
     Stripe); admin B meanwhile refunds the whole payment through `POST …/refund` on the same
@@ -39,13 +49,7 @@ def test_review_refund_route_ignores_a_release_seller_resolution_in_progress(sta
     so the buyer gets the money back AND the seller gets the transfer (no reversal: the transfer
     was not recorded when the refund started). Expected: B gets 409
     dispute_resolution_in_progress (or payment_action_in_progress)."""
-    job = funded_job(stack, db, (10000,))
-    (milestone,), funding = job["milestones"], job["fundings"][0]
-    settle(stack)
-    opened = open_dispute(stack, job["buyer"], funding["payment_id"])
-    assert opened.status_code == 201, opened.text
-    dispute_id = opened.json()["id"]
-    admin_a, admin_b = admin_client(stack, db), admin_client(stack, db)
+    milestone, funding, dispute_id, admin_a, admin_b = disputed_milestone_and_two_admins(stack, db)
 
     faults(type="delay", method="POST", path_prefix="/v1/transfers", when="before", delay_ms=4000, count=1)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
@@ -74,13 +78,7 @@ def test_review_release_seller_resolution_ignores_a_refund_in_flight(stack, db, 
     payment's claim, and the milestone is still `funded`, so A's transfer goes out; then B's
     refund lands. The buyer is refunded in full and the seller keeps the transfer: the platform
     pays twice. Expected: A gets 409 (refund in progress / resolution in progress)."""
-    job = funded_job(stack, db, (10000,))
-    (milestone,), funding = job["milestones"], job["fundings"][0]
-    settle(stack)
-    opened = open_dispute(stack, job["buyer"], funding["payment_id"])
-    assert opened.status_code == 201, opened.text
-    dispute_id = opened.json()["id"]
-    admin_a, admin_b = admin_client(stack, db), admin_client(stack, db)
+    milestone, funding, dispute_id, admin_a, admin_b = disputed_milestone_and_two_admins(stack, db)
 
     faults(type="delay", method="POST", path_prefix="/v1/refunds", when="before", delay_ms=2500, count=1)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
