@@ -1,4 +1,5 @@
 import Foundation
+import Stripe
 import Testing
 
 @testable import PaymentsCore
@@ -64,5 +65,71 @@ import Testing
             PaymentStatus.processing.isAwaitingAuthorisation && !PaymentStatus.requiresCapture.isAwaitingAuthorisation)
         #expect(PaymentStatus.allCases.filter(\.isTerminal) == [.canceled, .failed, .refunded])
         #expect(PaymentStatus.sqlArray(where: \.isCapturable) == "{requires_capture}")
+    }
+
+    /// A row of the given columns and values (nil is SQL NULL).
+    static func makeRow(_ values: KeyValuePairs<String, String?>) -> Row {
+        Row(
+            columnIndex: Dictionary(uniqueKeysWithValues: values.enumerated().map { ($1.key, $0) }),
+            values: values.map(\.value))
+    }
+
+    static func intentRow(kind: String, milestoneID: String?, destination: String?, createKey: String?) -> Row {
+        makeRow([
+            "id": "p1", "kind": kind, "amount_cents": "5000", "application_fee_cents": "500", "currency": "usd",
+            "listing_id": "l", "milestone_id": milestoneID, "buyer_id": "b", "seller_id": "s",
+            "transfer_group": "listing:l", "stripe_create_key": createKey, "destination": destination,
+        ])
+    }
+
+    @Test func anIntentIsCreatedFromADecodedPayment() throws {
+        let purchase = try IntentCreation.Payment(
+            row: Self.intentRow(kind: "purchase", milestoneID: nil, destination: "acct_1", createKey: nil))
+        #expect(purchase.createKey == StripeKeys.create("p1"))
+        #expect(FormEncoder.encode(IntentCreation.parameters(purchase)).contains("application_fee_amount=500"))
+        #expect(FormEncoder.encode(IntentCreation.parameters(purchase)).contains("acct_1"))
+        let milestone = try IntentCreation.Payment(
+            row: Self.intentRow(kind: "milestone", milestoneID: "m1", destination: nil, createKey: "k"))
+        #expect(milestone.createKey == "k")
+        #expect(!FormEncoder.encode(IntentCreation.parameters(milestone)).contains("application_fee_amount"))
+        #expect(FormEncoder.encode(IntentCreation.parameters(milestone)).contains("m1"))
+    }
+
+    @Test func anIntentWithoutItsDestinationOrMilestoneIsATypedError() {
+        #expect(throws: RowDecodingError(problem: .null, column: "destination", type: "String")) {
+            try IntentCreation.Payment(
+                row: Self.intentRow(kind: "purchase", milestoneID: nil, destination: nil, createKey: nil))
+        }
+        #expect(throws: RowDecodingError(problem: .null, column: "milestone_id", type: "String")) {
+            try IntentCreation.Payment(
+                row: Self.intentRow(kind: "milestone", milestoneID: nil, destination: "acct_1", createKey: nil))
+        }
+        #expect(throws: RowDecodingError(problem: .mistyped, column: "kind", type: "PaymentKind")) {
+            try IntentCreation.Payment(
+                row: Self.intentRow(kind: "gift", milestoneID: nil, destination: "acct_1", createKey: nil))
+        }
+    }
+
+    @Test func milestoneStatusesAnswerTheStateQuestions() throws {
+        #expect(MilestoneStatus.allCases.filter(\.isFundable) == [.pending])
+        #expect(MilestoneStatus.allCases.filter(\.isFundingUnderway) == [.funding])
+        #expect(MilestoneStatus.allCases.filter(\.isReleasable) == [.funded])
+        #expect(MilestoneStatus.allCases.filter(\.isReleased) == [.released])
+        #expect(try Self.makeRow(["status": "funded"]).decode("status", as: MilestoneStatus.self) == .funded)
+        #expect(throws: RowDecodingError(problem: .mistyped, column: "status", type: "MilestoneStatus")) {
+            try Self.makeRow(["status": "paid"]).decode("status", as: MilestoneStatus.self)
+        }
+    }
+
+    @Test func disputeStatusesAndKindsDecode() throws {
+        #expect(DisputeStatus.allCases.filter(\.isOpen) == [.open])
+        #expect(DisputeStatus.allCases.filter(\.isClosed) == [.resolved, .dismissed, .warningClosed, .won, .lost])
+        #expect(
+            try Self.makeRow(["status": "needs_response"]).decode("status", as: DisputeStatus.self) == .needsResponse)
+        #expect(try Self.makeRow(["kind": "chargeback"]).decode("kind", as: DisputeKind.self) == .chargeback)
+        #expect(try Self.makeRow(["kind": "milestone"]).decode("kind", as: PaymentKind.self) == .milestone)
+        #expect(throws: RowDecodingError(problem: .mistyped, column: "kind", type: "DisputeKind")) {
+            try Self.makeRow(["kind": "purchase"]).decode("kind", as: DisputeKind.self)
+        }
     }
 }

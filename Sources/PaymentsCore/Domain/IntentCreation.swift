@@ -8,7 +8,7 @@ import Stripe
 /// intent the first attempt created, or creates it if it never arrived. So every intent the
 /// app causes to exist ends attached to its payment, or cancelled.
 enum IntentCreation {
-    /// What `parameters(_:)` reads: the payment and its seller's account (`destination`).
+    /// What `Payment(row:)` reads: the payment and its seller's account (`destination`).
     static func load(_ paymentID: String, on connection: some SQLExecutor) throws -> Row? {
         try connection.query(
             """
@@ -20,52 +20,94 @@ enum IntentCreation {
         ).first
     }
 
-    /// Creates (or recovers) the intent for a `load(_:on:)` row.
-    static func create(_ payment: Row, stripe: StripeClient) throws(StripeError) -> PaymentIntent {
-        let key = payment["stripe_create_key"] ?? StripeKeys.create(payment["id"] ?? "")
-        return try stripe.createPaymentIntent(parameters(payment), idempotencyKey: key)
+    /// A payment whose intent is to be created: a `load(_:on:)` row, decoded.
+    struct Payment {
+        /// What is charged, and where the money goes.
+        enum Charge {
+            /// A destination charge to the seller's connected account.
+            case purchase(destination: String)
+            /// A platform charge that funds one milestone.
+            case milestone(id: String)
+        }
+
+        let id: String
+        let charge: Charge
+        let amount: Int64
+        let applicationFee: Int64
+        let currency: String
+        let listingID: String
+        let buyerID: String
+        let sellerID: String
+        let transferGroup: String
+        /// The Stripe key of the create call; payments made before keys were stored use the derived one.
+        let createKey: String
+
+        /// Reads a `load(_:on:)` row: a purchase needs its seller's account, a milestone payment
+        /// its milestone; a missing, NULL or mistyped value is a `RowDecodingError`.
+        init(row: Row) throws(RowDecodingError) {
+            id = try row.decode("id")
+            switch try row.decode("kind", as: PaymentKind.self) {
+            case .purchase: charge = .purchase(destination: try row.decode("destination"))
+            case .milestone: charge = .milestone(id: try row.decode("milestone_id"))
+            }
+            amount = try row.decode("amount_cents")
+            applicationFee = try row.decode("application_fee_cents")
+            currency = try row.decode("currency")
+            listingID = try row.decode("listing_id")
+            buyerID = try row.decode("buyer_id")
+            sellerID = try row.decode("seller_id")
+            transferGroup = try row.decode("transfer_group")
+            createKey = try row.decodeIfPresent("stripe_create_key") ?? StripeKeys.create(id)
+        }
+    }
+
+    /// Creates (or recovers) the intent for a payment.
+    static func create(_ payment: Payment, stripe: StripeClient) throws(StripeError) -> PaymentIntent {
+        try stripe.createPaymentIntent(parameters(payment), idempotencyKey: payment.createKey)
     }
 
     /// The same parameters on every attempt, derived from the row alone: Stripe answers a key
     /// reused with other parameters with an idempotency error. A purchase is a destination
     /// charge captured by hand; a milestone, a platform charge captured at once.
-    static func parameters(_ payment: Row) -> [(String, StripeParameter)] {
+    static func parameters(_ payment: Payment) -> [(String, StripeParameter)] {
         let common: [(String, StripeParameter)] = [
-            ("amount", .integer(Int64(payment.int("amount_cents") ?? 0))),
-            ("currency", .string(payment["currency"] ?? "")),
+            ("amount", .integer(payment.amount)),
+            ("currency", .string(payment.currency)),
         ]
-        guard payment["kind"] == "purchase" else {
+        switch payment.charge {
+        case .milestone(let milestoneID):
             return common + [
                 ("capture_method", "automatic"),
                 ("payment_method_types", ["card"]),
-                ("transfer_group", .string(payment["transfer_group"] ?? "")),
+                ("transfer_group", .string(payment.transferGroup)),
                 (
                     "metadata",
                     .object([
-                        ("payment_id", .string(payment["id"] ?? "")),
-                        ("milestone_id", .string(payment["milestone_id"] ?? "")),
-                        ("listing_id", .string(payment["listing_id"] ?? "")),
-                        ("buyer_id", .string(payment["buyer_id"] ?? "")),
-                        ("seller_id", .string(payment["seller_id"] ?? "")),
+                        ("payment_id", .string(payment.id)),
+                        ("milestone_id", .string(milestoneID)),
+                        ("listing_id", .string(payment.listingID)),
+                        ("buyer_id", .string(payment.buyerID)),
+                        ("seller_id", .string(payment.sellerID)),
+                    ])
+                ),
+            ]
+        case .purchase(let destination):
+            return common + [
+                ("capture_method", "manual"),
+                ("payment_method_types", ["card"]),
+                ("application_fee_amount", .integer(payment.applicationFee)),
+                ("transfer_data", ["destination": .string(destination)]),
+                ("transfer_group", .string(payment.transferGroup)),
+                (
+                    "metadata",
+                    .object([
+                        ("payment_id", .string(payment.id)), ("listing_id", .string(payment.listingID)),
+                        ("buyer_id", .string(payment.buyerID)),
+                        ("seller_id", .string(payment.sellerID)),
                     ])
                 ),
             ]
         }
-        return common + [
-            ("capture_method", "manual"),
-            ("payment_method_types", ["card"]),
-            ("application_fee_amount", .integer(Int64(payment.int("application_fee_cents") ?? 0))),
-            ("transfer_data", ["destination": .string(payment["destination"] ?? "")]),
-            ("transfer_group", .string(payment["transfer_group"] ?? "")),
-            (
-                "metadata",
-                .object([
-                    ("payment_id", .string(payment["id"] ?? "")), ("listing_id", .string(payment["listing_id"] ?? "")),
-                    ("buyer_id", .string(payment["buyer_id"] ?? "")),
-                    ("seller_id", .string(payment["seller_id"] ?? "")),
-                ])
-            ),
-        ]
     }
 
     /// One request's claim on a payment's create attempt.
@@ -82,13 +124,14 @@ enum IntentCreation {
     /// settles the attempt when it fails: Stripe refused a first attempt → the payment fails
     /// and releases its hold (listing or milestone); outcome unknown, or any failure of a
     /// resumed attempt → the attempt is released, and the payment stays `creating` for the
-    /// buyer's retry or the sweeper. Returns the payment row and the intent.
+    /// buyer's retry or the sweeper. Returns the payment and the intent.
     static func callStripe(
         _ attempt: Attempt, operation: String, context: WorkerContext,
         request: Request
-    ) throws -> (Row, PaymentIntent) {
+    ) throws -> (Payment, PaymentIntent) {
         let database = context.database
-        guard let payment = try load(attempt.paymentID, on: database) else { throw APIError.internalError }
+        guard let row = try load(attempt.paymentID, on: database) else { throw APIError.internalError }
+        let payment = try Payment(row: row)
         do {
             return (payment, try create(payment, stripe: context.stripe))
         } catch {
@@ -181,9 +224,10 @@ enum IntentCreation {
         else {
             throw APIError(.paymentInProgress, headers: [("Retry-After", "1")])
         }
+        let payment = try Payment(row: row)
         let intent: PaymentIntent
         do {
-            intent = try create(row, stripe: stripe)
+            intent = try create(payment, stripe: stripe)
         } catch {
             guard !error.mayHaveSucceeded, error.kind != .rateLimited, error.kind != .idempotency else {
                 release(attempt, on: database)
@@ -226,7 +270,8 @@ enum IntentCreation {
                 """
             ).first
         else { return nil }
-        guard current.bool("over") == true || RequestOwner.isGone(current["owner"]) else { return nil }
+        let holder: String? = try current.decodeIfPresent("owner")
+        guard try current.decode("over", as: Bool.self) || RequestOwner.isGone(holder) else { return nil }
         let owner = RequestOwner.make()
         guard
             try connection.query(
@@ -234,7 +279,7 @@ enum IntentCreation {
                 UPDATE payments SET create_attempt_owner = \(owner),
                        create_attempt_expires_at = now() + make_interval(secs => \(Double(lease.components.seconds)))
                 WHERE id = \(paymentID)::uuid AND status = 'creating' AND stripe_payment_intent_id IS NULL
-                  AND create_attempt_owner IS NOT DISTINCT FROM \(current["owner"])
+                  AND create_attempt_owner IS NOT DISTINCT FROM \(holder)
                 """
             ).affectedRows == 1
         else { return nil }

@@ -49,13 +49,16 @@ struct MilestonesResponder {
                     """
                 ).first
             else { throw APIError(.milestoneNotFound) }
-            guard milestone.uuid("listing_id") == listingID else {
+            guard try milestone.decode("listing_id", as: UUID.self) == listingID else {
                 throw APIError.invalidField("milestone_id", "does not belong to this listing")
             }
-            guard listing.uuid("seller_id") != identity.profileID else {
+            let sellerID: UUID = try listing.decode("seller_id")
+            guard sellerID != identity.profileID else {
                 throw APIError(.selfPurchase)
             }
-            guard listing["kind"] == "job", listing["status"] == "active" else {
+            guard try listing.decode("kind", as: String.self) == "job",
+                try listing.decode("status", as: String.self) == "active"
+            else {
                 throw APIError(.listingUnavailable, message: "This listing is not a job open for funding.")
             }
             // A job has one buyer: whoever funded it first.
@@ -67,14 +70,15 @@ struct MilestonesResponder {
             ).first != nil {
                 throw APIError(.jobHasOtherBuyer)
             }
+            let status: MilestoneStatus = try milestone.decode("status")
             // This buyer's earlier attempt ended without an outcome, or its process died: take it over.
-            if milestone["status"] == "funding",
+            if status.isFundingUnderway,
                 let unfinished = try connection.query(
                     """
                     SELECT id FROM payments WHERE milestone_id = \(milestoneID) AND buyer_id = \(identity.profileID)
                       AND status = 'creating' AND stripe_payment_intent_id IS NULL
                     """
-                ).first?["id"]
+                ).first?.decode("id", as: String.self)
             {
                 guard
                     let attempt = try IntentCreation.claim(
@@ -86,20 +90,27 @@ struct MilestonesResponder {
                 }
                 return attempt
             }
-            guard milestone["status"] == "pending" else {
+            guard status.isFundable else {
                 throw APIError(
                     .milestoneUnavailable,
-                    message: "This milestone is \(milestone["status"] ?? "unknown"), not pending.")
+                    message: "This milestone is \(status.rawValue), not pending.")
             }
-            guard listing["stripe_account_id"] != nil, listing.bool("charges_enabled") == true else {
+            // A seller without a connected account (NULL) cannot be paid.
+            guard try listing.decodeIfPresent("stripe_account_id", as: String.self) != nil,
+                try listing.decode("charges_enabled", as: Bool.self)
+            else {
                 throw APIError(.sellerNotReady)
             }
-            let amount = Int64(milestone.int("amount_cents") ?? 0)
+            let amount: Int64 = try milestone.decode("amount_cents")
+            let currency: String = try listing.decode("currency")
             try MarketplaceConfiguration.checkChargeable(amount)
             try connection.query("UPDATE milestones SET status = 'funding' WHERE id = \(milestoneID)")
-            let attempt =
-                try connection.query("SELECT count(*) + 1 AS n FROM payments WHERE milestone_id = \(milestoneID)")
-                .first?.int("n") ?? 1
+            guard
+                let counted = try connection.query(
+                    "SELECT count(*) + 1 AS n FROM payments WHERE milestone_id = \(milestoneID)"
+                ).first
+            else { throw APIError.internalError }
+            let attempt: Int = try counted.decode("n")
             let key = StripeKeys.fundMilestone(milestoneID.uuidString, attempt: attempt)
             let paymentID = UUID().uuidString.lowercased()
             let first = IntentCreation.firstAttempt(paymentID: paymentID, key: key, lease: configuration.requestLease)
@@ -107,8 +118,8 @@ struct MilestonesResponder {
                 """
                 INSERT INTO payments (id, kind, buyer_id, seller_id, listing_id, milestone_id, amount_cents, application_fee_cents,
                                       currency, status, transfer_group, \(sql: first.columns))
-                VALUES (\(paymentID)::uuid, 'milestone', \(identity.profileID), \(listing["seller_id"])::uuid, \(listingID),
-                        \(milestoneID), \(amount), \(configuration.marketplace.fee(for: amount)), \(listing["currency"]), 'creating',
+                VALUES (\(paymentID)::uuid, 'milestone', \(identity.profileID), \(sellerID)::uuid, \(listingID),
+                        \(milestoneID), \(amount), \(configuration.marketplace.fee(for: amount)), \(currency), 'creating',
                         \("listing:" + listingID.uuidString.lowercased()), \(sql: first.values))
                 """)
             return first.attempt
@@ -142,7 +153,7 @@ struct MilestonesResponder {
             Funding(
                 payment_id: paymentID, payment_intent_id: intent.id, client_secret: intent.clientSecret ?? "",
                 milestone_id: milestone, currency: intent.currency, amount: intent.amount,
-                application_fee: Int64(payment.int("application_fee_cents") ?? 0)), status: 201)
+                application_fee: payment.applicationFee), status: 201)
     }
 
     /// The buyer who funded it releases a milestone to the seller.
@@ -180,11 +191,13 @@ struct MilestonesResponder {
             @Nullable var payment_id: String?
         }
         return .json([
-            "data": rows.map {
+            "data": try rows.map {
+                // payment_id is NULL while no attempt of the milestone is live.
                 Milestone(
-                    id: $0["id"] ?? "", title: $0["title"] ?? "", status: $0["status"] ?? "",
-                    position: $0.int("position") ?? 0,
-                    amount: Int64($0.int("amount_cents") ?? 0), payment_id: $0["payment_id"])
+                    id: try $0.decode("id"), title: try $0.decode("title"),
+                    status: try $0.decode("status", as: MilestoneStatus.self).rawValue,
+                    position: try $0.decode("position"), amount: try $0.decode("amount_cents"),
+                    payment_id: try $0.decodeIfPresent("payment_id"))
             }
         ])
     }
