@@ -29,11 +29,14 @@ struct MilestoneRelease {
                 JOIN profiles s ON s.id = p.seller_id
                 WHERE m.id = \(milestoneID) ORDER BY p.created_at DESC LIMIT 1
                 """
-            ).first, requiredBuyer == nil || row.uuid("buyer_id") == requiredBuyer
+            ).first
         else { throw APIError.notFound }
+        let buyer: UUID = try row.decode("buyer_id")
+        guard requiredBuyer == nil || buyer == requiredBuyer else { throw APIError.notFound }
         let milestone = milestoneID.uuidString.lowercased()
-        let paymentID = row["payment_id"] ?? ""
-        if row["milestone_status"] == "released",
+        let paymentID: String = try row.decode("payment_id")
+        let status: MilestoneStatus = try row.decode("milestone_status")
+        if status.isReleased,
             let existing = try database.query(
                 """
                 SELECT stripe_transfer_id, destination_account, amount_cents, currency FROM transfers WHERE milestone_id = \(milestoneID)
@@ -41,19 +44,27 @@ struct MilestoneRelease {
             ).first
         {
             return Released(
-                milestone_id: milestone, status: "released", transfer_id: existing["stripe_transfer_id"] ?? "",
-                destination: existing["destination_account"] ?? "", currency: existing["currency"] ?? "",
-                amount: Int64(existing.int("amount_cents") ?? 0))
+                milestone_id: milestone, status: MilestoneStatus.released.rawValue,
+                transfer_id: try existing.decode("stripe_transfer_id"),
+                destination: try existing.decode("destination_account"), currency: try existing.decode("currency"),
+                amount: try existing.decode("amount_cents"))
         }
-        guard row["milestone_status"] == "funded" else {
+        guard status.isReleasable else {
             throw APIError(
                 .milestoneNotFunded,
-                message:
-                    "Only a funded milestone can be released (this one is \(row["milestone_status"] ?? "unknown")).")
+                message: "Only a funded milestone can be released (this one is \(status.rawValue)).")
         }
-        guard let charge = row["stripe_charge_id"], let destination = row["stripe_account_id"] else {
+        // NULL until the charge succeeded, or while the seller has no connected account.
+        guard let charge = try row.decodeIfPresent("stripe_charge_id", as: String.self),
+            let destination = try row.decodeIfPresent("stripe_account_id", as: String.self)
+        else {
             throw APIError(.milestoneNotFunded, message: "The milestone's charge is not recorded yet; retry shortly.")
         }
+        let amount =
+            try row.decode("amount_cents", as: Int64.self) - row.decode("application_fee_cents", as: Int64.self)
+        let currency: String = try row.decode("currency")
+        let transferGroup: String = try row.decode("transfer_group")
+        let seller: String = try row.decode("seller_id")
         // The claim checks, under the payment's row lock, that no dispute is open (but the platform
         // dispute an admin's resolution is settling) and no refund is under way; a dispute opened
         // during the transfer waits.
@@ -64,16 +75,15 @@ struct MilestoneRelease {
         else {
             throw APIError(.milestoneNotFunded, message: "The milestone's payment is not settled.")
         }
-        let amount = Int64(row.int("amount_cents") ?? 0) - Int64(row.int("application_fee_cents") ?? 0)
         let transfer: Transfer
         do {
             transfer = try context.stripe.createTransfer(
                 [
                     ("amount", .integer(amount)),
-                    ("currency", .string(row["currency"] ?? "")),
+                    ("currency", .string(currency)),
                     ("destination", .string(destination)),
                     ("source_transaction", .string(charge)),
-                    ("transfer_group", .string(row["transfer_group"] ?? "")),
+                    ("transfer_group", .string(transferGroup)),
                     ("metadata", .object([("payment_id", .string(paymentID)), ("milestone_id", .string(milestone))])),
                 ], idempotencyKey: StripeKeys.releaseMilestone(milestone))
         } catch {
@@ -109,15 +119,13 @@ struct MilestoneRelease {
                         "amount": .int(transfer.amount),
                     ]),
                 context: audit, on: connection)
-            if let seller = row["seller_id"] {
-                try Notifier.notify(
-                    seller, kind: "milestone_released",
-                    payload: ["milestone_id": .string(milestone), "amount_cents": .int(transfer.amount)],
-                    on: connection)
-            }
+            try Notifier.notify(
+                seller, kind: "milestone_released",
+                payload: ["milestone_id": .string(milestone), "amount_cents": .int(transfer.amount)],
+                on: connection)
         }
         return Released(
-            milestone_id: milestone, status: "released", transfer_id: transfer.id, destination: destination,
-            currency: transfer.currency, amount: transfer.amount)
+            milestone_id: milestone, status: MilestoneStatus.released.rawValue, transfer_id: transfer.id,
+            destination: destination, currency: transfer.currency, amount: transfer.amount)
     }
 }
