@@ -19,10 +19,10 @@ struct PurchaseCapture {
         resolvingDispute: Bool = false
     ) throws {
         let database = context.database
-        let notCapturable = { (status: String?) in
+        let notCapturable = { (status: PaymentStatus) in
             APIError(
                 .paymentNotCapturable,
-                message: "Only an authorised payment can be captured (this one is \(status ?? "unknown")).")
+                message: "Only an authorised payment can be captured (this one is \(status.rawValue)).")
         }
         // Checked before the claim, so that a refused request never touches another's claim.
         guard
@@ -32,28 +32,40 @@ struct PurchaseCapture {
                 """
             ).first
         else { throw APIError.notFound }
-        if let requested, requested > Int64(current.int("amount_capturable") ?? 0) {
-            throw APIError.invalidField(
-                "amount_to_capture", "must not exceed the authorised \(current.int("amount_capturable") ?? 0)")
+        let authorised: Int64 = try current.decode("amount_capturable")
+        let currentStatus: PaymentStatus = try current.decode("status")
+        if let requested, requested > authorised {
+            throw APIError.invalidField("amount_to_capture", "must not exceed the authorised \(authorised)")
         }
         guard
             let claim = try context.claims.claim(
                 paymentID, for: .capture, from: ["requires_capture"],
                 resolvingDispute: resolvingDispute, on: database)
         else {
-            throw notCapturable(current["status"])
+            throw notCapturable(currentStatus)
         }
         let payment = claim.payment
-        let capturable = Int64(payment.int("amount_capturable") ?? 0)
-        let agreedFee = Int64(payment.int("application_fee_cents") ?? 0)
-        let amount = requested ?? capturable
-        // Asking for everything is a full capture: the same call (and key) as the buyer's.
-        let partial = requested.flatMap { $0 < capturable ? $0 : nil }
-        let fee = partial.map { min(agreedFee, context.shared.configuration.marketplace.fee(for: $0)) }
+        let capturable: Int64
+        let agreedFee: Int64
+        let parties: [String]
+        let amount: Int64
+        let partial: Int64?
+        let fee: Int64?
         let intent: PaymentIntent
         do {
-            guard let intentID = payment["stripe_payment_intent_id"], amount <= capturable else {
-                throw notCapturable(payment["status"])
+            // Decoded under the claim, which any failure settles.
+            capturable = try payment.decode("amount_capturable")
+            agreedFee = try payment.decode("application_fee_cents")
+            parties = [try payment.decode("buyer_id"), try payment.decode("seller_id")]
+            amount = requested ?? capturable
+            // Asking for everything is a full capture: the same call (and key) as the buyer's.
+            partial = requested.flatMap { $0 < capturable ? $0 : nil }
+            fee = partial.map { min(agreedFee, context.shared.configuration.marketplace.fee(for: $0)) }
+            // NULL while the payment's intent is not yet attached.
+            guard let intentID = try payment.decodeIfPresent("stripe_payment_intent_id", as: String.self),
+                amount <= capturable
+            else {
+                throw notCapturable(try payment.decode("status"))
             }
             intent = try context.stripe.capturePaymentIntent(
                 intentID, amountToCapture: partial, applicationFeeAmount: fee,
@@ -91,7 +103,7 @@ struct PurchaseCapture {
                 context: audit, on: connection)
             guard changed else { return }  // the webhook already told both parties
             try Notifier.notify(
-                [payment["buyer_id"], payment["seller_id"]].compactMap { $0 }, kind: "payment_succeeded",
+                parties, kind: "payment_succeeded",
                 payload: ["payment_id": .string(paymentID)], on: connection)
         }
         if let charge = intent.latestCharge?.id {
