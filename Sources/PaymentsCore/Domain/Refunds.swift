@@ -32,7 +32,8 @@ struct Refunds {
                 ).first
             else { throw APIError.notFound }
             // A capture or release under way (an admin's resolution, say) moves this money first.
-            guard locked.bool("claimed") != true else { throw PaymentClaims.inProgress }
+            // NULL (a claim without an expiry) holds nothing.
+            guard try locked.decodeIfPresent("claimed", as: Bool.self) != true else { throw PaymentClaims.inProgress }
             if let resumed = try resumable(
                 disputeID: disputeID, requested: requested, requestKey: requestKey, on: connection)
             {
@@ -48,10 +49,12 @@ struct Refunds {
                     """
                 ).first
             else { throw APIError.notFound }
-            guard ["succeeded", "refunded"].contains(payment["status"] ?? "") else {
+            guard [.succeeded, .refunded].contains(try payment.decode("status", as: PaymentStatus.self)) else {
                 throw APIError(.paymentNotCaptured)
             }
-            let remainder = Int64(payment.int("remainder") ?? 0)
+            let remainder: Int64 = try payment.decode("remainder")
+            let currency: String = try payment.decode("currency")
+            let alreadyRefunded: Int64 = try payment.decode("amount_refunded")
             let amount = requested ?? remainder
             guard remainder > 0 else {
                 throw APIError(.nothingToRefund)
@@ -67,23 +70,23 @@ struct Refunds {
                                          dispute_attempt, request_key)
                     VALUES (\(paymentID)::uuid, \(disputeID)::uuid,
                             (SELECT COALESCE(max(sequence), 0) + 1 FROM refunds WHERE payment_id = \(paymentID)::uuid),
-                            \(amount), \(payment["currency"]), \(reason), 'creating', \(audit.actorProfileID),
+                            \(amount), \(currency), \(reason), 'creating', \(audit.actorProfileID),
                             (SELECT count(*) + 1 FROM refunds WHERE dispute_id = \(disputeID)::uuid), \(requestKey))
                     RETURNING id::text AS id, amount_cents, dispute_attempt AS number, stripe_refund_id,
-                              \(payment["amount_refunded"])::bigint AS refunded_before
+                              \(alreadyRefunded)::bigint AS refunded_before
                     """
                 ).first
             else { throw APIError.internalError }
             return row
         }
-        let refundID = reservation["id"] ?? ""
-        if reservation["stripe_refund_id"] != nil {
+        let refundID: String = try reservation.decode("id")
+        if try reservation.decodeIfPresent("stripe_refund_id", as: String.self) != nil {
             // This request's own refund, finished before its answer was stored: answer it again.
             return try settledRow(refundID, on: database)
         }
-        let amount = Int64(reservation.int("amount_cents") ?? 0)
-        let number = reservation.int("number") ?? 1
-        let refundedBefore: JSONValue = .int(Int64(reservation.int("refunded_before") ?? 0))
+        let amount: Int64 = try reservation.decode("amount_cents")
+        let number: Int = try reservation.decode("number")
+        let refundedBefore: JSONValue = .int(try reservation.decode("refunded_before"))
 
         let refund: Refund
         do {
@@ -136,7 +139,7 @@ struct Refunds {
             let refundedAfter = try connection.query(
                 "SELECT amount_refunded FROM payments WHERE id = \(paymentID)::uuid"
             )
-            .first?.int("amount_refunded")
+            .first?.decode("amount_refunded", as: Int64.self)
             try AuditLog.record(
                 AuditEntry(
                     operation: "dispute.refund", entityType: "dispute", entityID: disputeID,
@@ -144,12 +147,12 @@ struct Refunds {
                     newValues: [
                         "refund_id": .string(refundID), "stripe_refund_id": .string(refund.id),
                         "amount": .int(amount), "status": .string(status),
-                        "amount_refunded": refundedAfter.map { .int(Int64($0)) } ?? .null,
+                        "amount_refunded": refundedAfter.map { .int($0) } ?? .null,
                     ]),
                 context: audit, on: connection)
             if let buyer = try connection.query(
                 "SELECT buyer_id::text AS id FROM payments WHERE id = \(paymentID)::uuid"
-            ).first?["id"] {
+            ).first?.decode("id", as: String.self) {
                 try Notifier.notify(
                     buyer, kind: "refund_issued",
                     payload: ["payment_id": .string(paymentID), "amount_cents": .int(amount)], on: connection)
@@ -188,9 +191,10 @@ struct Refunds {
                 WHERE dispute_id = \(disputeID)::uuid AND status = 'creating' AND outcome_unknown AND dispute_attempt IS NOT NULL
                 ORDER BY created_at LIMIT 1
                 """
-            ).first, let id = unknown["id"]
+            ).first
         else { return nil }
-        let amount = Int64(unknown.int("amount_cents") ?? 0)
+        let id: String = try unknown.decode("id")
+        let amount: Int64 = try unknown.decode("amount_cents")
         guard requested == nil || requested == amount else {
             throw APIError(
                 .refundInProgress,
@@ -227,7 +231,9 @@ struct Refunds {
                 """
                 SELECT kind, stripe_payment_intent_id FROM payments WHERE id = \(paymentID)::uuid
                 """
-            ).first, let intent = payment["stripe_payment_intent_id"]
+            ).first,
+            // NULL while the payment has no intent: nothing to refund at Stripe.
+            let intent = try payment.decodeIfPresent("stripe_payment_intent_id", as: String.self)
         else { throw APIError.notFound }
         var parameters: [(String, StripeParameter)] = [
             ("payment_intent", .string(intent)), ("amount", .integer(amount)), ("reason", "requested_by_customer"),
@@ -239,7 +245,7 @@ struct Refunds {
                 ])
             ),
         ]
-        if payment["kind"] == "purchase" {
+        if try payment.decode("kind", as: PaymentKind.self) == .purchase {
             parameters += [("reverse_transfer", true), ("refund_application_fee", true)]
         }
         return parameters
@@ -254,9 +260,10 @@ struct Refunds {
                 FROM transfers t JOIN payments p ON p.id = t.payment_id
                 WHERE t.payment_id = \(paymentID)::uuid AND p.kind = 'milestone' AND t.stripe_transfer_id IS NOT NULL
                 """
-            ).first, let transferID = transfer["stripe_transfer_id"]
+            ).first
         else { return }
-        let reversal = min(amount, Int64(transfer.int("left_over") ?? 0))
+        let transferID: String = try transfer.decode("stripe_transfer_id")
+        let reversal = min(amount, try transfer.decode("left_over", as: Int64.self))
         guard reversal > 0 else { return }
         switch Result(catching: { () throws(StripeError) in
             try context.stripe.reverseTransfer(transferID, amount: reversal, idempotencyKey: key)
