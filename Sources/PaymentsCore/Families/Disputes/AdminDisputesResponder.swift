@@ -56,11 +56,14 @@ struct AdminDisputesResponder {
             """
         ).rows
         view["refunds"] = .array(
-            refunds.map {
+            try refunds.map {
+                // A refund has no Stripe id until Stripe answered, and no reason when made outside the app.
                 [
-                    "id": JSONValue($0["id"]), "stripe_refund_id": JSONValue($0["stripe_refund_id"]),
-                    "amount": .int(Int64($0.int("amount_cents") ?? 0)), "status": JSONValue($0["status"]),
-                    "reason": JSONValue($0["reason"]), "created_at": JSONValue($0["created_at"]),
+                    "id": .string(try $0.decode("id")),
+                    "stripe_refund_id": JSONValue(try $0.decodeIfPresent("stripe_refund_id", as: String.self)),
+                    "amount": .int(try $0.decode("amount_cents")), "status": .string(try $0.decode("status")),
+                    "reason": JSONValue(try $0.decodeIfPresent("reason", as: String.self)),
+                    "created_at": .string(try $0.decode("created_at")),
                 ]
             })
         let history = try context.database.query(
@@ -69,16 +72,16 @@ struct AdminDisputesResponder {
                    request_id, old_values::text AS old_values, new_values::text AS new_values
             FROM payment_audit_logs
             WHERE (entity_type = 'dispute' AND entity_id = \(id.uuidString.lowercased()))
-               OR (entity_type = 'payment' AND entity_id = \(row["payment_id"]))
+               OR (entity_type = 'payment' AND entity_id = \(try row.decode("payment_id", as: String.self)))
             ORDER BY id
             """
         ).rows
         view["history"] = .array(
-            history.map {
+            try history.map {
                 [
                     "at": JSONValue($0["at"]), "operation": JSONValue($0["operation"]),
                     "actor_profile_id": JSONValue($0["actor"]),
-                    "actor_role": JSONValue($0["actor_role"]), "success": .bool($0.bool("success") ?? false),
+                    "actor_role": JSONValue($0["actor_role"]), "success": .bool(try $0.decode("success")),
                     "error_code": JSONValue($0["error_code"]), "request_id": JSONValue($0["request_id"]),
                     "old_values": $0["old_values"].flatMap { JSONValue.parse(Array($0.utf8)) } ?? .null,
                     "new_values": $0["new_values"].flatMap { JSONValue.parse(Array($0.utf8)) } ?? .null,
@@ -93,17 +96,17 @@ struct AdminDisputesResponder {
         let body = try JSONBody(request)
         let amount = try body.integer("amount", in: 1...Int64(Int32.max) * 1000)
         let reason = try body.string("reason", maximumLength: 500, multiline: true)
-        guard let dispute = try load(id, on: context.database), let paymentID = dispute["payment_id"] else {
-            throw APIError.notFound
-        }
+        guard let dispute = try load(id, on: context.database) else { throw APIError.notFound }
+        let paymentID: String = try dispute.decode("payment_id")
         let row = try Refunds(context: context, audit: AuditContext(request: request))
             .refund(
                 disputeID: id.uuidString.lowercased(), paymentID: paymentID, requested: amount, reason: reason,
                 requestKey: Self.requestKey(request))
         return .json(
             [
-                "id": JSONValue(row["id"]), "stripe_refund_id": JSONValue(row["stripe_refund_id"]),
-                "amount": .int(Int64(row.int("amount_cents") ?? 0)), "status": JSONValue(row["status"]),
+                "id": .string(try row.decode("id")),
+                "stripe_refund_id": JSONValue(try row.decodeIfPresent("stripe_refund_id", as: String.self)),
+                "amount": .int(try row.decode("amount_cents")), "status": .string(try row.decode("status")),
             ] as [String: JSONValue],
             status: 201)
     }
@@ -119,9 +122,9 @@ struct AdminDisputesResponder {
         let outcome = try body.choice("outcome", from: ["refund_buyer", "release_seller", "dismiss"])
         let note = try body.optionalString("note", maximumLength: 2000, multiline: true)
         let audit = AuditContext(request: request)
-        guard let dispute = try load(id, on: context.database), let paymentID = dispute["payment_id"] else {
-            throw APIError.notFound
-        }
+        guard let dispute = try load(id, on: context.database) else { throw APIError.notFound }
+        let paymentID: String = try dispute.decode("payment_id")
+        let parties: [String] = [try dispute.decode("buyer_id"), try dispute.decode("seller_id")]
         let disputeID = id.uuidString.lowercased()
         try claimResolution(
             id, outcome: outcome, lease: context.shared.configuration.requestLease, on: context.database)
@@ -166,7 +169,7 @@ struct AdminDisputesResponder {
                         "outcome": .string(outcome), "note": JSONValue(note),
                     ]),
                 context: audit, on: connection)
-            for party in [dispute["buyer_id"], dispute["seller_id"]].compactMap({ $0 }) {
+            for party in parties {
                 try Notifier.notify(
                     party, kind: "dispute_resolved",
                     payload: ["dispute_id": .string(disputeID), "outcome": .string(outcome)], on: connection)
@@ -196,14 +199,17 @@ struct AdminDisputesResponder {
                 """
                 SELECT kind, status, resolving_outcome FROM disputes WHERE id = \(id)
                 """
-            ).first, current["kind"] == "platform", current["status"] == "open"
+            ).first, try current.decode("kind", as: DisputeKind.self) == .platform,
+            try current.decode("status", as: DisputeStatus.self).isOpen
         else {
             throw APIError(.disputeNotOpen)
         }
+        // NULL when the holder's claim ended meanwhile.
+        let holder = try current.decodeIfPresent("resolving_outcome", as: String.self) ?? "another outcome"
         throw APIError(
             .disputeResolutionInProgress,
             message:
-                "This dispute is being resolved as \(current["resolving_outcome"] ?? "another outcome"); retry that outcome to finish it, or wait.",
+                "This dispute is being resolved as \(holder); retry that outcome to finish it, or wait.",
             headers: [("Retry-After", "5")])
     }
 
@@ -220,9 +226,14 @@ struct AdminDisputesResponder {
                 """
             ).first
         else { throw APIError.notFound }
+        let status: PaymentStatus = try payment.decode("status")
+        let kind: PaymentKind = try payment.decode("kind")
+        // NULL until its intent is attached; a purchase has no milestone.
+        let intentID: String? = try payment.decodeIfPresent("stripe_payment_intent_id")
+        let milestoneID: UUID? = try payment.decodeIfPresent("milestone_id")
         switch outcome {
         case "refund_buyer":
-            if payment["status"] == "requires_capture", let intent = payment["stripe_payment_intent_id"] {
+            if status.isCapturable, let intent = intentID {
                 guard
                     let claim = try context.claims.claim(
                         paymentID, for: .cancel, from: ["requires_capture"],
@@ -252,8 +263,9 @@ struct AdminDisputesResponder {
                             ]),
                         context: audit, on: connection)
                 }
-            } else if ["succeeded", "refunded"].contains(payment["status"] ?? ""),
-                Int64(payment.int("amount_received") ?? 0) > Int64(payment.int("amount_refunded") ?? 0)
+            } else if [.succeeded, .refunded].contains(status),
+                try payment.decode("amount_received", as: Int64.self)
+                    > payment.decode("amount_refunded", as: Int64.self)
             {
                 do {
                     _ = try Refunds(context: context, audit: audit).refund(
@@ -265,10 +277,10 @@ struct AdminDisputesResponder {
                 }
             }
         case "release_seller":
-            if payment["kind"] == "purchase", payment["status"] == "requires_capture" {
+            if kind == .purchase, status.isCapturable {
                 try PurchaseCapture(context: context, audit: audit).capture(
                     paymentID, amount: nil, resolvingDispute: true)
-            } else if payment["kind"] == "milestone", let milestone = payment.uuid("milestone_id") {
+            } else if kind == .milestone, let milestone = milestoneID {
                 _ = try MilestoneRelease(context: context, audit: audit).release(
                     milestone, requiredBuyer: nil,
                     resolvingDispute: true)
@@ -309,7 +321,10 @@ struct AdminDisputesResponder {
         default: throw APIError.invalidField("submit", "must be true or false")
         }
         guard let dispute = try load(id, on: context.database) else { throw APIError.notFound }
-        guard dispute["kind"] == "chargeback", let stripeID = dispute["stripe_dispute_id"] else {
+        // A chargeback always has its Stripe id; a platform dispute has none.
+        guard try dispute.decode("kind", as: DisputeKind.self) == .chargeback,
+            let stripeID = try dispute.decodeIfPresent("stripe_dispute_id", as: String.self)
+        else {
             throw APIError(.notAChargeback)
         }
         let parameters: [(String, StripeParameter)] = [("evidence", .object(evidence)), ("submit", .boolean(submit))]
