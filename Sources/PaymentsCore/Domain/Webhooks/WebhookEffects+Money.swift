@@ -18,7 +18,7 @@ extension WebhookEffects {
             try AuditLog.record(
                 AuditEntry(
                     operation: "refund.\(refund.status ?? "updated")", entityType: "refund",
-                    entityID: row["id"], newValues: ["status": JSONValue(refund.status)],
+                    entityID: try row.decode("id"), newValues: ["status": JSONValue(refund.status)],
                     metadata: eventMetadata), context: audit, on: connection)
             return .processed
         }
@@ -30,14 +30,16 @@ extension WebhookEffects {
                 "SELECT id, currency FROM payments WHERE stripe_payment_intent_id = \(intentID)"
             ).first
         else { return .parked }
+        let paymentID: String = try payment.decode("id")
+        let currency: String = try payment.decode("currency")
         try connection.query(
             """
             INSERT INTO refunds (payment_id, sequence, stripe_refund_id, amount_cents, currency, reason, status,
                                  failure_reason, last_event_created)
-            SELECT \(payment["id"])::uuid, COALESCE(MAX(sequence), 0) + 1, \(refund.id), \(refund.amount),
-                   \(payment["currency"]), \(refund.reason), \(refund.status ?? "pending"), \(refund.failureReason),
+            SELECT \(paymentID)::uuid, COALESCE(MAX(sequence), 0) + 1, \(refund.id), \(refund.amount),
+                   \(currency), \(refund.reason), \(refund.status ?? "pending"), \(refund.failureReason),
                    \(event.created)
-            FROM refunds WHERE payment_id = \(payment["id"])::uuid
+            FROM refunds WHERE payment_id = \(paymentID)::uuid
             ON CONFLICT (stripe_refund_id) DO NOTHING
             """)
         return .processed
@@ -54,8 +56,10 @@ extension WebhookEffects {
                 WHERE stripe_payment_intent_id = \(dispute.paymentIntent) OR (\(chargeID)::text IS NOT NULL AND stripe_charge_id = \(chargeID))
                 LIMIT 1
                 """
-            ).first, let paymentID = payment["id"]
+            ).first
         else { return .parked }
+        let paymentID: String = try payment.decode("id")
+        let seller: String = try payment.decode("seller_id")
         let withdrawn: Int64 = event.type == "charge.dispute.funds_withdrawn" ? dispute.amount : 0
         let reinstated: Int64 = event.type == "charge.dispute.funds_reinstated" ? dispute.amount : 0
         let dueBy = dispute.evidenceDetails?.dueBy
@@ -80,21 +84,21 @@ extension WebhookEffects {
             RETURNING id, status, (xmax = 0) AS inserted
             """
         ).first
+        let disputeID: String? = try upserted?.decode("id")
+        let status: DisputeStatus? = try upserted?.decode("status")
         try Disputes.refreshFlag(paymentID: paymentID, on: connection)
         try AuditLog.record(
             AuditEntry(
-                operation: event.type, entityType: "dispute", entityID: upserted?["id"],
-                newValues: ["status": JSONValue(upserted?["status"]), "amount_cents": .int(dispute.amount)],
+                operation: event.type, entityType: "dispute", entityID: disputeID,
+                newValues: ["status": JSONValue(status?.rawValue), "amount_cents": .int(dispute.amount)],
                 metadata: eventMetadata), context: audit, on: connection)
-        if upserted?.bool("inserted") == true {
+        if try upserted?.decode("inserted", as: Bool.self) == true {
             let notice: [String: JSONValue] = [
-                "payment_id": .string(paymentID), "dispute_id": JSONValue(upserted?["id"]),
+                "payment_id": .string(paymentID), "dispute_id": JSONValue(disputeID),
                 "amount_cents": .int(dispute.amount), "reason": JSONValue(dispute.reason),
             ]
             try Notifier.notifyAdmins(kind: "chargeback_opened", payload: notice, on: connection)
-            if let seller = payment["seller_id"] {
-                try Notifier.notify(seller, kind: "chargeback_opened", payload: notice, on: connection)
-            }
+            try Notifier.notify(seller, kind: "chargeback_opened", payload: notice, on: connection)
         }
         return .processed
     }
@@ -113,15 +117,18 @@ extension WebhookEffects {
                 WHERE id::text = \(transfer.metadata?["payment_id"]) OR stripe_charge_id = \(transfer.sourceTransaction)
                 LIMIT 1
                 """
-            ).first, let paymentID = payment["id"]
+            ).first
         else { return .parked }
+        let paymentID: String = try payment.decode("id")
+        // NULL for a purchase (the transfer its destination charge made).
+        let milestoneID: String? = try payment.decodeIfPresent("milestone_id")
         let reversed = transfer.amountReversed ?? 0
         let status = reversed == 0 ? "created" : reversed >= transfer.amount ? "reversed" : "partially_reversed"
         try connection.query(
             """
             INSERT INTO transfers AS t (payment_id, milestone_id, stripe_transfer_id, destination_account, amount_cents,
                                         amount_reversed, currency, status, last_event_created)
-            VALUES (\(paymentID)::uuid, \(payment["milestone_id"])::uuid, \(transfer.id), \(transfer.destination ?? ""),
+            VALUES (\(paymentID)::uuid, \(milestoneID)::uuid, \(transfer.id), \(transfer.destination ?? ""),
                     \(transfer.amount), \(reversed), \(transfer.currency), \(status), \(event.created))
             ON CONFLICT (stripe_transfer_id) DO UPDATE SET
                 amount_reversed = GREATEST(t.amount_reversed, EXCLUDED.amount_reversed),
@@ -147,7 +154,8 @@ extension WebhookEffects {
             RETURNING profile_id::text AS profile_id
             """
         ).first
-        if let profile = changed?["profile_id"] {
+        // NULL when no profile holds the account.
+        if let changed, let profile = try changed.decodeIfPresent("profile_id", as: String.self) {
             try Notifier.notify(
                 profile, kind: event.type == "payout.paid" ? "payout_paid" : "payout_failed",
                 payload: [

@@ -77,7 +77,7 @@ struct WebhookEffects {
                 """
                 SELECT id::text AS id FROM payments WHERE stripe_payment_intent_id = \(intent.id) AND status IN ('failed', 'canceled')
                 """
-            ).first?["id"] {
+            ).first?.decode("id", as: String.self) {
                 cancellations.append(IntentCancellation(paymentID: payment, intentID: intent.id))
             }
             return outcome
@@ -96,7 +96,7 @@ struct WebhookEffects {
                 intent.id, operation: "payment.failed", notify: .buyer("payment_failed"),
                 call: """
                     payment_fail_atomic(b.intent, \(event.created), \(error?.declineCode ?? error?.code), \(error?.message))
-                    """, changed: { failedPayment = $0["id"] })
+                    """, changed: { failedPayment = try $0.decode("id", as: String.self) })
             // The buyer retries through a new payment; the failed intent must not take a later card.
             if let failedPayment {
                 cancellations.append(IntentCancellation(paymentID: failedPayment, intentID: intent.id))
@@ -141,7 +141,7 @@ struct WebhookEffects {
     /// the payment is unknown (parked); a row with no change: stale or repeated (processed).
     private func transition(
         _ intentID: String, operation: String, notify: Recipients, call: SQLQuery,
-        changed onChange: (Row) -> Void = { _ in }
+        changed onChange: (Row) throws -> Void = { _ in }
     ) throws -> EffectOutcome {
         guard
             let row = try connection.query(
@@ -153,9 +153,9 @@ struct WebhookEffects {
                 """
             ).first
         else { return .parked }
-        guard row.bool("changed") == true else { return .processed }
-        onChange(row)
-        try record(payment: row, operation: operation, oldStatus: row["old_status"])
+        guard try row.decode("changed", as: Bool.self) else { return .processed }
+        try onChange(row)
+        try record(payment: row, operation: operation, oldStatus: try row.decode("old_status"))
         try notifyParties(notify, payment: row)
         return .processed
     }
@@ -193,31 +193,35 @@ struct WebhookEffects {
         }
     }
 
-    private func record(payment: Row, operation: String, oldStatus: String?) throws {
+    /// `payment` is the changed `payments` row a transition function returned.
+    private func record(payment: Row, operation: String, oldStatus: PaymentStatus) throws {
         try AuditLog.record(
             AuditEntry(
-                operation: operation, entityType: "payment", entityID: payment["id"],
-                oldValues: ["status": JSONValue(oldStatus)],
+                operation: operation, entityType: "payment", entityID: try payment.decode("id"),
+                oldValues: ["status": .string(oldStatus.rawValue)],
                 newValues: [
-                    "status": JSONValue(payment["status"]),
-                    "amount_received": .int(Int64(payment.int("amount_received") ?? 0)),
-                    "amount_refunded": .int(Int64(payment.int("amount_refunded") ?? 0)),
+                    "status": .string(try payment.decode("status", as: PaymentStatus.self).rawValue),
+                    "amount_received": .int(try payment.decode("amount_received")),
+                    "amount_refunded": .int(try payment.decode("amount_refunded")),
                 ],
                 metadata: eventMetadata), context: audit, on: connection)
     }
 
     private func notifyParties(_ audience: Recipients, payment: Row) throws {
         let payload: [String: JSONValue] = [
-            "payment_id": JSONValue(payment["id"]), "status": JSONValue(payment["status"]),
-            "amount_cents": .int(Int64(payment.int("amount_cents") ?? 0)),
+            "payment_id": .string(try payment.decode("id")),
+            "status": .string(try payment.decode("status", as: PaymentStatus.self).rawValue),
+            "amount_cents": .int(try payment.decode("amount_cents")),
         ]
-        let recipients: [String?]
+        let buyer: String = try payment.decode("buyer_id")
+        let seller: String = try payment.decode("seller_id")
+        let recipients: [String]
         let kind: String
         switch audience {
-        case .buyer(let name): (recipients, kind) = ([payment["buyer_id"]], name)
-        case .seller(let name): (recipients, kind) = ([payment["seller_id"]], name)
-        case .both(let name): (recipients, kind) = ([payment["buyer_id"], payment["seller_id"]], name)
+        case .buyer(let name): (recipients, kind) = ([buyer], name)
+        case .seller(let name): (recipients, kind) = ([seller], name)
+        case .both(let name): (recipients, kind) = ([buyer, seller], name)
         }
-        try Notifier.notify(recipients.compactMap { $0 }, kind: kind, payload: payload, on: connection)
+        try Notifier.notify(recipients, kind: kind, payload: payload, on: connection)
     }
 }
