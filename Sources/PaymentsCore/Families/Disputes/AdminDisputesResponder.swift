@@ -79,12 +79,17 @@ struct AdminDisputesResponder {
         view["history"] = .array(
             try history.map {
                 [
-                    "at": JSONValue($0["at"]), "operation": JSONValue($0["operation"]),
-                    "actor_profile_id": JSONValue($0["actor"]),
-                    "actor_role": JSONValue($0["actor_role"]), "success": .bool(try $0.decode("success")),
-                    "error_code": JSONValue($0["error_code"]), "request_id": JSONValue($0["request_id"]),
-                    "old_values": $0["old_values"].flatMap { JSONValue.parse(Array($0.utf8)) } ?? .null,
-                    "new_values": $0["new_values"].flatMap { JSONValue.parse(Array($0.utf8)) } ?? .null,
+                    "at": .string(try $0.decode("at")), "operation": .string(try $0.decode("operation")),
+                    // May be NULL (a webhook has no actor profile, a success no error code): shown as null.
+                    "actor_profile_id": JSONValue(try $0.decodeIfPresent("actor", as: String.self)),
+                    "actor_role": JSONValue(try $0.decodeIfPresent("actor_role", as: String.self)),
+                    "success": .bool(try $0.decode("success")),
+                    "error_code": JSONValue(try $0.decodeIfPresent("error_code", as: String.self)),
+                    "request_id": JSONValue(try $0.decodeIfPresent("request_id", as: String.self)),
+                    "old_values": try $0.decodeIfPresent("old_values", as: String.self)
+                        .flatMap { JSONValue.parse(Array($0.utf8)) } ?? .null,
+                    "new_values": try $0.decodeIfPresent("new_values", as: String.self)
+                        .flatMap { JSONValue.parse(Array($0.utf8)) } ?? .null,
                 ]
             })
         return .json(JSONValue.object(view))
@@ -340,7 +345,9 @@ struct AdminDisputesResponder {
             try AuditLog.record(
                 AuditEntry(
                     operation: "dispute.evidence", entityType: "dispute", entityID: id.uuidString.lowercased(),
-                    oldValues: ["evidence_status": JSONValue(dispute["evidence_status"])],
+                    oldValues: [
+                        "evidence_status": JSONValue(try dispute.decodeIfPresent("evidence_status", as: String.self))
+                    ],
                     newValues: ["evidence_status": .string(status), "fields": .array(evidence.map { .string($0.0) })]),
                 request: request, on: connection)
         }
