@@ -51,7 +51,7 @@ def test_review_refund_route_ignores_a_release_seller_resolution_in_progress(sta
     dispute_resolution_in_progress (or payment_action_in_progress)."""
     milestone, funding, dispute_id, admin_a, admin_b = disputed_milestone_and_two_admins(stack, db)
 
-    faults(type="delay", method="POST", path_prefix="/v1/transfers", when="before", delay_ms=4000, count=1)
+    faults(type="delay", method="POST", path_prefix="/v1/transfers", when="before", delay_ms=2500, count=1)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         resolving = pool.submit(admin_a.resolve, dispute_id, "release_seller")
         wait_for(lambda: one(db, "SELECT resolving_outcome FROM disputes WHERE id = %s",
@@ -116,7 +116,7 @@ def test_review_refused_admin_capture_ends_the_buyers_live_capture_claim(stack, 
     admin = admin_client(stack, db)
 
     faults(type="delay", method="POST", path_prefix=f"/v1/payment_intents/{purchase['intent']}/capture",
-           when="before", delay_ms=4000, count=1)
+           when="before", delay_ms=2500, count=1)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         capturing = pool.submit(stack.post, CAPTURE, json={"payment_id": purchase["payment_id"]}, headers=buyer["headers"])
         wait_for(lambda: claim_of(db, purchase["payment_id"])["live"] is True, what="the buyer's capture claim")
