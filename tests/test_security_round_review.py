@@ -137,7 +137,7 @@ def test_review_refused_admin_capture_ends_the_buyers_live_capture_claim(stack, 
 # ------------------------------------------------------------------------------------------
 
 def test_review_release_seller_resolution_pays_out_during_an_open_chargeback(stack, db):
-    """`allowDisputed: true` (a platform dispute's resolution) skips every open dispute, chargebacks
+    """Before the fix, `allowDisputed: true` (a platform dispute's resolution) skipped every open dispute, chargebacks
     included: with the bank's chargeback open on the milestone's charge, resolving the platform
     dispute `release_seller` transfers the money to the seller. docs/disputes.md: while a
     chargeback is open, release answers 409 payment_disputed."""
