@@ -483,9 +483,11 @@ def test_an_admin_partial_capture_needs_a_reason_and_recomputes_the_fee(stack, d
     payment_id, intent_id = body["payment_id"], body["payment_intent_id"]
     admin = make_profile(db, "admin")
 
+    before = payment_row(db, payment_id)
     assert_envelope(capture(stack, admin, payment_id, amount_to_capture=3000), 400, "invalid_field")
     assert_envelope(capture(stack, admin, payment_id, amount_to_capture=5001, reason="too much"), 400, "invalid_field")
     assert fake_calls(stack, f"payment:{payment_id}:capture") == []
+    assert payment_row(db, payment_id) == before  # refused input changes nothing, not even a claim
 
     response = capture(stack, admin, payment_id, amount_to_capture=3000, reason="one item was missing")
     assert response.status_code == 200, response.text

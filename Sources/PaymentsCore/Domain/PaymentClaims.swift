@@ -53,13 +53,16 @@ struct PaymentClaims {
             return try refusal(paymentID, statuses: statuses, resolvingDispute: resolvingDispute, on: database)
         }
         let claim = PaymentClaim(paymentID: paymentID, owner: owner, payment: row)
-        // A refund reserved before the claim (its reservation locks this row and looks for a
-        // live claim, so none can start after it) must be settled first.
-        if try database.query(
-            """
-            SELECT 1 FROM refunds WHERE payment_id = \(paymentID)::uuid AND status = 'creating' LIMIT 1
-            """
-        ).first != nil {
+        // A refund reserved before a release (its reservation locks this row and looks for a
+        // live claim, so none can start after it) must be settled first. Capture and cancel act
+        // before anything is captured: there is no refund to wait for.
+        if action == .release,
+            try database.query(
+                """
+                SELECT 1 FROM refunds WHERE payment_id = \(paymentID)::uuid AND status = 'creating' LIMIT 1
+                """
+            ).first != nil
+        {
             try Self.settle(claim, on: database)
             throw APIError(
                 .refundInProgress, message: "A refund of this payment is still being made; retry once it is settled.",
@@ -99,6 +102,9 @@ struct PaymentClaims {
         guard !((error as? StripeError)?.mayHaveSucceeded ?? false) else { return }
         try? settle(claim, on: database)
     }
+
+    /// True for a payment row (`payments` columns) whose claim is live: a money move is under way.
+    static let isLive = SQLQuery(unsafeSQL: "(action_claim IS NOT NULL AND action_claim_expires_at > now())")
 
     /// Another money-moving action on this payment is under way.
     static let inProgress = APIError(

@@ -24,25 +24,16 @@ struct PurchaseCapture {
                 .paymentNotCapturable,
                 message: "Only an authorised payment can be captured (this one is \(status.rawValue)).")
         }
-        // Checked before the claim, so that a refused request never touches another's claim.
-        guard
-            let current = try database.query(
-                """
-                SELECT status, amount_capturable FROM payments WHERE id = \(paymentID)::uuid
-                """
-            ).first
-        else { throw APIError.notFound }
-        let authorised: Int64 = try current.decode("amount_capturable")
-        let currentStatus: PaymentStatus = try current.decode("status")
-        if let requested, requested > authorised {
-            throw APIError.invalidField("amount_to_capture", "must not exceed the authorised \(authorised)")
-        }
+        // A request that joins another's live claim does not own it, so its refusals below
+        // never end that claim; only the owner's do.
         guard
             let claim = try context.claims.claim(
                 paymentID, for: .capture, from: ["requires_capture"],
                 resolvingDispute: resolvingDispute, on: database)
         else {
-            throw notCapturable(currentStatus)
+            let status = try database.query("SELECT status FROM payments WHERE id = \(paymentID)::uuid").first
+            guard let status else { throw APIError.notFound }
+            throw notCapturable(try status.decode("status"))
         }
         let payment = claim.payment
         let capturable: Int64
@@ -57,14 +48,15 @@ struct PurchaseCapture {
             capturable = try payment.decode("amount_capturable")
             agreedFee = try payment.decode("application_fee_cents")
             parties = [try payment.decode("buyer_id"), try payment.decode("seller_id")]
+            if let requested, requested > capturable {
+                throw APIError.invalidField("amount_to_capture", "must not exceed the authorised \(capturable)")
+            }
             amount = requested ?? capturable
             // Asking for everything is a full capture: the same call (and key) as the buyer's.
             partial = requested.flatMap { $0 < capturable ? $0 : nil }
             fee = partial.map { min(agreedFee, context.shared.configuration.marketplace.fee(for: $0)) }
             // NULL while the payment's intent is not yet attached.
-            guard let intentID = try payment.decodeIfPresent("stripe_payment_intent_id", as: String.self),
-                amount <= capturable
-            else {
+            guard let intentID = try payment.decodeIfPresent("stripe_payment_intent_id", as: String.self) else {
                 throw notCapturable(try payment.decode("status"))
             }
             intent = try context.stripe.capturePaymentIntent(

@@ -26,7 +26,7 @@ struct Refunds {
             guard
                 let locked = try connection.query(
                     """
-                    SELECT action_claim IS NOT NULL AND action_claim_expires_at > now() AS claimed
+                    SELECT \(sql: PaymentClaims.isLive) AS claimed
                     FROM payments WHERE id = \(paymentID)::uuid FOR UPDATE
                     """
                 ).first

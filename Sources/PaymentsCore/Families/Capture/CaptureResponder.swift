@@ -45,6 +45,11 @@ struct CaptureResponder {
                 payment, intent: try context.stripe.retrievePaymentIntent(intentID), context: context,
                 request: request)
         }
+        // Refused before anything is claimed: bad input changes nothing (checked again under the claim).
+        let authorised: Int64 = try payment.decode("amount_capturable")
+        if let requested, requested > authorised {
+            throw APIError.invalidField("amount_to_capture", "must not exceed the authorised \(authorised)")
+        }
         try PurchaseCapture(context: context, audit: AuditContext(request: request))
             .capture(paymentID.uuidString.lowercased(), amount: requested, reason: reason)
         guard let updated = try PaymentRecord.visible(paymentID, to: identity, on: context.database) else {

@@ -24,7 +24,7 @@ struct DisputesResponder {
                 let payment = try connection.query(
                     """
                     SELECT id, buyer_id, seller_id, status,
-                           (action_claim IS NOT NULL AND action_claim_expires_at > now()) AS is_claimed
+                           \(sql: PaymentClaims.isLive) AS is_claimed
                     FROM payments
                     WHERE id = \(paymentID) AND (buyer_id = \(identity.profileID) OR seller_id = \(identity.profileID)) FOR UPDATE
                     """
