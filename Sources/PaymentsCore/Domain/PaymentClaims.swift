@@ -99,7 +99,7 @@ struct PaymentClaims {
     /// Ends the claim after a failure that certainly moved no money; after a Stripe call whose
     /// outcome is unknown the claim stays until its lease ends, so that no dispute slips in.
     static func settle(_ claim: PaymentClaim, after error: any Error, on database: Database) {
-        guard !((error as? StripeError)?.mayHaveSucceeded ?? false) else { return }
+        guard !error.mayHaveMovedMoney else { return }
         try? settle(claim, on: database)
     }
 

@@ -99,7 +99,7 @@ struct Refunds {
                 idempotencyKey: StripeKeys.disputeRefund(disputeID, number: number))
         } catch {
             let code = (error as? StripeError)?.code ?? (error as? APIError)?.code ?? "stripe_error"
-            let unknown = (error as? StripeError)?.mayHaveSucceeded ?? false
+            let unknown = error.mayHaveMovedMoney
             try? database.withTransaction { connection in
                 // Refused: the reservation is freed. Outcome unknown: it stays, to be resumed.
                 try connection.query(

@@ -83,3 +83,10 @@ extension StripeClient {
         }
     }
 }
+
+extension Error {
+    /// True for a Stripe call that may have done its work (a lost response, a 5xx, a timeout):
+    /// its outcome is unknown, so what it reserved or claimed must be kept for a resume under the
+    /// same key. Any other failure certainly moved no money.
+    var mayHaveMovedMoney: Bool { (self as? StripeError)?.mayHaveSucceeded ?? false }
+}

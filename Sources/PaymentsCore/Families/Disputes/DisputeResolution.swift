@@ -30,7 +30,7 @@ struct DisputeResolution {
             // Nothing moved: the dispute is open again for any outcome. Outcome unknown: this
             // attempt is over, so the same outcome may resume at once (under the same Stripe
             // keys), while another stays refused.
-            let unknown = (error as? StripeError)?.mayHaveSucceeded ?? false
+            let unknown = error.mayHaveMovedMoney
             _ = try? context.database.query(
                 """
                 UPDATE disputes
