@@ -37,41 +37,6 @@ public struct Row: Sendable {
     let columnIndex: [String: Int]
     /// Raw text values in column order (nil is SQL NULL).
     public let values: [String?]
-
-    /// The text value of `column`, nil when NULL or absent.
-    public subscript(_ column: String) -> String? {
-        columnIndex[column].flatMap { values[$0] }
-    }
-
-    /// The value as a string.
-    public func string(_ column: String) -> String? { self[column] }
-
-    /// The value as an integer (int2/int4/int8/numeric without fraction).
-    public func int(_ column: String) -> Int? { self[column].flatMap { Int($0) } }
-
-    /// The value as a Boolean (`t`/`f`).
-    public func bool(_ column: String) -> Bool? {
-        self[column].map { $0 == "t" || $0 == "true" }
-    }
-
-    /// The value as a UUID.
-    public func uuid(_ column: String) -> UUID? { self[column].flatMap { UUID(uuidString: $0) } }
-
-    /// A `bytea` value decoded from PostgreSQL's hex output format.
-    public func bytes(_ column: String) -> [UInt8]? {
-        guard let text = self[column], text.hasPrefix("\\x") else { return nil }
-        let hex = Array(text.utf8.dropFirst(2))
-        guard hex.count % 2 == 0 else { return nil }
-        var out = [UInt8]()
-        out.reserveCapacity(hex.count / 2)
-        var i = 0
-        while i < hex.count {
-            guard let value = UInt8(String(decoding: hex[i..<i + 2], as: UTF8.self), radix: 16) else { return nil }
-            out.append(value)
-            i += 2
-        }
-        return out
-    }
 }
 
 /// A value read from PostgreSQL's text format.
@@ -99,6 +64,24 @@ extension Bool: SQLDecodable {
         case "f", "false": self = false
         default: return nil
         }
+    }
+}
+
+extension Array: SQLDecodable where Element == UInt8 {
+    /// A `bytea` value in PostgreSQL's hex output format (`\\x…`).
+    public init?(sqlText text: String) {
+        guard text.hasPrefix("\\x") else { return nil }
+        let hex = Array(text.utf8.dropFirst(2))
+        guard hex.count % 2 == 0 else { return nil }
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(hex.count / 2)
+        var i = 0
+        while i < hex.count {
+            guard let value = UInt8(String(decoding: hex[i..<i + 2], as: UTF8.self), radix: 16) else { return nil }
+            bytes.append(value)
+            i += 2
+        }
+        self = bytes
     }
 }
 

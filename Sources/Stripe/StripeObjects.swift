@@ -65,7 +65,7 @@ public struct PaymentIntent: StripeObject {
     public let applicationFeeAmount: Int64?
     public let metadata: [String: String]?
     public let lastPaymentError: PaymentError?
-    public let created: Int64?
+    public let created: Int64
 
     /// `last_payment_error` of a declined attempt.
     public struct PaymentError: Decodable, Sendable {
@@ -79,8 +79,8 @@ public struct PaymentIntent: StripeObject {
 public struct Charge: StripeObject {
     public let id: String
     public let amount: Int64
-    public let amountCaptured: Int64?
-    public let amountRefunded: Int64?
+    public let amountCaptured: Int64
+    public let amountRefunded: Int64
     public let refunded: Bool?
     public let disputed: Bool?
     public let paymentIntent: String?
@@ -136,7 +136,7 @@ public struct LoginLink: Decodable, Sendable {
 public struct Transfer: StripeObject {
     public let id: String
     public let amount: Int64
-    public let amountReversed: Int64?
+    public let amountReversed: Int64
     public let currency: String
     public let destination: String?
     public let sourceTransaction: String?

@@ -30,7 +30,7 @@ import Testing
 
     @Test func aCompleteRowDecodes() throws {
         let record = try PaymentRecord(row: Self.row())
-        #expect(record.amount == 5000 && record.application_fee == 500 && record.status == "requires_capture")
+        #expect(record.amount == 5000 && record.application_fee == 500 && record.status == .requiresCapture)
         #expect(record.milestone_id == nil && record.is_disputed == false)
     }
 
@@ -130,6 +130,76 @@ import Testing
         #expect(try Self.makeRow(["kind": "milestone"]).decode("kind", as: PaymentKind.self) == .milestone)
         #expect(throws: RowDecodingError(problem: .mistyped, column: "kind", type: "DisputeKind")) {
             try Self.makeRow(["kind": "purchase"]).decode("kind", as: DisputeKind.self)
+        }
+    }
+
+    @Test func eachTableHasOneTypedRow() throws {
+        let dispute: KeyValuePairs<String, String?> = [
+            "id": "d1", "payment_id": "p1", "kind": "platform", "status": "open", "opened_by": "b", "reason": "r",
+            "details": nil, "stripe_dispute_id": nil, "amount_cents": nil, "currency": nil, "due_by": nil,
+            "evidence_status": nil, "funds_withdrawn_cents": "0", "funds_reinstated_cents": "0", "outcome": nil,
+            "resolution_note": nil, "resolved_by": nil, "resolved_at": nil, "created_at": "t", "buyer_id": "b",
+            "seller_id": "s", "payment_kind": "purchase", "payment_status": "succeeded", "payment_amount": "5000",
+            "amount_received": "5000", "amount_refunded": "0", "payment_currency": "usd", "milestone_id": nil,
+        ]
+        let decoded = try DisputeRow(row: Self.makeRow(dispute))
+        #expect(decoded.kind == .platform && decoded.status == .open && decoded.amount == nil)
+        #expect(decoded.payment.status == .succeeded && decoded.payment.amount_received == 5000)
+        let withoutCurrency = Row(
+            columnIndex: Dictionary(
+                uniqueKeysWithValues: dispute.filter { $0.key != "payment_currency" }.enumerated().map { ($1.key, $0) }),
+            values: dispute.filter { $0.key != "payment_currency" }.map(\.value))
+        #expect(throws: RowDecodingError(problem: .missingColumn, column: "payment_currency", type: "String")) {
+            try DisputeRow(row: withoutCurrency)
+        }
+
+        let profile: KeyValuePairs<String, String?> = [
+            "id": "00000000-0000-0000-0000-000000000001", "user_id": "u", "role": "seller", "email": nil,
+            "display_name": nil, "stripe_account_id": "acct_1", "charges_enabled": "t", "payouts_enabled": "f",
+            "details_submitted": "t", "requirements_due": #"["external_account"]"#, "disabled_reason": nil,
+        ]
+        let seller = try ProfileRow(row: Self.makeRow(profile))
+        #expect(seller.role == .seller && seller.chargesEnabled && !seller.payoutsEnabled)
+        #expect(seller.requirementsDue == .array([.string("external_account")]))
+        #expect(throws: RowDecodingError(problem: .mistyped, column: "role", type: "Role")) {
+            try ProfileRow(
+                row: Self.makeRow([
+                    "id": "00000000-0000-0000-0000-000000000001", "user_id": "u", "role": "owner",
+                ]))
+        }
+
+        let listing = try ListingRow(
+            row: Self.makeRow([
+                "id": "00000000-0000-0000-0000-000000000002", "seller_id": "00000000-0000-0000-0000-000000000001",
+                "kind": "item", "price_cents": "5000", "currency": "usd", "status": "payment_pending",
+                "reserved_by": nil, "hold_active": "f", "seller_can_be_paid": "t",
+            ]))
+        #expect(listing.status == .paymentPending && listing.kind == .item && listing.sellerCanBePaid)
+        #expect(throws: RowDecodingError(problem: .null, column: "hold_active", type: "Bool")) {
+            try ListingRow(
+                row: Self.makeRow([
+                    "id": "00000000-0000-0000-0000-000000000002", "seller_id": "00000000-0000-0000-0000-000000000001",
+                    "kind": "item", "price_cents": "5000", "currency": "usd", "status": "active", "reserved_by": nil,
+                    "hold_active": nil, "seller_can_be_paid": "t",
+                ]))
+        }
+
+        let milestone = try MilestoneRow(
+            row: Self.makeRow([
+                "id": "00000000-0000-0000-0000-000000000003", "listing_id": "00000000-0000-0000-0000-000000000002",
+                "position": "1", "title": "Design", "amount_cents": "2500", "status": "funding",
+            ]))
+        #expect(milestone.status.isFundingUnderway && milestone.amount == 2500)
+    }
+
+    @Test func byteaAndJSONColumnsDecodeOrAreMistyped() throws {
+        #expect(try Self.makeRow(["b": "\\x4142"]).decode("b", as: [UInt8].self) == [0x41, 0x42])
+        #expect(throws: RowDecodingError(problem: .mistyped, column: "b", type: "Array<UInt8>")) {
+            try Self.makeRow(["b": "\\x4"]).decode("b", as: [UInt8].self)
+        }
+        #expect(try Self.makeRow(["j": #"{"a":1}"#]).decode("j", as: JSONValue.self) == .object(["a": .int(1)]))
+        #expect(throws: RowDecodingError(problem: .mistyped, column: "j", type: "JSONValue")) {
+            try Self.makeRow(["j": "{"]).decode("j", as: JSONValue.self)
         }
     }
 }

@@ -124,18 +124,23 @@ import Testing
         let asID = try StripeJSON.decoder.decode(
             PaymentIntent.self,
             from: Array(
-                #"{"id":"pi_1","amount":500,"currency":"usd","status":"requires_capture","latest_charge":"ch_1","unknown_field":{"x":1}}"#
+                #"{"id":"pi_1","amount":500,"currency":"usd","status":"requires_capture","created":1,"latest_charge":"ch_1","unknown_field":{"x":1}}"#
                     .utf8))
         #expect(asID.latestCharge?.id == "ch_1")
         #expect(asID.latestCharge?.object == nil)
         let asObject = try StripeJSON.decoder.decode(
             PaymentIntent.self,
             from: Array(
-                #"{"id":"pi_1","amount":500,"currency":"usd","status":"succeeded","latest_charge":{"id":"ch_2","amount":500,"amount_captured":500,"transfer":"tr_1"}}"#
+                #"{"id":"pi_1","amount":500,"currency":"usd","status":"succeeded","created":1,"latest_charge":{"id":"ch_2","amount":500,"amount_captured":500,"amount_refunded":0,"transfer":"tr_1"}}"#
                     .utf8))
         #expect(asObject.latestCharge?.id == "ch_2")
         #expect(asObject.latestCharge?.object?.amountCaptured == 500)
         #expect(asObject.latestCharge?.object?.transfer?.id == "tr_1")
+        // Fields Stripe always sends are required: an object without them is refused, not defaulted.
+        #expect(throws: DecodingError.self) {
+            try StripeJSON.decoder.decode(
+                Charge.self, from: Array(#"{"id":"ch_3","amount":500,"amount_refunded":0}"#.utf8))
+        }
     }
 
     @Test func pathComponentsCannotEscape() {

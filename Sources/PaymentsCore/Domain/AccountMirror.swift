@@ -33,8 +33,9 @@ enum AccountMirror {
                 WHERE stripe_account_id = \(account.id) AND (\(profileID)::uuid IS NULL OR id = \(profileID)::uuid)
                 FOR UPDATE
                 """
-            ).first, let id = before["id"]
+            ).first
         else { return .unknownAccount }
+        let id: String = try before.decode("id")
         let due = String(
             decoding: JSONCoding.encode((account.requirements?.currentlyDue ?? []).map(JSONValue.string)),
             as: UTF8.self)

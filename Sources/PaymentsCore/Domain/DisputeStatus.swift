@@ -2,14 +2,14 @@ import Postgres
 
 /// Who a dispute is with (`disputes.kind`): the marketplace (a buyer's platform dispute, settled
 /// by an admin) or the card network (a Stripe chargeback, answered with evidence).
-enum DisputeKind: String, CaseIterable, SQLDecodable {
+enum DisputeKind: String, CaseIterable, SQLDecodable, Encodable {
     case platform
     case chargeback
 }
 
 /// A dispute's status (`disputes.status`): a platform dispute goes `open` → `resolved` or
 /// `dismissed`; a chargeback has Stripe's dispute statuses.
-enum DisputeStatus: String, CaseIterable, SQLDecodable {
+enum DisputeStatus: String, CaseIterable, SQLDecodable, Encodable {
     case open
     case resolved
     case dismissed

@@ -15,11 +15,11 @@ struct PaymentClaim {
     /// This request's claim token; the claim is settled only by its owner.
     let owner: String
     /// The payment row (`payments.*`) as the claim left it.
-    let payment: Row
+    let payment: PaymentRow
 
     /// False when this request joined a live claim of the same action (a double click): it
     /// then leaves the claim to the request that owns it.
-    var isOwner: Bool { payment["action_claim_owner"] == owner }
+    var isOwner: Bool { payment.actionClaimOwner == owner }
 }
 
 /// Claims a payment for a money-moving action before its Stripe call: one guarded UPDATE
@@ -52,7 +52,7 @@ struct PaymentClaims {
         else {
             return try refusal(paymentID, statuses: statuses, resolvingDispute: resolvingDispute, on: database)
         }
-        let claim = PaymentClaim(paymentID: paymentID, owner: owner, payment: row)
+        let claim = PaymentClaim(paymentID: paymentID, owner: owner, payment: try PaymentRow(row: row))
         // A refund reserved before a release (its reservation locks this row and looks for a
         // live claim, so none can start after it) must be settled first. Capture and cancel act
         // before anything is captured: there is no refund to wait for.
@@ -83,9 +83,9 @@ struct PaymentClaims {
                            AS is_disputed
                 FROM payments WHERE id = \(paymentID)::uuid
                 """
-            ).first, let status = current["status"], statuses.contains(status)
+            ).first, statuses.contains(try current.decode("status", as: String.self))
         else { return nil }
-        if current.bool("is_disputed") == true {
+        if try current.decode("is_disputed", as: Bool.self) {
             throw APIError(.paymentDisputed)
         }
         throw Self.inProgress

@@ -4,8 +4,8 @@ import Postgres
 /// A payment as the API shows it (to its buyer, its seller, or an admin).
 struct PaymentRecord: Encodable {
     let id: String
-    let kind: String
-    let status: String
+    let kind: PaymentKind
+    let status: PaymentStatus
     let buyer_id: String
     let seller_id: String
     let listing_id: String
@@ -36,7 +36,7 @@ struct PaymentRecord: Encodable {
     init(row: Row) throws {
         id = try row.decode("id")
         kind = try row.decode("kind")
-        status = try row.decode("status", as: PaymentStatus.self).rawValue
+        status = try row.decode("status")
         buyer_id = try row.decode("buyer_id")
         seller_id = try row.decode("seller_id")
         listing_id = try row.decode("listing_id")
@@ -56,17 +56,13 @@ struct PaymentRecord: Encodable {
 
     /// The payment if `identity` may see it (its buyer, its seller, an admin); otherwise nil,
     /// which callers answer with 404 so that existence does not leak.
-    static func visible(_ id: UUID, to identity: Identity, on connection: some SQLExecutor, lock: Bool = false) throws
-        -> Row?
-    {
-        let lockClause: SQLQuery = lock ? "FOR UPDATE" : ""
-        return try connection.query(
+    static func visible(_ id: UUID, to identity: Identity, on connection: some SQLExecutor) throws -> PaymentRecord? {
+        try connection.query(
             """
             SELECT \(sql: columns) FROM payments p
             WHERE p.id = \(id) AND (\(identity.role == .admin) OR p.buyer_id = \(identity.profileID) OR p.seller_id = \(identity.profileID))
-            \(sql: lockClause)
             """
-        ).first
+        ).first.map(PaymentRecord.init(row:))
     }
 
     /// Marks a payment that will not go ahead (Stripe refused it, or its intent could not be

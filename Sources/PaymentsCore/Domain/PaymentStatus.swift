@@ -3,7 +3,7 @@ import Postgres
 /// A payment's status (`payments.status`): Stripe's PaymentIntent statuses, plus `creating` (our
 /// row exists, its intent may not yet), `failed` (final: its intent is cancelled) and
 /// `refunded` (everything captured was refunded). docs/payments.md draws the machine.
-enum PaymentStatus: String, CaseIterable, SQLDecodable {
+enum PaymentStatus: String, CaseIterable, SQLDecodable, Encodable {
     case creating
     case requiresPaymentMethod = "requires_payment_method"
     case requiresConfirmation = "requires_confirmation"

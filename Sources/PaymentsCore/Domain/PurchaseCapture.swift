@@ -36,29 +36,23 @@ struct PurchaseCapture {
             throw notCapturable(try status.decode("status"))
         }
         let payment = claim.payment
-        let capturable: Int64
-        let agreedFee: Int64
-        let parties: [String]
+        let capturable = payment.amountCapturable
+        let parties = [payment.buyerID, payment.sellerID]
         let amount: Int64
         let partial: Int64?
         let fee: Int64?
         let intent: PaymentIntent
         do {
-            // Decoded under the claim, which any failure settles.
-            capturable = try payment.decode("amount_capturable")
-            agreedFee = try payment.decode("application_fee_cents")
-            parties = [try payment.decode("buyer_id"), try payment.decode("seller_id")]
+            // Checked again under the claim, which any failure settles.
             if let requested, requested > capturable {
                 throw APIError.invalidField("amount_to_capture", "must not exceed the authorised \(capturable)")
             }
             amount = requested ?? capturable
             // Asking for everything is a full capture: the same call (and key) as the buyer's.
             partial = requested.flatMap { $0 < capturable ? $0 : nil }
-            fee = partial.map { min(agreedFee, context.shared.configuration.marketplace.fee(for: $0)) }
+            fee = partial.map { min(payment.applicationFee, context.shared.configuration.marketplace.fee(for: $0)) }
             // NULL while the payment's intent is not yet attached.
-            guard let intentID = try payment.decodeIfPresent("stripe_payment_intent_id", as: String.self) else {
-                throw notCapturable(try payment.decode("status"))
-            }
+            guard let intentID = payment.intentID else { throw notCapturable(payment.status) }
             intent = try context.stripe.capturePaymentIntent(
                 intentID, amountToCapture: partial, applicationFeeAmount: fee,
                 idempotencyKey: StripeKeys.capture(paymentID, amount: amount))
@@ -89,7 +83,7 @@ struct PurchaseCapture {
                     operation: "payment.capture", entityType: "payment", entityID: paymentID,
                     oldValues: [
                         "status": "requires_capture", "amount_capturable": .int(capturable),
-                        "application_fee": .int(agreedFee),
+                        "application_fee": .int(payment.applicationFee),
                     ],
                     newValues: .object(newValues)),
                 context: audit, on: connection)

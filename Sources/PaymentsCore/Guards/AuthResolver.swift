@@ -3,7 +3,7 @@ import Foundation
 import Postgres
 
 /// A profile's role. It always comes from `profiles.role`, never from a token or a body.
-public enum Role: String, Sendable, CaseIterable {
+public enum Role: String, Sendable, CaseIterable, SQLDecodable {
     case buyer, seller, admin
 }
 
@@ -94,10 +94,12 @@ struct AuthResolver {
             SELECT id, role, disabled_at IS NOT NULL AS disabled FROM profiles WHERE user_id = \(claims.subject)
             """
         ).first
-        guard let row, let profileID = row.uuid("id"), let role = row.string("role").flatMap(Role.init) else {
+        guard let row else {
             throw Self.unauthenticated("the token's subject has no profile")
         }
-        guard row.bool("disabled") != true else {
+        let profileID: UUID = try row.decode("id")
+        let role: Role = try row.decode("role")
+        guard try !row.decode("disabled", as: Bool.self) else {
             throw APIError(.profileDisabled)
         }
         return Identity(profileID: profileID, userID: claims.subject, role: role, viaCookie: viaCookie)

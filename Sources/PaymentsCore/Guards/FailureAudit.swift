@@ -100,7 +100,9 @@ struct FailureAudit {
             query = "SELECT jsonb_build_object('read_at', read_at)::text AS v FROM notifications WHERE id = \(id)::uuid"
         default: return nil
         }
-        return try connection.query(query).first?["v"].flatMap { JSONValue.parse(Array($0.utf8)) }
+        return try connection.query(query).first.flatMap {
+            JSONValue.parse(Array(try $0.decode("v", as: String.self).utf8))
+        }
     }
 }
 

@@ -75,11 +75,14 @@ struct IdempotencyStore {
                 profileID: profileID, key: key, route: route, hash: hash, lease: lease, sealingKey: sealingKey,
                 on: connection)
         }
-        guard row["request_hash"] == hash else {
+        guard try row.decode("request_hash", as: String.self) == hash else {
             throw APIError(.idempotencyKeyReused)
         }
-        if row["status"] == "completed", let status = row.int("response_status") {
-            let stored = row.bytes("response_body") ?? []
+        let holder: String? = try row.decodeIfPresent("owner")
+        if try row.decode("status", as: String.self) == "completed" {
+            // A completed key always stored its answer (`complete` writes both in one UPDATE).
+            let status: Int = try row.decode("response_status")
+            let stored: [UInt8] = try row.decode("response_body")
             guard
                 let body = stored.first == sealedMarker
                     ? SealedBox.open(Array(stored.dropFirst()), key: sealingKey) : stored
@@ -91,12 +94,12 @@ struct IdempotencyStore {
             }
             return .replay(Response(status: status, headers: [("Idempotent-Replayed", "true")], body: body))
         }
-        if row.bool("lease_over") == true || RequestOwner.isGone(row["owner"]),
+        if try row.decode("lease_over", as: Bool.self) || RequestOwner.isGone(holder),
             try connection.query(
                 """
                 UPDATE idempotency_keys SET owner = \(owner), lease_expires_at = now() + make_interval(secs => \(leaseSeconds))
                 WHERE profile_id = \(profileID)::uuid AND key = \(key) AND status = 'in_progress'
-                  AND owner IS NOT DISTINCT FROM \(row["owner"])
+                  AND owner IS NOT DISTINCT FROM \(holder)
                 """
             ).affectedRows == 1
         {

@@ -100,9 +100,9 @@ public struct RateLimiter: Sendable {
                       ceil(extract(epoch FROM r.window_start + make_interval(secs => \(rule.windowSeconds)) - now()))::int AS retry_after
             """
         ).first
-        guard let count = row?.int("count") else { return }
-        if count > rule.limit {
-            let retryAfter = max(1, row?.int("retry_after") ?? rule.windowSeconds)
+        guard let row else { return }
+        if try row.decode("count", as: Int.self) > rule.limit {
+            let retryAfter = max(1, try row.decode("retry_after", as: Int.self))
             throw APIError(
                 .rateLimited, message: "Too many requests; retry in \(retryAfter) s.",
                 headers: [("Retry-After", String(retryAfter))])

@@ -31,7 +31,7 @@ enum AppRoleGrants {
             throw MigrationError(
                 description: "DATABASE_APP_ROLE \(role) does not exist: create it first (CREATE ROLE \(role) LOGIN)")
         }
-        guard found.bool("privileged") == false, found.bool("owner") == false else {
+        guard try !found.decode("privileged", as: Bool.self), try !found.decode("owner", as: Bool.self) else {
             throw MigrationError(
                 description:
                     "DATABASE_APP_ROLE \(role) must be a plain role: not a superuser, not the owner or a member of it")

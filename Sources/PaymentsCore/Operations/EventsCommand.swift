@@ -39,7 +39,7 @@ enum EventsCommand {
                 "id", "endpoint", "type", "status", "attempts", "created", "received_at", "next_attempt_at",
                 "last_error",
             ]
-            print(fields.map { row[$0] ?? "-" }.joined(separator: "\t"))
+            print(try fields.map { try row.decodeIfPresent($0, as: String.self) ?? "-" }.joined(separator: "\t"))
         }
         return 0
     }
@@ -56,7 +56,7 @@ enum EventsCommand {
                 """
                 SELECT id FROM webhook_events WHERE type = \(type) AND created >= \(since) ORDER BY created, id
                 """
-            ).rows.compactMap { $0["id"] }
+            ).rows.map { try $0.decode("id", as: String.self) }
         } else {
             throw ConfigurationError(description: usage)
         }

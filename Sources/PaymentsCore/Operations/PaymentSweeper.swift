@@ -22,7 +22,7 @@ struct PaymentSweeper {
               AND p.status IN ('creating', 'requires_payment_method', 'requires_confirmation', 'requires_action')
             ORDER BY l.reserved_until LIMIT 100
             """
-        ).rows
+        ).rows.map(DuePayment.init(row:))
         return cancelEach(due, operation: "payment.reservation_expired", notification: "reservation_expired")
     }
 
@@ -36,12 +36,12 @@ struct PaymentSweeper {
               AND capture_before < now() + make_interval(hours => \(marketplace.captureMarginHours))
             ORDER BY capture_before LIMIT 100
             """
-        ).rows
+        ).rows.map(DuePayment.init(row:))
         var cancelled = 0
         for payment in due
         where
             (try? cancel(
-                payment, intentID: payment["stripe_payment_intent_id"],
+                payment, intentID: payment.intentID,
                 operation: "payment.authorization_lapsing",
                 notification: "authorization_cancelled")) == true
         {
@@ -62,7 +62,7 @@ struct PaymentSweeper {
               AND created_at < now() - make_interval(mins => \(marketplace.reservationMinutes))
             ORDER BY created_at LIMIT 100
             """
-        ).rows
+        ).rows.map(DuePayment.init(row:))
         return cancelEach(due, operation: "milestone.funding_abandoned", notification: "funding_abandoned")
     }
 
@@ -83,10 +83,10 @@ struct PaymentSweeper {
               AND created_at < now() - make_interval(mins => \(marketplace.reservationMinutes))
             ORDER BY created_at LIMIT 100
             """
-        ).rows
+        ).rows.map(DuePayment.init(row:))
         return due.filter { payment in
-            guard let id = payment["id"], let intentID = payment["stripe_payment_intent_id"],
-                (try? stripe.cancelIntent(intentID, ofPayment: id, reason: .abandoned)) != nil
+            guard let intentID = payment.intentID,
+                (try? stripe.cancelIntent(intentID, ofPayment: payment.id, reason: .abandoned)) != nil
             else { return false }
             // The `payment_intent.canceled` event may have been applied first: expired either way.
             return (try? markCanceled(payment, operation: "milestone.funding_expired", notification: "funding_expired"))
@@ -97,7 +97,7 @@ struct PaymentSweeper {
     /// Cancels each due payment (recovering its intent first when it has none); returns how
     /// many this run changed. One that cannot be settled now stays due for the next run; the
     /// others go on.
-    private func cancelEach(_ due: [Row], operation: String, notification: String) -> Int {
+    private func cancelEach(_ due: [DuePayment], operation: String, notification: String) -> Int {
         due.filter { payment in
             guard let intentID = try? recoveredIntent(payment) else { return false }
             return (try? cancel(payment, intentID: intentID, operation: operation, notification: notification)) == true
@@ -109,29 +109,30 @@ struct PaymentSweeper {
     /// reached Stripe): unless a live request still holds it, the same call with the same key
     /// returns the intent Stripe made, which is then attached and cancelled like any other.
     /// Throws (the payment stays due) while Stripe cannot say or a live request holds it.
-    private func recoveredIntent(_ payment: Row) throws -> String?? {
-        if let intentID = payment["stripe_payment_intent_id"] { return intentID }
-        guard let id = payment["id"], payment["status"] == "creating" else { return .some(nil) }
-        return .some(try IntentCreation.recover(id, stripe: stripe, on: connection))
+    private func recoveredIntent(_ payment: DuePayment) throws -> String?? {
+        if let intentID = payment.intentID { return intentID }
+        guard payment.status == .creating else { return .some(nil) }
+        return .some(try IntentCreation.recover(payment.id, stripe: stripe, on: connection))
     }
 
     /// Cancels locally first — guarded, audited, both parties told — then at Stripe, so the
     /// `payment_intent.canceled` event that follows finds nothing left to change. If Stripe cannot
     /// cancel now, a later authorisation on the intent is cancelled when its event arrives.
     /// True when this run changed the row.
-    private func cancel(_ payment: Row, intentID: String?, operation: String, notification: String) throws -> Bool {
-        guard let id = payment["id"] else { return false }
+    private func cancel(_ payment: DuePayment, intentID: String?, operation: String, notification: String) throws
+        -> Bool
+    {
         let changed = try markCanceled(payment, operation: operation, notification: notification)
         if changed, let intent = intentID {
-            _ = try? stripe.cancelIntent(intent, ofPayment: id, reason: .abandoned)
+            _ = try? stripe.cancelIntent(intent, ofPayment: payment.id, reason: .abandoned)
         }
         return changed
     }
 
     /// The local half of a cancel, in one transaction: the guarded update, the hold (listing
     /// or milestone) released, the audit row, buyer and seller told. True when this run changed the row.
-    private func markCanceled(_ payment: Row, operation: String, notification: String) throws -> Bool {
-        guard let id = payment["id"] else { return false }
+    private func markCanceled(_ payment: DuePayment, operation: String, notification: String) throws -> Bool {
+        let id = payment.id
         return try connection.withTransaction { connection -> Bool in
             guard
                 let parties = try connection.query(
@@ -148,12 +149,25 @@ struct PaymentSweeper {
             try AuditLog.record(
                 AuditEntry(
                     operation: operation, entityType: "payment", entityID: id,
-                    oldValues: ["status": JSONValue(payment["status"])], newValues: ["status": "canceled"]),
+                    oldValues: ["status": .string(payment.status.rawValue)], newValues: ["status": "canceled"]),
                 context: .system("payments sweep"), on: connection)
             try Notifier.notify(
-                [parties["buyer_id"], parties["seller_id"]].compactMap { $0 }, kind: notification,
+                [try parties.decode("buyer_id"), try parties.decode("seller_id")], kind: notification,
                 payload: ["payment_id": .string(id)], on: connection)
             return true
         }
+    }
+}
+
+/// A payment a sweep may cancel: the three columns its queries select.
+private struct DuePayment {
+    let id: String
+    let intentID: String?
+    let status: PaymentStatus
+
+    init(row: Row) throws {
+        id = try row.decode("id")
+        intentID = try row.decodeIfPresent("stripe_payment_intent_id")
+        status = try row.decode("status")
     }
 }

@@ -43,7 +43,7 @@ struct Sweeper {
             WHERE status IN ('parked', 'failed') AND next_attempt_at <= now()
             ORDER BY next_attempt_at LIMIT 100
             """
-        ).rows.compactMap { $0["id"] }
+        ).rows.map { try $0.decode("id", as: String.self) }
         let inbox = WebhookInbox(connection: connection, audit: .system("payments sweep"), canceller: stripe)
         var applied = 0
         for id in due {

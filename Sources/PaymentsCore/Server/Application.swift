@@ -110,154 +110,6 @@ public struct Application: Sendable {
             ])
     }
 
-    /// Guards in order — IP rate limit, authentication and CSRF, profile rate limit, body checks,
-    /// idempotency — then the handler.
-    private func runGuarded(_ route: Route, request: inout Request, context: WorkerContext) throws -> Response {
-        let database = context.database
-        let limiter = shared.configuration.rateLimiter
-        for policy in route.rateLimits where policy.isKeyedByIP {
-            try limiter.check(
-                policy, key: policy.key(profileID: nil, remoteAddress: request.remoteAddress), on: database)
-        }
-        if case .roles(let roles) = route.access {
-            let resolver = AuthResolver(configuration: shared.configuration.auth)
-            let identity = try resolver.authenticate(request, on: database)
-            request.identity = identity
-            try resolver.authorize(identity, request: request, roles: roles)
-        }
-        for policy in route.rateLimits where !policy.isKeyedByIP {
-            let key = policy.key(
-                profileID: request.identity?.profileID.uuidString.lowercased(),
-                remoteAddress: request.remoteAddress)
-            try limiter.check(policy, key: key, on: database)
-        }
-        if route.body == .json { request.json = try Self.parseJSONBody(request) }
-
-        guard route.isIdempotent, let identity = request.identity,
-            let key = try IdempotencyStore.validatedKey(request.header("idempotency-key"))
-        else {
-            return try route.handler(request, context)
-        }
-        let profileID = identity.profileID.uuidString.lowercased()
-        let hash = IdempotencyStore.requestHash(request, route: route.pattern)
-        let owner: String
-        switch try IdempotencyStore.begin(
-            profileID: profileID, key: key, route: route.pattern, hash: hash,
-            lease: shared.configuration.requestLease,
-            sealingKey: shared.configuration.storedResponseKey, on: database)
-        {
-        case .replay(let stored): return stored
-        case .proceed(let claim): owner = claim
-        }
-        let response: Response
-        do {
-            response = try route.handler(request, context)
-        } catch {
-            let apiError = mapError(error, requestID: request.requestID)
-            // A failure the client is told to retry (rate limit, database or Stripe unavailable,
-            // work in progress elsewhere, unexpected error) must not be replayed to that retry:
-            // release the key.
-            if apiError.status >= 500 || apiError.headers.contains(where: { $0.0 == "Retry-After" }) {
-                IdempotencyStore.release(profileID: profileID, key: key, owner: owner, on: database)
-                throw apiError
-            }
-            let envelope = Self.envelope(apiError, requestID: request.requestID)
-            try storeOutcome(envelope, profileID: profileID, key: key, owner: owner, database: database)
-            throw apiError
-        }
-        try storeOutcome(response, profileID: profileID, key: key, owner: owner, database: database)
-        return response
-    }
-
-    /// Stores what the handler did under its key. The work is done, so a passing database fault
-    /// (a full pool, a lost connection) is retried a few times: a key left `in_progress` would
-    /// later be taken over, and its handler run again.
-    private func storeOutcome(
-        _ response: Response, profileID: String, key: String, owner: String,
-        database: Database
-    ) throws {
-        var attempt = 0
-        while true {
-            do {
-                return try IdempotencyStore.complete(
-                    profileID: profileID, key: key, owner: owner, response: response,
-                    sealingKey: shared.configuration.storedResponseKey, on: database)
-            } catch let error as DatabaseError where error.isTransient && attempt < 3 {
-                attempt += 1
-                Thread.sleep(forTimeInterval: 0.2 * Double(attempt))
-            }
-        }
-    }
-
-    /// The one place an error becomes the envelope `{"error":{"code","message","request_id"}}`.
-    static func envelope(_ error: APIError, requestID: String) -> Response {
-        struct Body: Encodable {
-            struct Detail: Encodable {
-                let code: String
-                let message: String
-                let request_id: String
-            }
-            let error: Detail
-        }
-        var response = Response.json(
-            Body(error: .init(code: error.code, message: error.message, request_id: requestID)), status: error.status)
-        response.headers.append(contentsOf: error.headers)
-        return response
-    }
-
-    /// Classifies any thrown error; unknown errors are logged (type only) and become 500.
-    private func mapError(_ error: any Error, requestID: String) -> APIError {
-        switch error {
-        case let apiError as APIError:
-            return apiError
-        case let stripeError as StripeError:
-            shared.logger.error(
-                "stripe call failed",
-                [
-                    ("request_id", .string(requestID)), ("error", .string(stripeError.description)),
-                ])
-            return .from(stripeError)
-        case let databaseError as DatabaseError:
-            switch databaseError.kind {
-            case .poolExhausted:
-                shared.metrics.increment("payments_database_pool_timeouts_total")
-                return .databasePoolExhausted
-            case .unavailable:
-                shared.metrics.increment("payments_database_unavailable_total")
-                shared.logger.error("database unavailable", [("request_id", .string(requestID))])
-                return .databaseUnavailable
-            case .serializationFailure, .deadlockDetected, .lockNotAvailable, .queryCanceled:
-                return .databaseBusy
-            case .invalidData:
-                shared.logger.warning(
-                    "database refused a value",
-                    [
-                        ("request_id", .string(requestID)), ("error", .string(databaseError.description)),
-                    ])
-                return .invalidInput
-            default:
-                shared.logger.error(
-                    "database error",
-                    [
-                        ("request_id", .string(requestID)), ("error", .string(databaseError.description)),
-                    ])
-                return .internalError
-            }
-        case let rowError as RowDecodingError:
-            // A query and the code reading it disagree: our bug, named in the log (columns only).
-            shared.logger.error(
-                "row decoding failed", [("request_id", .string(requestID)), ("error", .string(rowError.description))])
-            return .internalError
-        default:
-            shared.logger.error(
-                "unhandled error",
-                [
-                    ("request_id", .string(requestID)), ("error_type", .string(String(describing: type(of: error)))),
-                ])
-            return .internalError
-        }
-    }
-
     private func log(
         request: Request, route: String, status: Int, errorCode: String?, since started: ContinuousClock.Instant,
         context: WorkerContext
@@ -301,16 +153,6 @@ public struct Application: Sendable {
         }
     }
 
-    private static func parseJSONBody(_ request: Request) throws -> JSONValue? {
-        if request.body.isEmpty { return nil }
-        guard request.hasJSONContentType else { throw APIError.unsupportedMediaType }
-        do {
-            return try JSONParser.parse(request.body)
-        } catch {
-            throw APIError.invalidJSON(error)
-        }
-    }
-
     /// nginx's `$request_id` (32 hex digits) when present and well-formed; otherwise a fresh one.
     static func requestID(from candidate: String?) -> String {
         if let candidate, (1...64).contains(candidate.utf8.count),
@@ -326,25 +168,5 @@ extension UInt8 {
     var isASCIIAlphanumeric: Bool {
         (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(self) || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(self)
             || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(self)
-    }
-}
-
-/// Adapts the application to the FastCGI server's per-thread handler.
-public struct WorkerHandler: RequestHandler {
-    let application: Application
-    let context: WorkerContext
-
-    /// Creates the handler for one worker thread.
-    public init(application: Application, context: WorkerContext) {
-        self.application = application
-        self.context = context
-    }
-
-    public func respond(to request: FastCGIRequest) -> FastCGIResponse {
-        application.respond(to: request, context: context)
-    }
-
-    public func respondBusy(to request: FastCGIRequest, waited: Duration) -> FastCGIResponse {
-        application.respondBusy(to: request, waited: waited, context: context)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Postgres
 
 /// Any JSON document, decoded without loss of integers (money is never a floating point here).
 ///
@@ -76,5 +77,13 @@ struct Nullable<Value: Encodable & Sendable>: Encodable, Sendable {
     func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         if let wrappedValue { try container.encode(wrappedValue) } else { try container.encodeNil() }
+    }
+}
+
+extension JSONValue: SQLDecodable {
+    /// A `json`/`jsonb` column read as text (our own documents, parsed with the same limits).
+    public init?(sqlText text: String) {
+        guard let value = JSONValue.parse(Array(text.utf8)) else { return nil }
+        self = value
     }
 }

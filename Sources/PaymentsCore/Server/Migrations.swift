@@ -57,10 +57,10 @@ public struct Migrator {
     /// The applied versions and checksums recorded in `schema_migrations` (empty before the first run).
     public static func applied(on connection: some SQLExecutor) throws -> [String: String] {
         let exists = try connection.query("SELECT to_regclass('public.schema_migrations') IS NOT NULL AS present")
-        guard exists.first?.bool("present") == true else { return [:] }
+        guard try exists.first?.decode("present", as: Bool.self) == true else { return [:] }
         var result: [String: String] = [:]
         for row in try connection.query("SELECT version, checksum FROM schema_migrations").rows {
-            if let version = row["version"], let checksum = row["checksum"] { result[version] = checksum }
+            result[try row.decode("version")] = try row.decode("checksum")
         }
         return result
     }

@@ -48,3 +48,9 @@ struct PageCursor {
         return (page, PageCursor(createdAt: try last.decode("sort_key"), id: try last.decode("id")).encoded)
     }
 }
+
+/// One page of a list: its items, and the cursor of the next page (null on the last).
+struct Page<Item: Encodable>: Encodable {
+    let data: [Item]
+    @Nullable var next_cursor: String?
+}

@@ -34,8 +34,9 @@ extension WebhookEffects {
                        account_event_created = GREATEST(account_event_created, \(event.created))
                 WHERE stripe_account_id = \(account) RETURNING id::text AS id
                 """
-            ).first, let profileID = profile["id"]
+            ).first
         else { return .parked }
+        let profileID: String = try profile.decode("id")
         try AuditLog.record(
             AuditEntry(
                 operation: "account.deauthorized", entityType: "profile", entityID: profileID,

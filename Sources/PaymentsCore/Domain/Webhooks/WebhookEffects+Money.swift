@@ -122,13 +122,17 @@ extension WebhookEffects {
         let paymentID: String = try payment.decode("id")
         // NULL for a purchase (the transfer its destination charge made).
         let milestoneID: String? = try payment.decodeIfPresent("milestone_id")
-        let reversed = transfer.amountReversed ?? 0
+        // Our transfers always go to a connected account; one without is not ours to record.
+        guard let destination = transfer.destination else {
+            throw WebhookEffectError(description: "transfer \(transfer.id) has no destination account")
+        }
+        let reversed = transfer.amountReversed
         let status = reversed == 0 ? "created" : reversed >= transfer.amount ? "reversed" : "partially_reversed"
         try connection.query(
             """
             INSERT INTO transfers AS t (payment_id, milestone_id, stripe_transfer_id, destination_account, amount_cents,
                                         amount_reversed, currency, status, last_event_created)
-            VALUES (\(paymentID)::uuid, \(milestoneID)::uuid, \(transfer.id), \(transfer.destination ?? ""),
+            VALUES (\(paymentID)::uuid, \(milestoneID)::uuid, \(transfer.id), \(destination),
                     \(transfer.amount), \(reversed), \(transfer.currency), \(status), \(event.created))
             ON CONFLICT (stripe_transfer_id) DO UPDATE SET
                 amount_reversed = GREATEST(t.amount_reversed, EXCLUDED.amount_reversed),

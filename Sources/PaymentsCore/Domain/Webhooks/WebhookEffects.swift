@@ -65,7 +65,7 @@ struct WebhookEffects {
         switch event.type {
         case "payment_intent.amount_capturable_updated":
             let intent = try object(PaymentIntent.self)
-            let captureBefore = (intent.created ?? event.created) + 7 * 86_400
+            let captureBefore = intent.created + 7 * 86_400
             let outcome = try transition(
                 intent.id, operation: "payment.authorized", notify: .seller("payment_authorized"),
                 call: """
@@ -162,7 +162,7 @@ struct WebhookEffects {
 
     private func chargeRefunded(_ charge: Charge) throws -> EffectOutcome {
         guard let intentID = charge.paymentIntent else { return .ignored }
-        let captured = charge.amountCaptured ?? 0
+        let captured = charge.amountCaptured
         if captured > 0 {
             // The refund implies the capture; apply it first in case its event has not arrived yet.
             let outcome = try transition(
@@ -175,7 +175,7 @@ struct WebhookEffects {
         return try transition(
             intentID, operation: "payment.refunded", notify: .both("payment_refunded"),
             call: """
-                payment_refund_atomic(b.intent, \(event.created), \(captured), \(charge.amountRefunded ?? 0))
+                payment_refund_atomic(b.intent, \(event.created), \(captured), \(charge.amountRefunded))
                 """)
     }
 

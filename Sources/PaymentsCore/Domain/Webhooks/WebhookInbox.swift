@@ -3,7 +3,7 @@ import Postgres
 import Stripe
 
 /// Which Stripe endpoint delivered an event (each has its own secrets).
-public enum WebhookEndpoint: String, Sendable {
+public enum WebhookEndpoint: String, Sendable, SQLDecodable {
     case platform, connect
 }
 
@@ -62,7 +62,7 @@ struct WebhookInbox {
                     let status = try connection.query(
                         "SELECT status FROM webhook_events WHERE id = \(event.id) FOR UPDATE"
                     )
-                    .first?["status"]
+                    .first?.decode("status", as: String.self)
                     // Only events still waiting (parked, failed) are worth another attempt.
                     guard status == "parked" || status == "failed" else { return (.duplicate, []) }
                 }
@@ -86,9 +86,10 @@ struct WebhookInbox {
                         """
                         SELECT endpoint, payload FROM webhook_events WHERE id = \(eventID) FOR UPDATE
                         """
-                    ).first, let payload = row.bytes("payload"),
-                    let endpoint = row["endpoint"].flatMap(WebhookEndpoint.init)
+                    ).first
                 else { return nil }
+                let payload: [UInt8] = try row.decode("payload")
+                let endpoint: WebhookEndpoint = try row.decode("endpoint")
                 let event = try Event.decode(payload)
                 return try apply(event, payload: payload, endpoint: endpoint, on: connection)
             }
@@ -183,7 +184,7 @@ struct WebhookInbox {
                 """
                 SELECT id FROM webhook_events WHERE object_id = \(objectID) AND status = 'parked' ORDER BY created, id
                 """
-            ).rows.compactMap { $0["id"] }) ?? []
+            ).rows.map { try $0.decode("id", as: String.self) }) ?? []
         return ids.filter { (try? reprocess(eventID: $0)) == .processed }.count
     }
 

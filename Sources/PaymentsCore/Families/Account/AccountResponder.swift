@@ -14,14 +14,9 @@ struct AccountResponder {
 
     private func me(_ request: Request, _ context: WorkerContext) throws -> Response {
         let identity = try request.requireIdentity()
-        guard
-            let row = try context.database.query(
-                """
-                SELECT id, user_id, role, email, display_name, stripe_account_id, charges_enabled, payouts_enabled
-                FROM profiles WHERE id = \(identity.profileID)
-                """
-            ).first
-        else { throw APIError.notFound }
+        guard let profile = try ProfileRow.find(identity.profileID, on: context.database) else {
+            throw APIError.notFound
+        }
         struct Profile: Encodable {
             let id, user_id, role: String
             @Nullable var email: String?
@@ -31,10 +26,9 @@ struct AccountResponder {
         }
         return .json(
             Profile(
-                id: try row.decode("id"), user_id: try row.decode("user_id"), role: try row.decode("role"),
-                email: try row.decodeIfPresent("email"), display_name: try row.decodeIfPresent("display_name"),
-                stripe_account_id: try row.decodeIfPresent("stripe_account_id"),
-                charges_enabled: try row.decode("charges_enabled"), payouts_enabled: try row.decode("payouts_enabled")))
+                id: profile.id.uuidString.lowercased(), user_id: profile.userID, role: profile.role.rawValue,
+                email: profile.email, display_name: profile.displayName, stripe_account_id: profile.stripeAccountID,
+                charges_enabled: profile.chargesEnabled, payouts_enabled: profile.payoutsEnabled))
     }
 
     /// The caller's 50 most recent notifications, newest first; `?unread=true` filters.
@@ -57,8 +51,7 @@ struct AccountResponder {
         let items = try rows.map { row in
             Notification(
                 id: try row.decode("id"), kind: try row.decode("kind"), created_at: try row.decode("created_at"),
-                payload: try row.decodeIfPresent("payload", as: String.self).flatMap { JSONValue.parse(Array($0.utf8)) }
-                    ?? .null,
+                payload: try row.decodeIfPresent("payload") ?? .null,
                 read_at: try row.decodeIfPresent("read_at"))
         }
         return .json(["data": items])
@@ -76,21 +69,23 @@ struct AccountResponder {
                     """
                 ).first
             else { throw APIError.notFound }
-            let previous = row["read_at"]
-            let readAt =
-                try previous ?? connection.query(
+            let previous: String? = try row.decodeIfPresent("read_at")
+            if let previous { return .json(["id": id.uuidString.lowercased(), "read_at": previous]) }
+            // The row is locked above, so the update finds it.
+            guard
+                let updated = try connection.query(
                     """
                     UPDATE notifications SET read_at = now() WHERE id = \(id) RETURNING iso8601(read_at) AS read_at
                     """
-                ).first?["read_at"] ?? ""
-            if previous == nil {
-                try AuditLog.record(
-                    AuditEntry(
-                        operation: "notification.read", entityType: "notification",
-                        entityID: id.uuidString.lowercased(), oldValues: .object(["read_at": .null]),
-                        newValues: .object(["read_at": .string(readAt)])),
-                    request: request, on: connection)
-            }
+                ).first
+            else { throw APIError.notFound }
+            let readAt: String = try updated.decode("read_at")
+            try AuditLog.record(
+                AuditEntry(
+                    operation: "notification.read", entityType: "notification",
+                    entityID: id.uuidString.lowercased(), oldValues: .object(["read_at": .null]),
+                    newValues: .object(["read_at": .string(readAt)])),
+                request: request, on: connection)
             return .json(["id": id.uuidString.lowercased(), "read_at": readAt])
         }
     }
@@ -128,13 +123,13 @@ struct AccountResponder {
             Entry(
                 id: try row.decode("id"), occurred_at: try row.decode("occurred_at"),
                 operation: try row.decode("operation"),
-                entity_type: try row.decode("entity_type"), entity_id: row["entity_id"],
-                actor_profile_id: row["actor_profile_id"],
-                actor_role: row["actor_role"], request_id: row["request_id"], ip: row["ip"],
-                user_agent: row["user_agent"],
-                error_code: row["error_code"],
-                old_values: row["old_values"].flatMap { JSONValue.parse(Array($0.utf8)) },
-                new_values: row["new_values"].flatMap { JSONValue.parse(Array($0.utf8)) },
+                entity_type: try row.decode("entity_type"), entity_id: try row.decodeIfPresent("entity_id"),
+                actor_profile_id: try row.decodeIfPresent("actor_profile_id"),
+                actor_role: try row.decodeIfPresent("actor_role"), request_id: try row.decodeIfPresent("request_id"),
+                ip: try row.decodeIfPresent("ip"), user_agent: try row.decodeIfPresent("user_agent"),
+                error_code: try row.decodeIfPresent("error_code"),
+                old_values: try row.decodeIfPresent("old_values", as: JSONValue.self),
+                new_values: try row.decodeIfPresent("new_values", as: JSONValue.self),
                 success: try row.decode("success"))
         }
         return .json(["data": entries])

@@ -35,18 +35,16 @@ struct CaptureResponder {
         }
 
         var payment = try loadOwned(paymentID, identity: identity, context: context)
-        guard payment["kind"] == "purchase" else {
+        guard payment.kind == .purchase else {
             throw APIError(.paymentNotCapturable, message: "Milestone payments are released, not captured.")
         }
-        if try payment.decode("status", as: PaymentStatus.self).isAwaitingAuthorisation,
-            let intentID = payment["stripe_payment_intent_id"]
-        {
+        if payment.status.isAwaitingAuthorisation, let intentID = payment.payment_intent_id {
             payment = try refresh(
-                payment, intent: try context.stripe.retrievePaymentIntent(intentID), context: context,
+                payment, id: paymentID, intent: try context.stripe.retrievePaymentIntent(intentID), context: context,
                 request: request)
         }
         // Refused before anything is claimed: bad input changes nothing (checked again under the claim).
-        let authorised: Int64 = try payment.decode("amount_capturable")
+        let authorised = payment.amount_capturable
         if let requested, requested > authorised {
             throw APIError.invalidField("amount_to_capture", "must not exceed the authorised \(authorised)")
         }
@@ -55,7 +53,7 @@ struct CaptureResponder {
         guard let updated = try PaymentRecord.visible(paymentID, to: identity, on: context.database) else {
             throw APIError.notFound
         }
-        return .json(try PaymentRecord(row: updated))
+        return .json(updated)
     }
 
     /// Cancels a purchase before capture (its buyer, or an admin) and releases the listing.
@@ -67,15 +65,15 @@ struct CaptureResponder {
         _ = try loadOwned(paymentID, identity: identity, context: context)
         let cancellable = PaymentStatus.allCases.filter(\.isCancellable).map(\.rawValue)
         guard let claim = try context.claims.claim(id, for: .cancel, from: cancellable, on: context.database) else {
-            let status = try PaymentRecord.visible(paymentID, to: identity, on: context.database)?["status"]
+            let status = try PaymentRecord.visible(paymentID, to: identity, on: context.database)?.status
             throw APIError(
                 .paymentNotCancellable,
-                message: "This payment can no longer be cancelled (it is \(status ?? "unknown")).")
+                message: "This payment can no longer be cancelled (it is \(status?.rawValue ?? "gone")).")
         }
         let payment = claim.payment
         do {
-            var intentID = payment["stripe_payment_intent_id"]
-            if intentID == nil, payment["status"] == "creating" {
+            var intentID = payment.intentID
+            if intentID == nil, payment.status == .creating {
                 // Its create call ended without an outcome: Stripe may hold the intent, which must
                 // be cancelled too (409 while the request that creates it still runs).
                 intentID = try IntentCreation.recover(id, stripe: context.stripe, on: context.database)
@@ -87,66 +85,64 @@ struct CaptureResponder {
             PaymentClaims.settle(claim, after: error, on: context.database)
             throw error
         }
-        let updated = try context.database.withTransaction { connection -> Row in
+        let updated = try context.database.withTransaction { connection -> PaymentRecord? in
             let changed = try connection.query(
                 """
                 UPDATE payments SET status = 'canceled', amount_capturable = 0
                 WHERE id = \(paymentID) AND status = ANY(\(PaymentStatus.sqlArray(where: \.isCancellable))::text[])
                 RETURNING *
                 """
-            ).first
+            ).first.map(PaymentRow.init(row:))
             try PaymentClaims.settle(claim, on: connection)
             // The cancellation is this actor's action even when Stripe's webhook recorded it first.
             try AuditLog.record(
                 AuditEntry(
                     operation: "payment.cancel", entityType: "payment", entityID: id,
-                    oldValues: ["status": JSONValue(payment["status"])], newValues: ["status": "canceled"]),
+                    oldValues: ["status": .string(payment.status.rawValue)], newValues: ["status": "canceled"]),
                 request: request, on: connection)
             if let changed {
                 try connection.query("SELECT payment_release_hold(p) FROM payments p WHERE p.id = \(paymentID)")
                 let other =
-                    identity.profileID.uuidString.lowercased() == changed["buyer_id"]
-                    ? changed["seller_id"] : changed["buyer_id"]
-                if let other {
-                    try Notifier.notify(
-                        [other], kind: "payment_canceled", payload: ["payment_id": .string(id)], on: connection)
-                }
+                    identity.profileID.uuidString.lowercased() == changed.buyerID ? changed.sellerID : changed.buyerID
+                try Notifier.notify(
+                    other, kind: "payment_canceled", payload: ["payment_id": .string(id)], on: connection)
             }
-            return try PaymentRecord.visible(paymentID, to: identity, on: connection) ?? payment
+            return try PaymentRecord.visible(paymentID, to: identity, on: connection)
         }
-        return .json(try PaymentRecord(row: updated))
+        guard let updated else { throw APIError.notFound }
+        return .json(updated)
     }
 
     // MARK: Helpers
 
     /// The payment, if this caller may act on it: its buyer or an admin (a seller or stranger gets 404).
-    private func loadOwned(_ id: UUID, identity: Identity, context: WorkerContext) throws -> Row {
-        guard let row = try PaymentRecord.visible(id, to: identity, on: context.database),
-            identity.role == .admin || row.uuid("buyer_id") == identity.profileID
+    private func loadOwned(_ id: UUID, identity: Identity, context: WorkerContext) throws -> PaymentRecord {
+        guard let payment = try PaymentRecord.visible(id, to: identity, on: context.database),
+            identity.role == .admin || payment.buyer_id == identity.profileID.uuidString.lowercased()
         else { throw APIError.notFound }
-        return row
+        return payment
     }
 
     /// Applies what Stripe says about the intent when our webhook has not arrived yet, audited
     /// as the caller's (every transition has an audit row, whichever path makes it).
-    private func refresh(_ payment: Row, intent: PaymentIntent, context: WorkerContext, request: Request) throws -> Row
-    {
-        guard intent.status == "requires_capture", let id = payment.uuid("id") else { return payment }
-        return try context.database.withTransaction { connection -> Row in
+    private func refresh(
+        _ payment: PaymentRecord, id paymentID: UUID, intent: PaymentIntent, context: WorkerContext, request: Request
+    ) throws -> PaymentRecord {
+        guard intent.status == "requires_capture" else { return payment }
+        return try context.database.withTransaction { connection -> PaymentRecord in
             let changed =
                 try connection.query(
                     """
                     SELECT status FROM payment_capturable_atomic(\(intent.id), \(Int64(Date().timeIntervalSince1970)),
                                                                  \(intent.amountCapturable ?? intent.amount),
-                                                                 to_timestamp(\((intent.created ?? 0) + 7 * 86_400)))
+                                                                 to_timestamp(\(intent.created + 7 * 86_400)))
                     """
                 ).first != nil
             if changed {
                 try AuditLog.record(
                     AuditEntry(
                         operation: "payment.authorised", entityType: "payment",
-                        entityID: id.uuidString.lowercased(),
-                        oldValues: ["status": JSONValue(payment["status"])],
+                        entityID: payment.id, oldValues: ["status": .string(payment.status.rawValue)],
                         newValues: [
                             "status": "requires_capture",
                             "amount_capturable": .int(intent.amountCapturable ?? intent.amount),
@@ -155,7 +151,7 @@ struct CaptureResponder {
                     request: request, on: connection)
             }
             let identity = try request.requireIdentity()
-            return try PaymentRecord.visible(id, to: identity, on: connection) ?? payment
+            return try PaymentRecord.visible(paymentID, to: identity, on: connection) ?? payment
         }
     }
 }

@@ -28,22 +28,18 @@ struct ConnectResponder {
     private func createAccount(_ request: Request, _ context: WorkerContext) throws -> Response {
         let identity = try request.requireIdentity()
         let profileID = identity.profileID.uuidString.lowercased()
-        guard
-            let profile = try context.database.query(
-                """
-                SELECT stripe_account_id, email FROM profiles WHERE id = \(identity.profileID)
-                """
-            ).first
-        else { throw APIError.notFound }
+        guard let profile = try ProfileRow.find(identity.profileID, on: context.database) else {
+            throw APIError.notFound
+        }
 
-        var accountID = profile["stripe_account_id"]
+        var accountID = profile.stripeAccountID
         var created = false
         if accountID == nil {
             let marketplace = context.shared.configuration.marketplace
             let account = try context.stripe.createAccount(
                 [
                     ("type", "express"),
-                    ("email", profile["email"].map(StripeParameter.string) ?? .omitted),
+                    ("email", profile.email.map(StripeParameter.string) ?? .omitted),
                     ("capabilities", ["card_payments": ["requested": true], "transfers": ["requested": true]]),
                     (
                         "settings",
@@ -59,13 +55,16 @@ struct ConnectResponder {
                     ("metadata", ["profile_id": .string(profileID)]),
                 ], idempotencyKey: StripeKeys.connectAccount(profileID))
             accountID = try context.database.withTransaction { connection -> String in
-                let stored =
-                    try connection.query(
+                guard
+                    let updated = try connection.query(
                         """
                         UPDATE profiles SET stripe_account_id = COALESCE(stripe_account_id, \(account.id))
                         WHERE id = \(identity.profileID) RETURNING stripe_account_id
                         """
-                    ).first?["stripe_account_id"] ?? account.id
+                    ).first
+                else { throw APIError.notFound }
+                // A concurrent request may have stored the same account first (same Stripe key).
+                let stored: String = try updated.decode("stripe_account_id")
                 try AuditLog.record(
                     AuditEntry(
                         operation: "connect.account", entityType: "profile", entityID: profileID,
@@ -92,14 +91,9 @@ struct ConnectResponder {
 
     private func status(_ request: Request, _ context: WorkerContext) throws -> Response {
         let identity = try request.requireIdentity()
-        guard
-            let row = try context.database.query(
-                """
-                SELECT stripe_account_id, charges_enabled, payouts_enabled, details_submitted, requirements_due::text AS due,
-                       disabled_reason FROM profiles WHERE id = \(identity.profileID)
-                """
-            ).first
-        else { throw APIError.notFound }
+        guard let profile = try ProfileRow.find(identity.profileID, on: context.database) else {
+            throw APIError.notFound
+        }
         struct Status: Encodable {
             @Nullable var account_id: String?
             let charges_enabled, payouts_enabled, details_submitted: Bool
@@ -108,23 +102,16 @@ struct ConnectResponder {
         }
         return .json(
             Status(
-                account_id: try row.decodeIfPresent("stripe_account_id"),
-                charges_enabled: try row.decode("charges_enabled"),
-                payouts_enabled: try row.decode("payouts_enabled"),
-                details_submitted: try row.decode("details_submitted"),
-                requirements_due: row["due"].flatMap { JSONValue.parse(Array($0.utf8)) } ?? [],
-                disabled_reason: row["disabled_reason"]))
+                account_id: profile.stripeAccountID, charges_enabled: profile.chargesEnabled,
+                payouts_enabled: profile.payoutsEnabled, details_submitted: profile.detailsSubmitted,
+                requirements_due: profile.requirementsDue, disabled_reason: profile.disabledReason))
     }
 
     /// An Express dashboard login link; 409 until the seller has finished onboarding.
     private func dashboardLink(_ request: Request, _ context: WorkerContext) throws -> Response {
         let identity = try request.requireIdentity()
-        guard
-            let row = try context.database.query(
-                """
-                SELECT stripe_account_id, details_submitted FROM profiles WHERE id = \(identity.profileID)
-                """
-            ).first, let account = row["stripe_account_id"], row.bool("details_submitted") == true
+        guard let profile = try ProfileRow.find(identity.profileID, on: context.database),
+            let account = profile.stripeAccountID, profile.detailsSubmitted
         else {
             throw APIError(.notOnboarded)
         }

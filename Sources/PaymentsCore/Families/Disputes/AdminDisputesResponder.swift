@@ -33,7 +33,7 @@ struct AdminDisputesResponder {
         let cursor = try request.query["cursor"].map(PageCursor.init(encoded:))
         let rows = try context.database.query(
             """
-            SELECT \(sql: Disputes.columns), \(sql: PageCursor.sortKey("d")) AS sort_key
+            SELECT \(sql: DisputeRow.columns), \(sql: PageCursor.sortKey("d")) AS sort_key
             FROM disputes d JOIN payments p ON p.id = d.payment_id
             WHERE (\(status)::text IS NULL OR d.status = \(status)) AND (\(kind)::text IS NULL OR d.kind = \(kind))
               AND \(sql: PageCursor.after(cursor, alias: "d"))
@@ -41,58 +41,67 @@ struct AdminDisputesResponder {
             """
         ).rows
         let (page, next) = try PageCursor.page(rows, limit: 50)
-        return .json(["data": .array(page.map(Disputes.view)), "next_cursor": JSONValue(next)] as [String: JSONValue])
+        return .json(Page(data: try page.map(DisputeRow.init(row:)), next_cursor: next))
     }
 
     /// The dispute, its payment and parties, refunds, and its history from the audit log.
     private func show(_ request: Request, _ context: WorkerContext) throws -> Response {
         let id = try PathParameter.uuid(request, "id")
-        guard let row = try Self.load(id, on: context.database) else { throw APIError.notFound }
-        guard case .object(var view) = Disputes.view(row) else { throw APIError.internalError }
+        guard let dispute = try DisputeRow.find(id, on: context.database) else { throw APIError.notFound }
         let refunds = try context.database.query(
             """
             SELECT id::text AS id, stripe_refund_id, amount_cents, status, reason, iso8601(created_at) AS created_at
             FROM refunds WHERE dispute_id = \(id) ORDER BY sequence
             """
         ).rows
-        view["refunds"] = .array(
-            try refunds.map {
-                // A refund has no Stripe id until Stripe answered, and no reason when made outside the app.
-                [
-                    "id": .string(try $0.decode("id")),
-                    "stripe_refund_id": JSONValue(try $0.decodeIfPresent("stripe_refund_id", as: String.self)),
-                    "amount": .int(try $0.decode("amount_cents")), "status": .string(try $0.decode("status")),
-                    "reason": JSONValue(try $0.decodeIfPresent("reason", as: String.self)),
-                    "created_at": .string(try $0.decode("created_at")),
-                ]
-            })
+        let refundViews: [JSONValue] = try refunds.map {
+            // A refund has no Stripe id until Stripe answered, and no reason when made outside the app.
+            [
+                "id": .string(try $0.decode("id")),
+                "stripe_refund_id": JSONValue(try $0.decodeIfPresent("stripe_refund_id", as: String.self)),
+                "amount": .int(try $0.decode("amount_cents")), "status": .string(try $0.decode("status")),
+                "reason": JSONValue(try $0.decodeIfPresent("reason", as: String.self)),
+                "created_at": .string(try $0.decode("created_at")),
+            ]
+        }
         let history = try context.database.query(
             """
             SELECT iso8601(occurred_at) AS at, operation, actor_profile_id::text AS actor, actor_role, success, error_code,
                    request_id, old_values::text AS old_values, new_values::text AS new_values
             FROM payment_audit_logs
             WHERE (entity_type = 'dispute' AND entity_id = \(id.uuidString.lowercased()))
-               OR (entity_type = 'payment' AND entity_id = \(try row.decode("payment_id", as: String.self)))
+               OR (entity_type = 'payment' AND entity_id = \(dispute.payment_id))
             ORDER BY id
             """
         ).rows
-        view["history"] = .array(
-            try history.map {
-                [
-                    "at": .string(try $0.decode("at")), "operation": .string(try $0.decode("operation")),
-                    // May be NULL (a webhook has no actor profile, a success no error code): shown as null.
-                    "actor_profile_id": JSONValue(try $0.decodeIfPresent("actor", as: String.self)),
-                    "actor_role": JSONValue(try $0.decodeIfPresent("actor_role", as: String.self)),
-                    "success": .bool(try $0.decode("success")),
-                    "error_code": JSONValue(try $0.decodeIfPresent("error_code", as: String.self)),
-                    "request_id": JSONValue(try $0.decodeIfPresent("request_id", as: String.self)),
-                    "old_values": try $0.decodeIfPresent("old_values", as: String.self)
-                        .flatMap { JSONValue.parse(Array($0.utf8)) } ?? .null,
-                    "new_values": try $0.decodeIfPresent("new_values", as: String.self)
-                        .flatMap { JSONValue.parse(Array($0.utf8)) } ?? .null,
-                ]
-            })
-        return .json(JSONValue.object(view))
+        let historyViews: [JSONValue] = try history.map {
+            [
+                "at": .string(try $0.decode("at")), "operation": .string(try $0.decode("operation")),
+                // May be NULL (a webhook has no actor profile, a success no error code): shown as null.
+                "actor_profile_id": JSONValue(try $0.decodeIfPresent("actor", as: String.self)),
+                "actor_role": JSONValue(try $0.decodeIfPresent("actor_role", as: String.self)),
+                "success": .bool(try $0.decode("success")),
+                "error_code": JSONValue(try $0.decodeIfPresent("error_code", as: String.self)),
+                "request_id": JSONValue(try $0.decodeIfPresent("request_id", as: String.self)),
+                "old_values": try $0.decodeIfPresent("old_values", as: JSONValue.self) ?? .null,
+                "new_values": try $0.decodeIfPresent("new_values", as: JSONValue.self) ?? .null,
+            ]
+        }
+        struct Detail: Encodable {
+            let dispute: DisputeRow
+            let refunds: [JSONValue]
+            let history: [JSONValue]
+
+            // The dispute's own fields at the top level, beside its refunds and history.
+            func encode(to encoder: any Encoder) throws {
+                try dispute.encode(to: encoder)
+                var container = encoder.container(keyedBy: Keys.self)
+                try container.encode(refunds, forKey: .refunds)
+                try container.encode(history, forKey: .history)
+            }
+            enum Keys: String, CodingKey { case refunds, history }
+        }
+        return .json(Detail(dispute: dispute, refunds: refundViews, history: historyViews))
     }
 
     /// Full or partial refund of the disputed payment, cumulative, never above what was captured.
@@ -101,8 +110,8 @@ struct AdminDisputesResponder {
         let body = try JSONBody(request)
         let amount = try body.integer("amount", in: 1...Int64(Int32.max) * 1000)
         let reason = try body.string("reason", maximumLength: 500, multiline: true)
-        guard let dispute = try Self.load(id, on: context.database) else { throw APIError.notFound }
-        let paymentID: String = try dispute.decode("payment_id")
+        guard let dispute = try DisputeRow.find(id, on: context.database) else { throw APIError.notFound }
+        let paymentID = dispute.payment_id
         let row = try Refunds(context: context, audit: AuditContext(request: request))
             .refund(
                 disputeID: id.uuidString.lowercased(), paymentID: paymentID, requested: amount, reason: reason,
@@ -146,11 +155,9 @@ struct AdminDisputesResponder {
         case .bool(let flag)?: submit = flag
         default: throw APIError.invalidField("submit", "must be true or false")
         }
-        guard let dispute = try Self.load(id, on: context.database) else { throw APIError.notFound }
+        guard let dispute = try DisputeRow.find(id, on: context.database) else { throw APIError.notFound }
         // A chargeback always has its Stripe id; a platform dispute has none.
-        guard try dispute.decode("kind", as: DisputeKind.self) == .chargeback,
-            let stripeID = try dispute.decodeIfPresent("stripe_dispute_id", as: String.self)
-        else {
+        guard dispute.kind == .chargeback, let stripeID = dispute.stripe_dispute_id else {
             throw APIError(.notAChargeback)
         }
         let parameters: [(String, StripeParameter)] = [("evidence", .object(evidence)), ("submit", .boolean(submit))]
@@ -167,7 +174,7 @@ struct AdminDisputesResponder {
                 AuditEntry(
                     operation: "dispute.evidence", entityType: "dispute", entityID: id.uuidString.lowercased(),
                     oldValues: [
-                        "evidence_status": JSONValue(try dispute.decodeIfPresent("evidence_status", as: String.self))
+                        "evidence_status": JSONValue(dispute.evidence_status)
                     ],
                     newValues: ["evidence_status": .string(status), "fields": .array(evidence.map { .string($0.0) })]),
                 request: request, on: connection)
@@ -194,14 +201,5 @@ struct AdminDisputesResponder {
     static func requestKey(_ request: Request) -> String? {
         guard let identity = request.identity, let key = request.header("idempotency-key") else { return nil }
         return "\(identity.profileID.uuidString.lowercased()):\(key)"
-    }
-
-    /// A dispute with its payment, as `Disputes.view` shows it.
-    static func load(_ id: UUID, on connection: some SQLExecutor) throws -> Row? {
-        try connection.query(
-            """
-            SELECT \(sql: Disputes.columns) FROM disputes d JOIN payments p ON p.id = d.payment_id WHERE d.id = \(id)
-            """
-        ).first
     }
 }

@@ -16,9 +16,9 @@ struct DisputeResolution {
         let outcome = try body.choice("outcome", from: ["refund_buyer", "release_seller", "dismiss"])
         let note = try body.optionalString("note", maximumLength: 2000, multiline: true)
         let audit = AuditContext(request: request)
-        guard let dispute = try AdminDisputesResponder.load(id, on: context.database) else { throw APIError.notFound }
-        let paymentID: String = try dispute.decode("payment_id")
-        let parties: [String] = [try dispute.decode("buyer_id"), try dispute.decode("seller_id")]
+        guard let dispute = try DisputeRow.find(id, on: context.database) else { throw APIError.notFound }
+        let paymentID = dispute.payment_id
+        let parties = [dispute.payment.buyer_id, dispute.payment.seller_id]
         let disputeID = id.uuidString.lowercased()
         try claimResolution(
             id, outcome: outcome, lease: context.shared.configuration.requestLease, on: context.database)
@@ -40,7 +40,7 @@ struct DisputeResolution {
             throw error
         }
 
-        let resolved = try context.database.withTransaction { connection -> Row in
+        let resolved = try context.database.withTransaction { connection -> DisputeRow in
             guard
                 try connection.query(
                     """
@@ -68,9 +68,9 @@ struct DisputeResolution {
                     party, kind: "dispute_resolved",
                     payload: ["dispute_id": .string(disputeID), "outcome": .string(outcome)], on: connection)
             }
-            return try AdminDisputesResponder.load(id, on: connection) ?? dispute
+            return try DisputeRow.find(id, on: connection) ?? dispute
         }
-        return .json(Disputes.view(resolved))
+        return .json(resolved)
     }
 
     /// Claims an open platform dispute for `outcome`: `409 dispute_not_open` when it is not

@@ -18,7 +18,7 @@ struct DisputesResponder {
         let body = try JSONBody(request)
         let reason = try body.string("reason", maximumLength: 200)
         let details = try body.optionalString("details", maximumLength: 5000, multiline: true)
-        let row = try context.database.withTransaction { connection -> Row in
+        let dispute = try context.database.withTransaction { connection -> DisputeRow in
             // The row lock orders this against capture, cancel and release, which claim the same row.
             guard
                 let payment = try connection.query(
@@ -30,7 +30,7 @@ struct DisputesResponder {
                     """
                 ).first
             else { throw APIError.notFound }
-            guard payment.bool("is_claimed") != true else { throw PaymentClaims.inProgress }
+            guard try !payment.decode("is_claimed", as: Bool.self) else { throw PaymentClaims.inProgress }
             let status = try payment.decode("status", as: PaymentStatus.self)
             guard [.requiresCapture, .succeeded, .refunded, .processing].contains(status) else {
                 throw APIError(
@@ -46,36 +46,33 @@ struct DisputesResponder {
             else {
                 throw APIError(.disputeAlreadyOpen)
             }
-            guard
-                let dispute = try connection.query(
-                    """
-                    INSERT INTO disputes (payment_id, kind, status, opened_by, reason, details)
-                    VALUES (\(paymentID), 'platform', 'open', \(identity.profileID), \(reason), \(details))
-                    RETURNING id::text AS id
-                    """
-                ).first, let disputeID = dispute["id"]
-            else { throw APIError.internalError }
+            let disputeID = UUID()
+            try connection.query(
+                """
+                INSERT INTO disputes (id, payment_id, kind, status, opened_by, reason, details)
+                VALUES (\(disputeID), \(paymentID), 'platform', 'open', \(identity.profileID), \(reason), \(details))
+                """)
             try Disputes.refreshFlag(paymentID: paymentID.uuidString.lowercased(), on: connection)
             try AuditLog.record(
                 AuditEntry(
-                    operation: "dispute.open", entityType: "dispute", entityID: disputeID,
+                    operation: "dispute.open", entityType: "dispute", entityID: disputeID.uuidString.lowercased(),
                     newValues: [
                         "status": "open", "reason": .string(reason),
                         "payment_id": .string(paymentID.uuidString.lowercased()),
                     ]),
                 request: request, on: connection)
             let notice: [String: JSONValue] = [
-                "dispute_id": .string(disputeID), "payment_id": .string(paymentID.uuidString.lowercased()),
+                "dispute_id": .string(disputeID.uuidString.lowercased()),
+                "payment_id": .string(paymentID.uuidString.lowercased()),
             ]
-            let other = payment.uuid("buyer_id") == identity.profileID ? payment["seller_id"] : payment["buyer_id"]
-            if let other { try Notifier.notify(other, kind: "dispute_opened", payload: notice, on: connection) }
+            let buyer: UUID = try payment.decode("buyer_id")
+            let other: UUID = buyer == identity.profileID ? try payment.decode("seller_id") : buyer
+            try Notifier.notify(
+                other.uuidString.lowercased(), kind: "dispute_opened", payload: notice, on: connection)
             try Notifier.notifyAdmins(kind: "dispute_opened", payload: notice, on: connection)
-            return try connection.query(
-                """
-                SELECT \(sql: Disputes.columns) FROM disputes d JOIN payments p ON p.id = d.payment_id WHERE d.id = \(disputeID)::uuid
-                """
-            ).first ?? dispute
+            guard let dispute = try DisputeRow.find(disputeID, on: connection) else { throw APIError.internalError }
+            return dispute
         }
-        return .json(Disputes.view(row), status: 201)
+        return .json(dispute, status: 201)
     }
 }

@@ -56,7 +56,7 @@ struct IntentsResponder {
                 AuditEntry(
                     operation: "payment.create", entityType: "payment", entityID: paymentID,
                     newValues: [
-                        "status": JSONValue(row["status"]), "payment_intent_id": .string(intent.id),
+                        "status": .string(try row.decode("status")), "payment_intent_id": .string(intent.id),
                         "amount": .int(intent.amount),
                     ]), request: request, on: connection)
             return row
@@ -65,8 +65,8 @@ struct IntentsResponder {
         // answer shows their effect when it can be read (the intent is stored either way).
         WebhookInbox(connection: database, audit: AuditContext(request: request, actorRole: "stripe"))
             .applyParked(objectID: intent.id)
-        let current = (try? database.query("SELECT p.status FROM payments p WHERE p.id = \(paymentID)::uuid"))?.first?[
-            "status"]
+        let current = try? database.query("SELECT p.status FROM payments p WHERE p.id = \(paymentID)::uuid").first?
+            .decode("status", as: String.self)
         return try .json(CreatedIntent(row: stored, status: current), status: 201)
     }
 
@@ -81,25 +81,14 @@ struct IntentsResponder {
         _ listingID: UUID, for identity: Identity, marketplace: MarketplaceConfiguration, lease: Duration,
         request: Request, on connection: Connection
     ) throws -> Reservation {
-        guard
-            let listing = try connection.query(
-                """
-                SELECT l.id, l.seller_id, l.price_cents, l.currency, l.status, l.reserved_by, l.kind,
-                       (l.reserved_until > now()) AS hold_active, s.stripe_account_id, s.charges_enabled
-                FROM listings l JOIN profiles s ON s.id = l.seller_id
-                WHERE l.id = \(listingID) FOR UPDATE OF l
-                """
-            ).first
-        else { throw APIError(.listingNotFound) }
-        guard listing.uuid("seller_id") != identity.profileID else {
+        guard let listing = try ListingRow.lock(listingID, on: connection) else { throw APIError(.listingNotFound) }
+        guard listing.sellerID != identity.profileID else {
             throw APIError(.selfPurchase, message: "You cannot buy your own listing.")
         }
-        guard listing["kind"] == "item" else {
+        guard listing.kind == .item else {
             throw APIError(.listingUnavailable, message: "This listing is paid in milestones.")
         }
-        if listing["status"] == "payment_pending", listing.uuid("reserved_by") == identity.profileID,
-            listing.bool("hold_active") == true
-        {
+        if listing.status == .paymentPending, listing.reservedBy == identity.profileID, listing.isHoldActive {
             guard
                 let existing = try connection.query(
                     """
@@ -109,11 +98,13 @@ struct IntentsResponder {
                       AND p.status NOT IN ('failed', 'canceled', 'succeeded', 'refunded')
                     ORDER BY p.created_at DESC LIMIT 1
                     """
-                ).first, let paymentID = existing["id"]
+                ).first
             else {
                 throw APIError(.listingUnavailable)
             }
-            if existing["stripe_payment_intent_id"] != nil { return .existing(existing) }
+            let payment = try PaymentRecord(row: existing)
+            if payment.payment_intent_id != nil { return .existing(existing) }
+            let paymentID = payment.id
             // An earlier attempt ended without an outcome, or its process died: take it over.
             guard let attempt = try IntentCreation.claim(paymentID, lease: lease, on: connection) else {
                 throw APIError(
@@ -122,13 +113,13 @@ struct IntentsResponder {
             }
             return .attempt(attempt)
         }
-        guard listing["status"] == "active" else {
+        guard listing.status == .active else {
             throw APIError(.listingUnavailable)
         }
-        guard listing["stripe_account_id"] != nil, listing.bool("charges_enabled") == true else {
+        guard listing.sellerCanBePaid else {
             throw APIError(.sellerNotReady)
         }
-        let amount: Int64 = try listing.decode("price_cents")
+        let amount = listing.priceCents
         try MarketplaceConfiguration.checkChargeable(amount)
         let fee = marketplace.fee(for: amount)
         try connection.query(
@@ -143,8 +134,8 @@ struct IntentsResponder {
             """
             INSERT INTO payments (id, kind, buyer_id, seller_id, listing_id, amount_cents, application_fee_cents, currency,
                                   status, transfer_group, \(sql: first.columns))
-            VALUES (\(paymentID)::uuid, 'purchase', \(identity.profileID), \(listing["seller_id"])::uuid, \(listingID), \(amount),
-                    \(fee), \(listing["currency"]), 'creating', \("listing:" + listingID.uuidString.lowercased()),
+            VALUES (\(paymentID)::uuid, 'purchase', \(identity.profileID), \(listing.sellerID), \(listingID), \(amount),
+                    \(fee), \(listing.currency), 'creating', \("listing:" + listingID.uuidString.lowercased()),
                     \(sql: first.values))
             """)
         return .attempt(first.attempt)
@@ -153,10 +144,10 @@ struct IntentsResponder {
     private func show(_ request: Request, _ context: WorkerContext) throws -> Response {
         let identity = try request.requireIdentity()
         let id = try PathParameter.uuid(request, "id")
-        guard let row = try PaymentRecord.visible(id, to: identity, on: context.database) else {
+        guard let payment = try PaymentRecord.visible(id, to: identity, on: context.database) else {
             throw APIError.notFound
         }
-        return .json(try PaymentRecord(row: row))
+        return .json(payment)
     }
 
     /// Keyset pagination, newest first: `cursor` is opaque (base64url of created_at and id).
@@ -181,10 +172,6 @@ struct IntentsResponder {
             """
         ).rows
         let (page, next) = try PageCursor.page(rows, limit: limit)
-        struct Page: Encodable {
-            let data: [PaymentRecord]
-            @Nullable var next_cursor: String?
-        }
         return .json(Page(data: try page.map(PaymentRecord.init(row:)), next_cursor: next))
     }
 }
@@ -201,16 +188,14 @@ private struct CreatedIntent: Encodable {
     @Nullable var reserved_until: String?
 
     init(row: Row, status current: String?) throws {
-        guard let intent = row["stripe_payment_intent_id"], let secret = row["client_secret"] else {
-            throw APIError.internalError
-        }
+        // Both are stored together when the intent is attached, before this answer is made.
         payment_id = try row.decode("id")
-        payment_intent_id = intent
-        client_secret = secret
+        payment_intent_id = try row.decode("stripe_payment_intent_id")
+        client_secret = try row.decode("client_secret")
         amount = try row.decode("amount_cents")
         application_fee = try row.decode("application_fee_cents")
         currency = try row.decode("currency")
         status = try current ?? row.decode("status")
-        reserved_until = row["reserved_until"]
+        reserved_until = try row.decodeIfPresent("reserved_until")
     }
 }

@@ -34,31 +34,20 @@ struct MilestonesResponder {
         let database = context.database
 
         let attempt = try database.withTransaction { connection -> IntentCreation.Attempt in
-            guard
-                let listing = try connection.query(
-                    """
-                    SELECT l.id, l.seller_id, l.currency, l.kind, l.status, s.stripe_account_id, s.charges_enabled
-                    FROM listings l JOIN profiles s ON s.id = l.seller_id WHERE l.id = \(listingID) FOR UPDATE OF l
-                    """
-                ).first
-            else { throw APIError(.listingNotFound) }
+            guard let listing = try ListingRow.lock(listingID, on: connection) else { throw APIError(.listingNotFound) }
             guard
                 let milestone = try connection.query(
-                    """
-                    SELECT id, listing_id, amount_cents, status FROM milestones WHERE id = \(milestoneID) FOR UPDATE
-                    """
-                ).first
+                    "SELECT \(sql: MilestoneRow.columns) FROM milestones m WHERE m.id = \(milestoneID) FOR UPDATE"
+                ).first.map(MilestoneRow.init(row:))
             else { throw APIError(.milestoneNotFound) }
-            guard try milestone.decode("listing_id", as: UUID.self) == listingID else {
+            guard milestone.listingID == listingID else {
                 throw APIError.invalidField("milestone_id", "does not belong to this listing")
             }
-            let sellerID: UUID = try listing.decode("seller_id")
+            let sellerID = listing.sellerID
             guard sellerID != identity.profileID else {
                 throw APIError(.selfPurchase)
             }
-            guard try listing.decode("kind", as: String.self) == "job",
-                try listing.decode("status", as: String.self) == "active"
-            else {
+            guard listing.kind == .job, listing.status == .active else {
                 throw APIError(.listingUnavailable, message: "This listing is not a job open for funding.")
             }
             // A job has one buyer: whoever funded it first.
@@ -70,7 +59,7 @@ struct MilestonesResponder {
             ).first != nil {
                 throw APIError(.jobHasOtherBuyer)
             }
-            let status: MilestoneStatus = try milestone.decode("status")
+            let status = milestone.status
             // This buyer's earlier attempt ended without an outcome, or its process died: take it over.
             if status.isFundingUnderway,
                 let unfinished = try connection.query(
@@ -96,13 +85,11 @@ struct MilestonesResponder {
                     message: "This milestone is \(status.rawValue), not pending.")
             }
             // A seller without a connected account (NULL) cannot be paid.
-            guard try listing.decodeIfPresent("stripe_account_id", as: String.self) != nil,
-                try listing.decode("charges_enabled", as: Bool.self)
-            else {
+            guard listing.sellerCanBePaid else {
                 throw APIError(.sellerNotReady)
             }
-            let amount: Int64 = try milestone.decode("amount_cents")
-            let currency: String = try listing.decode("currency")
+            let amount = milestone.amount
+            let currency = listing.currency
             try MarketplaceConfiguration.checkChargeable(amount)
             try connection.query("UPDATE milestones SET status = 'funding' WHERE id = \(milestoneID)")
             guard
@@ -118,7 +105,7 @@ struct MilestonesResponder {
                 """
                 INSERT INTO payments (id, kind, buyer_id, seller_id, listing_id, milestone_id, amount_cents, application_fee_cents,
                                       currency, status, transfer_group, \(sql: first.columns))
-                VALUES (\(paymentID)::uuid, 'milestone', \(identity.profileID), \(sellerID)::uuid, \(listingID),
+                VALUES (\(paymentID)::uuid, 'milestone', \(identity.profileID), \(sellerID), \(listingID),
                         \(milestoneID), \(amount), \(configuration.marketplace.fee(for: amount)), \(currency), 'creating',
                         \("listing:" + listingID.uuidString.lowercased()), \(sql: first.values))
                 """)
@@ -145,13 +132,17 @@ struct MilestonesResponder {
         }
         WebhookInbox(connection: database, audit: AuditContext(request: request, actorRole: "stripe")).applyParked(
             objectID: intent.id)
+        // Stripe returns the secret of every intent it creates; the buyer cannot pay without it.
+        guard let clientSecret = intent.clientSecret else {
+            throw APIError(.stripeError, message: "Stripe returned the funding's intent without its client secret.")
+        }
         struct Funding: Encodable {
             let payment_id, payment_intent_id, client_secret, milestone_id, currency: String
             let amount, application_fee: Int64
         }
         return .json(
             Funding(
-                payment_id: paymentID, payment_intent_id: intent.id, client_secret: intent.clientSecret ?? "",
+                payment_id: paymentID, payment_intent_id: intent.id, client_secret: clientSecret,
                 milestone_id: milestone, currency: intent.currency, amount: intent.amount,
                 application_fee: payment.applicationFee), status: 201)
     }
@@ -178,7 +169,7 @@ struct MilestonesResponder {
         guard visible != nil else { throw APIError.notFound }
         let rows = try context.database.query(
             """
-            SELECT m.id, m.position, m.title, m.amount_cents, m.status,
+            SELECT \(sql: MilestoneRow.columns),
                    (SELECT p.id::text FROM payments p WHERE p.milestone_id = m.id AND p.status NOT IN ('failed', 'canceled')
                     ORDER BY p.created_at DESC LIMIT 1) AS payment_id
             FROM milestones m WHERE m.listing_id = \(listingID) ORDER BY m.position
@@ -193,10 +184,10 @@ struct MilestonesResponder {
         return .json([
             "data": try rows.map {
                 // payment_id is NULL while no attempt of the milestone is live.
-                Milestone(
-                    id: try $0.decode("id"), title: try $0.decode("title"),
-                    status: try $0.decode("status", as: MilestoneStatus.self).rawValue,
-                    position: try $0.decode("position"), amount: try $0.decode("amount_cents"),
+                let milestone = try MilestoneRow(row: $0)
+                return Milestone(
+                    id: milestone.id.uuidString.lowercased(), title: milestone.title, status: milestone.status.rawValue,
+                    position: milestone.position, amount: milestone.amount,
                     payment_id: try $0.decodeIfPresent("payment_id"))
             }
         ])

@@ -1,0 +1,56 @@
+import Foundation
+import Postgres
+
+/// What a listing sells (`listings.kind`): one item, or a job paid in milestones.
+enum ListingKind: String, SQLDecodable {
+    case item
+    case job
+}
+
+/// A listing's state (`listings.status`): `payment_pending` while a buyer's reservation holds it.
+enum ListingStatus: String, SQLDecodable {
+    case active
+    case paymentPending = "payment_pending"
+    case sold
+    case cancelled
+}
+
+/// A `listings` row, read with its seller's readiness to be paid, for a purchase or a funding.
+struct ListingRow {
+    let id: UUID
+    let sellerID: UUID
+    let kind: ListingKind
+    let priceCents: Int64
+    let currency: String
+    let status: ListingStatus
+    let reservedBy: UUID?
+    /// True while a reservation has time left (`reserved_until` is in the future).
+    let isHoldActive: Bool
+    /// The seller has a connected account that Stripe lets take charges.
+    let sellerCanBePaid: Bool
+
+    init(row: Row) throws {
+        id = try row.decode("id")
+        sellerID = try row.decode("seller_id")
+        kind = try row.decode("kind")
+        priceCents = try row.decode("price_cents")
+        currency = try row.decode("currency")
+        status = try row.decode("status")
+        reservedBy = try row.decodeIfPresent("reserved_by")
+        isHoldActive = try row.decode("hold_active")
+        sellerCanBePaid = try row.decode("seller_can_be_paid")
+    }
+
+    /// The listing, locked (`FOR UPDATE`) until the transaction ends, or nil when there is none.
+    static func lock(_ id: UUID, on connection: some SQLExecutor) throws -> ListingRow? {
+        try connection.query(
+            """
+            SELECT l.id, l.seller_id, l.kind, l.price_cents, l.currency, l.status, l.reserved_by,
+                   COALESCE(l.reserved_until > now(), false) AS hold_active,
+                   (s.stripe_account_id IS NOT NULL AND s.charges_enabled) AS seller_can_be_paid
+            FROM listings l JOIN profiles s ON s.id = l.seller_id
+            WHERE l.id = \(id) FOR UPDATE OF l
+            """
+        ).first.map(ListingRow.init(row:))
+    }
+}
