@@ -78,7 +78,8 @@ ROUTES: list[SecuredRoute] = [
                  body={}, state_changing=True, resource="notification", owner_only=True,
                  audit="notification.read", rate_limits=("notifications",)),
     SecuredRoute("GET", "/api/admin/audit-logs", auth="token", roles=frozenset({"admin"}),
-                 query="entity_type=notification&entity_id={entity_id}", resource="audit_entity"),
+                 query="entity_type=notification&entity_id={entity_id}", resource="audit_entity",
+                 audit="audit_log.list", rate_limits=("admin-read",)),
 
     # intents (IntentsResponder)
     SecuredRoute("POST", "/api/payments/create-intent", auth="token", roles=frozenset({"buyer"}),
@@ -125,6 +126,9 @@ ROUTES: list[SecuredRoute] = [
     SecuredRoute("GET", "/api/connect/status", auth="token", roles=frozenset({"seller"})),
     SecuredRoute("POST", "/api/connect/dashboard-link", auth="token", roles=frozenset({"seller"}), body={},
                  state_changing=True, resource="own_connect_account", rate_limits=("connect",)),
+    SecuredRoute("GET", "/api/connect/balance", auth="token", roles=frozenset({"seller"}),
+                 resource="own_connect_account"),
+    SecuredRoute("GET", "/api/connect/payouts", auth="token", roles=frozenset({"seller"}), query="limit=5"),
     # The seller's browser comes back from Stripe's hosted pages without a token: the HMAC-signed
     # `state` is the credential (outside the CSRF policy).
     # nginx turns the app's 400 into a static HTML page for the browser (status kept, no redirect).
@@ -152,6 +156,21 @@ ROUTES: list[SecuredRoute] = [
                  body={"evidence": {"product_description": "security matrix"}}, state_changing=True,
                  resource="dispute", audit="dispute.evidence", rate_limits=("admin-evidence",),
                  ok_status=409, ok_code="not_a_chargeback"),
+
+    # the admin's money tools (AdminPaymentsResponder, AdminWebhookEventsResponder). The matrix's
+    # payment has succeeded; the admin's control refund asks for more than was captured, so it
+    # reaches the handler and gets its 422 without touching Stripe.
+    SecuredRoute("GET", "/api/admin/payments", auth="token", roles=frozenset({"admin"}), query="status=succeeded&limit=5",
+                 audit="payment.search", rate_limits=("admin-read",)),
+    SecuredRoute("POST", "/api/admin/payments/{id}/refund", auth="token", roles=frozenset({"admin"}),
+                 body={"amount": "{over_captured}", "reason": "security matrix"}, state_changing=True,
+                 resource="refundable_payment", audit="payment.refund", rate_limits=("admin-refund",),
+                 ok_status=422, ok_code="refund_exceeds_captured"),
+    SecuredRoute("GET", "/api/admin/webhook-events", auth="token", roles=frozenset({"admin"}), query="status=dead",
+                 audit="webhook_event.list", rate_limits=("admin-read",)),
+    SecuredRoute("POST", "/api/admin/webhook-events/{id}/replay", auth="token", roles=frozenset({"admin"}), body={},
+                 state_changing=True, resource="stored_event", audit="webhook_event.replay",
+                 rate_limits=("admin-replay",)),
 
     # test-only diagnostics (DIAGNOSTICS_ENABLED=1 in the harness; never in production)
     SecuredRoute("POST", "/api/_diag/echo", auth="diagnostics", body={}),
@@ -282,6 +301,24 @@ def _dispute(stack, db, caller):
     return {"id": dispute_id, "payment_id": payment_id, "over_captured": 4201}
 
 
+def _refundable_payment(stack, db, caller):
+    """A succeeded purchase between two fresh profiles (4 200 captured)."""
+    payment_id = insert_payment(db, make_profile(db, "buyer"), make_profile(db, "seller"), amount=4200)
+    return {"id": payment_id, "over_captured": 4201}
+
+
+def _stored_event(stack, db, caller):
+    """A stored event of a type the app does not act on: replaying it marks it `ignored`."""
+    event_id = f"evt_matrix{uuid.uuid4().hex[:16]}"
+    payload = json.dumps({"id": event_id, "object": "event", "api_version": "2024-06-20", "created": 1765000000,
+                          "livemode": False, "type": "customer.created",
+                          "data": {"object": {"id": "cus_matrix", "object": "customer"}}})
+    db.execute("INSERT INTO webhook_events (id, endpoint, type, created, payload, status)"
+               " VALUES (%s, 'platform', 'customer.created', 1765000000, %s, 'received')",
+               (event_id, payload.encode()))
+    return {"id": event_id}
+
+
 def _audit_entity(stack, db, caller):
     return {"entity_id": str(uuid.uuid4())}
 
@@ -296,6 +333,8 @@ RESOURCE_BUILDERS = {
     "released_milestone": _released_milestone,
     "own_connect_account": _own_connect_account,
     "dispute": _dispute,
+    "refundable_payment": _refundable_payment,
+    "stored_event": _stored_event,
 }
 
 

@@ -397,6 +397,22 @@ def test_manual_capture_destination_flow(fake):
         types.index("payment_intent.succeeded")
 
 
+def test_balance_is_pending_until_available_on_then_available(fake):
+    acct = onboarded_account(fake)
+    pi = destination_pi(fake, acct)
+    fake.confirm_payment_intent(pi["id"], "pm_card_visa")
+    assert call(fake, "POST", f"/v1/payment_intents/{pi['id']}/capture", idem="cap-balance").status == 200
+    seller = call(fake, "GET", "/v1/balance", account=acct).json()
+    assert seller["object"] == "balance"
+    assert seller["pending"][0]["amount"] == 4500 and seller["available"][0]["amount"] == 0, seller
+    platform = call(fake, "GET", "/v1/balance").json()
+    assert platform["pending"][0]["amount"] > 0  # the charge, less the transfer and Stripe's fee
+    assert call(fake, "GET", "/v1/balance", {"limit": 3}).status == 400
+    control(fake, "POST", "/clock/advance", {"seconds": 3 * 86400})
+    later = call(fake, "GET", "/v1/balance", account=acct).json()
+    assert later["available"][0]["amount"] == 4500 and later["pending"][0]["amount"] == 0, later
+
+
 def test_destination_requires_onboarded_account(fake):
     a = call(fake, "POST", "/v1/accounts", {"type": "express",
                                              "capabilities": {"transfers": {"requested": True}}})

@@ -149,9 +149,10 @@ def test_admins_read_the_trail_of_one_entity(stack, db):
     trail = stack.get(f"/api/admin/audit-logs?entity_type=notification&entity_id={notification_id}", headers=admin["headers"])
     assert trail.status_code == 200, trail.text
     entries = trail.json()["data"]
+    # Newest first.
     assert [(e["request_id"], e["success"], e.get("error_code"), e.get("actor_profile_id")) for e in entries] == [
-        (request_id(refused), False, "not_found", intruder["id"]),
         (request_id(done), True, None, profile["id"]),
+        (request_id(refused), False, "not_found", intruder["id"]),
     ]
 
 

@@ -211,3 +211,15 @@ public struct Payout: StripeObject {
     public let arrivalDate: Int64?
     public let failureCode: String?
 }
+
+/// An account's Balance: funds available to pay out, and funds still pending, by currency.
+public struct Balance: Decodable, Sendable {
+    public let available: [Money]
+    public let pending: [Money]
+
+    /// An amount in one currency.
+    public struct Money: Decodable, Sendable {
+        public let amount: Int64
+        public let currency: String
+    }
+}

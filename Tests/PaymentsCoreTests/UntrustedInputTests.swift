@@ -139,6 +139,12 @@ import Testing
         #expect(StripeKeys.releaseMilestone(id) == "milestone:0f1e2d3c-aaaa-bbbb-cccc-000000000000:release")
         #expect(StripeKeys.disputeRefund(id, number: 3) == "dispute:0f1e2d3c-aaaa-bbbb-cccc-000000000000:refund:3")
         #expect(StripeKeys.disputeReversal(id, number: 3) == "dispute:0f1e2d3c-aaaa-bbbb-cccc-000000000000:reversal:3")
+        #expect(StripeKeys.paymentRefund(id, number: 2) == "payment:0f1e2d3c-aaaa-bbbb-cccc-000000000000:refund:2")
+        #expect(StripeKeys.paymentReversal(id, number: 2) == "payment:0f1e2d3c-aaaa-bbbb-cccc-000000000000:reversal:2")
+        #expect(
+            RefundScope.goodwill.refundKey(paymentID: id, number: 1)
+                != RefundScope.dispute(id).refundKey(
+                    paymentID: id, number: 1))
         #expect(
             StripeKeys.disputeEvidence(id, digest: "abc") == "dispute:0f1e2d3c-aaaa-bbbb-cccc-000000000000:evidence:abc"
         )

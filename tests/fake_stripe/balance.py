@@ -6,8 +6,8 @@ from typing import Any, Dict, Optional
 
 from . import events
 from .errors import invalid, missing
-from .state import State
-from .util import new_id
+from .state import Ctx, State
+from .util import check_unknown, new_id
 
 
 def transaction(st: State, amount: int, currency: str, type_: str, source: str,
@@ -32,6 +32,26 @@ def transaction(st: State, amount: int, currency: str, type_: str, source: str,
     }
     st.put(t, account)
     return t["id"]
+
+
+def retrieve(st: State, ctx: Ctx, p: Dict[str, Any]) -> Dict[str, Any]:
+    """GET /v1/balance of the caller's account (`Stripe-Account`, or the platform): the net of its
+    balance transactions by currency, available once `available_on` has passed, else pending."""
+    check_unknown(p, ())
+    available: Dict[str, int] = {}
+    pending: Dict[str, int] = {}
+    for obj, account in st.scan():
+        if obj.get("object") != "balance_transaction" or account != ctx.account:
+            continue
+        bucket = available if obj["available_on"] <= st.now() else pending
+        bucket[obj["currency"]] = bucket.get(obj["currency"], 0) + obj["net"]
+    currencies = sorted(set(available) | set(pending)) or ["usd"]
+
+    def amounts(bucket: Dict[str, int]) -> list:
+        return [{"amount": bucket.get(c, 0), "currency": c, "source_types": {"card": bucket.get(c, 0)}}
+                for c in currencies]
+    return {"object": "balance", "available": amounts(available), "pending": amounts(pending),
+            "livemode": False}
 
 
 def simulate_payout(st: State, acct_id: str, p: Dict[str, Any]) -> Dict[str, Any]:

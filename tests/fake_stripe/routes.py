@@ -10,8 +10,8 @@ import functools
 import re
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import (account_links, accounts, charges, disputes, events, payment_intents, refunds,
-               transfers)
+from . import (account_links, accounts, balance, charges, disputes, events, payment_intents,
+               refunds, transfers)
 from .state import State
 
 Handler = Callable[..., Any]
@@ -88,6 +88,7 @@ for _method, _pattern, _handler in (
     ("GET", "/v1/events", events.list_),
     ("GET", "/v1/events/{id}", events.retrieve),
     ("GET", "/v1/payment_methods/{id}", _simple("payment_method")),
+    ("GET", "/v1/balance", balance.retrieve),
     ("GET", "/v1/balance_transactions/{id}", _simple("balance_transaction")),
     ("GET", "/v1/application_fees/{id}", _simple("application_fee")),
 ):

@@ -29,6 +29,8 @@ def new_transfer(st: State, ctx: Ctx, account: Optional[str], amount: int, curre
     }
     tr["balance_transaction"] = balance.transaction(st, -amount, currency, "transfer", tr_id,
                                                     account)
+    # The destination receives it as a payment (`py_`) on its own balance.
+    balance.transaction(st, amount, currency, "payment", tr["destination_payment"], destination)
     st.put(tr, account)
     events.emit(st, "transfer.created", tr, ctx, account)
     return tr
@@ -102,6 +104,8 @@ def reverse(st: State, ctx: Ctx, tr: Dict[str, Any], amount: int,
            "source_refund": source_refund, "transfer": tr["id"]}
     trr["balance_transaction"] = balance.transaction(st, amount, tr["currency"],
                                                      "transfer_refund", trr["id"], account)
+    balance.transaction(st, -amount, tr["currency"], "payment_refund", trr["destination_payment_refund"],
+                        tr["destination"])
     st.put(trr, account)
     tr["amount_reversed"] += amount
     tr["reversed"] = tr["amount_reversed"] >= tr["amount"]

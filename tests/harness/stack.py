@@ -118,7 +118,7 @@ class Stack:
             # A tight limit on one cheap route, for the rate-limiter tests (keyed per profile);
             # every test comes from 127.0.0.1, so the per-IP limits are opened up for the suite.
             "RATE_LIMITS": "notifications=10/60,intent-ip=5000/60,capture=5000/60,admin-refund=5000/60,"
-                           "admin-resolve=5000/60,admin-evidence=5000/60,onboarding-ip=5000/60",
+                           "admin-resolve=5000/60,admin-evidence=5000/60,admin-replay=5000/60,onboarding-ip=5000/60",
             "PUBLIC_BASE_URL": base_url,
             "APP_RETURN_URL": base_url + "/marketplace/",
         }

@@ -2,23 +2,81 @@ import Foundation
 import Postgres
 import Stripe
 
-/// Refunds decided by an admin on a dispute. The amount is reserved (a `refunds` row) while the
-/// payment row is locked, so concurrent refunds can never add up to more than was captured;
-/// the Stripe key `dispute:{id}:refund:{n}` makes each numbered refund happen once.
+/// What an admin's refund answers: a dispute, or nothing but the admin's judgement (a goodwill
+/// refund). Refunds are numbered within their scope, and the number keys their Stripe calls.
+enum RefundScope {
+    case dispute(String)
+    case goodwill
+
+    var disputeID: String? {
+        if case .dispute(let id) = self { id } else { nil }
+    }
+
+    /// The audit operation and the entity it is recorded on.
+    func auditTarget(paymentID: String) -> (operation: String, entityType: String, entityID: String) {
+        switch self {
+        case .dispute(let id): ("dispute.refund", "dispute", id)
+        case .goodwill: ("payment.refund", "payment", paymentID)
+        }
+    }
+
+    func refundKey(paymentID: String, number: Int) -> String {
+        switch self {
+        case .dispute(let id): StripeKeys.disputeRefund(id, number: number)
+        case .goodwill: StripeKeys.paymentRefund(paymentID, number: number)
+        }
+    }
+
+    func reversalKey(paymentID: String, number: Int) -> String {
+        switch self {
+        case .dispute(let id): StripeKeys.disputeReversal(id, number: number)
+        case .goodwill: StripeKeys.paymentReversal(paymentID, number: number)
+        }
+    }
+}
+
+/// A refund as the admin API answers it.
+struct RefundRecord: Encodable {
+    let id: String
+    /// NULL until Stripe has answered.
+    @Nullable var stripe_refund_id: String?
+    let amount: Int64
+    let status: String
+
+    init(row: Row) throws {
+        id = try row.decode("id")
+        stripe_refund_id = try row.decodeIfPresent("stripe_refund_id")
+        amount = try row.decode("amount_cents")
+        status = try row.decode("status")
+    }
+}
+
+/// Refunds decided by an admin, on a dispute or as a goodwill gesture. The amount is reserved
+/// (a `refunds` row) while the payment row is locked, so concurrent refunds can never add up to
+/// more than was captured; the Stripe key (`dispute:{id}:refund:{n}`, `payment:{id}:refund:{n}`)
+/// makes each numbered refund happen once.
 struct Refunds {
     let context: WorkerContext
     let audit: AuditContext
 
-    /// Refunds `requested` (or everything not yet refunded) of the dispute's payment; returns the refund row.
+    /// The request's `Idempotency-Key`, scoped to its admin (keys are per profile), or nil.
+    static func requestKey(_ request: Request) -> String? {
+        guard let identity = request.identity, let key = request.header("idempotency-key") else { return nil }
+        return "\(identity.profileID.uuidString.lowercased()):\(key)"
+    }
+
+    /// Refunds `requested` (or everything not yet refunded) of the payment; returns the refund row.
     /// `requestKey` names the request (its profile and `Idempotency-Key`), when it has one.
     ///
     /// A refund whose Stripe call ended without an outcome (a lost response, a 5xx, a timeout)
     /// is kept, its amount still reserved, and resumed under the same keys by the next refund
     /// of the same amount on the dispute (another amount gets `409 refund_in_progress` until it
     /// is settled), or by a retry under the same `Idempotency-Key`: so a retry never refunds twice.
-    func refund(disputeID: String, paymentID: String, requested: Int64?, reason: String?, requestKey: String?) throws
-        -> Row
-    {
+    func refund(
+        paymentID: String, scope: RefundScope, requested: Int64?, reason: String?, requestKey: String?
+    ) throws -> RefundRecord {
+        let disputeID = scope.disputeID
+        let target = scope.auditTarget(paymentID: paymentID)
         let database = context.database
         let reservation = try database.withTransaction { connection -> Row in
             // Lock first, then read: a statement that waited for the lock would still see the
@@ -26,7 +84,7 @@ struct Refunds {
             guard
                 let locked = try connection.query(
                     """
-                    SELECT \(sql: PaymentClaims.isLive) AS claimed
+                    SELECT \(sql: PaymentClaims.isLive) AS claimed, is_disputed
                     FROM payments WHERE id = \(paymentID)::uuid FOR UPDATE
                     """
                 ).first
@@ -34,8 +92,17 @@ struct Refunds {
             // A capture or release under way (an admin's resolution, say) moves this money first.
             // NULL (a claim without an expiry) holds nothing.
             guard try locked.decodeIfPresent("claimed", as: Bool.self) != true else { throw PaymentClaims.inProgress }
+            // A disputed payment's money is moved by settling its dispute, which records why.
+            if disputeID == nil, try locked.decode("is_disputed", as: Bool.self) {
+                throw APIError(
+                    .paymentDisputed,
+                    message:
+                        "This payment has an open dispute: refund it through the dispute (/api/admin/disputes/{id}/refund)."
+                )
+            }
             if let resumed = try resumable(
-                disputeID: disputeID, requested: requested, requestKey: requestKey, on: connection)
+                paymentID: paymentID, disputeID: disputeID, requested: requested, requestKey: requestKey,
+                on: connection)
             {
                 return resumed
             }
@@ -67,12 +134,14 @@ struct Refunds {
                 let row = try connection.query(
                     """
                     INSERT INTO refunds (payment_id, dispute_id, sequence, amount_cents, currency, reason, status, created_by,
-                                         dispute_attempt, request_key)
+                                         attempt, request_key)
                     VALUES (\(paymentID)::uuid, \(disputeID)::uuid,
                             (SELECT COALESCE(max(sequence), 0) + 1 FROM refunds WHERE payment_id = \(paymentID)::uuid),
                             \(amount), \(currency), \(reason), 'creating', \(audit.actorProfileID),
-                            (SELECT count(*) + 1 FROM refunds WHERE dispute_id = \(disputeID)::uuid), \(requestKey))
-                    RETURNING id::text AS id, amount_cents, dispute_attempt AS number, stripe_refund_id,
+                            (SELECT count(*) + 1 FROM refunds WHERE payment_id = \(paymentID)::uuid
+                               AND dispute_id IS NOT DISTINCT FROM \(disputeID)::uuid AND attempt IS NOT NULL),
+                            \(requestKey))
+                    RETURNING id::text AS id, amount_cents, attempt AS number, stripe_refund_id,
                               \(alreadyRefunded)::bigint AS refunded_before
                     """
                 ).first
@@ -82,7 +151,7 @@ struct Refunds {
         let refundID: String = try reservation.decode("id")
         if try reservation.decodeIfPresent("stripe_refund_id", as: String.self) != nil {
             // This request's own refund, finished before its answer was stored: answer it again.
-            return try settledRow(refundID, on: database)
+            return try RefundRecord(row: settledRow(refundID, on: database))
         }
         let amount: Int64 = try reservation.decode("amount_cents")
         let number: Int = try reservation.decode("number")
@@ -91,12 +160,12 @@ struct Refunds {
         let refund: Refund
         do {
             try reverseReleasedTransfer(
-                paymentID: paymentID, amount: amount, key: StripeKeys.disputeReversal(disputeID, number: number))
+                paymentID: paymentID, amount: amount, key: scope.reversalKey(paymentID: paymentID, number: number))
             refund = try context.stripe.createRefund(
                 try parameters(
                     paymentID: paymentID, amount: amount, disputeID: disputeID,
                     refundID: refundID),
-                idempotencyKey: StripeKeys.disputeRefund(disputeID, number: number))
+                idempotencyKey: scope.refundKey(paymentID: paymentID, number: number))
         } catch {
             let code = (error as? StripeError)?.code ?? (error as? APIError)?.code ?? "stripe_error"
             let unknown = error.mayHaveMovedMoney
@@ -108,7 +177,7 @@ struct Refunds {
                         : "UPDATE refunds SET status = 'failed', failure_reason = \(code) WHERE id = \(refundID)::uuid")
                 try AuditLog.record(
                     AuditEntry(
-                        operation: "dispute.refund", entityType: "dispute", entityID: disputeID,
+                        operation: target.operation, entityType: target.entityType, entityID: target.entityID,
                         oldValues: ["amount_refunded": refundedBefore],
                         newValues: [
                             "refund_id": .string(refundID), "amount": .int(amount),
@@ -119,7 +188,7 @@ struct Refunds {
             throw error
         }
 
-        return try database.withTransaction { connection -> Row in
+        return try database.withTransaction { connection -> RefundRecord in
             let status = refund.status ?? "pending"
             guard
                 let row = try connection.query(
@@ -142,7 +211,7 @@ struct Refunds {
             .first?.decode("amount_refunded", as: Int64.self)
             try AuditLog.record(
                 AuditEntry(
-                    operation: "dispute.refund", entityType: "dispute", entityID: disputeID,
+                    operation: target.operation, entityType: target.entityType, entityID: target.entityID,
                     oldValues: ["amount_refunded": refundedBefore],
                     newValues: [
                         "refund_id": .string(refundID), "stripe_refund_id": .string(refund.id),
@@ -157,7 +226,7 @@ struct Refunds {
                     buyer, kind: "refund_issued",
                     payload: ["payment_id": .string(paymentID), "amount_cents": .int(amount)], on: connection)
             }
-            return row
+            return try RefundRecord(row: row)
         }
     }
 
@@ -165,18 +234,19 @@ struct Refunds {
     /// this request's own (same `Idempotency-Key`), or one whose outcome is unknown. Throws
     /// `409 refund_in_progress` when an unknown one is of another amount.
     private func resumable(
-        disputeID: String, requested: Int64?, requestKey: String?,
+        paymentID: String, disputeID: String?, requested: Int64?, requestKey: String?,
         on connection: Connection
     ) throws -> Row? {
         let columns: SQLQuery = """
-            id::text AS id, amount_cents, dispute_attempt AS number, stripe_refund_id,
+            id::text AS id, amount_cents, attempt AS number, stripe_refund_id,
             (SELECT amount_refunded FROM payments WHERE id = payment_id) AS refunded_before
             """
         if let requestKey,
             let own = try connection.query(
                 """
                 UPDATE refunds SET outcome_unknown = false
-                WHERE dispute_id = \(disputeID)::uuid AND request_key = \(requestKey) AND dispute_attempt IS NOT NULL
+                WHERE payment_id = \(paymentID)::uuid AND dispute_id IS NOT DISTINCT FROM \(disputeID)::uuid
+                  AND request_key = \(requestKey) AND attempt IS NOT NULL
                   AND status <> 'failed'
                 RETURNING \(sql: columns)
                 """
@@ -188,7 +258,8 @@ struct Refunds {
             let unknown = try connection.query(
                 """
                 SELECT id, amount_cents FROM refunds
-                WHERE dispute_id = \(disputeID)::uuid AND status = 'creating' AND outcome_unknown AND dispute_attempt IS NOT NULL
+                WHERE payment_id = \(paymentID)::uuid AND dispute_id IS NOT DISTINCT FROM \(disputeID)::uuid
+                  AND status = 'creating' AND outcome_unknown AND attempt IS NOT NULL
                 ORDER BY created_at LIMIT 1
                 """
             ).first
@@ -199,7 +270,7 @@ struct Refunds {
             throw APIError(
                 .refundInProgress,
                 message:
-                    "A refund of \(amount) on this dispute is still being settled with Stripe; retry that amount first.",
+                    "A refund of \(amount) on this payment is still being settled with Stripe; retry that amount first.",
                 headers: [("Retry-After", "5")])
         }
         return try connection.query(
@@ -223,7 +294,7 @@ struct Refunds {
 
     /// Destination charges take the seller's share back with the refund; a platform charge
     /// (milestone) is refunded from the platform alone.
-    private func parameters(paymentID: String, amount: Int64, disputeID: String, refundID: String) throws -> [(
+    private func parameters(paymentID: String, amount: Int64, disputeID: String?, refundID: String) throws -> [(
         String, StripeParameter
     )] {
         guard
@@ -239,10 +310,9 @@ struct Refunds {
             ("payment_intent", .string(intent)), ("amount", .integer(amount)), ("reason", "requested_by_customer"),
             (
                 "metadata",
-                .object([
-                    ("dispute_id", .string(disputeID)), ("refund_id", .string(refundID)),
-                    ("payment_id", .string(paymentID)),
-                ])
+                .object(
+                    (disputeID.map { [("dispute_id", .string($0))] } ?? [])
+                        + [("refund_id", .string(refundID)), ("payment_id", .string(paymentID))])
             ),
         ]
         if try payment.decode("kind", as: PaymentKind.self) == .purchase {

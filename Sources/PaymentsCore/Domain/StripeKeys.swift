@@ -37,6 +37,16 @@ enum StripeKeys {
         "dispute:\(disputeID.lowercased()):reversal:\(number)"
     }
 
+    /// The `number`th goodwill refund of a payment (an admin's, without a dispute).
+    static func paymentRefund(_ paymentID: String, number: Int) -> String {
+        "payment:\(paymentID.lowercased()):refund:\(number)"
+    }
+
+    /// The transfer reversal made before the `number`th goodwill refund of a released milestone.
+    static func paymentReversal(_ paymentID: String, number: Int) -> String {
+        "payment:\(paymentID.lowercased()):reversal:\(number)"
+    }
+
     /// Staging or submitting chargeback evidence; `digest` names the parameters sent.
     static func disputeEvidence(_ disputeID: String, digest: some StringProtocol) -> String {
         "dispute:\(disputeID.lowercased()):evidence:\(digest)"

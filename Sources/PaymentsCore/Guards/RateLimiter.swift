@@ -18,6 +18,9 @@ public enum RateLimitPolicy: String, Sendable, CaseIterable {
     case
         adminResolve = "admin-resolve"
     case adminEvidence = "admin-evidence"
+    case adminReplay = "admin-replay"
+    /// The admin's searches and lists (payments, inbox, audit log): per admin.
+    case adminRead = "admin-read"
     case notifications
     /// The onboarding redirects (each hit calls Stripe): per profile named in a valid `state`,
     /// and per client address for states that do not verify. Checked by `ConnectResponder`.
@@ -32,6 +35,8 @@ public enum RateLimitPolicy: String, Sendable, CaseIterable {
         case .adminRefund: return "admin:refund"
         case .adminResolve: return "admin:resolve"
         case .adminEvidence: return "admin:evidence"
+        case .adminReplay: return "admin:replay"
+        case .adminRead: return "admin:read"
         default: return rawValue
         }
     }
@@ -39,7 +44,7 @@ public enum RateLimitPolicy: String, Sendable, CaseIterable {
     /// Whether the key names the client IP (checked before authentication) or the profile.
     var isKeyedByIP: Bool {
         switch self {
-        case .intentIP, .capture, .adminRefund, .adminResolve, .adminEvidence, .onboardingIP: return true
+        case .intentIP, .capture, .adminRefund, .adminResolve, .adminEvidence, .adminReplay, .onboardingIP: return true
         default: return false
         }
     }
@@ -50,7 +55,8 @@ public enum RateLimitPolicy: String, Sendable, CaseIterable {
         case .intentIP: return RateLimit(limit: 60, windowSeconds: 60)
         case .capture, .cancel, .dispute: return RateLimit(limit: 30, windowSeconds: 60)
         case .connect: return RateLimit(limit: 10, windowSeconds: 60)
-        case .adminRefund, .adminResolve, .adminEvidence: return RateLimit(limit: 30, windowSeconds: 60)
+        case .adminRefund, .adminResolve, .adminEvidence, .adminReplay: return RateLimit(limit: 30, windowSeconds: 60)
+        case .adminRead: return RateLimit(limit: 120, windowSeconds: 60)
         case .notifications: return RateLimit(limit: 120, windowSeconds: 60)
         case .onboarding: return RateLimit(limit: 10, windowSeconds: 60)
         case .onboardingIP: return RateLimit(limit: 30, windowSeconds: 60)

@@ -23,9 +23,13 @@ public struct Application: Sendable {
         IntentsResponder().addRoutes(to: &router)
         CaptureResponder().addRoutes(to: &router)
         ConnectResponder().addRoutes(to: &router)
+        SellerMoneyResponder().addRoutes(to: &router)
         MilestonesResponder().addRoutes(to: &router)
         DisputesResponder().addRoutes(to: &router)
         AdminDisputesResponder().addRoutes(to: &router)
+        AdminPaymentsResponder().addRoutes(to: &router)
+        AdminWebhookEventsResponder().addRoutes(to: &router)
+        AdminAuditLogResponder().addRoutes(to: &router)
         if shared.configuration.diagnosticsEnabled {
             DiagnosticsResponder().addRoutes(to: &router)
         }

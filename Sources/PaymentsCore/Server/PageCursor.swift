@@ -1,9 +1,35 @@
 import Foundation
 import Postgres
 
-/// An opaque keyset cursor: the last row's creation time (microseconds since 1970) and id.
-/// Lists are newest first, ordered by `created_at DESC, id DESC`.
+/// An opaque keyset cursor: the last row's sort key (for most lists its `created_at` in
+/// microseconds since 1970) and its id, which breaks ties. Lists are newest first.
 struct PageCursor {
+    /// What a list's ids are: the cursor checks an id before it reaches SQL.
+    enum IDKind {
+        case uuid
+        /// Stripe's ids (`evt_…`): letters, digits and `_`.
+        case stripe
+        case integer
+
+        func accepts(_ text: String) -> Bool {
+            switch self {
+            case .uuid: UUID(uuidString: text) != nil
+            case .stripe:
+                (1...255).contains(text.utf8.count)
+                    && text.utf8.allSatisfy { $0.isASCIIAlphanumeric || $0 == UInt8(ascii: "_") }
+            case .integer: Int64(text) != nil
+            }
+        }
+
+        var sqlType: String {
+            switch self {
+            case .uuid: "uuid"
+            case .stripe: "text"
+            case .integer: "bigint"
+            }
+        }
+    }
+
     let createdAt: Int64
     let id: String
 
@@ -12,32 +38,42 @@ struct PageCursor {
         self.id = id
     }
 
-    init(encoded: String) throws {
+    init(encoded: String, ids: IDKind = .uuid) throws {
         let invalid = APIError.invalidField("cursor", "is not a cursor this API issued")
-        guard let bytes = Base64URL.decode(Substring(encoded)), let text = String(bytes: bytes, encoding: .utf8) else {
+        guard encoded.utf8.count <= 512, let bytes = Base64URL.decode(Substring(encoded)),
+            let text = String(bytes: bytes, encoding: .utf8)
+        else {
             throw invalid
         }
         let parts = text.split(separator: "|", maxSplits: 1).map(String.init)
-        guard parts.count == 2, UUID(uuidString: parts[1]) != nil, let micros = Int64(parts[0]), micros >= 0 else {
+        guard parts.count == 2, ids.accepts(parts[1]), let micros = Int64(parts[0]), micros >= 0 else {
             throw invalid
         }
         createdAt = micros
         id = parts[1]
     }
 
-    var encoded: String { Base64URL.encode(Array("\(createdAt)|\(id)".utf8)) }
-
-    /// The sort key of table alias `alias` (our own constant): `created_at` in microseconds,
-    /// compared exactly (a timestamp round-tripped through text could skip or repeat a row).
-    static func sortKey(_ alias: String) -> SQLQuery {
-        SQLQuery(unsafeSQL: "(extract(epoch FROM \(alias).created_at) * 1000000)::bigint")
+    /// The `cursor` query parameter, if any.
+    static func from(_ request: Request, ids: IDKind = .uuid) throws -> PageCursor? {
+        try request.query["cursor"].map { try PageCursor(encoded: $0, ids: ids) }
     }
 
-    /// `true` without a cursor; otherwise the rows after it.
-    static func after(_ cursor: PageCursor?, alias: String) -> SQLQuery {
+    var encoded: String { Base64URL.encode(Array("\(createdAt)|\(id)".utf8)) }
+
+    /// The sort key of table alias `alias` (our own constant): `column` (a timestamp) in
+    /// microseconds, compared exactly (a timestamp round-tripped through text could skip or
+    /// repeat a row).
+    static func sortKey(_ alias: String, column: String = "created_at") -> SQLQuery {
+        SQLQuery(unsafeSQL: "(extract(epoch FROM \(alias).\(column)) * 1000000)::bigint")
+    }
+
+    /// `true` without a cursor; otherwise the rows after it in the order of `sortKey` and `alias.id`.
+    static func after(_ cursor: PageCursor?, alias: String, sortKey: SQLQuery? = nil, ids: IDKind = .uuid) -> SQLQuery {
         guard let cursor else { return "true" }
-        return
-            "(\(sql: sortKey(alias)), \(sql: SQLQuery(unsafeSQL: alias + ".id"))) < (\(cursor.createdAt), \(cursor.id)::uuid)"
+        let key = sortKey ?? Self.sortKey(alias)
+        let id = SQLQuery(unsafeSQL: alias + ".id")
+        let cast = SQLQuery(unsafeSQL: ids.sqlType)
+        return "(\(sql: key), \(sql: id)) < (\(cursor.createdAt), \(cursor.id)::\(sql: cast))"
     }
 
     /// Splits `limit + 1` fetched rows (each with `sort_key` and `id`) into the page and the

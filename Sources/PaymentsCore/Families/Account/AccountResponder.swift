@@ -1,7 +1,7 @@
 import Foundation
 import Postgres
 
-/// The signed-in caller's own data: profile, notifications; and the admin's audit-log reader.
+/// The signed-in caller's own data: profile and notifications.
 struct AccountResponder {
     func addRoutes(to router: inout Router) {
         router.add("GET", "/api/me", access: .signedIn, me)
@@ -9,7 +9,6 @@ struct AccountResponder {
         router.add(
             "POST", "/api/notifications/{id}/read", body: .json, access: .signedIn, rateLimits: [.notifications],
             audit: AuditTarget("notification.read", entity: "notification"), markRead)
-        router.add("GET", "/api/admin/audit-logs", access: .roles([.admin]), auditLogs)
     }
 
     private func me(_ request: Request, _ context: WorkerContext) throws -> Response {
@@ -88,50 +87,5 @@ struct AccountResponder {
                 request: request, on: connection)
             return .json(["id": id.uuidString.lowercased(), "read_at": readAt])
         }
-    }
-
-    /// Audit rows for one entity (oldest first), or the most recent 100.
-    private func auditLogs(_ request: Request, _ context: WorkerContext) throws -> Response {
-        let entityType = request.query["entity_type"]
-        let entityID = request.query["entity_id"]
-        let rows = try context.database.query(
-            """
-            SELECT id, iso8601(occurred_at) AS occurred_at, operation, entity_type, entity_id, actor_profile_id::text AS actor_profile_id,
-                   actor_role, request_id, ip, user_agent, old_values::text AS old_values,
-                   new_values::text AS new_values, success, error_code
-            FROM payment_audit_logs
-            WHERE (\(entityType)::text IS NULL OR entity_type = \(entityType))
-              AND (\(entityID)::text IS NULL OR entity_id = \(entityID))
-            ORDER BY id DESC LIMIT 100
-            """
-        ).rows
-        struct Entry: Encodable {
-            let id: Int
-            let occurred_at, operation, entity_type: String
-            @Nullable var entity_id: String?
-            @Nullable var actor_profile_id: String?
-            @Nullable var actor_role: String?
-            @Nullable var request_id: String?
-            @Nullable var ip: String?
-            @Nullable var user_agent: String?
-            @Nullable var error_code: String?
-            @Nullable var old_values: JSONValue?
-            @Nullable var new_values: JSONValue?
-            let success: Bool
-        }
-        let entries = try rows.reversed().map { row in
-            Entry(
-                id: try row.decode("id"), occurred_at: try row.decode("occurred_at"),
-                operation: try row.decode("operation"),
-                entity_type: try row.decode("entity_type"), entity_id: try row.decodeIfPresent("entity_id"),
-                actor_profile_id: try row.decodeIfPresent("actor_profile_id"),
-                actor_role: try row.decodeIfPresent("actor_role"), request_id: try row.decodeIfPresent("request_id"),
-                ip: try row.decodeIfPresent("ip"), user_agent: try row.decodeIfPresent("user_agent"),
-                error_code: try row.decodeIfPresent("error_code"),
-                old_values: try row.decodeIfPresent("old_values", as: JSONValue.self),
-                new_values: try row.decodeIfPresent("new_values", as: JSONValue.self),
-                success: try row.decode("success"))
-        }
-        return .json(["data": entries])
     }
 }

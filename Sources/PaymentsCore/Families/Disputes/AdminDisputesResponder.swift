@@ -30,7 +30,7 @@ struct AdminDisputesResponder {
         if let status, status.count > 40 || !status.allSatisfy({ $0.isLetter || $0 == "_" }) {
             throw APIError.invalidField("status", "is not a dispute status")
         }
-        let cursor = try request.query["cursor"].map(PageCursor.init(encoded:))
+        let cursor = try PageCursor.from(request)
         let rows = try context.database.query(
             """
             SELECT \(sql: DisputeRow.columns), \(sql: PageCursor.sortKey("d")) AS sort_key
@@ -112,17 +112,11 @@ struct AdminDisputesResponder {
         let reason = try body.string("reason", maximumLength: 500, multiline: true)
         guard let dispute = try DisputeRow.find(id, on: context.database) else { throw APIError.notFound }
         let paymentID = dispute.payment_id
-        let row = try Refunds(context: context, audit: AuditContext(request: request))
+        let refund = try Refunds(context: context, audit: AuditContext(request: request))
             .refund(
-                disputeID: id.uuidString.lowercased(), paymentID: paymentID, requested: amount, reason: reason,
-                requestKey: Self.requestKey(request))
-        return .json(
-            [
-                "id": .string(try row.decode("id")),
-                "stripe_refund_id": JSONValue(try row.decodeIfPresent("stripe_refund_id", as: String.self)),
-                "amount": .int(try row.decode("amount_cents")), "status": .string(try row.decode("status")),
-            ] as [String: JSONValue],
-            status: 201)
+                paymentID: paymentID, scope: .dispute(id.uuidString.lowercased()), requested: amount, reason: reason,
+                requestKey: Refunds.requestKey(request))
+        return .json(refund, status: 201)
     }
 
     /// Stages chargeback evidence at Stripe (`submit: false`) or submits it (`submit: true`).
@@ -196,10 +190,4 @@ struct AdminDisputesResponder {
         "shipping_date", "shipping_documentation", "shipping_tracking_number", "uncategorized_file",
         "uncategorized_text",
     ]
-
-    /// The request's `Idempotency-Key`, scoped to its admin (keys are per profile), or nil.
-    static func requestKey(_ request: Request) -> String? {
-        guard let identity = request.identity, let key = request.header("idempotency-key") else { return nil }
-        return "\(identity.profileID.uuidString.lowercased()):\(key)"
-    }
 }

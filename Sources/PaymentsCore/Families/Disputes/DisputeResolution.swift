@@ -163,9 +163,9 @@ struct DisputeResolution {
             {
                 do {
                     _ = try Refunds(context: context, audit: audit).refund(
-                        disputeID: disputeID, paymentID: paymentID,
+                        paymentID: paymentID, scope: .dispute(disputeID),
                         requested: nil, reason: note ?? "dispute resolved",
-                        requestKey: AdminDisputesResponder.requestKey(request))
+                        requestKey: Refunds.requestKey(request))
                 } catch let error as APIError where error.code == "nothing_to_refund" {
                     // Earlier partial refunds already returned everything: nothing left to move.
                 }

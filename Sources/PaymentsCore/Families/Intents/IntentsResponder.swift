@@ -155,14 +155,8 @@ struct IntentsResponder {
         let identity = try request.requireIdentity()
         let role = request.query["as"] ?? (identity.role == .seller ? "seller" : "buyer")
         guard role == "buyer" || role == "seller" else { throw APIError.invalidField("as", "must be buyer or seller") }
-        let limit =
-            try request.query["limit"].map { text -> Int in
-                guard let value = Int(text), (1...100).contains(value) else {
-                    throw APIError.invalidField("limit", "must be from 1 to 100")
-                }
-                return value
-            } ?? 20
-        let cursor = try request.query["cursor"].map(PageCursor.init(encoded:))
+        let limit = try QueryParameter.limit(request)
+        let cursor = try PageCursor.from(request)
         let column: SQLQuery = role == "buyer" ? "p.buyer_id" : "p.seller_id"
         let rows = try context.database.query(
             """
