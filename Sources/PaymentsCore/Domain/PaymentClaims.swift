@@ -37,7 +37,7 @@ struct PaymentClaims {
     /// payment_disputed`, `409 payment_action_in_progress` or `409 refund_in_progress`.
     func claim(
         _ paymentID: String, for action: PaymentAction, from statuses: [String], resolvingDispute: Bool = false,
-        on database: Database
+        on database: some SQLExecutor
     ) throws -> PaymentClaim? {
         let owner = Hex.encode(Digest.randomBytes(12))
         let leaseSeconds = Int(lease.components.seconds) + 1
@@ -74,7 +74,7 @@ struct PaymentClaims {
     /// Why the claim was refused: nil for the status, else a dispute or another action's claim.
     private func refusal(
         _ paymentID: String, statuses: [String], resolvingDispute: Bool,
-        on database: Database
+        on database: some SQLExecutor
     ) throws -> PaymentClaim? {
         guard
             let current = try database.query(
@@ -98,7 +98,7 @@ struct PaymentClaims {
 
     /// Ends the claim after a failure that certainly moved no money; after a Stripe call whose
     /// outcome is unknown the claim stays until its lease ends, so that no dispute slips in.
-    static func settle(_ claim: PaymentClaim, after error: any Error, on database: Database) {
+    static func settle(_ claim: PaymentClaim, after error: any Error, on database: some SQLExecutor) {
         guard !error.mayHaveMovedMoney else { return }
         try? settle(claim, on: database)
     }

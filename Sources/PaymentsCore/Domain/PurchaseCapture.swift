@@ -8,8 +8,29 @@ import Stripe
 /// resolution itself captures); the key `payment:{id}:capture:{amount}` makes repeated and
 /// concurrent captures of one amount capture once.
 struct PurchaseCapture {
-    let context: WorkerContext
+    let database: any SQLExecutor
+    let stripe: StripeClient
+    let claims: PaymentClaims
+    let marketplace: MarketplaceConfiguration
     let audit: AuditContext
+
+    init(
+        database: any SQLExecutor, stripe: StripeClient, claims: PaymentClaims, marketplace: MarketplaceConfiguration,
+        audit: AuditContext
+    ) {
+        self.database = database
+        self.stripe = stripe
+        self.claims = claims
+        self.marketplace = marketplace
+        self.audit = audit
+    }
+
+    /// A request's capture, on its worker's pool, Stripe handle and lease.
+    init(context: WorkerContext, audit: AuditContext) {
+        self.init(
+            database: context.database, stripe: context.stripe, claims: context.claims,
+            marketplace: context.shared.configuration.marketplace, audit: audit)
+    }
 
     /// Captures `requested` (nil: all that is authorised). A partial capture's application fee
     /// is recomputed for the captured amount with the creation rule (`PLATFORM_FEE_BPS`, half up),
@@ -18,7 +39,6 @@ struct PurchaseCapture {
         _ paymentID: String, amount requested: Int64?, reason: String? = nil,
         resolvingDispute: Bool = false
     ) throws {
-        let database = context.database
         let notCapturable = { (status: PaymentStatus) in
             APIError(
                 .paymentNotCapturable,
@@ -27,7 +47,7 @@ struct PurchaseCapture {
         // A request that joins another's live claim does not own it, so its refusals below
         // never end that claim; only the owner's do.
         guard
-            let claim = try context.claims.claim(
+            let claim = try claims.claim(
                 paymentID, for: .capture, from: ["requires_capture"],
                 resolvingDispute: resolvingDispute, on: database)
         else {
@@ -50,10 +70,10 @@ struct PurchaseCapture {
             amount = requested ?? capturable
             // Asking for everything is a full capture: the same call (and key) as the buyer's.
             partial = requested.flatMap { $0 < capturable ? $0 : nil }
-            fee = partial.map { min(payment.applicationFee, context.shared.configuration.marketplace.fee(for: $0)) }
+            fee = partial.map { min(payment.applicationFee, marketplace.fee(for: $0)) }
             // NULL while the payment's intent is not yet attached.
             guard let intentID = payment.intentID else { throw notCapturable(payment.status) }
-            intent = try context.stripe.capturePaymentIntent(
+            intent = try stripe.capturePaymentIntent(
                 intentID, amountToCapture: partial, applicationFeeAmount: fee,
                 idempotencyKey: StripeKeys.capture(paymentID, amount: amount))
         } catch {
@@ -61,7 +81,7 @@ struct PurchaseCapture {
             throw error
         }
         let received = intent.amountReceived ?? amount
-        try context.database.withTransaction { connection in
+        try database.withTransaction { connection in
             let changed =
                 try connection.query(
                     """
@@ -93,7 +113,7 @@ struct PurchaseCapture {
                 payload: ["payment_id": .string(paymentID)], on: connection)
         }
         if let charge = intent.latestCharge?.id {
-            WebhookInbox(connection: context.database, audit: audit).applyParked(objectID: charge)
+            WebhookInbox(connection: database, audit: audit).applyParked(objectID: charge)
         }
     }
 }

@@ -11,6 +11,8 @@ struct PaymentSweeper {
     let connection: any SQLExecutor
     let stripe: StripeClient
     let marketplace: MarketplaceConfiguration
+    /// How long the sweeper's automatic capture holds its claim on a payment.
+    var claimLease: Duration = .seconds(60)
 
     /// Cancels purchases whose buyer did not pay within the reservation; returns how many.
     func expireReservations() throws -> Int {
@@ -26,28 +28,101 @@ struct PaymentSweeper {
         return cancelEach(due, operation: "payment.reservation_expired", notification: "reservation_expired")
     }
 
-    /// Cancels authorisations within `CAPTURE_MARGIN_HOURS` of `capture_before` (they would
-    /// lapse at Stripe anyway); buyer and seller are told.
-    func cancelLapsingAuthorizations() throws -> Int {
+    /// Tells buyer and seller, once, that an authorisation nobody has captured will get the
+    /// hold-expiry action within `HOLD_WARNING_HOURS` (the guarded update is the "once", also
+    /// across sweepers running at the same time). Returns how many were warned.
+    func warnLapsingHolds() throws -> Int {
+        guard marketplace.holdWarningHours > 0 else { return 0 }
+        let margin = marketplace.captureMarginHours
+        return try connection.withTransaction { connection -> Int in
+            let warned = try connection.query(
+                """
+                UPDATE payments SET hold_warned_at = now()
+                WHERE status = 'requires_capture' AND hold_warned_at IS NULL
+                  AND capture_before >= now() + make_interval(hours => \(margin))
+                  AND capture_before < now() + make_interval(hours => \(margin + marketplace.holdWarningHours))
+                RETURNING id::text AS id, buyer_id::text AS buyer_id, seller_id::text AS seller_id,
+                          iso8601(capture_before - make_interval(hours => \(margin))) AS action_at
+                """
+            ).rows
+            for row in warned {
+                try Notifier.notify(
+                    [try row.decode("buyer_id"), try row.decode("seller_id")], kind: "authorization_expiring",
+                    payload: [
+                        "payment_id": .string(try row.decode("id")),
+                        "action": .string(marketplace.holdExpiryAction.rawValue),
+                        "action_at": .string(try row.decode("action_at")),
+                    ], on: connection)
+            }
+            return warned.count
+        }
+    }
+
+    /// Applies `HOLD_EXPIRY_ACTION` to authorisations within `CAPTURE_MARGIN_HOURS` of
+    /// `capture_before` (they would lapse at Stripe otherwise): `cancel` releases the buyer's
+    /// card; `capture` takes the full amount, unless a dispute is open, which blocks it and
+    /// alerts the admins once. Buyer and seller are told. Returns how many were settled.
+    func settleLapsingAuthorizations() throws -> Int {
         let due = try connection.query(
             """
-            SELECT id, stripe_payment_intent_id, status FROM payments
+            SELECT id, stripe_payment_intent_id, status, is_disputed FROM payments
             WHERE status = 'requires_capture'
               AND capture_before < now() + make_interval(hours => \(marketplace.captureMarginHours))
+              AND NOT (is_disputed AND hold_blocked_at IS NOT NULL)
             ORDER BY capture_before LIMIT 100
             """
-        ).rows.map(DuePayment.init(row:))
-        var cancelled = 0
-        for payment in due
-        where
-            (try? cancel(
-                payment, intentID: payment.intentID,
-                operation: "payment.authorization_lapsing",
-                notification: "authorization_cancelled")) == true
-        {
-            cancelled += 1
+        ).rows
+        var settled = 0
+        for row in due {
+            let payment = try DuePayment(row: row)
+            let done: Bool?
+            switch marketplace.holdExpiryAction {
+            case .cancel:
+                done = try? cancel(
+                    payment, intentID: payment.intentID, operation: "payment.authorization_lapsing",
+                    notification: "authorization_cancelled")
+            case .capture:
+                done =
+                    try row.decode("is_disputed", as: Bool.self)
+                    ? try? alertBlockedCapture(payment) : try? captureLapsing(payment)
+            }
+            if done == true { settled += 1 }
         }
-        return cancelled
+        return settled
+    }
+
+    /// The full capture of a lapsing authorisation, as the buyer's confirmation would make it
+    /// (same claim, key and audit), by the sweeper.
+    private func captureLapsing(_ payment: DuePayment) throws -> Bool {
+        let audit = AuditContext.system("payments sweep")
+        try PurchaseCapture(
+            database: connection, stripe: stripe, claims: PaymentClaims(lease: claimLease), marketplace: marketplace,
+            audit: audit
+        ).capture(payment.id, amount: nil, reason: "hold expiry")
+        return true
+    }
+
+    /// A dispute blocks the automatic capture: the admins are alerted once (and the payment is
+    /// left for them to settle through the dispute); false, as nothing was settled.
+    private func alertBlockedCapture(_ payment: DuePayment) throws -> Bool {
+        try connection.withTransaction { connection in
+            guard
+                try connection.query(
+                    """
+                    UPDATE payments SET hold_blocked_at = now()
+                    WHERE id = \(payment.id)::uuid AND hold_blocked_at IS NULL RETURNING id
+                    """
+                ).first != nil
+            else { return }
+            try AuditLog.record(
+                AuditEntry(
+                    operation: "payment.hold_expiry_blocked", entityType: "payment", entityID: payment.id,
+                    newValues: ["action": "capture"], success: false, errorCode: APIError(.paymentDisputed).code),
+                context: .system("payments sweep"), on: connection)
+            try Notifier.notifyAdmins(
+                kind: "hold_expiry_blocked", payload: ["payment_id": .string(payment.id)], on: connection)
+        }
+        return false
     }
 
     /// Milestone fundings still `creating` `RESERVATION_MINUTES` after they began (their create

@@ -26,7 +26,8 @@ struct Sweeper {
     static func runOnce(on connection: some SQLExecutor, payments: PaymentSweeper) throws -> [(String, Int)] {
         var results = try tasks.map { task in (task.name, try connection.query(task.query).affectedRows) }
         results.append(("expire_reservations", try payments.expireReservations()))
-        results.append(("cancel_lapsing_authorizations", try payments.cancelLapsingAuthorizations()))
+        results.append(("warn_lapsing_holds", try payments.warnLapsingHolds()))
+        results.append(("settle_lapsing_authorizations", try payments.settleLapsingAuthorizations()))
         results.append(("settle_unfinished_fundings", try payments.settleUnfinishedFundings()))
         results.append(("expire_fundings", try payments.expireFundings()))
         results.append(("retry_webhook_events", try retryEvents(on: connection, stripe: payments.stripe)))

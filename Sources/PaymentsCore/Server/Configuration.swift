@@ -231,6 +231,14 @@ public struct ServerConfiguration: Sendable {
     }
 }
 
+/// What happens to an authorisation that nobody captured when its hold is about to lapse.
+public enum HoldExpiryAction: String, Sendable {
+    /// Cancel it: the buyer's card is released and the sale does not happen (the default).
+    case cancel
+    /// Capture it in full, unless a dispute is open (then admins are alerted and it waits).
+    case capture
+}
+
 /// The marketplace's money rules.
 public struct MarketplaceConfiguration: Sendable {
     /// Platform fee in basis points (`PLATFORM_FEE_BPS`, default 1000 = 10 %).
@@ -239,9 +247,15 @@ public struct MarketplaceConfiguration: Sendable {
     public var reservationMinutes: Int
     /// Seller payout delay set on Connect accounts (`PAYOUT_DELAY_DAYS`, default 7).
     public var payoutDelayDays: Int
-    /// Authorisations this close to `capture_before` are cancelled by the sweeper
-    /// (`CAPTURE_MARGIN_HOURS`, default 12).
+    /// Authorisations this close to `capture_before` get the hold-expiry action from the
+    /// sweeper (`CAPTURE_MARGIN_HOURS`, default 12).
     public var captureMarginHours: Int
+    /// What the sweeper does with an authorisation nobody captured before the margin
+    /// (`HOLD_EXPIRY_ACTION`, default `cancel`).
+    public var holdExpiryAction: HoldExpiryAction
+    /// Buyer and seller are told this long before the hold-expiry action (`HOLD_WARNING_HOURS`,
+    /// default 24; 0 sends no warning).
+    public var holdWarningHours: Int
 
     /// Reads and validates the settings.
     public init(environment: Environment) throws {
@@ -249,6 +263,12 @@ public struct MarketplaceConfiguration: Sendable {
         reservationMinutes = try environment.integer("RESERVATION_MINUTES", default: 10, in: 1...1440)
         payoutDelayDays = try environment.integer("PAYOUT_DELAY_DAYS", default: 7, in: 2...365)
         captureMarginHours = try environment.integer("CAPTURE_MARGIN_HOURS", default: 12, in: 0...144)
+        let action = environment.optional("HOLD_EXPIRY_ACTION") ?? HoldExpiryAction.cancel.rawValue
+        guard let holdExpiryAction = HoldExpiryAction(rawValue: action) else {
+            throw ConfigurationError(description: "environment variable HOLD_EXPIRY_ACTION must be cancel or capture")
+        }
+        self.holdExpiryAction = holdExpiryAction
+        holdWarningHours = try environment.integer("HOLD_WARNING_HOURS", default: 24, in: 0...144)
     }
 
     /// The largest amount Stripe charges (eight digits of minor units).
