@@ -130,3 +130,29 @@ def test_a_bad_hold_expiry_action_is_refused_at_start(stack):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "HOLD_EXPIRY_ACTION must be cancel or capture" in result.stderr
+
+
+def test_capture_before_comes_from_the_cards_authorisation_when_stripe_gives_it(stack, db):
+    """A card whose authorisation holds 5 days, not 7: the charge's capture_before is kept, and
+    the hold-expiry action follows it (a 7-day estimate would let the hold lapse first)."""
+    stack.stripe_control("POST", "/_control/authorizations/window", {"days": 5})
+    try:
+        seller, buyer, listing, body = authorised(stack, db, price=3300)
+    finally:
+        stack.stripe_control("POST", "/_control/authorizations/window", {"days": 7})
+    settle_webhooks(stack)
+    payment_id = body["payment_id"]
+    charge = fake_object(stack, fake_object(stack, body["payment_intent_id"])["latest_charge"])
+    exact = charge["payment_method_details"]["card"]["capture_before"]
+    stored = db.execute("SELECT extract(epoch FROM capture_before)::bigint FROM payments WHERE id = %s",
+                        (payment_id,)).fetchone()[0]
+    assert stored == exact, (stored, exact)
+    days_left = (exact - datetime.now(timezone.utc).timestamp()) / 86400
+    assert 4.9 < days_left < 5.1, days_left
+    # The listing stays reserved for as long as the authorisation holds.
+    reserved = db.execute("SELECT extract(epoch FROM reserved_until)::bigint FROM listings WHERE id = %s",
+                          (listing,)).fetchone()[0]
+    assert reserved >= exact
+    # The API shows the same end of the hold.
+    shown = stack.get(f"/api/payments/{payment_id}", headers=buyer["headers"]).json()["capture_before"]
+    assert int(datetime.fromisoformat(shown.replace("Z", "+00:00")).timestamp()) == exact

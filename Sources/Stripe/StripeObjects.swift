@@ -85,6 +85,18 @@ public struct Charge: StripeObject {
     public let disputed: Bool?
     public let paymentIntent: String?
     public let transfer: Expandable<Transfer>?
+    public let captured: Bool?
+    public let paymentMethodDetails: PaymentMethodDetails?
+
+    /// How the charge was paid; for a card, until when its authorisation can be captured.
+    public struct PaymentMethodDetails: Decodable, Sendable {
+        public let card: Card?
+
+        public struct Card: Decodable, Sendable {
+            /// Unix seconds; the end of the authorisation's hold.
+            public let captureBefore: Int64?
+        }
+    }
 }
 
 /// A Refund.

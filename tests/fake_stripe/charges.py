@@ -98,7 +98,7 @@ def _new_charge(st: State, pi: Dict[str, Any], pm: Dict[str, Any], ctx: Ctx,
         "paid": ok, "payment_intent": pi["id"], "payment_method": pm["id"],
         "payment_method_details": {"card": {
             "amount_authorized": pi["amount"] if ok else None, "brand": card["brand"],
-            "capture_before": (st.now() + 7 * 86400) if ok else None,
+            "capture_before": (st.now() + st.authorization_window_days * 86400) if ok else None,
             "checks": deep(card["checks"]), "country": card["country"],
             "exp_month": card["exp_month"], "exp_year": card["exp_year"],
             "fingerprint": card["fingerprint"], "funding": card["funding"],

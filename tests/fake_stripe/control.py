@@ -206,6 +206,16 @@ def resolve_dispute(fake: "FakeStripe", q: Dict[str, str], body: Dict[str, Any],
     return _stateful(fake, lambda: disputes.resolve(fake.core, dp_id, outcome))
 
 
+@route("POST", "/authorizations/window")
+def authorization_window(fake: "FakeStripe", q: Dict[str, str], body: Dict[str, Any]) -> Reply:
+    days = body.get("days", 7)
+    if not isinstance(days, int) or not 1 <= days <= 30:
+        return 400, {"error": {"message": "days must be an integer from 1 to 30"}}
+    with fake.core.lock:
+        fake.core.authorization_window_days = days
+    return 200, {"days": days}
+
+
 @route("POST", "/refunds/mode")
 def refund_mode(fake: "FakeStripe", q: Dict[str, str], body: Dict[str, Any]) -> Reply:
     mode = body.get("status", "succeeded")

@@ -87,6 +87,9 @@ class State:
             self.deauthorized: set = set()
             self.clock_offset = 0
             self.refund_mode = "succeeded"
+            # How long a card authorisation holds (charge.payment_method_details.card.capture_before);
+            # a test knob, not persisted.
+            self.authorization_window_days = 7
             self.mark_saved()
 
     def now(self) -> int:

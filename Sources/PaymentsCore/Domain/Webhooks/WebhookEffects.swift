@@ -52,7 +52,8 @@ struct WebhookEffects {
     static func isHandled(_ type: String, on endpoint: WebhookEndpoint) -> Bool {
         switch endpoint {
         case .platform:
-            return type.hasPrefix("payment_intent.") || type == "charge.refunded" || type == "charge.refund.updated"
+            return type.hasPrefix("payment_intent.") || type == "charge.succeeded" || type == "charge.refunded"
+                || type == "charge.refund.updated"
                 || type.hasPrefix("charge.dispute.") || type == "transfer.created" || type == "transfer.reversed"
         case .connect:
             return ["account.updated", "account.application.deauthorized", "payout.paid", "payout.failed"].contains(
@@ -65,12 +66,11 @@ struct WebhookEffects {
         switch event.type {
         case "payment_intent.amount_capturable_updated":
             let intent = try object(PaymentIntent.self)
-            let captureBefore = intent.created + 7 * 86_400
             let outcome = try transition(
                 intent.id, operation: "payment.authorized", notify: .seller("payment_authorized"),
                 call: """
                     payment_capturable_atomic(b.intent, \(event.created), \(intent.amountCapturable ?? intent.amount),
-                                              to_timestamp(\(captureBefore)))
+                                              \(sql: AuthorisationHold.end(of: intent)))
                     """)
             // An authorisation that arrives for a payment we already gave up on must not stay on the card.
             if let payment = try connection.query(
@@ -109,6 +109,8 @@ struct WebhookEffects {
                 call: """
                     payment_cancel_atomic(b.intent, \(event.created))
                     """)
+        case "charge.succeeded":
+            return try chargeAuthorized(try object(Charge.self))
         case "charge.refunded":
             return try chargeRefunded(try object(Charge.self))
         case "charge.refund.updated":
@@ -157,6 +159,40 @@ struct WebhookEffects {
         try onChange(row)
         try record(payment: row, operation: operation, oldStatus: try row.decode("old_status"))
         try notifyParties(notify, payment: row)
+        return .processed
+    }
+
+    /// An uncaptured card authorisation (`charge.succeeded`, `captured: false`) says exactly
+    /// until when it can be captured; the payment keeps that instead of the 7-day estimate, and a
+    /// held listing stays reserved until then.
+    private func chargeAuthorized(_ charge: Charge) throws -> EffectOutcome {
+        guard let intentID = charge.paymentIntent, charge.captured == false,
+            let captureBefore = charge.paymentMethodDetails?.card?.captureBefore
+        else { return .ignored }
+        guard
+            let payment = try connection.query(
+                """
+                UPDATE payments SET capture_before = to_timestamp(\(captureBefore))
+                WHERE stripe_payment_intent_id = \(intentID)
+                  AND status NOT IN ('succeeded', 'canceled', 'failed', 'refunded')
+                RETURNING listing_id, kind, status
+                """
+            ).first
+        else {
+            let known = try connection.query(
+                "SELECT 1 FROM payments WHERE stripe_payment_intent_id = \(intentID)"
+            ).first
+            return known == nil ? .parked : .processed
+        }
+        if try payment.decode("kind", as: PaymentKind.self) == .purchase,
+            try payment.decode("status", as: PaymentStatus.self) == .requiresCapture
+        {
+            try connection.query(
+                """
+                UPDATE listings SET reserved_until = GREATEST(reserved_until, to_timestamp(\(captureBefore)))
+                WHERE id = \(try payment.decode("listing_id", as: String.self))::uuid AND status = 'payment_pending'
+                """)
+        }
         return .processed
     }
 

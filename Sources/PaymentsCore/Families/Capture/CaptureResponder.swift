@@ -135,7 +135,7 @@ struct CaptureResponder {
                     """
                     SELECT status FROM payment_capturable_atomic(\(intent.id), \(Int64(Date().timeIntervalSince1970)),
                                                                  \(intent.amountCapturable ?? intent.amount),
-                                                                 to_timestamp(\(intent.created + 7 * 86_400)))
+                                                                 \(sql: AuthorisationHold.end(of: intent)))
                     """
                 ).first != nil
             if changed {
