@@ -16,7 +16,8 @@ PINNED_STRIPE_VERSION = "2024-06-20"
 
 SUBCOMMANDS = [
     ["serve"], ["migrate"], ["token"], ["seed-demo"], ["sweep"], ["events"], ["events", "list"],
-    ["events", "replay"],
+    ["events", "replay"], ["stripe"], ["stripe", "endpoints"], ["stripe", "endpoints", "setup"],
+    ["stripe", "endpoints", "check"],
 ]
 
 LIVE_KEY = "sk_live_cli_guard_0123456789"
@@ -68,7 +69,7 @@ def test_help_on_every_subcommand_does_nothing_else(stack, db, sweepable, flag):
 def test_the_top_level_help_lists_every_command(stack):
     result = cli(stack, "--help")
     assert result.returncode == 0, result
-    for command in ("serve", "migrate", "token", "seed-demo", "sweep", "events"):
+    for command in ("serve", "migrate", "token", "seed-demo", "sweep", "events", "stripe"):
         assert f"\n  {command} " in result.stdout, (command, result.stdout)
 
 
@@ -84,6 +85,7 @@ def test_the_top_level_help_lists_every_command(stack):
     (["events", "replay"], "give either --id or --type"),
     (["events", "replay", "--id", "evt_1", "--type", "charge.refunded"], "give either --id or --type"),
     (["events", "replay", "--id", "evt_1", "--since", "5"], "--since goes with --type"),
+    (["stripe", "endpoints", "setup", "--url", "https://x"], "--url"),
 ])
 def test_misuse_exits_64_with_a_message_and_changes_nothing(stack, db, sweepable, arguments, message):
     before = fingerprint(db)
@@ -111,10 +113,18 @@ def test_version_names_ours_and_the_pinned_stripe_version(stack):
     assert result.stdout.strip() == f"payments {openapi_version()} (Stripe API {PINNED_STRIPE_VERSION})"
 
 
+def test_the_user_agent_sent_to_stripe_carries_the_same_version(stack):
+    before = len(stack.stripe.received(path_prefix="/v1/webhook_endpoints"))
+    cli(stack, "stripe", "endpoints", "check")
+    requests = stack.stripe.received(path_prefix="/v1/webhook_endpoints")[before:]
+    assert requests, "check listed no endpoints"
+    assert requests[-1]["headers"]["User-Agent"].startswith(f"marketplace-payments/{openapi_version()} "), requests[-1]
+
+
 def test_shell_completion_comes_from_the_parser(stack):
     result = cli(stack, "--generate-completion-script", "bash")
     assert result.returncode == 0, result
-    assert "complete" in result.stdout and "seed-demo" in result.stdout and "replay" in result.stdout
+    assert "complete" in result.stdout and "seed-demo" in result.stdout and "endpoints" in result.stdout
 
 
 def test_existing_commands_keep_their_output(stack):

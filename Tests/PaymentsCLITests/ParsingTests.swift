@@ -16,6 +16,7 @@ import Testing
         #expect(defaults.status == nil && defaults.limit == 100)
         let token = try #require(try PaymentsCommand.parseAsRoot(["token", "--user", "u1"]) as? Token)
         #expect(token.user == "u1" && token.ttl == 3600)
+        #expect(try PaymentsCommand.parseAsRoot(["stripe", "endpoints", "check"]) is StripeGroup.Check)
         #expect(try PaymentsCommand.parseAsRoot(["seed-demo"]) is SeedDemo)
     }
 
@@ -35,7 +36,7 @@ import Testing
         ["token", "--user", "u", "--ttl", "999999999"], ["token", "--user", "u", "--ttl", "x"],
         ["events", "list", "--status", "lost"], ["events", "list", "--limit", "0"], ["events", "replay"],
         ["events", "replay", "--id", "a", "--type", "b"], ["events", "replay", "--id", "a", "--since", "1"],
-        ["events", "replay", "--type", "t", "--since", "-1"],
+        ["events", "replay", "--type", "t", "--since", "-1"], ["stripe", "endpoints", "setup", "--force"],
     ])
     func misuseExits64(arguments: [String]) {
         do {
@@ -48,12 +49,14 @@ import Testing
         }
     }
 
-    @Test(arguments: [["sweep", "--help"], ["migrate", "-h"], ["seed-demo", "--help"]])
+    @Test(arguments: [
+        ["sweep", "--help"], ["migrate", "-h"], ["seed-demo", "--help"], ["stripe", "endpoints", "setup", "--help"],
+    ])
     func helpIsACleanExitBeforeAnythingRuns(arguments: [String]) throws {
         // What runs is ArgumentParser's help command, never the command asked about.
         let command = try PaymentsCommand.parseAsRoot(arguments)
         #expect(String(describing: type(of: command)) == "HelpCommand")
-        #expect(!(command is Sweep || command is Migrate || command is SeedDemo))
+        #expect(!(command is Sweep || command is Migrate || command is SeedDemo || command is StripeGroup.Setup))
     }
 
     @Test func versionNamesOursAndThePinnedStripeVersion() {

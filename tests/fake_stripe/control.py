@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Tuple
 from urllib.parse import parse_qsl
 
 from . import (account_links, accounts, balance, control_webhooks, disputes, events,
-               payment_intents, payment_methods, refunds)
+               payment_intents, payment_methods, refunds, webhook_endpoints)
 from .forms import FormError, parse_form
 from .routes import Router
 from .util import deep
@@ -258,6 +258,19 @@ def expire_links(fake: "FakeStripe", q: Dict[str, str], body: Dict[str, Any]) ->
 def list_links(fake: "FakeStripe", q: Dict[str, str], body: Dict[str, Any]) -> Reply:
     with fake.core.lock:
         return 200, {"data": account_links.list_links(fake.core)}
+
+
+# ---- webhook endpoints (the objects of /v1/webhook_endpoints) ------------------------------
+@route("*", "/webhook_endpoints")
+def list_webhook_endpoints(fake: "FakeStripe", q: Dict[str, str], body: Dict[str, Any]) -> Reply:
+    with fake.core.lock:
+        return 200, {"data": webhook_endpoints.all_endpoints(fake.core)}
+
+
+@route("POST", "/webhook_endpoints/{we_id}")
+def force_webhook_endpoint(fake: "FakeStripe", q: Dict[str, str], body: Dict[str, Any],
+                           we_id: str) -> Reply:
+    return _stateful(fake, lambda: webhook_endpoints.force(fake.core, we_id, body))
 
 
 # ---- webhook delivery ---------------------------------------------------------------------
