@@ -17,7 +17,7 @@ PINNED_STRIPE_VERSION = "2024-06-20"
 SUBCOMMANDS = [
     ["serve"], ["migrate"], ["token"], ["seed-demo"], ["sweep"], ["events"], ["events", "list"],
     ["events", "replay"], ["stripe"], ["stripe", "endpoints"], ["stripe", "endpoints", "setup"],
-    ["stripe", "endpoints", "check"],
+    ["stripe", "endpoints", "check"], ["doctor"],
 ]
 
 LIVE_KEY = "sk_live_cli_guard_0123456789"
@@ -69,7 +69,7 @@ def test_help_on_every_subcommand_does_nothing_else(stack, db, sweepable, flag):
 def test_the_top_level_help_lists_every_command(stack):
     result = cli(stack, "--help")
     assert result.returncode == 0, result
-    for command in ("serve", "migrate", "token", "seed-demo", "sweep", "events", "stripe"):
+    for command in ("serve", "migrate", "token", "seed-demo", "sweep", "events", "stripe", "doctor"):
         assert f"\n  {command} " in result.stdout, (command, result.stdout)
 
 

@@ -96,5 +96,6 @@ def test_only_the_command_line_target_uses_argument_parser():
 
 def test_the_cli_has_one_file_per_command():
     names = {path.stem for path in CLI.glob("*.swift")}
-    assert {"PaymentsCommand", "Serve", "Migrate", "Token", "SeedDemo", "Sweep", "Events", "StripeGroup"} <= names, names
+    assert {"PaymentsCommand", "Serve", "Migrate", "Token", "SeedDemo", "Sweep", "Events", "StripeGroup",
+            "Doctor"} <= names, names
     assert not list(CLI.rglob("*/*.swift")), "PaymentsCLI is one flat folder"

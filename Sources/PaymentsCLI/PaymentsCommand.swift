@@ -14,7 +14,10 @@ public struct PaymentsCommand: ParsableCommand {
             payments --generate-completion-script bash|zsh|fish.
             """,
         version: PaymentsVersion.description,
-        subcommands: [Serve.self, Migrate.self, Token.self, SeedDemo.self, Sweep.self, Events.self, StripeGroup.self])
+        subcommands: [
+            Serve.self, Migrate.self, Token.self, SeedDemo.self, Sweep.self, Events.self, StripeGroup.self,
+            Doctor.self,
+        ])
 
     public init() {}
 

@@ -187,6 +187,22 @@ public final class StripeClient {
             try send(method: "GET", path: fullPath, body: nil, idempotencyKey: nil, account: account).body)
     }
 
+    /// `GET /v1/balance`, for its answer only: proves the key and the network work, and returns
+    /// Stripe's clock (the `Date` header; nil when absent or unreadable).
+    public func fetchServerDate() throws(StripeError) -> Date? {
+        let response = try send(method: "GET", path: "/v1/balance", body: nil, idempotencyKey: nil, account: nil)
+        return response.header("date").flatMap(Self.httpDate)
+    }
+
+    /// An IMF-fixdate (`Sun, 06 Dec 2026 19:22:56 GMT`), the form HTTP servers send.
+    static func httpDate(_ text: String) -> Date? {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        return formatter.date(from: text)
+    }
+
     private func decode<T: Decodable>(_ body: [UInt8]) throws(StripeError) -> T {
         do {
             return try StripeJSON.decoder.decode(T.self, from: body)

@@ -18,6 +18,7 @@ import Testing
         #expect(token.user == "u1" && token.ttl == 3600)
         #expect(try PaymentsCommand.parseAsRoot(["stripe", "endpoints", "check"]) is StripeGroup.Check)
         #expect(try PaymentsCommand.parseAsRoot(["seed-demo"]) is SeedDemo)
+        #expect(try PaymentsCommand.parseAsRoot(["doctor"]) is PaymentsCLI.Doctor)
     }
 
     @Test func replaySelectsByIdOrByTypeSince() throws {
@@ -37,6 +38,7 @@ import Testing
         ["events", "list", "--status", "lost"], ["events", "list", "--limit", "0"], ["events", "replay"],
         ["events", "replay", "--id", "a", "--type", "b"], ["events", "replay", "--id", "a", "--since", "1"],
         ["events", "replay", "--type", "t", "--since", "-1"], ["stripe", "endpoints", "setup", "--force"],
+        ["doctor", "--fix"],
     ])
     func misuseExits64(arguments: [String]) {
         do {

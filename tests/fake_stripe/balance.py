@@ -6,8 +6,8 @@ from typing import Any, Dict, Optional
 
 from . import events
 from .errors import invalid, missing
-from .state import State
-from .util import new_id
+from .state import Ctx, State
+from .util import check_unknown, new_id
 
 
 def transaction(st: State, amount: int, currency: str, type_: str, source: str,
@@ -66,3 +66,19 @@ def simulate_payout(st: State, acct_id: str, p: Dict[str, Any]) -> Dict[str, Any
         po["failure_message"] = "The bank account has been closed."
         events.emit(st, "payout.failed", po, None, acct_id, prev)
     return po
+
+
+def retrieve(st: State, ctx: Ctx, p: Dict[str, Any]) -> Dict[str, Any]:
+    """`GET /v1/balance`: the caller's balance transactions summed by currency, all `pending`
+    (the fake never makes funds available)."""
+    check_unknown(p, ())
+    totals: Dict[str, int] = {}
+    for t, account in st.scan():
+        if t.get("object") == "balance_transaction" and account == ctx.account:
+            totals[t["currency"]] = totals.get(t["currency"], 0) + t["net"]
+    pending = [{"amount": amount, "currency": currency, "source_types": {"card": amount}}
+               for currency, amount in sorted(totals.items())] or \
+        [{"amount": 0, "currency": "usd", "source_types": {"card": 0}}]
+    return {"object": "balance", "available": [{"amount": 0, "currency": c["currency"],
+                                                "source_types": {"card": 0}} for c in pending],
+            "livemode": False, "pending": pending}

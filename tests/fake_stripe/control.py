@@ -143,6 +143,13 @@ def clock(fake: "FakeStripe", q: Dict[str, str], body: Dict[str, Any]) -> Reply:
     return 200, {"now": fake.core.now(), "offset": fake.core.clock_offset}
 
 
+@route("POST", "/date_offset")
+def date_offset(fake: "FakeStripe", q: Dict[str, str], body: Dict[str, Any]) -> Reply:
+    """The HTTP `Date` header runs `seconds` off real time (a skewed server clock)."""
+    fake.date_offset = float(body.get("seconds", 0))
+    return 200, {"date_offset": fake.date_offset}
+
+
 @route("POST", "/clock/advance")
 def advance_clock(fake: "FakeStripe", q: Dict[str, str], body: Dict[str, Any]) -> Reply:
     fake.core.advance_clock(int(body.get("seconds", 0)))

@@ -10,8 +10,8 @@ import functools
 import re
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import (account_links, accounts, charges, disputes, events, payment_intents, refunds,
-               transfers, webhook_endpoints)
+from . import (account_links, accounts, balance, charges, disputes, events, payment_intents,
+               refunds, transfers, webhook_endpoints)
 from .state import State
 
 Handler = Callable[..., Any]
@@ -92,6 +92,7 @@ for _method, _pattern, _handler in (
     ("GET", "/v1/webhook_endpoints/{id}", webhook_endpoints.retrieve),
     ("POST", "/v1/webhook_endpoints/{id}", webhook_endpoints.update),
     ("DELETE", "/v1/webhook_endpoints/{id}", webhook_endpoints.delete),
+    ("GET", "/v1/balance", balance.retrieve),
     ("GET", "/v1/payment_methods/{id}", _simple("payment_method")),
     ("GET", "/v1/balance_transactions/{id}", _simple("balance_transaction")),
     ("GET", "/v1/application_fees/{id}", _simple("application_fee")),
