@@ -5,11 +5,14 @@ development-only commands (`token`, `seed-demo`, `make run`) refuse a live Strip
 
 import os
 import subprocess
+import uuid
 
+import psycopg
 import pytest
 import yaml
 
 from harness.paths import BINARY, REPO
+from harness.stack import APP_ROLE
 from harness.processes import run
 
 PINNED_STRIPE_VERSION = "2024-06-20"
@@ -138,6 +141,34 @@ def test_existing_commands_keep_their_output(stack):
 
 
 # ---- live-mode guards ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def spare_database(stack):
+    """A migrated database of its own, for commands that would add rows to the suite's."""
+    name = "cli_seed_" + uuid.uuid4().hex[:8]
+    stack.pg.create_database(name)
+    migrated = stack.app.migrate(DATABASE_URL=stack.pg.url(name))
+    assert migrated.returncode == 0, migrated
+    return stack.pg.url(name, APP_ROLE)
+
+
+def test_seed_demo_with_a_test_key_seeds_once(stack, spare_database):
+    """What the live-key refusal below stops is a working command."""
+    first = cli(stack, "seed-demo", env={"DATABASE_URL": spare_database})
+    assert first.returncode == 0, first
+    created = int(first.stdout.split()[1])
+    assert created > 5 and first.stdout == f"seed-demo: {created} rows created\n", first.stdout
+    again = cli(stack, "seed-demo", env={"DATABASE_URL": spare_database})
+    assert again.returncode == 0 and again.stdout == "seed-demo: 0 rows created\n", again
+
+
+def test_seed_demo_refuses_a_live_key_even_on_an_empty_database(stack, spare_database):
+    with psycopg.connect(spare_database, autocommit=True) as spare:
+        spare.execute("DELETE FROM milestones; DELETE FROM listings; DELETE FROM profiles")
+        result = cli(stack, "seed-demo", env={"DATABASE_URL": spare_database, "STRIPE_SECRET_KEY": LIVE_KEY})
+        assert result.returncode == 1, result
+        assert spare.execute("SELECT count(*) FROM profiles").fetchone()[0] == 0
+
 
 def test_seed_demo_refuses_a_live_key_and_changes_nothing(stack, db, sweepable):
     before = fingerprint(db)
