@@ -10,8 +10,8 @@ public struct PaymentsCommand: ParsableCommand {
         abstract: "The marketplace payments service and its operator commands.",
         discussion: """
             Configuration comes from the environment (README.md, "Configuration"); \
-            docs/operations.md describes every command. Shell completion: \
-            payments --generate-completion-script bash|zsh|fish.
+            docs/operations.md describes every command. Exit status: 0 done, 1 failed, 64 misused. \
+            Shell completion: payments --generate-completion-script bash|zsh|fish.
             """,
         version: PaymentsVersion.description,
         subcommands: [
