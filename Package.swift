@@ -11,6 +11,10 @@ let package = Package(
         // For the fuzzing package in fuzz/ (make fuzz), which links the parsers it fuzzes.
         .library(name: "PaymentsCore", targets: ["PaymentsCore"]),
     ],
+    dependencies: [
+        // The command line's parser: used by the PaymentsCLI target only (docs/architecture.md).
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+    ],
     targets: [
         // C libraries: one system-library target each, imported only by its wrapper.
         .systemLibrary(name: "CFastCGI", pkgConfig: "fcgi", providers: [.apt(["libfcgi-dev"])]),
@@ -29,10 +33,15 @@ let package = Package(
 
         // The application: configuration, router, responders, shared guards, migrations.
         .target(name: "PaymentsCore", dependencies: ["FastCGI", "Postgres", "Stripe", "Cryptography"]),
-        .executableTarget(name: "payments", dependencies: ["PaymentsCore"]),
+        // The command line: one ParsableCommand per subcommand, over PaymentsCore's operations.
+        .target(
+            name: "PaymentsCLI",
+            dependencies: ["PaymentsCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(name: "payments", dependencies: ["PaymentsCLI"]),
 
         .testTarget(
             name: "PaymentsCoreTests", dependencies: ["PaymentsCore", "Postgres", "Cryptography", "Stripe", "FastCGI"]),
+        .testTarget(name: "PaymentsCLITests", dependencies: ["PaymentsCLI", "PaymentsCore", "Stripe"]),
     ],
     swiftLanguageModes: [.v6]
 )

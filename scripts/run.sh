@@ -12,6 +12,13 @@
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
+# A live key never reaches this stack: it seeds demo data, mints tokens and may start the fake
+# Stripe. Checked before anything is created or started.
+case ${STRIPE_SECRET_KEY:-} in
+    sk_live_* | rk_live_*)
+        die "STRIPE_SECRET_KEY is a live key: make run is a local development stack (demo data, the fake Stripe); unset it or use a test key (sk_test_…)" ;;
+esac
+
 export HTTPS_PORT=${HTTPS_PORT:-8443} HTTP_PORT=${HTTP_PORT:-8080}
 base_url=https://127.0.0.1:$HTTPS_PORT
 [ -x "$PAYMENTS_BIN" ] || die "$PAYMENTS_BIN is missing: run 'make build' first"

@@ -190,12 +190,17 @@ def registered_routes() -> set[tuple[str, str]]:
     (a responder file that exists but is not wired yet registers nothing)."""
     wired = set(re.findall(r"(\w+Responder)\(\)\.addRoutes", (SOURCES / "Server" / "Application.swift").read_text()))
     pattern = re.compile(r'router\.add\(\s*"([A-Z]+)"\s*,\s*"([^"]+)"')
+    # The webhook routes are spelled once, as `WebhookEndpoint.<case>.path` (Domain/Webhooks).
+    symbolic = re.compile(r'router\.add\(\s*"([A-Z]+)"\s*,\s*WebhookEndpoint\.(\w+)\.path')
+    endpoint_paths = dict(re.findall(r'case \.(\w+): return "(/[^"]+)"',
+                                     (SOURCES / "Domain" / "Webhooks" / "WebhookEndpoint.swift").read_text()))
     found = set()
     for source in SOURCES.rglob("*.swift"):
         text = source.read_text()
         declared = set(re.findall(r"struct (\w+Responder)\b", text))
         if declared & wired:
             found.update(pattern.findall(text))
+            found.update((method, endpoint_paths[case]) for method, case in symbolic.findall(text))
     return found
 
 

@@ -70,3 +70,32 @@ def test_families_and_shared_parts_import_only_what_the_layout_allows():
             if owner and not allowed(user, owner):
                 violations[str(path.relative_to(REPO))].add(f"{name} ({owner})")
     assert not violations, dict(violations)
+
+
+SOURCES = REPO / "Sources"
+CLI = SOURCES / "PaymentsCLI"
+IMPORT = re.compile(r"^\s*(?:@\w+\s+)?(?:public |internal |private )?import\s+(\w+)", re.M)
+
+
+def imports(path: Path) -> set:
+    return set(IMPORT.findall(path.read_text()))
+
+
+def test_only_the_command_line_target_uses_argument_parser():
+    """The parser stays in the command layer (docs/architecture.md, "Modules"): PaymentsCLI holds
+    one ParsableCommand per subcommand over PaymentsCore's operations, which never see it."""
+    users = {path.relative_to(REPO) for path in SOURCES.rglob("*.swift") if "ArgumentParser" in imports(path)}
+    assert users and all(path.parts[1] == "PaymentsCLI" for path in users), users
+    for path in CLI.rglob("*.swift"):
+        assert imports(path) <= {"ArgumentParser", "Foundation", "PaymentsCore"}, (path, imports(path))
+    assert imports(SOURCES / "payments" / "main.swift") == {"PaymentsCLI"}
+    package = (REPO / "Package.swift").read_text()
+    core = re.search(r'\.target\(name: "PaymentsCore", dependencies: \[([^\]]*)\]', package)
+    assert core and "ArgumentParser" not in core.group(1), "PaymentsCore must not depend on the parser"
+
+
+def test_the_cli_has_one_file_per_command():
+    names = {path.stem for path in CLI.glob("*.swift")}
+    assert {"PaymentsCommand", "Serve", "Migrate", "Token", "SeedDemo", "Sweep", "Events", "StripeGroup",
+            "Doctor"} <= names, names
+    assert not list(CLI.rglob("*/*.swift")), "PaymentsCLI is one flat folder"

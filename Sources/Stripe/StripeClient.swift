@@ -20,6 +20,8 @@ public struct StripeConfiguration: Sendable {
     public var requestDeadline: Duration
     /// Connect and per-attempt timeouts, and the CA bundle (TLS verification is always on).
     public var http: HTTPClientConfiguration
+    /// The `User-Agent` of every call; the service puts its version in it (`PaymentsVersion`).
+    public var userAgent: String
 
     /// The pinned API version.
     public static let pinnedAPIVersion = "2024-06-20"
@@ -35,7 +37,8 @@ public struct StripeConfiguration: Sendable {
         maximumBackoff: Duration = .seconds(4), requestDeadline: Duration = .seconds(20),
         http: HTTPClientConfiguration = HTTPClientConfiguration(
             connectTimeout: .seconds(10),
-            totalTimeout: .seconds(30))
+            totalTimeout: .seconds(30)),
+        userAgent: String = "marketplace-payments (Swift; libcurl)"
     ) {
         self.secretKey = secretKey
         self.apiBase = apiBase.hasSuffix("/") ? String(apiBase.dropLast()) : apiBase
@@ -45,6 +48,7 @@ public struct StripeConfiguration: Sendable {
         self.maximumBackoff = maximumBackoff
         self.requestDeadline = requestDeadline
         self.http = http
+        self.userAgent = userAgent
     }
 }
 
@@ -171,7 +175,7 @@ public final class StripeClient {
     ) throws(StripeError) -> T {
         let body = Array(FormEncoder.encode(parameters).utf8)
         return try decode(
-            try send(method: "POST", path: path, body: body, idempotencyKey: idempotencyKey, account: account))
+            try send(method: "POST", path: path, body: body, idempotencyKey: idempotencyKey, account: account).body)
     }
 
     /// A GET with optional query parameters (same encoding as bodies).
@@ -179,7 +183,24 @@ public final class StripeClient {
         throws(StripeError) -> T
     {
         let fullPath = query.isEmpty ? path : path + "?" + FormEncoder.encode(query)
-        return try decode(try send(method: "GET", path: fullPath, body: nil, idempotencyKey: nil, account: account))
+        return try decode(
+            try send(method: "GET", path: fullPath, body: nil, idempotencyKey: nil, account: account).body)
+    }
+
+    /// `GET /v1/balance`, for its answer only: proves the key and the network work, and returns
+    /// Stripe's clock (the `Date` header; nil when absent or unreadable).
+    public func fetchServerDate() throws(StripeError) -> Date? {
+        let response = try send(method: "GET", path: "/v1/balance", body: nil, idempotencyKey: nil, account: nil)
+        return response.header("date").flatMap(Self.httpDate)
+    }
+
+    /// An IMF-fixdate (`Sun, 06 Dec 2026 19:22:56 GMT`), the form HTTP servers send.
+    static func httpDate(_ text: String) -> Date? {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        return formatter.date(from: text)
     }
 
     private func decode<T: Decodable>(_ body: [UInt8]) throws(StripeError) -> T {
@@ -200,12 +221,12 @@ public final class StripeClient {
     private func send(
         method: String, path: String, body: [UInt8]?, idempotencyKey: String?,
         account: String?
-    ) throws(StripeError) -> [UInt8] {
+    ) throws(StripeError) -> HTTPResponse {
         precondition(method == "GET" || idempotencyKey != nil, "every Stripe POST carries an idempotency key")
         var headers: [(String, String)] = [
             ("Authorization", "Bearer \(configuration.secretKey)"),
             ("Stripe-Version", configuration.apiVersion),
-            ("User-Agent", "marketplace-payments/0.1 (Swift; libcurl)"),
+            ("User-Agent", configuration.userAgent),
             ("Accept", "application/json"),
         ]
         if let idempotencyKey { headers.append(("Idempotency-Key", idempotencyKey)) }
@@ -226,7 +247,7 @@ public final class StripeClient {
             var retryAfter: Duration?
             switch Result(catching: { () throws(HTTPClientError) in try http.perform(request, timeout: remaining) }) {
             case .success(let response) where (200..<300).contains(response.status):
-                return response.body
+                return response
             case .success(let response):
                 failure = StripeError.from(
                     status: response.status, body: response.body,

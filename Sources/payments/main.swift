@@ -1,4 +1,3 @@
-import Foundation
-import PaymentsCore
+import PaymentsCLI
 
-exit(CommandLineTool.main(arguments: CommandLine.arguments, environment: ProcessInfo.processInfo.environment))
+PaymentsCommand.main()

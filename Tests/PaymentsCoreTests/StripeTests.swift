@@ -147,6 +147,12 @@ import Testing
         #expect(StripeClient.pathComponent("pi_123") == "pi_123")
         #expect(StripeClient.pathComponent("../v1/accounts?x=1") == "%2E%2E%2Fv1%2Faccounts%3Fx%3D1")
     }
+
+    /// `payments doctor` reads Stripe's clock from the HTTP `Date` header (IMF-fixdate).
+    @Test func httpDatesParse() {
+        #expect(StripeClient.httpDate("Sun, 06 Dec 2026 19:22:56 GMT")?.timeIntervalSince1970 == 1_796_584_976)
+        #expect(StripeClient.httpDate("yesterday") == nil)
+    }
 }
 
 /// A JSON reader that keeps object key order (the fixtures' `params` order is the encoding order).

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Tuple
 from urllib.parse import parse_qsl
 
 from . import (account_links, accounts, balance, control_webhooks, disputes, events,
-               payment_intents, payment_methods, refunds)
+               payment_intents, payment_methods, refunds, webhook_endpoints)
 from .forms import FormError, parse_form
 from .routes import Router
 from .util import deep
@@ -143,6 +143,13 @@ def clock(fake: "FakeStripe", q: Dict[str, str], body: Dict[str, Any]) -> Reply:
     return 200, {"now": fake.core.now(), "offset": fake.core.clock_offset}
 
 
+@route("POST", "/date_offset")
+def date_offset(fake: "FakeStripe", q: Dict[str, str], body: Dict[str, Any]) -> Reply:
+    """The HTTP `Date` header runs `seconds` off real time (a skewed server clock)."""
+    fake.date_offset = float(body.get("seconds", 0))
+    return 200, {"date_offset": fake.date_offset}
+
+
 @route("POST", "/clock/advance")
 def advance_clock(fake: "FakeStripe", q: Dict[str, str], body: Dict[str, Any]) -> Reply:
     fake.core.advance_clock(int(body.get("seconds", 0)))
@@ -268,6 +275,19 @@ def expire_links(fake: "FakeStripe", q: Dict[str, str], body: Dict[str, Any]) ->
 def list_links(fake: "FakeStripe", q: Dict[str, str], body: Dict[str, Any]) -> Reply:
     with fake.core.lock:
         return 200, {"data": account_links.list_links(fake.core)}
+
+
+# ---- webhook endpoints (the objects of /v1/webhook_endpoints) ------------------------------
+@route("*", "/webhook_endpoints")
+def list_webhook_endpoints(fake: "FakeStripe", q: Dict[str, str], body: Dict[str, Any]) -> Reply:
+    with fake.core.lock:
+        return 200, {"data": webhook_endpoints.all_endpoints(fake.core)}
+
+
+@route("POST", "/webhook_endpoints/{we_id}")
+def force_webhook_endpoint(fake: "FakeStripe", q: Dict[str, str], body: Dict[str, Any],
+                           we_id: str) -> Reply:
+    return _stateful(fake, lambda: webhook_endpoints.force(fake.core, we_id, body))
 
 
 # ---- webhook delivery ---------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import struct
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
@@ -37,6 +38,12 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt: str, *args: Any) -> None:  # silence default logging
         pass
+
+    def date_time_string(self, timestamp: Optional[float] = None) -> str:
+        """The `Date` header, `date_offset` seconds off real time (control `/date_offset`), so
+        that a test can give the fake a skewed clock."""
+        now = time.time() if timestamp is None else timestamp
+        return super().date_time_string(now + self.server_fake.date_offset)
 
     def do_GET(self) -> None:
         self._dispatch("GET")

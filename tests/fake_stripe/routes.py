@@ -11,7 +11,7 @@ import re
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import (account_links, accounts, balance, charges, disputes, events, payment_intents,
-               refunds, transfers)
+               refunds, transfers, webhook_endpoints)
 from .state import State
 
 Handler = Callable[..., Any]
@@ -87,6 +87,11 @@ for _method, _pattern, _handler in (
     ("POST", "/v1/disputes/{id}/close", disputes.close),
     ("GET", "/v1/events", events.list_),
     ("GET", "/v1/events/{id}", events.retrieve),
+    ("POST", "/v1/webhook_endpoints", webhook_endpoints.create),
+    ("GET", "/v1/webhook_endpoints", webhook_endpoints.list_),
+    ("GET", "/v1/webhook_endpoints/{id}", webhook_endpoints.retrieve),
+    ("POST", "/v1/webhook_endpoints/{id}", webhook_endpoints.update),
+    ("DELETE", "/v1/webhook_endpoints/{id}", webhook_endpoints.delete),
     ("GET", "/v1/payment_methods/{id}", _simple("payment_method")),
     ("GET", "/v1/balance", balance.retrieve),
     ("GET", "/v1/balance_transactions/{id}", _simple("balance_transaction")),

@@ -68,6 +68,7 @@ class FakeStripe:
             timeout=webhook_timeout, log=self.log)
         events.connect(self.core, self.dispatcher)
         self.meta_lock = threading.RLock()  # guards faults, requests and idempotency
+        self.date_offset = 0.0  # seconds added to the HTTP Date header (control /date_offset)
         self.faults: List[Fault] = []
         self.requests: Deque[Dict[str, Any]] = collections.deque(maxlen=request_log_limit)
         self.idempotency = Idempotency(self.meta_lock)
@@ -188,6 +189,7 @@ class FakeStripe:
             self.faults.clear()
             self.requests.clear()
             self.idempotency.clear()
+            self.date_offset = 0.0
             self.compact_state()  # a journal record can't say "forget everything"
         self.dispatcher.reset()
 

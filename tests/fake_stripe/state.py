@@ -26,6 +26,7 @@ KIND_BY_PREFIX = {
     "acct": "account", "tr": "transfer", "trr": "transfer_reversal", "dp": "dispute",
     "du": "dispute", "evt": "event", "pm": "payment_method", "txn": "balance_transaction",
     "fee": "application_fee", "fr": "fee_refund", "po": "payout", "py": "charge",
+    "we": "webhook_endpoint",
 }
 
 

@@ -64,6 +64,18 @@ enum StripeKeys {
     static func loginLink(_ profileID: String, nonce: String) -> String {
         "profile:\(profileID.lowercased()):login:\(nonce)"
     }
+
+    /// Creating a webhook endpoint in one `payments stripe endpoints setup` run (`run`: random per
+    /// run), so that its retries share the key and a later run, after the endpoint was deleted at
+    /// Stripe, is not answered with the old creation.
+    static func createWebhookEndpoint(_ endpoint: WebhookEndpoint, run: some StringProtocol) -> String {
+        "webhook_endpoint:\(endpoint.rawValue):create:\(run)"
+    }
+
+    /// Updating a webhook endpoint in one setup run (`run`: random per run, as for creation).
+    static func updateWebhookEndpoint(_ endpointID: String, run: some StringProtocol) -> String {
+        "webhook_endpoint:\(endpointID.lowercased()):update:\(run)"
+    }
 }
 
 /// Why we cancel a PaymentIntent (Stripe's `cancellation_reason`).

@@ -3,10 +3,16 @@ import Postgres
 
 /// `seed-demo`: a buyer, a seller, an admin, two listings and a job with three milestones, under
 /// fixed ids so that running it again changes nothing.
-enum DemoData {
+public enum DemoData {
     static let buyer = "demo-buyer"
     static let seller = "demo-seller"
     static let admin = "demo-admin"
+
+    /// `payments seed-demo`: refused with a live Stripe key; seeds the database of `DATABASE_URL`.
+    public static func seed(environment: Environment) throws -> Int {
+        try LiveModeGuard.refuseLiveKey(for: "seed-demo", environment: environment)
+        return try seed(on: Connection(connectionString: try environment.required("DATABASE_URL")))
+    }
 
     /// Inserts whatever is missing; returns the number of rows created.
     static func seed(on connection: some SQLExecutor) throws -> Int {

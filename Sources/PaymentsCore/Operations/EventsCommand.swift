@@ -2,35 +2,42 @@ import Foundation
 import Postgres
 import Stripe
 
-/// `payments events list --status S` and `payments events replay --id ID | --type T --since WHEN`.
-enum EventsCommand {
-    static let usage =
-        "usage: payments events list [--status parked|failed|dead|processed|ignored] [--limit N]\n"
-        + "       payments events replay (--id EVT | --type TYPE [--since UNIX_SECONDS])"
+/// `payments events list` and `payments events replay`: the webhook inbox from the command line.
+public enum EventsCommand {
+    /// The `webhook_events.status` values `list --status` accepts.
+    public static let statuses = ["received", "processed", "parked", "failed", "ignored", "dead"]
 
-    static func run(_ arguments: [String], connection: Connection, stripe: StripeClient?) throws -> Int32 {
-        var options: [String: String] = [:]
-        var rest = arguments.dropFirst()[...]
-        while let flag = rest.popFirst() {
-            guard flag.hasPrefix("--"), let value = rest.popFirst() else {
-                throw ConfigurationError(description: usage)
-            }
-            options[String(flag.dropFirst(2))] = value
-        }
-        switch arguments.first {
-        case "list": return try list(options, connection: connection)
-        case "replay": return try replay(options, connection: connection, stripe: stripe)
-        default: throw ConfigurationError(description: usage)
-        }
+    /// Which stored events `replay` re-applies.
+    public enum Selection: Sendable, Equatable {
+        /// One event by its id.
+        case id(String)
+        /// Every stored event of a type created at or after a Unix time.
+        case type(String, since: Int64)
     }
 
-    private static func list(_ options: [String: String], connection: Connection) throws -> Int32 {
-        let limit = Int(options["limit"] ?? "100") ?? 100
+    /// Prints the newest `limit` events (with `status`, only those), one tab-separated line each.
+    public static func list(status: String?, limit: Int, environment: Environment) throws {
+        let connection = Connection(connectionString: try environment.required("DATABASE_URL"))
+        try list(status: status, limit: limit, connection: connection)
+    }
+
+    /// Re-applies the selected events idempotently; false when one was missing or failed.
+    public static func replay(_ selection: Selection, environment: Environment) throws -> Bool {
+        let connection = Connection(connectionString: try environment.required("DATABASE_URL"))
+        // Replays may need to cancel abandoned authorisations; without Stripe settings they only record.
+        StripeClient.initializeGlobalState()
+        let stripe = (try? ServerConfiguration.stripeConfiguration(environment)).flatMap {
+            try? StripeClient(configuration: $0)
+        }
+        return try replay(selection, connection: connection, stripe: stripe)
+    }
+
+    private static func list(status: String?, limit: Int, connection: Connection) throws {
         let rows = try connection.query(
             """
             SELECT id, endpoint, type, status, attempts, created, iso8601(received_at) AS received_at,
                    iso8601(next_attempt_at) AS next_attempt_at, last_error
-            FROM webhook_events WHERE (\(options["status"])::text IS NULL OR status = \(options["status"]))
+            FROM webhook_events WHERE (\(status)::text IS NULL OR status = \(status))
             ORDER BY received_at DESC LIMIT \(limit)
             """
         ).rows
@@ -41,24 +48,21 @@ enum EventsCommand {
             ]
             print(try fields.map { try row.decodeIfPresent($0, as: String.self) ?? "-" }.joined(separator: "\t"))
         }
-        return 0
     }
 
-    private static func replay(_ options: [String: String], connection: Connection, stripe: StripeClient?) throws
-        -> Int32
+    private static func replay(_ selection: Selection, connection: Connection, stripe: StripeClient?) throws
+        -> Bool
     {
         let ids: [String]
-        if let id = options["id"] {
+        switch selection {
+        case .id(let id):
             ids = [id]
-        } else if let type = options["type"] {
-            let since = Int64(options["since"] ?? "0") ?? 0
+        case .type(let type, let since):
             ids = try connection.query(
                 """
                 SELECT id FROM webhook_events WHERE type = \(type) AND created >= \(since) ORDER BY created, id
                 """
             ).rows.map { try $0.decode("id", as: String.self) }
-        } else {
-            throw ConfigurationError(description: usage)
         }
         let inbox = WebhookInbox(connection: connection, audit: .system("payments events replay"), canceller: stripe)
         var failures = 0
@@ -75,6 +79,6 @@ enum EventsCommand {
                 failures += 1
             }
         }
-        return failures == 0 ? 0 : 1
+        return failures == 0
     }
 }

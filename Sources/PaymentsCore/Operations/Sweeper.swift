@@ -3,7 +3,7 @@ import Stripe
 
 /// Periodic housekeeping (`payments sweep`). Each task is one idempotent statement, safe to run
 /// from several hosts at once; later families add theirs (expired reservations, parked events).
-struct Sweeper {
+public struct Sweeper {
     /// A named task and the statement that performs it.
     struct Task {
         let name: String
@@ -21,6 +21,18 @@ struct Sweeper {
             name: "purge_onboarding_state_nonces",
             query: "DELETE FROM onboarding_state_nonces WHERE expires_at < now() - interval '1 hour'"),
     ]
+
+    /// `payments sweep`: connects with `DATABASE_URL` and the Stripe settings, runs every task
+    /// once; returns the rows each one touched.
+    public static func run(environment: Environment) throws -> [(String, Int)] {
+        let connection = Connection(connectionString: try environment.required("DATABASE_URL"))
+        StripeClient.initializeGlobalState()
+        let payments = PaymentSweeper(
+            connection: connection,
+            stripe: try StripeClient(configuration: try ServerConfiguration.stripeConfiguration(environment)),
+            marketplace: try MarketplaceConfiguration(environment: environment))
+        return try runOnce(on: connection, payments: payments)
+    }
 
     /// Runs every task once; returns the rows each one touched.
     static func runOnce(on connection: some SQLExecutor, payments: PaymentSweeper) throws -> [(String, Int)] {

@@ -224,7 +224,7 @@ public struct ServerConfiguration: Sendable {
         var configuration = StripeConfiguration(
             secretKey: key, apiBase: base,
             maximumRetries: try environment.integer("STRIPE_MAX_RETRIES", default: 2, in: 0...10),
-            requestDeadline: .seconds(deadline))
+            requestDeadline: .seconds(deadline), userAgent: PaymentsVersion.stripeUserAgent)
         configuration.http.totalTimeout = .seconds(timeout)
         configuration.http.caBundlePath = environment.optional("STRIPE_CA_BUNDLE")
         return configuration

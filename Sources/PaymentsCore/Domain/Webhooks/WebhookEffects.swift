@@ -48,17 +48,10 @@ struct WebhookEffects {
         self.audit = audit
     }
 
-    /// Event types acted on, per endpoint; everything else is stored as `ignored`.
+    /// Event types acted on, per endpoint (`WebhookEndpoint.handledEventTypes`, the one list);
+    /// everything else is stored as `ignored`.
     static func isHandled(_ type: String, on endpoint: WebhookEndpoint) -> Bool {
-        switch endpoint {
-        case .platform:
-            return type.hasPrefix("payment_intent.") || type == "charge.succeeded" || type == "charge.refunded"
-                || type == "charge.refund.updated"
-                || type.hasPrefix("charge.dispute.") || type == "transfer.created" || type == "transfer.reversed"
-        case .connect:
-            return ["account.updated", "account.application.deauthorized", "payout.paid", "payout.failed"].contains(
-                type)
-        }
+        endpoint.handledEventTypes.contains(type)
     }
 
     mutating func apply() throws -> EffectOutcome {

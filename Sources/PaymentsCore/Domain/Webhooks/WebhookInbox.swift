@@ -2,11 +2,6 @@ import Foundation
 import Postgres
 import Stripe
 
-/// Which Stripe endpoint delivered an event (each has its own secrets).
-public enum WebhookEndpoint: String, Sendable, SQLDecodable {
-    case platform, connect
-}
-
 /// The answer to one delivery.
 enum DeliveryOutcome: Equatable {
     case applied(EffectOutcome)

@@ -7,10 +7,10 @@ import Stripe
 /// the exact raw bytes (a `.raw` route: nothing parses or re-serialises the body first).
 struct WebhookResponder {
     func addRoutes(to router: inout Router) {
-        router.add("POST", "/api/payments/webhook", body: .raw) { request, context in
+        router.add("POST", WebhookEndpoint.platform.path, body: .raw) { request, context in
             try receive(request, context, endpoint: .platform, verifier: context.shared.configuration.platformWebhooks)
         }
-        router.add("POST", "/api/payments/webhook/connect", body: .raw) { request, context in
+        router.add("POST", WebhookEndpoint.connect.path, body: .raw) { request, context in
             try receive(request, context, endpoint: .connect, verifier: context.shared.configuration.connectWebhooks)
         }
     }
@@ -39,6 +39,7 @@ struct WebhookResponder {
         metrics.increment(
             "payments_webhook_events_total{endpoint=\"\(endpoint.rawValue)\",type=\"\(event.type)\",outcome=\"received\"}"
         )
+        noteVersionMismatch(event, endpoint: endpoint, request: request, context: context)
 
         let started = ContinuousClock.now
         let inbox = WebhookInbox(
@@ -85,6 +86,25 @@ struct WebhookResponder {
             "payments_webhook_events_total{endpoint=\"\(endpoint.rawValue)\",type=\"\(event.type)\",outcome=\"\(label)\"}"
         )
         return .json(body)
+    }
+
+    /// An event rendered at another API version than ours (an endpoint created by hand, or one
+    /// left behind by an upgrade) may be shaped differently: it is still processed, but counted
+    /// and logged so the endpoint gets fixed (`payments stripe endpoints check` names it).
+    private func noteVersionMismatch(
+        _ event: Event, endpoint: WebhookEndpoint, request: Request, context: WorkerContext
+    ) {
+        let pinned = context.shared.configuration.stripe.apiVersion
+        guard let version = event.apiVersion, version != pinned else { return }
+        context.shared.metrics.increment(
+            "payments_webhook_api_version_mismatch_total{endpoint=\"\(endpoint.rawValue)\"}")
+        context.shared.logger.warning(
+            "webhook event api_version differs from the pinned version",
+            [
+                ("request_id", .string(request.requestID)), ("event_id", .string(event.id)),
+                ("endpoint", .string(endpoint.rawValue)), ("api_version", .string(String(version.prefix(32)))),
+                ("pinned", .string(pinned)),
+            ])
     }
 
     /// Refuses, before anything is stored, an event of the other mode than our key's (a test

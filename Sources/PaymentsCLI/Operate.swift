@@ -1,0 +1,24 @@
+import ArgumentParser
+import Foundation
+import PaymentsCore
+
+/// The process environment, read once per command.
+var processEnvironment: Environment { Environment(ProcessInfo.processInfo.environment) }
+
+/// Runs a command's work: `false` or any error is exit status 1, with the error as one plain
+/// line on stderr (`OperatorMessage`), never a stack trace.
+func operate(_ work: () throws -> Bool) throws {
+    let succeeded: Bool
+    do {
+        succeeded = try work()
+    } catch {
+        printError("payments: \(OperatorMessage.line(for: error))")
+        throw ExitCode.failure
+    }
+    if !succeeded { throw ExitCode.failure }
+}
+
+/// One line on stderr.
+func printError(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}
