@@ -4,8 +4,9 @@ import PaymentsCore
 /// `payments events list|replay`.
 struct Events: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Inspect the webhook inbox; replay re-applies stored events idempotently.",
-        subcommands: [List.self, Replay.self])
+        abstract:
+            "Inspect the webhook inbox; replay re-applies stored events idempotently; backfill fetches missed ones from Stripe.",
+        subcommands: [List.self, Replay.self, Backfill.self])
 
     /// `payments events list [--status S] [--limit N]`.
     struct List: ParsableCommand {
@@ -64,6 +65,34 @@ struct Events: ParsableCommand {
         func run() throws {
             guard let selection else { throw ValidationError("give either --id or --type") }
             try operate { try EventsCommand.replay(selection, environment: processEnvironment) }
+        }
+    }
+
+    /// `payments events backfill --since UNIX_SECONDS [--until UNIX_SECONDS]`.
+    struct Backfill: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Fetch the events Stripe recorded in a time range and apply the ones not yet stored.",
+            discussion: """
+                Reads Stripe's Events API for the platform and for every connected account, only the
+                event types the app handles, and feeds them through the webhook inbox: events already
+                stored are skipped, so running it again changes nothing. Use it after an outage longer
+                than Stripe's retry window, or after deliveries failed on a wrong signing secret.
+                Exits 1 when an event fails to apply.
+                """)
+
+        @Option(help: "Events created at or after this Unix time.")
+        var since: Int64
+
+        @Option(help: "…and at or before this Unix time (default: now).")
+        var until: Int64?
+
+        func validate() throws {
+            guard since >= 0 else { throw ValidationError("--since must be a Unix time (seconds, ≥ 0)") }
+            if let until, until < since { throw ValidationError("--until must not be before --since") }
+        }
+
+        func run() throws {
+            try operate { try EventsBackfill.run(since: since, until: until, environment: processEnvironment) }
         }
     }
 }

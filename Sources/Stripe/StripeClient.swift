@@ -203,6 +203,14 @@ public final class StripeClient {
         return formatter.date(from: text)
     }
 
+    /// A GET whose body the caller reads itself (a list whose items are kept as Stripe sent them).
+    public func getBytes(_ path: String, query: [(String, StripeParameter)] = [], account: String? = nil)
+        throws(StripeError) -> [UInt8]
+    {
+        let fullPath = query.isEmpty ? path : path + "?" + FormEncoder.encode(query)
+        return try send(method: "GET", path: fullPath, body: nil, idempotencyKey: nil, account: account).body
+    }
+
     private func decode<T: Decodable>(_ body: [UInt8]) throws(StripeError) -> T {
         do {
             return try StripeJSON.decoder.decode(T.self, from: body)

@@ -37,6 +37,16 @@ enum StripeKeys {
         "dispute:\(disputeID.lowercased()):reversal:\(number)"
     }
 
+    /// Taking a chargeback's amount back from the seller's transfer (one per chargeback).
+    static func chargebackRecovery(_ disputeID: String) -> String {
+        "dispute:\(disputeID.lowercased()):recovery"
+    }
+
+    /// Giving it back when the chargeback was won.
+    static func chargebackRecoveryUndo(_ disputeID: String) -> String {
+        "dispute:\(disputeID.lowercased()):recovery:undo"
+    }
+
     /// The `number`th goodwill refund of a payment (an admin's, without a dispute).
     static func paymentRefund(_ paymentID: String, number: Int) -> String {
         "payment:\(paymentID.lowercased()):refund:\(number)"

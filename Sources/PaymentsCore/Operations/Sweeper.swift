@@ -42,6 +42,14 @@ public struct Sweeper {
         results.append(("settle_lapsing_authorizations", try payments.settleLapsingAuthorizations()))
         results.append(("settle_unfinished_fundings", try payments.settleUnfinishedFundings()))
         results.append(("expire_fundings", try payments.expireFundings()))
+        results.append(
+            (
+                "recover_chargebacks",
+                try ChargebackRecovery(
+                    connection: connection, stripe: payments.stripe, marketplace: payments.marketplace
+                )
+                .run()
+            ))
         results.append(("retry_webhook_events", try retryEvents(on: connection, stripe: payments.stripe)))
         return results
     }

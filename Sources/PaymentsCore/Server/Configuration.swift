@@ -239,6 +239,15 @@ public enum HoldExpiryAction: String, Sendable {
     case capture
 }
 
+/// Who pays for a chargeback on a destination charge, where the platform is the merchant of record.
+public enum ChargebackLiability: String, Sendable {
+    /// The platform absorbs it (the default).
+    case platform
+    /// The seller: the disputed amount is taken back from the seller's transfer when Stripe
+    /// withdraws it, and given back if the chargeback is won.
+    case seller
+}
+
 /// The marketplace's money rules.
 public struct MarketplaceConfiguration: Sendable {
     /// Platform fee in basis points (`PLATFORM_FEE_BPS`, default 1000 = 10 %).
@@ -256,6 +265,12 @@ public struct MarketplaceConfiguration: Sendable {
     /// Buyer and seller are told this long before the hold-expiry action (`HOLD_WARNING_HOURS`,
     /// default 24; 0 sends no warning).
     public var holdWarningHours: Int
+    /// Who pays for a chargeback on a destination charge (`CHARGEBACK_LIABILITY`, default
+    /// `platform`).
+    public var chargebackLiability: ChargebackLiability
+    /// Stripe's chargeback fee, recovered from the seller with the disputed amount under
+    /// `seller` liability (`CHARGEBACK_FEE_RECOVERY_CENTS`, default 0: not recovered).
+    public var chargebackFeeRecoveryCents: Int
 
     /// Reads and validates the settings.
     public init(environment: Environment) throws {
@@ -269,6 +284,14 @@ public struct MarketplaceConfiguration: Sendable {
         }
         self.holdExpiryAction = holdExpiryAction
         holdWarningHours = try environment.integer("HOLD_WARNING_HOURS", default: 24, in: 0...144)
+        let liability = environment.optional("CHARGEBACK_LIABILITY") ?? ChargebackLiability.platform.rawValue
+        guard let chargebackLiability = ChargebackLiability(rawValue: liability) else {
+            throw ConfigurationError(
+                description: "environment variable CHARGEBACK_LIABILITY must be platform or seller")
+        }
+        self.chargebackLiability = chargebackLiability
+        chargebackFeeRecoveryCents = try environment.integer(
+            "CHARGEBACK_FEE_RECOVERY_CENTS", default: 0, in: 0...100_000)
     }
 
     /// The largest amount Stripe charges (eight digits of minor units).

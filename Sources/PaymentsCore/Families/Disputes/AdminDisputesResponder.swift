@@ -87,21 +87,42 @@ struct AdminDisputesResponder {
                 "new_values": try $0.decodeIfPresent("new_values", as: JSONValue.self) ?? .null,
             ]
         }
+        // A chargeback's recovery from the seller (CHARGEBACK_LIABILITY=seller), or null.
+        let recovery: JSONValue =
+            try context.database.query(
+                """
+                SELECT status, amount_cents, attempts, last_error, stripe_reversal_id, stripe_undo_transfer_id,
+                       iso8601(next_attempt_at) AS next_attempt_at
+                FROM chargeback_recoveries WHERE dispute_id = \(id)
+                """
+            ).first.map { row in
+                [
+                    "status": .string(try row.decode("status")), "amount": .int(try row.decode("amount_cents")),
+                    "attempts": .int(try row.decode("attempts")),
+                    "last_error": JSONValue(try row.decodeIfPresent("last_error", as: String.self)),
+                    "stripe_reversal_id": JSONValue(try row.decodeIfPresent("stripe_reversal_id", as: String.self)),
+                    "stripe_undo_transfer_id": JSONValue(
+                        try row.decodeIfPresent("stripe_undo_transfer_id", as: String.self)),
+                    "next_attempt_at": .string(try row.decode("next_attempt_at")),
+                ]
+            } ?? .null
         struct Detail: Encodable {
             let dispute: DisputeRow
             let refunds: [JSONValue]
             let history: [JSONValue]
+            let recovery: JSONValue
 
-            // The dispute's own fields at the top level, beside its refunds and history.
+            // The dispute's own fields at the top level, beside its refunds, history and recovery.
             func encode(to encoder: any Encoder) throws {
                 try dispute.encode(to: encoder)
                 var container = encoder.container(keyedBy: Keys.self)
                 try container.encode(refunds, forKey: .refunds)
                 try container.encode(history, forKey: .history)
+                try container.encode(recovery, forKey: .recovery)
             }
-            enum Keys: String, CodingKey { case refunds, history }
+            enum Keys: String, CodingKey { case refunds, history, recovery }
         }
-        return .json(Detail(dispute: dispute, refunds: refundViews, history: historyViews))
+        return .json(Detail(dispute: dispute, refunds: refundViews, history: historyViews, recovery: recovery))
     }
 
     /// Full or partial refund of the disputed payment, cumulative, never above what was captured.

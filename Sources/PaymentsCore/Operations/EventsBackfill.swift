@@ -1,0 +1,88 @@
+import Foundation
+import Postgres
+import Stripe
+
+/// `payments events backfill --since T`: fetches the events Stripe recorded since `T` from the
+/// Events API — the platform's, and each connected account's (with `Stripe-Account`) — and feeds
+/// them through the same inbox as webhook deliveries, whose dedupe by event id makes it safe to
+/// run at any time and any number of times. This is how the service catches up after an outage
+/// longer than Stripe's retry window, or after deliveries failed on a misconfigured secret.
+public enum EventsBackfill {
+    /// What one endpoint's backfill did.
+    public struct Tally: Equatable, Sendable {
+        public var fetched = 0
+        public var applied = 0
+        public var duplicates = 0
+        public var failed = 0
+    }
+
+    /// Backfills both endpoints; prints one line per endpoint; false when an event failed.
+    public static func run(since: Int64, until: Int64?, environment: Environment) throws -> Bool {
+        let connection = Connection(connectionString: try environment.required("DATABASE_URL"))
+        StripeClient.initializeGlobalState()
+        let stripe = try StripeClient(configuration: try ServerConfiguration.stripeConfiguration(environment))
+        let inbox = WebhookInbox(connection: connection, audit: .system("payments events backfill"), canceller: stripe)
+
+        var platform = Tally()
+        for payload in try fetch(.platform, account: nil, since: since, until: until, stripe: stripe) {
+            apply(payload, endpoint: .platform, inbox: inbox, into: &platform)
+        }
+        var connect = Tally()
+        let accounts = try connection.query(
+            "SELECT stripe_account_id FROM profiles WHERE stripe_account_id IS NOT NULL ORDER BY stripe_account_id"
+        ).rows.map { try $0.decode("stripe_account_id", as: String.self) }
+        for account in accounts {
+            for payload in try fetch(.connect, account: account, since: since, until: until, stripe: stripe) {
+                apply(payload, endpoint: .connect, inbox: inbox, into: &connect)
+            }
+        }
+        for (endpoint, tally) in [(WebhookEndpoint.platform, platform), (.connect, connect)] {
+            print(
+                "backfill: \(endpoint.rawValue): \(tally.fetched) fetched, \(tally.applied) applied, "
+                    + "\(tally.duplicates) already stored, \(tally.failed) failed")
+        }
+        return platform.failed + connect.failed == 0
+    }
+
+    /// Every event of the types `endpoint` handles created in [since, until], oldest first, each
+    /// as its own JSON document. The Events API lists newest first, a page of 100 at a time.
+    static func fetch(
+        _ endpoint: WebhookEndpoint, account: String?, since: Int64, until: Int64?, stripe: StripeClient
+    ) throws -> [[UInt8]] {
+        var created: [(String, StripeParameter)] = [("gte", .integer(since))]
+        if let until { created.append(("lte", .integer(until))) }
+        var query: [(String, StripeParameter)] = [
+            ("limit", .integer(100)), ("created", .object(created)),
+            ("types", .array(endpoint.handledEventTypes.map(StripeParameter.string))),
+        ]
+        var events: [[UInt8]] = []
+        while true {
+            let page = try stripe.getBytes("/v1/events", query: query, account: account)
+            guard case .object(let list)? = JSONValue.parse(page), case .array(let items)? = list["data"] else {
+                throw OperatorFailure("the Events API answered something other than a list of events")
+            }
+            events += items.map { JSONCoding.encode($0) }
+            guard case .bool(true)? = list["has_more"], case .object(let last)? = items.last,
+                case .string(let lastID)? = last["id"]
+            else { break }
+            query.removeAll { $0.0 == "starting_after" }
+            query.append(("starting_after", .string(lastID)))
+        }
+        return events.reversed()
+    }
+
+    private static func apply(
+        _ payload: [UInt8], endpoint: WebhookEndpoint, inbox: WebhookInbox, into tally: inout Tally
+    ) {
+        tally.fetched += 1
+        do {
+            let event = try Event.decode(payload)
+            switch try inbox.receive(event, payload: payload, endpoint: endpoint) {
+            case .duplicate: tally.duplicates += 1
+            case .applied: tally.applied += 1
+            }
+        } catch {
+            tally.failed += 1
+        }
+    }
+}
