@@ -15,8 +15,8 @@ public struct PaymentsCommand: ParsableCommand {
             """,
         version: PaymentsVersion.description,
         subcommands: [
-            Serve.self, Migrate.self, Token.self, SeedDemo.self, Sweep.self, Events.self, StripeGroup.self,
-            Doctor.self,
+            Serve.self, Migrate.self, Token.self, SeedDemo.self, Sweep.self, Events.self, Reconcile.self,
+            StripeGroup.self, Doctor.self,
         ])
 
     public init() {}

@@ -203,6 +203,23 @@ public final class StripeClient {
         return formatter.date(from: text)
     }
 
+    /// Every object of a list endpoint (`GET /v1/payment_intents`, …) matching `query`, following
+    /// `starting_after` a page of 100 at a time, newest first as Stripe lists them.
+    public func listAll<T: StripeObject>(
+        _ path: String, query: [(String, StripeParameter)] = [], account: String? = nil
+    ) throws(StripeError) -> [T] {
+        var objects: [T] = []
+        var cursor: String?
+        repeat {
+            var pageQuery = query + [("limit", .integer(100))]
+            if let cursor { pageQuery.append(("starting_after", .string(cursor))) }
+            let page: StripeList<T> = try get(path, query: pageQuery, account: account)
+            objects += page.data
+            cursor = page.hasMore ? page.data.last?.id : nil
+        } while cursor != nil
+        return objects
+    }
+
     /// A GET whose body the caller reads itself (a list whose items are kept as Stripe sent them).
     public func getBytes(_ path: String, query: [(String, StripeParameter)] = [], account: String? = nil)
         throws(StripeError) -> [UInt8]

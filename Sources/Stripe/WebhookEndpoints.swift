@@ -25,14 +25,7 @@ public struct StripeList<Item: Decodable & Sendable>: Decodable, Sendable {
 extension StripeClient {
     /// `GET /v1/webhook_endpoints`: every endpoint of the account, all pages.
     public func listWebhookEndpoints() throws(StripeError) -> [WebhookEndpointObject] {
-        var endpoints: [WebhookEndpointObject] = []
-        var query: [(String, StripeParameter)] = [("limit", .integer(100))]
-        while true {
-            let page: StripeList<WebhookEndpointObject> = try get("/v1/webhook_endpoints", query: query)
-            endpoints += page.data
-            guard page.hasMore, let last = page.data.last else { return endpoints }
-            query = [("limit", .integer(100)), ("starting_after", .string(last.id))]
-        }
+        try listAll("/v1/webhook_endpoints")
     }
 
     /// `POST /v1/webhook_endpoints`: the answer carries the signing `secret`.

@@ -86,3 +86,8 @@ def simulate_payout(st: State, acct_id: str, p: Dict[str, Any]) -> Dict[str, Any
         po["failure_message"] = "The bank account has been closed."
         events.emit(st, "payout.failed", po, None, acct_id, prev)
     return po
+
+
+def list_payouts(st: State, ctx: Ctx, p: Dict[str, Any]) -> Dict[str, Any]:
+    """GET /v1/payouts of the caller's account (`Stripe-Account`), newest first."""
+    return st.list_objects(ctx, p, "payout", "/v1/payouts", filters=("status",))

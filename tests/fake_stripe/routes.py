@@ -94,6 +94,7 @@ for _method, _pattern, _handler in (
     ("DELETE", "/v1/webhook_endpoints/{id}", webhook_endpoints.delete),
     ("GET", "/v1/payment_methods/{id}", _simple("payment_method")),
     ("GET", "/v1/balance", balance.retrieve),
+    ("GET", "/v1/payouts", balance.list_payouts),
     ("GET", "/v1/balance_transactions/{id}", _simple("balance_transaction")),
     ("GET", "/v1/application_fees/{id}", _simple("application_fee")),
 ):

@@ -50,8 +50,10 @@ struct OpsResponder {
                 """
             ).rows) ?? []
         let pool = context.shared.pool.statistics
+        let reconcile = try Self.reconcileGauges(context)
         let gauges =
-            try backlog.map {
+            try reconcile
+            + backlog.map {
                 (
                     "payments_webhook_backlog{status=\"\(try $0.decode("status", as: String.self))\","
                         + "type=\"\(try $0.decode("type", as: String.self))\"}",
@@ -63,5 +65,28 @@ struct OpsResponder {
             ]
         let text = context.shared.metrics.render(gauges: gauges, instance: context.shared.configuration.instanceName)
         return .text(text, contentType: "text/plain; version=0.0.4")
+    }
+
+    /// The last `payments reconcile` run: when it finished and its drift by kind (none before the first run).
+    private static func reconcileGauges(_ context: WorkerContext) throws -> [(String, Int)] {
+        guard
+            let run = try? context.database.query(
+                """
+                SELECT extract(epoch FROM finished_at)::bigint AS finished, drift_counts
+                FROM reconcile_runs ORDER BY id DESC LIMIT 1
+                """
+            ).first
+        else { return [] }
+        let counts: JSONValue = try run.decode("drift_counts")
+        return [("payments_reconcile_last_run_timestamp_seconds", try run.decode("finished", as: Int.self))]
+            + DriftKind.allCases.map { kind in
+                let count: Int
+                if case .object(let fields) = counts, case .int(let n)? = fields[kind.rawValue] {
+                    count = Int(n)
+                } else {
+                    count = 0
+                }
+                return ("payments_reconcile_drift{kind=\"\(kind.rawValue)\"}", count)
+            }
     }
 }

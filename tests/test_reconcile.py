@@ -1,0 +1,146 @@
+"""Issue 15, item 1 — `payments reconcile`: our books against Stripe's list endpoints. Each kind
+of drift is made on purpose and named exactly; without `--apply` nothing changes; with it only
+the safe kinds (a transition Stripe already made, refund totals Stripe holds) are repaired,
+audited; a clean window of real flows reports no drift; exit status 0, 1 or 2."""
+
+import json
+import subprocess
+import time
+import uuid
+
+from harness.api import make_profile, onboarded_seller, table_fingerprint
+from harness.paths import BINARY
+from security_routes import insert_payment
+from test_disputes_platform import captured_purchase
+from test_milestones import fresh_loopback_windows, seller_account, settle  # noqa: F401  (autouse fixture)
+from test_purchase_flow import authorised, confirm, created_intent, payment_row
+from test_webhooks_inbox import scrape
+
+TABLES = ("payments", "listings", "milestones", "refunds", "transfers", "disputes", "payouts", "webhook_events",
+          "payment_audit_logs", "notifications")
+
+
+def reconcile(stack, since, *args):
+    result = subprocess.run([str(BINARY), "reconcile", "--since", str(since), "--until", str(int(time.time()) + 5),
+                             "--format", "json", *args], env=stack.app.env, capture_output=True, text=True,
+                            timeout=120)
+    report = json.loads(result.stdout) if result.stdout.strip().startswith("{") else None
+    return result.returncode, report, result.stderr
+
+
+def found(report):
+    return {(d["kind"], d["object"], d["stripe_id"]): d for d in report["drift"]}
+
+
+def unheard(stack, make_events):
+    """Runs `make_events` while the endpoints hear nothing (paused, then the queue dropped)."""
+    stack.stripe_control("POST", "/_control/webhooks/pause", {})
+    try:
+        return make_events()
+    finally:
+        stack.stripe_control("POST", "/_control/webhooks/discard_pending", {})
+        stack.stripe_control("POST", "/_control/webhooks/resume", {})
+
+
+def test_a_window_of_real_flows_has_no_drift(stack, db):
+    since = int(time.time()) - 1
+    seller, buyer = onboarded_seller(stack, db), make_profile(db, "buyer")
+    captured_purchase(stack, db, seller, buyer, 5200)
+    authorised(stack, db, price=3100, seller=seller)
+    settle(stack)
+    code, report, stderr = reconcile(stack, since)
+    assert (code, report["drift"] if report else stderr) == (0, []), report
+    assert report["counts"] == {}
+
+
+def test_each_drift_kind_is_named_and_only_the_safe_ones_are_repaired(stack, db):
+    since = int(time.time()) - 1
+    seller = onboarded_seller(stack, db)
+    account = seller_account(db, seller)
+
+    # A card authorised while our endpoint heard nothing: Stripe says requires_capture.
+    _, _, _, lagging = created_intent(stack, db, 4400, seller)
+    unheard(stack, lambda: confirm(stack, lagging["payment_intent_id"]))
+    # A refund made at Stripe (say, in its dashboard) that we never heard of.
+    paid = captured_purchase(stack, db, seller, make_profile(db, "buyer"), 6000)
+    settle(stack)
+    paid_intent = payment_row(db, paid["payment_id"])["stripe_payment_intent_id"]
+    unheard(stack, lambda: stack.stripe_api("POST", "/v1/refunds", {"payment_intent": paid_intent, "amount": 1500}))
+    # Amount and fee edited on our side.
+    edited = captured_purchase(stack, db, seller, make_profile(db, "buyer"), 2500)
+    settle(stack)
+    edited_intent = payment_row(db, edited["payment_id"])["stripe_payment_intent_id"]
+    db.execute("UPDATE payments SET amount_cents = 2600, application_fee_cents = 999 WHERE id = %s",
+               (edited["payment_id"],))
+    # A row whose intent Stripe never had, an intent that names a payment we lost, and one that
+    # names nothing of ours; an Express account without a profile; a payout we never heard of.
+    ghost = insert_payment(db, make_profile(db, "buyer"), make_profile(db, "seller"))
+    ghost_intent = payment_row(db, ghost)["stripe_payment_intent_id"]
+    lost = stack.stripe_api("POST", "/v1/payment_intents", {"amount": 700, "currency": "usd",
+                                                            "metadata[payment_id]": str(uuid.uuid4())})["id"]
+    stray = stack.stripe_api("POST", "/v1/payment_intents", {"amount": 800, "currency": "usd"})["id"]
+    orphan_account = stack.stripe_api("POST", "/v1/accounts", {"type": "express"})["id"]
+    payout = unheard(stack, lambda: stack.stripe_control("POST", f"/_control/accounts/{account}/payouts",
+                                                         {"amount": 300}))["id"]
+
+    before = table_fingerprint(db, tables=TABLES)
+    code, report, stderr = reconcile(stack, since)
+    assert code == 1, (code, stderr)
+    drift = found(report)
+    expected = {
+        ("status_differs", "payment_intent", lagging["payment_intent_id"]),
+        ("refund_sum_differs", "payment_intent", paid_intent),
+        ("amount_differs", "payment_intent", edited_intent),
+        ("fee_differs", "payment_intent", edited_intent),
+        ("missing_at_stripe", "payment_intent", ghost_intent),
+        ("missing_here", "payment_intent", lost),
+        ("orphan_at_stripe", "payment_intent", stray),
+        ("orphan_at_stripe", "account", orphan_account),
+        ("missing_here", "payout", payout),
+    }
+    assert set(drift) == expected, sorted(set(drift) ^ expected)
+    assert drift[("status_differs", "payment_intent", lagging["payment_intent_id"])]["stripe"] == "requires_capture"
+    assert drift[("refund_sum_differs", "payment_intent", paid_intent)]["stripe"] == "refunded 1500"
+    assert drift[("fee_differs", "payment_intent", edited_intent)]["ours"] == "fee 999"
+    assert report["counts"]["orphan_at_stripe"] == 2
+    # /metrics shows the last run's drift by kind.
+    metrics = scrape(stack)
+    assert metrics['payments_reconcile_drift{kind="orphan_at_stripe"}'] == report["counts"]["orphan_at_stripe"]
+    assert metrics['payments_reconcile_drift{kind="status_differs"}'] == report["counts"]["status_differs"]
+    assert abs(metrics["payments_reconcile_last_run_timestamp_seconds"] - time.time()) < 120
+    # A report changes nothing but its own run record.
+    assert table_fingerprint(db, tables=TABLES) == before
+
+    code, report, _ = reconcile(stack, since, "--apply")
+    repaired = {key for key, d in found(report).items() if d["repaired"]}
+    assert repaired == {("status_differs", "payment_intent", lagging["payment_intent_id"]),
+                        ("refund_sum_differs", "payment_intent", paid_intent)}, repaired
+    assert code == 1  # the others need a person
+    assert payment_row(db, lagging["payment_id"])["status"] == "requires_capture"
+    assert payment_row(db, paid["payment_id"])["amount_refunded"] == 1500
+    audited = db.execute("SELECT entity_id, actor_role FROM payment_audit_logs WHERE operation = 'reconcile.repair'"
+                         " AND entity_id IN (%s, %s)", (lagging["payment_id"], paid["payment_id"])).fetchall()
+    assert sorted(audited) == sorted([(lagging["payment_id"], "system"), (paid["payment_id"], "system")])
+    # Repaired drift is gone from the next report; edited rows are untouched.
+    code, report, _ = reconcile(stack, since)
+    assert not ({("status_differs", "payment_intent", lagging["payment_intent_id"]),
+                 ("refund_sum_differs", "payment_intent", paid_intent)} & set(found(report)))
+    assert payment_row(db, edited["payment_id"])["amount_cents"] == 2600
+    runs = db.execute("SELECT drift_total, repaired FROM reconcile_runs ORDER BY id DESC LIMIT 3").fetchall()
+    assert runs[1][1] == 2 and runs[2][1] == 0, runs
+
+
+def test_text_report_and_exit_status_2_on_error(stack, db):
+    since = int(time.time()) + 2  # a window with nothing in it
+    result = subprocess.run([str(BINARY), "reconcile", "--since", str(since), "--until", str(since + 1)],
+                            env=stack.app.env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("reconcile: 0 drifts"), result.stdout
+    broken = subprocess.run([str(BINARY), "reconcile"], env={**stack.app.env, "STRIPE_API_BASE": "http://127.0.0.1:9"},
+                            capture_output=True, text=True, timeout=120)
+    assert broken.returncode == 2, (broken.returncode, broken.stderr)
+    assert broken.stderr.startswith("payments: ")
+    misuse = subprocess.run([str(BINARY), "reconcile", "--format", "xml"], env=stack.app.env,
+                            capture_output=True, text=True, timeout=60)
+    assert misuse.returncode == 64
