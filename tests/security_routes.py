@@ -166,6 +166,8 @@ ROUTES: list[SecuredRoute] = [
                  body={"amount": "{over_captured}", "reason": "security matrix"}, state_changing=True,
                  resource="refundable_payment", audit="payment.refund", rate_limits=("admin-refund",),
                  ok_status=422, ok_code="refund_exceeds_captured"),
+    SecuredRoute("GET", "/api/admin/revenue", auth="token", roles=frozenset({"admin"}),
+                 audit="revenue.report", rate_limits=("admin-read",)),
     SecuredRoute("GET", "/api/admin/webhook-events", auth="token", roles=frozenset({"admin"}), query="status=dead",
                  audit="webhook_event.list", rate_limits=("admin-read",)),
     SecuredRoute("POST", "/api/admin/webhook-events/{id}/replay", auth="token", roles=frozenset({"admin"}), body={},

@@ -86,6 +86,11 @@ public final class StripeClient {
         try post("/v1/payment_intents", parameters, idempotencyKey: idempotencyKey)
     }
 
+    /// A charge with its balance transaction expanded (Stripe's fee and the net).
+    public func retrieveChargeWithBalanceTransaction(_ id: String) throws(StripeError) -> Charge {
+        try get("/v1/charges/\(Self.pathComponent(id))", query: [("expand", .array(["balance_transaction"]))])
+    }
+
     /// `GET /v1/payment_intents/{id}` with `latest_charge` expanded.
     public func retrievePaymentIntent(_ id: String) throws(StripeError) -> PaymentIntent {
         try get("/v1/payment_intents/\(Self.pathComponent(id))", query: [("expand", ["latest_charge"])])

@@ -87,6 +87,8 @@ public struct Charge: StripeObject {
     public let transfer: Expandable<Transfer>?
     public let captured: Bool?
     public let paymentMethodDetails: PaymentMethodDetails?
+    /// What the charge did to the platform's balance: set once it is captured.
+    public let balanceTransaction: Expandable<BalanceTransaction>?
 
     /// How the charge was paid; for a card, until when its authorisation can be captured.
     public struct PaymentMethodDetails: Decodable, Sendable {
@@ -97,6 +99,17 @@ public struct Charge: StripeObject {
             public let captureBefore: Int64?
         }
     }
+}
+
+/// A BalanceTransaction: one movement of a balance, with Stripe's fee.
+public struct BalanceTransaction: StripeObject {
+    public let id: String
+    public let amount: Int64
+    /// Stripe's fee (processing), in the same currency.
+    public let fee: Int64
+    /// `amount − fee`.
+    public let net: Int64
+    public let currency: String
 }
 
 /// A Refund.

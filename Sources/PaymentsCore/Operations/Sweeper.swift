@@ -50,6 +50,7 @@ public struct Sweeper {
                 )
                 .run()
             ))
+        results.append(("record_charge_fees", try ChargeFees(connection: connection, stripe: payments.stripe).run()))
         results.append(("retry_webhook_events", try retryEvents(on: connection, stripe: payments.stripe)))
         return results
     }

@@ -30,6 +30,7 @@ public struct Application: Sendable {
         AdminPaymentsResponder().addRoutes(to: &router)
         AdminWebhookEventsResponder().addRoutes(to: &router)
         AdminAuditLogResponder().addRoutes(to: &router)
+        AdminRevenueResponder().addRoutes(to: &router)
         if shared.configuration.diagnosticsEnabled {
             DiagnosticsResponder().addRoutes(to: &router)
         }
