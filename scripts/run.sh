@@ -38,8 +38,10 @@ if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
     fake_port=${STRIPE_FAKE_PORT:-12111}
     # Its state survives restarts of `make run` unless STRIPE_FAKE_STATE_FILE is set empty.
     fake_state=${STRIPE_FAKE_STATE_FILE-$RUN_DIR/stripe-state.json}
+    # The fake takes any pk_test_ key: the buyer page confirms cards at it with this one.
     stripe_env="STRIPE_API_BASE='https://127.0.0.1:$fake_port'
-STRIPE_CA_BUNDLE='$RUN_DIR/tls/cert.pem'"
+STRIPE_CA_BUNDLE='$RUN_DIR/tls/cert.pem'
+STRIPE_PUBLISHABLE_KEY='pk_test_local_fake_stripe'"
     fake_pid=$(pid_of "$RUN_DIR/stripe.pid" fake_stripe)
     if [ -n "$fake_pid" ]; then
         log "fake Stripe is already running (pid $fake_pid)"
@@ -57,7 +59,8 @@ STRIPE_CA_BUNDLE='$RUN_DIR/tls/cert.pem'"
     fi
 else
     stripe_env="STRIPE_SECRET_KEY='$STRIPE_SECRET_KEY'
-STRIPE_API_BASE='${STRIPE_API_BASE:-https://api.stripe.com}'"
+STRIPE_API_BASE='${STRIPE_API_BASE:-https://api.stripe.com}'
+${STRIPE_PUBLISHABLE_KEY:+STRIPE_PUBLISHABLE_KEY='$STRIPE_PUBLISHABLE_KEY'}"
 fi
 
 "$REPO/scripts/pg-cluster.sh" init "$RUN_DIR/pg"
