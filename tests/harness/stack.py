@@ -69,9 +69,12 @@ class Stack:
         self.root = Path(tempfile.mkdtemp(prefix="payments-test-"))
         self.root.chmod(0o711)  # the postgres user and nginx's workers must get through
         self.pg = Postgres(self.root / "pg")
+        # The buyer page confirms cards at the fake (as `make run` renders it): its origin is in
+        # that page's Content-Security-Policy.
         stripe_port = free_port()
         self.nginx = Nginx(self.root / "nginx", str(self.root / "app.sock"), self.root / "tls",
-                           **GENEROUS_LIMITS, **TEST_SWITCHES)
+                           **GENEROUS_LIMITS, **TEST_SWITCHES,
+                           PAGES_FAKE_STRIPE_ORIGIN=f"https://127.0.0.1:{stripe_port}")
         # The fake Stripe serves HTTPS with the stack's self-signed certificate, which the app
         # trusts through STRIPE_CA_BUNDLE (TLS verification stays on), and delivers signed
         # webhooks to nginx like Stripe would.
