@@ -257,6 +257,34 @@ def test_buyer_sees_a_declined_card_and_buys_again(stack, db, browser, tmp_path,
     assert_no_policy_violations(browser)  # the decline's 402 is logged, but nothing was refused
 
 
+def test_buyer_opens_a_dispute_from_the_page(stack, db, browser, tmp_path, fresh_ip_windows):
+    """An authorised purchase disputed from the page: the dispute is open in the database, the
+    payment shows it, and "confirm delivery" is no longer offered."""
+    seller = onboarded_seller(stack, db)
+    title = f"Tin robot {uuid.uuid4().hex[:6]}"
+    listing_id = insert_listing(db, seller, title, 3100)
+    buyer = make_profile(db, "buyer")
+    sign_in(stack, browser, "/buyer/", buyer)
+    click_in_row(browser, "listings", title, "button.buy")
+    WebDriverWait(browser, WAIT).until(lambda d: d.find_element(By.ID, "card-form-fake").is_displayed())
+    click(browser, browser.find_element(By.ID, "pay"))
+    wait_text(browser, "payment-status", "requires_capture")
+    ((payment_id, *_),) = payment_of_listing(db, listing_id)
+    Select(browser.find_element(By.CSS_SELECTOR, "#dispute-form select[name=reason]")).select_by_value("not_as_described")
+    browser.find_element(By.CSS_SELECTOR, "#dispute-form textarea[name=details]").send_keys("The robot does not walk.")
+    click(browser, browser.find_element(By.ID, "open-dispute"))
+    wait_text(browser, "payment-message", "Dispute opened (open)")
+    wait_text(browser, "payment-disputed", "yes")
+    assert not browser.find_element(By.ID, "capture").is_enabled()
+    assert not browser.find_element(By.ID, "open-dispute").is_enabled()
+    assert db.execute("SELECT kind, status, reason, details, opened_by::text FROM disputes WHERE payment_id = %s",
+                      (payment_id,)).fetchall() == [("platform", "open", "not_as_described", "The robot does not walk.",
+                                                     buyer["id"])]
+    assert db.execute("SELECT status, is_disputed FROM payments WHERE id = %s", (payment_id,)).fetchone() \
+        == ("requires_capture", True)
+    assert_no_policy_violations(browser)
+
+
 # --- the seller -----------------------------------------------------------------------------
 
 def test_seller_onboards_and_sees_balance_and_payouts(stack, db, browser, tmp_path, fresh_ip_windows):
@@ -380,6 +408,7 @@ def test_admin_resolves_a_dispute_with_a_partial_refund_and_replays_a_dead_event
     click(browser, browser.find_element(By.ID, "resolve-submit"))
     wait_text(browser, "detail-message", "Dispute dismissed (dismiss)")
     wait_text(browser, "detail-status", "dismissed")
+    assert not browser.find_element(By.ID, "resolve-submit").is_enabled()  # a settled dispute is not resolved again
     wait_text(browser, "detail-refunded", "30.00 USD")
     assert db.execute("SELECT status, outcome, resolution_note FROM disputes WHERE id = %s", (dispute_id,)).fetchone() \
         == ("dismissed", "dismiss", "30.00 refunded for the damage")

@@ -161,19 +161,21 @@ const Pages = (() => {
     check();
   }
 
-  /** Runs `submit(values, form)` on a form's submit, with errors shown in `status`. */
+  /** Runs `submit(values, form)` on a form's submit, with errors shown in `status`. A second
+   * submit while the first runs is ignored; the buttons' enabled state stays the page's to set
+   * (a dispute once opened keeps its button disabled). */
   function onSubmit(form, status, submit) {
     const node = typeof form === "string" ? $(form) : form;
     node.addEventListener("submit", async (event) => {
       event.preventDefault();
-      const button = node.querySelector("button[type=submit]");
-      if (button) button.disabled = true;
+      if (node.getAttribute("aria-busy") === "true") return;
+      node.setAttribute("aria-busy", "true");
       try {
         await submit(fields(node), node);
       } catch (error) {
         say(status, explain(error), "error");
       } finally {
-        if (button) button.disabled = false;
+        node.removeAttribute("aria-busy");
       }
     });
   }

@@ -121,7 +121,10 @@
       const payment = await api("GET", `/api/payments/${encodeURIComponent(id)}`);
       if (id !== shownPayment) return;
       renderPayment(payment);
-      if (!FINAL.has(payment.status) || payment.is_disputed) pollTimer = setTimeout(refreshPayment, POLL_MS);
+      // Every second until the payment settles; while a dispute is open, every five (a refund
+      // or the dispute's end shows without a reload).
+      if (!FINAL.has(payment.status)) pollTimer = setTimeout(refreshPayment, POLL_MS);
+      else if (payment.is_disputed) pollTimer = setTimeout(refreshPayment, POLL_MS * 5);
     } catch (error) {
       say("payment-message", explain(error), "error");
       pollTimer = setTimeout(refreshPayment, POLL_MS * 3);

@@ -95,6 +95,7 @@
     $("onboard").disabled = true;
     try {
       const created = await api("POST", "/api/connect/accounts", {});
+      if (!/^https?:\/\//.test(created.onboarding_url)) throw new Error("The onboarding link is not a web address.");
       say("onboarding-message", "Taking you to Stripe…", "ok");
       // Stripe's hosted onboarding; it sends the browser back to the service's return endpoint.
       location.assign(created.onboarding_url);
@@ -106,6 +107,7 @@
   $("dashboard").addEventListener("click", async () => {
     try {
       const link = await api("POST", "/api/connect/dashboard-link", {});
+      if (!/^https?:\/\//.test(link.url)) throw new Error("The dashboard link is not a web address.");
       const anchor = $("dashboard-link");
       anchor.href = link.url;
       anchor.classList.remove("hidden");
