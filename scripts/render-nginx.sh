@@ -13,6 +13,10 @@
 # NGINX_TRUSTED_PROXIES: the addresses or CIDR blocks of load balancers in front of nginx,
 # space- or comma-separated; when set, the client address comes from their X-Forwarded-For
 # (trusted-proxies.conf). Unset: X-Forwarded-For is ignored.
+# PAGES_STRIPE_JS (switch): the buyer page may load Stripe.js and the Payment Element from Stripe's
+# origins (a real Stripe key). PAGES_FAKE_STRIPE_ORIGIN: the fake Stripe's origin
+# (scheme://host:port) the buyer page confirms cards at. At most one of the two; neither: the
+# buyer page reaches this origin only (nginx/buyer-page-headers.conf).
 # NGINX_STRIPE_WEBHOOK_IPS (switch): admit only Stripe's webhook addresses to the two webhook
 # locations, from nginx/stripe-webhook-ips.conf or the file NGINX_STRIPE_WEBHOOK_IPS_FILE (both
 # written by scripts/stripe-webhook-ips.py).
@@ -78,6 +82,20 @@ if switch NGINX_STRIPE_WEBHOOK_IPS; then
     webhook_sources="include stripe-webhook-ips.conf;"
 fi
 
+# The buyer page's Content-Security-Policy additions (empty: this origin only).
+pages_script_src="" pages_img_src="" pages_connect_src="" pages_frame_src="'none'"
+if switch PAGES_STRIPE_JS; then
+    [ -z "${PAGES_FAKE_STRIPE_ORIGIN:-}" ] || die "PAGES_STRIPE_JS=1 and PAGES_FAKE_STRIPE_ORIGIN exclude each other"
+    pages_script_src=" https://js.stripe.com https://*.js.stripe.com"
+    pages_img_src=" https://*.stripe.com"
+    pages_connect_src=" https://api.stripe.com"
+    pages_frame_src="https://js.stripe.com https://*.js.stripe.com https://hooks.stripe.com"
+elif [ -n "${PAGES_FAKE_STRIPE_ORIGIN:-}" ]; then
+    [[ "$PAGES_FAKE_STRIPE_ORIGIN" =~ ^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$ ]] \
+        || die "PAGES_FAKE_STRIPE_ORIGIN must be an origin such as https://127.0.0.1:12111 (no path)"
+    pages_connect_src=" $PAGES_FAKE_STRIPE_ORIGIN"
+fi
+
 mkdir -p "$prefix/logs" "$prefix/tmp" "$prefix/static"
 cp -R "$REPO/nginx/static/." "$prefix/static/"
 cp "$REPO/nginx/ffdhe2048.pem" "$prefix/"
@@ -98,6 +116,10 @@ for file in "$REPO"/nginx/*.conf; do
         -e "s|@TRUSTED_PROXIES@|$trusted_proxies|g" \
         -e "s|@SET_REAL_IP_FROM@|$set_real_ip_from|g" \
         -e "s|@STRIPE_WEBHOOK_SOURCES@|$webhook_sources|g" \
+        -e "s|@PAGES_SCRIPT_SRC@|$pages_script_src|g" \
+        -e "s|@PAGES_IMG_SRC@|$pages_img_src|g" \
+        -e "s|@PAGES_CONNECT_SRC@|$pages_connect_src|g" \
+        -e "s|@PAGES_FRAME_SRC@|$pages_frame_src|g" \
         "$file" >"$prefix/$(basename "$file")"
 done
 if [ "$webhook_ips_file" != "$REPO/nginx/stripe-webhook-ips.conf" ]; then

@@ -41,12 +41,17 @@ fi
 # Stripe: a real key from the environment is used as is; otherwise the local fake.
 "$REPO/scripts/make-cert.sh" "$RUN_DIR/tls"
 stripe_env=""
+# What the buyer page's Content-Security-Policy lets it reach to confirm a card (render-nginx.sh).
+pages_csp=()
 if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
     fake_port=${STRIPE_FAKE_PORT:-12111}
+    pages_csp=(PAGES_FAKE_STRIPE_ORIGIN="https://127.0.0.1:$fake_port")
     # Its state survives restarts of `make run` unless STRIPE_FAKE_STATE_FILE is set empty.
     fake_state=${STRIPE_FAKE_STATE_FILE-$RUN_DIR/stripe-state.json}
+    # The fake takes any pk_test_ key: the buyer page confirms cards at it with this one.
     stripe_env="STRIPE_API_BASE='https://127.0.0.1:$fake_port'
-STRIPE_CA_BUNDLE='$RUN_DIR/tls/cert.pem'"
+STRIPE_CA_BUNDLE='$RUN_DIR/tls/cert.pem'
+STRIPE_PUBLISHABLE_KEY='pk_test_local_fake_stripe'"
     fake_pid=$(pid_of "$RUN_DIR/stripe.pid" fake_stripe)
     if [ -n "$fake_pid" ]; then
         log "fake Stripe is already running (pid $fake_pid)"
@@ -63,8 +68,10 @@ STRIPE_CA_BUNDLE='$RUN_DIR/tls/cert.pem'"
         log "started the fake Stripe (pid $(cat "$RUN_DIR/stripe.pid")) on https://127.0.0.1:$fake_port, log in $RUN_DIR/stripe.log"
     fi
 else
+    pages_csp=(PAGES_STRIPE_JS=1)
     stripe_env="STRIPE_SECRET_KEY='$STRIPE_SECRET_KEY'
-STRIPE_API_BASE='${STRIPE_API_BASE:-https://api.stripe.com}'"
+STRIPE_API_BASE='${STRIPE_API_BASE:-https://api.stripe.com}'
+${STRIPE_PUBLISHABLE_KEY:+STRIPE_PUBLISHABLE_KEY='$STRIPE_PUBLISHABLE_KEY'}"
 fi
 
 "$REPO/scripts/pg-cluster.sh" init "$RUN_DIR/pg"
@@ -146,7 +153,7 @@ if [ -n "$nginx_pid" ]; then
 else
     "$REPO/scripts/make-cert.sh" "$RUN_DIR/tls"
     # The test-only /api/_diag/ routes stay denied at nginx, whatever the caller's environment says.
-    APP_SOCKETS="${app_sockets[*]}" CERT_FILE=$RUN_DIR/tls/cert.pem KEY_FILE=$RUN_DIR/tls/key.pem \
+    env "${pages_csp[@]}" APP_SOCKETS="${app_sockets[*]}" CERT_FILE=$RUN_DIR/tls/cert.pem KEY_FILE=$RUN_DIR/tls/key.pem \
         NGINX_ALLOW_DIAGNOSTICS=0 "$REPO/scripts/render-nginx.sh" "$nginx_prefix"
     nginx_args=(-p "$nginx_prefix" -c "$nginx_prefix/nginx.conf" -e "$nginx_prefix/logs/error.log")
     "$NGINX_BIN" -t -q "${nginx_args[@]}"
@@ -169,6 +176,7 @@ cat <<EOF_MSG
 
 Payments is running:
   API          $base_url/api/  (http://127.0.0.1:$HTTP_PORT redirects here)
+  pages        $base_url/buyer/  $base_url/seller/  $base_url/admin/  (sign in with a token below)
   environment  $RUN_DIR/env
   logs         $RUN_DIR/app-N.log ($processes process(es)), $nginx_prefix/logs/${stripe_env:+, $RUN_DIR/stripe.log}
 Demo data: buyer, seller and admin profiles (demo-buyer, demo-seller, demo-admin), listings

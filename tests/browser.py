@@ -75,6 +75,8 @@ def headless_chromium(profile_dir: Path):
                      f"--window-size={WINDOW[0]},{WINDOW[1]}", f"--user-data-dir={profile_dir}"):
         options.add_argument(argument)
     options.accept_insecure_certs = True
+    # The console (CSP violations, script errors) is readable with driver.get_log("browser").
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     service = Service(executable_path=CHROMEDRIVER, log_output=str(Path(profile_dir).parent / "chromedriver.log"))
     driver = None
     pids = []

@@ -69,6 +69,8 @@ ROUTES: list[SecuredRoute] = [
     SecuredRoute("GET", "/api/health", auth="public"),
     SecuredRoute("GET", "/api/ready", auth="public"),
     SecuredRoute("GET", "/metrics", auth="loopback"),  # nginx allows loopback only
+    # what the browser pages need to talk to Stripe (BrowserConfigResponder): public, no secret in it
+    SecuredRoute("GET", "/api/config", auth="public"),
 
     # account (AccountResponder)
     SecuredRoute("GET", "/api/me", auth="token", roles=ALL_ROLES, caller_role="buyer"),
@@ -89,6 +91,9 @@ ROUTES: list[SecuredRoute] = [
                  resource="payment", owner_only=True),
     SecuredRoute("GET", "/api/payments", auth="token", roles=ALL_ROLES, caller_role="buyer",
                  query="as=buyer&limit=5"),
+    # the buyer page's catalogue (ListingsResponder): read-only
+    SecuredRoute("GET", "/api/listings", auth="token", roles=ALL_ROLES, caller_role="buyer",
+                 query="kind=item&limit=5"),
 
     # capture (CaptureResponder). The matrix's payment has already succeeded, so the owner's
     # control request reaches the handler and gets its 409 without touching Stripe.

@@ -492,6 +492,33 @@ def test_three_d_secure_browser_step(fake):
     assert r.status == 200 and r.json()["status"] == "succeeded"
 
 
+def test_browser_confirms_with_the_publishable_key_in_the_body(fake):
+    """What Stripe.js does (and the buyer page, against the fake): `key=pk_test_…` and the
+    client secret as form parameters, no Authorization header, so the browser's request needs no
+    CORS preflight; the answer allows any origin to read it. A wrong client secret, a secret key
+    in the body, or a publishable key on another endpoint are refused."""
+    pi = call(fake, "POST", "/v1/payment_intents", {"amount": 3000, "currency": "usd",
+                                                    "capture_method": "manual"}).json()
+    form = {"key": "pk_test_browser", "client_secret": pi["client_secret"], "payment_method": "pm_card_visa"}
+    wrong = call(fake, "POST", f"/v1/payment_intents/{pi['id']}/confirm", key=None,
+                 raw=urllib.parse.urlencode({**form, "client_secret": pi["client_secret"] + "x"}))
+    assert wrong.status == 400 and wrong.json()["error"]["param"] == "client_secret"
+    secret = call(fake, "POST", f"/v1/payment_intents/{pi['id']}/confirm", key=None,
+                  raw=urllib.parse.urlencode({**form, "key": KEY}))
+    assert secret.status == 401, secret.body
+    elsewhere = call(fake, "POST", "/v1/refunds", key=None,
+                     raw=urllib.parse.urlencode({"key": "pk_test_browser", "payment_intent": pi["id"]}))
+    assert elsewhere.status == 401 and "publishable" in elsewhere.json()["error"]["message"]
+    confirmed = call(fake, "POST", f"/v1/payment_intents/{pi['id']}/confirm", key=None,
+                     raw=urllib.parse.urlencode(form))
+    assert confirmed.status == 200, confirmed.body
+    assert confirmed.json()["status"] == "requires_capture"
+    assert confirmed.headers["access-control-allow-origin"] == "*"
+    logged = fake.received("POST", f"/v1/payment_intents/{pi['id']}/confirm")[-1]
+    assert logged["authorization"] == {"present": True, "scheme": "key-param", "key_type": "pk_test"}
+    assert "key" not in logged["params"]
+
+
 # ---- refunds -----------------------------------------------------------------------------
 def paid_pi(fs: FakeStripe, amount: int = 5000) -> Dict[str, Any]:
     pi = call(fs, "POST", "/v1/payment_intents", {"amount": amount, "currency": "usd",

@@ -52,4 +52,32 @@ import Testing
         #expect(message(testKey) == nil)
         #expect(message(minimal.merging(["DIAGNOSTICS_ENABLED": "1"]) { $1 }) == nil)
     }
+
+    @Test func browserStripeFollowsTheAPIBase() throws {
+        let stripe = try ServerConfiguration(
+            environment: Environment(minimal.merging(["STRIPE_PUBLISHABLE_KEY": "pk_test_unit"]) { $1 }))
+        #expect(stripe.browserStripe.backend == .stripe)
+        #expect(stripe.browserStripe.publishableKey == "pk_test_unit")
+        #expect(stripe.browserStripe.fakeOrigin == nil)
+        let fake = try ServerConfiguration(
+            environment: Environment(
+                minimal.merging(["STRIPE_API_BASE": "https://user:secret@127.0.0.1:12111/some/path"]) { $1 }))
+        #expect(fake.browserStripe.backend == .fake)
+        #expect(fake.browserStripe.fakeOrigin == "https://127.0.0.1:12111")
+        #expect(fake.browserStripe.publishableKey == nil)
+    }
+
+    @Test func publishableKeyMustMatchTheSecretKeysMode() {
+        #expect(
+            message(minimal.merging(["STRIPE_PUBLISHABLE_KEY": "sk_test_unit"]) { $1 })?
+                .contains("STRIPE_PUBLISHABLE_KEY") == true)
+        #expect(message(minimal.merging(["STRIPE_PUBLISHABLE_KEY": "pk_test_a;b"]) { $1 }) != nil)
+        let mixed = message(minimal.merging(["STRIPE_PUBLISHABLE_KEY": "pk_live_unit"]) { $1 })
+        #expect(mixed?.contains("same mode") == true)
+        #expect(mixed?.contains("pk_live_unit") == false)
+        #expect(
+            message(
+                minimal.merging(["STRIPE_PUBLISHABLE_KEY": "pk_live_unit", "STRIPE_SECRET_KEY": "sk_live_unit"]) { $1 })
+                == nil)
+    }
 }

@@ -99,6 +99,15 @@ class ApiRequest:
         return False
 
     def authenticate(self) -> bool:
+        # Stripe.js sends its publishable key as the `key` parameter, not in a header, so that a
+        # browser's request stays a CORS "simple" one (no preflight). Only a pk_ key, and only
+        # without an Authorization header; the parameter is not passed on to the endpoint.
+        form_key = self.params.get("key")
+        if self.auth is None and isinstance(form_key, str) and form_key.startswith("pk_"):
+            self.api_key = self.params.pop("key")
+            self.auth_scheme = "key-param"
+            self.entry["authorization"] = {"present": True, "scheme": "key-param",
+                                           "key_type": key_type(self.api_key)}
         err = check_key(self.api_key, self.fake.api_keys)
         if err:
             if err.status == 401:

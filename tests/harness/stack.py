@@ -25,6 +25,7 @@ APP_ROLE = "payments_app"
 NGINX_WORKER_GROUP = "nogroup"
 PLATFORM_SECRET = "whsec_test_harness_platform"
 CONNECT_SECRET = "whsec_test_harness_connect"
+PUBLISHABLE_KEY = "pk_test_harness_000000000000"
 
 # The suite is not a rate-limit test (test_foundation_nginx renders its own tight limits).
 GENEROUS_LIMITS = {"API_RATE": "2000r/s", "API_BURST": 4000,
@@ -68,13 +69,17 @@ class Stack:
         self.root = Path(tempfile.mkdtemp(prefix="payments-test-"))
         self.root.chmod(0o711)  # the postgres user and nginx's workers must get through
         self.pg = Postgres(self.root / "pg")
+        # The buyer page confirms cards at the fake (as `make run` renders it): its origin is in
+        # that page's Content-Security-Policy.
+        stripe_port = free_port()
         self.nginx = Nginx(self.root / "nginx", str(self.root / "app.sock"), self.root / "tls",
-                           **GENEROUS_LIMITS, **TEST_SWITCHES)
+                           **GENEROUS_LIMITS, **TEST_SWITCHES,
+                           PAGES_FAKE_STRIPE_ORIGIN=f"https://127.0.0.1:{stripe_port}")
         # The fake Stripe serves HTTPS with the stack's self-signed certificate, which the app
         # trusts through STRIPE_CA_BUNDLE (TLS verification stays on), and delivers signed
         # webhooks to nginx like Stripe would.
         self.stripe = FakeStripe(
-            port=free_port(), tls_cert=str(self.root / "tls" / "cert.pem"), tls_key=str(self.root / "tls" / "key.pem"),
+            port=stripe_port, tls_cert=str(self.root / "tls" / "cert.pem"), tls_key=str(self.root / "tls" / "key.pem"),
             platform_webhook_url=self.nginx.url("/api/payments/webhook"),
             connect_webhook_url=self.nginx.url("/api/payments/webhook/connect"),
             platform_secrets=(PLATFORM_SECRET,), connect_secrets=(CONNECT_SECRET,),
@@ -108,6 +113,7 @@ class Stack:
             "DIAGNOSTICS_ENABLED": "1",
             "AUTH_JWT_SECRET": "test-only-jwt-secret-0123456789abcdef",
             "STRIPE_SECRET_KEY": "sk_test_harness_000000000000",
+            "STRIPE_PUBLISHABLE_KEY": PUBLISHABLE_KEY,
             "STRIPE_API_BASE": self.stripe.url,
             "STRIPE_CA_BUNDLE": str(self.root / "tls" / "cert.pem"),
             "STRIPE_TIMEOUT_SECONDS": "3",

@@ -18,9 +18,11 @@ public struct Application: Sendable {
         self.shared = shared
         var router = Router()
         OpsResponder().addRoutes(to: &router)
+        BrowserConfigResponder().addRoutes(to: &router)
         AccountResponder().addRoutes(to: &router)
         WebhookResponder().addRoutes(to: &router)
         IntentsResponder().addRoutes(to: &router)
+        ListingsResponder().addRoutes(to: &router)
         CaptureResponder().addRoutes(to: &router)
         ConnectResponder().addRoutes(to: &router)
         SellerMoneyResponder().addRoutes(to: &router)

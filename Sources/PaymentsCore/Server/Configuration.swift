@@ -89,6 +89,8 @@ public struct ServerConfiguration: Sendable {
     public var rateLimiter: RateLimiter
     /// How to reach Stripe (`STRIPE_SECRET_KEY`, `STRIPE_API_BASE`, `STRIPE_CA_BUNDLE`).
     public var stripe: StripeConfiguration
+    /// What the browser pages need to confirm a card (`STRIPE_PUBLISHABLE_KEY`; `GET /api/config`).
+    public var browserStripe: BrowserStripeConfiguration
     /// Fees, reservation and capture windows.
     public var marketplace: MarketplaceConfiguration
     /// External https URL of this service (`PUBLIC_BASE_URL`), for onboarding links.
@@ -145,6 +147,7 @@ public struct ServerConfiguration: Sendable {
                 description: "environment variable DIAGNOSTICS_ENABLED must be 0 when "
                     + "STRIPE_SECRET_KEY is a live key (sk_live_…, rk_live_…): its routes are for tests only")
         }
+        browserStripe = try BrowserStripeConfiguration(environment: environment, stripe: stripe)
         marketplace = try MarketplaceConfiguration(environment: environment)
         publicBaseURL = try Self.httpURL("PUBLIC_BASE_URL", environment)
         appReturnURL = try Self.httpURL("APP_RETURN_URL", environment)
