@@ -1,5 +1,5 @@
 # The README's commands. Each target installs what it needs (apt, the test venv) first.
-.PHONY: deps build run stop test bench nginx-check lint fuzz
+.PHONY: deps build run stop demo test bench nginx-check lint fuzz
 
 deps:
 	@scripts/install-deps.sh
@@ -12,6 +12,11 @@ run: build
 
 stop:
 	@scripts/stop.sh
+
+# The whole story against the stack `make run` started (the fake Stripe), printed step by step.
+demo:
+	@scripts/venv.sh
+	@.venv/bin/python scripts/demo.py
 
 test: build
 	@scripts/test.sh

@@ -172,6 +172,27 @@ buyer=$(token_for demo-buyer)
 seller=$(token_for demo-seller)
 admin=$(token_for demo-admin)
 
+fake_url=""
+if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
+    fake_url="https://127.0.0.1:$fake_port"
+    # The demo seller finishes Connect onboarding at the fake (as a seller would on Stripe's
+    # hosted pages), so that the examples below can buy at once. Both calls are idempotent.
+    account=$(curl -sk -X POST -H "Authorization: Bearer $seller" -H 'Content-Type: application/json' -d '{}' \
+        "$base_url/api/connect/accounts" | python3 -c 'import json, sys; print(json.load(sys.stdin)["account_id"])') \
+        || die "could not create the demo seller's Connect account"
+    curl -skf -o /dev/null -X POST "$fake_url/_control/accounts/$account/complete_onboarding" \
+        || die "the fake Stripe did not complete the demo seller's onboarding"
+    deadline=$((SECONDS + 20))
+    until curl -sk -H "Authorization: Bearer $seller" "$base_url/api/connect/status" | grep -q '"charges_enabled":true'; do
+        [ "$SECONDS" -lt "$deadline" ] || die "the demo seller's onboarding did not reach the app in 20 s"
+        sleep 0.2
+    done
+    log "the demo seller is onboarded ($account)"
+fi
+# What `make demo` needs to find this stack.
+(umask 077 && printf '{"base_url": "%s", "fake_url": "%s", "payments_bin": "%s"}\n' \
+    "$base_url" "$fake_url" "$PAYMENTS_BIN" >"$RUN_DIR/demo.json")
+
 cat <<EOF_MSG
 
 Payments is running:
@@ -192,6 +213,7 @@ Try:
   curl -sk -X POST -H 'Authorization: Bearer $buyer' -H 'Content-Type: application/json' \\
        -H 'Idempotency-Key: demo-1' -d '{"listing_id":"00000000-0000-4000-8000-000000000101"}' \\
        $base_url/api/payments/create-intent
-  (the seller must finish Connect onboarding first, otherwise that answers 409 seller_not_ready)
+The whole story (purchase, capture, dispute and refund, milestones, declined and 3-D Secure
+cards), step by step: make demo
 Stop it with: make stop
 EOF_MSG

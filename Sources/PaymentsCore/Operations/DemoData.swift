@@ -64,4 +64,47 @@ public enum DemoData {
             return created
         }
     }
+
+    /// `payments seed-demo --fresh-listings`: new listings of the demo seller for one run of the
+    /// demo story (four items and a job of two milestones), as JSON `{items, job, milestones}`.
+    /// Refused with a live Stripe key.
+    public static func freshListings(environment: Environment) throws -> String {
+        try LiveModeGuard.refuseLiveKey(for: "seed-demo", environment: environment)
+        let connection = Connection(connectionString: try environment.required("DATABASE_URL"))
+        _ = try seed(on: connection)
+        return try connection.withTransaction { connection -> String in
+            let sellerID = "00000000-0000-4000-8000-000000000002"
+            var items: [JSONValue] = []
+            for (title, price) in [
+                ("Demo lamp", 4_200), ("Demo chair", 6_500), ("Demo vase (declined card)", 1_900),
+                ("Demo clock (3-D Secure)", 3_300),
+            ] {
+                let id = UUID().uuidString.lowercased()
+                try connection.query(
+                    """
+                    INSERT INTO listings (id, seller_id, title, kind, price_cents, currency)
+                    VALUES (\(id)::uuid, \(sellerID)::uuid, \(title), 'item', \(price), 'usd')
+                    """)
+                items.append(.string(id))
+            }
+            let job = UUID().uuidString.lowercased()
+            try connection.query(
+                """
+                INSERT INTO listings (id, seller_id, title, kind, price_cents, currency)
+                VALUES (\(job)::uuid, \(sellerID)::uuid, 'Demo logo design', 'job', 15000, 'usd')
+                """)
+            var milestones: [JSONValue] = []
+            for (position, title, amount) in [(1, "Sketches", 5_000), (2, "Final files", 10_000)] {
+                let id = UUID().uuidString.lowercased()
+                try connection.query(
+                    """
+                    INSERT INTO milestones (id, listing_id, position, title, amount_cents)
+                    VALUES (\(id)::uuid, \(job)::uuid, \(position), \(title), \(amount))
+                    """)
+                milestones.append(.string(id))
+            }
+            let story: JSONValue = ["items": .array(items), "job": .string(job), "milestones": .array(milestones)]
+            return String(decoding: JSONCoding.encode(story), as: UTF8.self)
+        }
+    }
 }
