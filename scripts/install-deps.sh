@@ -4,6 +4,8 @@ set -euo pipefail
 
 packages=(libfcgi-dev libpq-dev libcurl4-openssl-dev libssl-dev nginx postgresql wrk
           pkg-config openssl curl python3-venv
+          # promtool (tests/test_deploy.py checks deploy/prometheus/alerts.yml), systemd-analyze (the units)
+          prometheus systemd
           # the browser tests (tests/test_connect_browser.py): headless Chromium, its driver, a font
           chromium chromium-driver fonts-dejavu-core)
 

@@ -5,7 +5,9 @@
 # space-separated; each a socket path or HOST:PORT; FCGI_SOCKET is taken when APP_SOCKETS is
 # unset), APP_STRIPE_SOCKETS (their Stripe-lane sockets, same order; default: beside each, as the
 # app derives FCGI_STRIPE_SOCKET), CERT_FILE, KEY_FILE (required), HTTPS_PORT (8443),
-# HTTP_PORT (8080), API_RATE (100r/s), API_BURST (200), WEBHOOK_RATE (50r/s), WEBHOOK_BURST (500),
+# HTTP_PORT (8080), LISTEN_ADDRESS (127.0.0.1; a real host: 0.0.0.0 or its public address),
+# SERVER_NAME (_: any; a real host: its name), NGINX_USER ("nobody nogroup": the user and group
+# nginx's workers run as, whose group FCGI_SOCKET_GROUP must name; Debian's is www-data), API_RATE (100r/s), API_BURST (200), WEBHOOK_RATE (50r/s), WEBHOOK_BURST (500),
 # FASTCGI_READ_TIMEOUT (core lane, 30s), STRIPE_DEADLINE_SECONDS (20: the Stripe lane's read
 # timeout is that plus 10 s, so the app's 504 stripe_timeout always comes first).
 # Switches, off unless set to 1: NGINX_ALLOW_DIAGNOSTICS (let /api/_diag/ reach the app; the test
@@ -49,6 +51,9 @@ fi
 core_servers=$(upstream_servers "${core_sockets[@]}")
 stripe_servers=$(upstream_servers "${stripe_sockets[@]}")
 deadline=${STRIPE_DEADLINE_SECONDS:-20}
+[[ "${LISTEN_ADDRESS:-127.0.0.1}" =~ ^([0-9.]+|\[[0-9A-Fa-f:]+\])$ ]] || die "LISTEN_ADDRESS must be an IPv4 address or [IPv6]"
+[[ "${SERVER_NAME:-_}" =~ ^[A-Za-z0-9._\ -]+$ ]] || die "SERVER_NAME must be host names (letters, digits, . - _)"
+[[ "${NGINX_USER:-nobody nogroup}" =~ ^[a-z_][a-z0-9_-]*( [a-z_][a-z0-9_-]*)?$ ]] || die "NGINX_USER must be 'USER' or 'USER GROUP'"
 [[ "$deadline" =~ ^[0-9]+$ ]] || die "STRIPE_DEADLINE_SECONDS must be a whole number of seconds"
 
 # switch NAME: true when the render-time switch NAME is 1 (unset or 0: false).
@@ -102,6 +107,9 @@ cp "$REPO/nginx/ffdhe2048.pem" "$prefix/"
 for file in "$REPO"/nginx/*.conf; do
     sed -e "s|@HTTPS_PORT@|${HTTPS_PORT:-8443}|g" \
         -e "s|@HTTP_PORT@|${HTTP_PORT:-8080}|g" \
+        -e "s|@LISTEN_ADDRESS@|${LISTEN_ADDRESS:-127.0.0.1}|g" \
+        -e "s|@SERVER_NAME@|${SERVER_NAME:-_}|g" \
+        -e "s|@NGINX_USER@|${NGINX_USER:-nobody nogroup}|g" \
         -e "s|@CORE_SERVERS@|$core_servers|g" \
         -e "s|@STRIPE_SERVERS@|$stripe_servers|g" \
         -e "s|@STRIPE_READ_TIMEOUT@|$((deadline + 10))s|g" \

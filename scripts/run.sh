@@ -173,7 +173,7 @@ seller=$(token_for demo-seller)
 admin=$(token_for demo-admin)
 
 fake_url=""
-if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
+if [ -n "${fake_port:-}" ]; then
     fake_url="https://127.0.0.1:$fake_port"
     # The demo seller finishes Connect onboarding at the fake (as a seller would on Stripe's
     # hosted pages), so that the examples below can buy at once. Both calls are idempotent.

@@ -51,9 +51,10 @@ public struct Lane: Sendable {
 /// Runs every lane's threads until SIGTERM or SIGINT.
 ///
 /// Signal handling: SIGPIPE is ignored (a client that aborts mid-response
-/// must not kill the process), TERM and INT are blocked in every thread and taken with `sigwait`
-/// in the calling thread, which then shuts the listeners down so that idle threads wake up,
-/// lets busy workers finish their in-flight request, and returns within `shutdownTimeout`.
+/// must not kill the process), TERM, INT and HUP are blocked in every thread and taken with
+/// `sigwait` in the calling thread. HUP calls `onHangUp` (the app reopens its log file) and the
+/// server goes on; TERM and INT shut the listeners down so that idle threads wake up, let busy
+/// workers finish their in-flight request, and return within `shutdownTimeout`.
 public struct FastCGIServer: Sendable {
     /// Largest body read; larger declared bodies are reported as `.tooLarge` without being read.
     public let maximumBodyBytes: Int
@@ -70,7 +71,7 @@ public struct FastCGIServer: Sendable {
     public static func prepareProcess() {
         FCGX_Init()
         signal(SIGPIPE, SIG_IGN)
-        var blocked = shutdownSignals()
+        var blocked = handledSignals()
         pthread_sigmask(SIG_BLOCK, &blocked, nil)
     }
 
@@ -79,6 +80,7 @@ public struct FastCGIServer: Sendable {
     public func run(
         lanes: [Lane],
         makeHandler: @escaping @Sendable (Lane, Int) -> any RequestHandler,
+        onHangUp: @Sendable () -> Void = {},
         onSignal: @Sendable (Int32) -> Void
     ) -> Bool {
         let threadCount = lanes.reduce(0) { $0 + $1.workers + $1.queueCapacity }
@@ -98,9 +100,11 @@ public struct FastCGIServer: Sendable {
             }
         }
 
-        var signals = Self.shutdownSignals()
+        var signals = Self.handledSignals()
         var received: Int32 = 0
-        sigwait(&signals, &received)
+        while sigwait(&signals, &received) == 0, received == SIGHUP {
+            onHangUp()
+        }
         onSignal(received)
         FCGX_ShutdownPending()
         for lane in lanes { lane.listener.shutdown() }
@@ -149,11 +153,12 @@ public struct FastCGIServer: Sendable {
         return (-1.0...60.0).contains(age) ? min(sent, accepted) : accepted
     }
 
-    private static func shutdownSignals() -> sigset_t {
+    private static func handledSignals() -> sigset_t {
         var set = sigset_t()
         sigemptyset(&set)
         sigaddset(&set, SIGTERM)
         sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGHUP)
         return set
     }
 }

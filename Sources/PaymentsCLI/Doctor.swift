@@ -8,6 +8,6 @@ struct Doctor: ParsableCommand {
         discussion: "Prints one line per check (ok, warning or problem); exits 1 when any check finds a problem.")
 
     func run() throws {
-        try operate { PaymentsCore.Doctor.run(environment: processEnvironment) }
+        try operate { PaymentsCore.Doctor.run(environment: try processEnvironment) }
     }
 }

@@ -2,8 +2,10 @@ import ArgumentParser
 import Foundation
 import PaymentsCore
 
-/// The process environment, read once per command.
-var processEnvironment: Environment { Environment(ProcessInfo.processInfo.environment) }
+/// The process environment, read once per command, with the `*_FILE` secrets read in.
+var processEnvironment: Environment {
+    get throws { try Environment(resolvingSecretFiles: ProcessInfo.processInfo.environment) }
+}
 
 /// Runs a command's work: `false` or any error is exit status 1, with the error as one plain
 /// line on stderr (`OperatorMessage`), never a stack trace.

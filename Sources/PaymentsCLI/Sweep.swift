@@ -13,10 +13,17 @@ struct Sweep: ParsableCommand {
 
     func run() throws {
         try operate {
-            for (task, rows) in try Sweeper.run(environment: processEnvironment) {
-                print("sweep: \(task): \(rows)")
+            let outcomes = try Sweeper.run(environment: processEnvironment)
+            for outcome in outcomes {
+                print("sweep: \(outcome.task): \(outcome.rows)")
+                if let error = outcome.error {
+                    printError("payments: sweep: \(outcome.task) failed: \(error)")
+                } else if outcome.failures > 0 {
+                    printError("payments: sweep: \(outcome.task): \(outcome.failures) item(s) failed and stay due")
+                }
             }
-            return true
+            // Items that stay due are retried next run; a task that failed as a whole is exit 1.
+            return outcomes.allSatisfy { $0.error == nil }
         }
     }
 }

@@ -24,7 +24,7 @@ struct Token: ParsableCommand {
 
     func run() throws {
         try operate {
-            let environment = processEnvironment
+            let environment = try processEnvironment
             try LiveModeGuard.refuseLiveKey(for: "token", environment: environment)
             print(try DevelopmentToken.mint(user: user, lifetime: ttl, environment: environment))
             return true

@@ -57,6 +57,10 @@ extension Int64: SQLDecodable {
     public init?(sqlText text: String) { self.init(text) }
 }
 
+extension Double: SQLDecodable {
+    public init?(sqlText text: String) { self.init(text) }
+}
+
 extension Bool: SQLDecodable {
     public init?(sqlText text: String) {
         switch text {

@@ -22,6 +22,9 @@ public struct StripeConfiguration: Sendable {
     public var http: HTTPClientConfiguration
     /// The `User-Agent` of every call; the service puts its version in it (`PaymentsVersion`).
     public var userAgent: String
+    /// Told of every call once it ends (retries included), so the caller can count and time
+    /// Stripe calls without this module knowing how they are exposed. Runs on the calling thread.
+    public var observer: (@Sendable (StripeCallObservation) -> Void)?
 
     /// The pinned API version.
     public static let pinnedAPIVersion = "2024-06-20"
@@ -265,6 +268,37 @@ public final class StripeClient {
         let request = HTTPRequest(method: method, url: configuration.apiBase + path, headers: headers, body: body)
 
         let deadline = self.deadline ?? ContinuousClock.now + configuration.requestDeadline
+        let started = ContinuousClock.now
+        do throws(StripeError) {
+            let response = try sendWithRetries(request, deadline: deadline)
+            observe(method: method, path: path, outcome: "ok", since: started)
+            return response
+        } catch {
+            observe(method: method, path: path, outcome: error.kind.rawValue, since: started)
+            throw error
+        }
+    }
+
+    private func observe(method: String, path: String, outcome: String, since started: ContinuousClock.Instant) {
+        guard let observer = configuration.observer else { return }
+        observer(
+            StripeCallObservation(
+                operation: Self.operation(method: method, path: path), outcome: outcome,
+                duration: ContinuousClock.now - started))
+    }
+
+    /// A bounded name for a call: the method and the path with its ids replaced
+    /// (`POST /v1/payment_intents/{id}/capture`). Stripe paths alternate collection and id after
+    /// `/v1`, so every second segment from there is an id; the query is dropped.
+    static func operation(method: String, path: String) -> String {
+        let segments = path.prefix { $0 != "?" }.split(separator: "/")
+        let named = segments.enumerated().map { index, segment in index > 0 && index % 2 == 0 ? "{id}" : segment }
+        return "\(method) /" + named.joined(separator: "/")
+    }
+
+    private func sendWithRetries(_ request: HTTPRequest, deadline: ContinuousClock.Instant) throws(StripeError)
+        -> HTTPResponse
+    {
         var attempt = 0
         var mayHaveSucceeded = false
         while true {
@@ -325,6 +359,16 @@ public final class StripeClient {
     static func pathComponent(_ id: String) -> String {
         id.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "_-"))) ?? ""
     }
+}
+
+/// One finished Stripe call, as `StripeConfiguration.observer` is told of it.
+public struct StripeCallObservation: Sendable {
+    /// The method and templated path (`POST /v1/refunds`, `GET /v1/accounts/{id}`): bounded.
+    public let operation: String
+    /// `ok`, or the failure's `StripeError.Kind` (`card`, `api`, `timeout`, …).
+    public let outcome: String
+    /// From the first attempt to the answer, retries and backoff included.
+    public let duration: Duration
 }
 
 /// A reversal of a Transfer.

@@ -2,7 +2,7 @@ import Cryptography
 import Foundation
 
 /// Why a `Stripe-Signature` header was not accepted (never carries the expected signature).
-public enum WebhookSignatureFailure: String, Error, Sendable {
+public enum WebhookSignatureFailure: String, Error, Sendable, CaseIterable {
     /// No header, or an empty one.
     case missing
     /// No `t=` timestamp, a non-numeric or implausible one, or no `v1=` signature.

@@ -11,6 +11,8 @@ struct PaymentSweeper {
     let connection: any SQLExecutor
     let stripe: StripeClient
     let marketplace: MarketplaceConfiguration
+    /// Counts the payments a run could not settle now (they stay due).
+    var failures = SweepFailures()
     /// How long the sweeper's automatic capture holds its claim on a payment.
     var claimLease: Duration = .seconds(60)
 
@@ -78,13 +80,16 @@ struct PaymentSweeper {
             let done: Bool?
             switch marketplace.holdExpiryAction {
             case .cancel:
-                done = try? cancel(
-                    payment, intentID: payment.intentID, operation: "payment.authorization_lapsing",
-                    notification: "authorization_cancelled")
+                done = failures.attempt("settle_lapsing_authorizations \(payment.id)") {
+                    try cancel(
+                        payment, intentID: payment.intentID, operation: "payment.authorization_lapsing",
+                        notification: "authorization_cancelled")
+                }
             case .capture:
-                done =
-                    try row.decode("is_disputed", as: Bool.self)
-                    ? try? alertBlockedCapture(payment) : try? captureLapsing(payment)
+                let isDisputed = try row.decode("is_disputed", as: Bool.self)
+                done = failures.attempt("settle_lapsing_authorizations \(payment.id)") {
+                    isDisputed ? try alertBlockedCapture(payment) : try captureLapsing(payment)
+                }
             }
             if done == true { settled += 1 }
         }
@@ -161,11 +166,16 @@ struct PaymentSweeper {
         ).rows.map(DuePayment.init(row:))
         return due.filter { payment in
             guard let intentID = payment.intentID,
-                (try? stripe.cancelIntent(intentID, ofPayment: payment.id, reason: .abandoned)) != nil
+                failures.attempt(
+                    "expire_fundings \(payment.id)",
+                    {
+                        try stripe.cancelIntent(intentID, ofPayment: payment.id, reason: .abandoned)
+                    }) != nil
             else { return false }
             // The `payment_intent.canceled` event may have been applied first: expired either way.
-            return (try? markCanceled(payment, operation: "milestone.funding_expired", notification: "funding_expired"))
-                != nil
+            return failures.attempt("expire_fundings \(payment.id)") {
+                try markCanceled(payment, operation: "milestone.funding_expired", notification: "funding_expired")
+            } != nil
         }.count
     }
 
@@ -174,8 +184,14 @@ struct PaymentSweeper {
     /// others go on.
     private func cancelEach(_ due: [DuePayment], operation: String, notification: String) -> Int {
         due.filter { payment in
-            guard let intentID = try? recoveredIntent(payment) else { return false }
-            return (try? cancel(payment, intentID: intentID, operation: operation, notification: notification)) == true
+            // `recoveredIntent` answers `.some(nil)` when Stripe holds no intent: settle without one.
+            guard
+                let intentID = failures.attempt("\(operation) \(payment.id)", { try recoveredIntent(payment) })
+                    .flatMap({ $0 })
+            else { return false }
+            return failures.attempt("\(operation) \(payment.id)") {
+                try cancel(payment, intentID: intentID, operation: operation, notification: notification)
+            } == true
         }.count
     }
 
@@ -199,7 +215,10 @@ struct PaymentSweeper {
     {
         let changed = try markCanceled(payment, operation: operation, notification: notification)
         if changed, let intent = intentID {
-            _ = try? stripe.cancelIntent(intent, ofPayment: payment.id, reason: .abandoned)
+            // Settled here either way; a cancel Stripe refused now is still a failure to see.
+            _ = failures.attempt("\(operation) \(payment.id) at Stripe") {
+                try stripe.cancelIntent(intent, ofPayment: payment.id, reason: .abandoned)
+            }
         }
         return changed
     }

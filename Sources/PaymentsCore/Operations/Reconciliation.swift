@@ -41,7 +41,10 @@ public struct Reconciliation {
         drifts += try transfers()
         drifts += try disputes()
         drifts += try accountsAndPayouts()
-        let counts = Dictionary(grouping: drifts, by: \.kind.rawValue).mapValues { JSONValue.int(Int64($0.count)) }
+        // The drift left after this run, by kind (what /metrics shows and alerts on).
+        let counts = Dictionary(grouping: drifts.filter { !$0.repaired }, by: \.kind.rawValue).mapValues {
+            JSONValue.int(Int64($0.count))
+        }
         try connection.query(
             """
             INSERT INTO reconcile_runs (since, until, drift_counts, drift_total, repaired)

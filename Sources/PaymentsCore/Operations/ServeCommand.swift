@@ -9,6 +9,7 @@ public enum ServeCommand {
     public static func run(environment: Environment) throws -> Bool {
         let logger = Logger()
         let configuration = try ServerConfiguration(environment: environment)
+        if let logFile = configuration.logFile { try LogFile.reopen(logFile) }
         let migrations = try Migration.load(from: configuration.migrationsDirectory)
         // Before any thread starts: signal mask and libcurl's global state are inherited by every thread.
         FastCGIServer.prepareProcess()
@@ -56,6 +57,16 @@ public enum ServeCommand {
                         workerIndex: index)
                 else { preconditionFailure("cannot allocate a curl handle") }
                 return WorkerHandler(application: application, context: context)
+            },
+            onHangUp: {
+                // SIGHUP: reopen LOG_FILE (logrotate moved it); the server goes on either way.
+                guard let logFile = configuration.logFile else { return }
+                do {
+                    try LogFile.reopen(logFile)
+                    logger.info("log file reopened", [("signal", "SIGHUP")])
+                } catch {
+                    logger.error("log file not reopened", [("reason", .string(OperatorMessage.line(for: error)))])
+                }
             },
             onSignal: { signal in logger.info("shutting down", [("signal", .int(Int(signal)))]) })
         if !shared.followUps.drain(timeout: .seconds(5)) {

@@ -42,6 +42,9 @@ public struct Application: Sendable {
     /// Answers one FastCGI request on the calling worker's context.
     public func respond(to fastCGIRequest: FastCGIRequest, context: WorkerContext) -> FastCGIResponse {
         let started = ContinuousClock.now
+        // Lane saturation: how many of the lane's workers are running a request right now.
+        shared.metrics.setWorkerBusy(lane: context.lane.rawValue, true)
+        defer { shared.metrics.setWorkerBusy(lane: context.lane.rawValue, false) }
         let parameters = fastCGIRequest.parameters
         let requestID = Self.requestID(from: parameters["REQUEST_ID"])
         var request = Request(parameters: parameters, body: [], requestID: requestID)

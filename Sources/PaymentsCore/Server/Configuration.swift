@@ -12,9 +12,43 @@ public struct ConfigurationError: Error, CustomStringConvertible {
 public struct Environment: Sendable {
     let values: [String: String]
 
-    /// Wraps a dictionary (usually `ProcessInfo.processInfo.environment`).
+    /// Wraps a dictionary as it is (tests; the process uses `init(resolvingSecretFiles:)`).
     public init(_ values: [String: String]) {
         self.values = values
+    }
+
+    /// The variables that hold secrets. Each may instead be given as `NAME_FILE`, the path of a
+    /// file whose contents (surrounding whitespace trimmed) are the value, so that secrets live
+    /// in root-readable files (systemd's `LoadCredential=`, a mounted secret) rather than in the
+    /// environment a process listing or a crash report can show.
+    public static let secretNames = [
+        "DATABASE_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRETS", "STRIPE_CONNECT_WEBHOOK_SECRETS",
+        "AUTH_JWT_SECRET",
+    ]
+
+    /// Wraps a dictionary after reading every `NAME_FILE` of `secretNames` into `NAME`. Setting
+    /// both, an unreadable file and an empty one are configuration errors naming the variable
+    /// (never the contents).
+    public init(resolvingSecretFiles values: [String: String]) throws {
+        var resolved = values
+        for name in Self.secretNames {
+            guard let path = values[name + "_FILE"], !path.isEmpty else { continue }
+            if let direct = values[name], !direct.isEmpty {
+                throw ConfigurationError(
+                    description: "environment variables \(name) and \(name)_FILE are both set; use one")
+            }
+            guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8)
+            else {
+                throw ConfigurationError(
+                    description: "environment variable \(name)_FILE names a file that cannot be read")
+            }
+            let value = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !value.isEmpty else {
+                throw ConfigurationError(description: "environment variable \(name)_FILE names an empty file")
+            }
+            resolved[name] = value
+        }
+        self.values = resolved
     }
 
     /// A required, non-empty string.
@@ -77,8 +111,12 @@ public struct ServerConfiguration: Sendable {
     public var instanceName: String
     /// Largest request body the app reads (`MAX_BODY_BYTES`, default 1 MiB).
     public var maximumBodyBytes: Int
-    /// Time allowed for in-flight requests after SIGTERM (`SHUTDOWN_TIMEOUT_SECONDS`, default 10).
+    /// Time allowed for in-flight requests after SIGTERM (`SHUTDOWN_TIMEOUT_SECONDS`, default
+    /// `STRIPE_DEADLINE_SECONDS` + 10, and never at or below it: a request waiting on Stripe must
+    /// be able to reach its own deadline and answer before the process exits).
     public var shutdownTimeoutSeconds: Int
+    /// Where log lines go (`LOG_FILE`, reopened on SIGHUP); nil: standard output and error.
+    public var logFile: String?
     /// Folder of numbered migration files (`MIGRATIONS_DIR`, default `sql`).
     public var migrationsDirectory: String
     /// Enables the test-only `/api/_diag/…` routes (`DIAGNOSTICS_ENABLED`, default off).
@@ -135,12 +173,20 @@ public struct ServerConfiguration: Sendable {
             environment.optional("INSTANCE_NAME")
             ?? "\(ProcessInfo.processInfo.hostName)/\(socketAddress.split(separator: "/").last.map(String.init) ?? socketAddress)"
         maximumBodyBytes = try environment.integer("MAX_BODY_BYTES", default: 1 << 20, in: 1024...(64 << 20))
-        shutdownTimeoutSeconds = try environment.integer("SHUTDOWN_TIMEOUT_SECONDS", default: 10, in: 1...600)
         migrationsDirectory = environment.optional("MIGRATIONS_DIR") ?? "sql"
+        logFile = environment.optional("LOG_FILE")
         diagnosticsEnabled = try environment.flag("DIAGNOSTICS_ENABLED", default: false)
         auth = try AuthConfiguration(environment: environment)
         rateLimiter = try RateLimiter(environment: environment)
         stripe = try Self.stripeConfiguration(environment)
+        let stripeDeadline = Int(stripe.requestDeadline.components.seconds)
+        shutdownTimeoutSeconds = try environment.integer(
+            "SHUTDOWN_TIMEOUT_SECONDS", default: stripeDeadline + 10, in: 1...900)
+        guard shutdownTimeoutSeconds > stripeDeadline else {
+            throw ConfigurationError(
+                description: "environment variable SHUTDOWN_TIMEOUT_SECONDS must be above STRIPE_DEADLINE_SECONDS "
+                    + "(\(stripeDeadline)): a request waiting on Stripe needs that long to answer")
+        }
         // `/api/_diag/stripe` is an unauthenticated proxy holding the platform key: never with a live one.
         if diagnosticsEnabled && stripe.isLiveMode {
             throw ConfigurationError(

@@ -124,3 +124,20 @@ enum JSONText {
         return out + "\""
     }
 }
+
+/// `LOG_FILE`: the process's standard output and standard error (every log line) go to a file,
+/// opened for appending, and `reopen`ed on SIGHUP, after logrotate (or an operator) has moved
+/// the old file away. Without it, logs go to stdout/stderr as given (journald under systemd).
+public enum LogFile {
+    /// Points descriptors 1 and 2 at `path` (created 0640 when missing). A file that cannot be
+    /// opened leaves them as they were and throws, naming the path.
+    public static func reopen(_ path: String) throws {
+        let descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        guard descriptor >= 0 else {
+            throw ConfigurationError(description: "LOG_FILE \(path) cannot be opened for appending (errno \(errno))")
+        }
+        dup2(descriptor, STDOUT_FILENO)
+        dup2(descriptor, STDERR_FILENO)
+        close(descriptor)
+    }
+}

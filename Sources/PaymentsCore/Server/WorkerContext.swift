@@ -4,7 +4,7 @@ import Stripe
 /// Which lane a route runs on. Routes that call Stripe run on workers of their own, so that a
 /// slow Stripe never makes webhooks, reads or health checks wait (nginx routes each location
 /// to its lane's socket).
-public enum LaneKind: String, Sendable {
+public enum LaneKind: String, Sendable, CaseIterable {
     /// Webhooks, reads, ops: workers that never wait on Stripe.
     case core
     /// Routes that call Stripe.
@@ -33,7 +33,7 @@ public final class WorkerContext {
         self.lane = lane
         self.workerIndex = workerIndex
         database = Database(pool: shared.pool)
-        stripe = try StripeClient(configuration: shared.configuration.stripe)
+        stripe = try StripeClient(configuration: shared.stripeConfiguration)
     }
 }
 
@@ -53,6 +53,8 @@ public struct SharedState: Sendable {
     let followUps: StripeFollowUps
     /// Samples the audit rows of anonymous refusals (see `FailureAudit`).
     let refusalSampler = RefusalSampler()
+    /// The configured Stripe settings, with an observer that counts and times every call in `metrics`.
+    let stripeConfiguration: StripeConfiguration
 
     /// Bundles the shared state and opens (lazily) the process's pool.
     public init(configuration: ServerConfiguration, logger: Logger, metrics: Metrics, migrations: [Migration]) {
@@ -61,6 +63,24 @@ public struct SharedState: Sendable {
         self.metrics = metrics
         self.migrations = migrations
         pool = ConnectionPool(configuration: configuration.pool)
-        followUps = StripeFollowUps(configuration: configuration.stripe, metrics: metrics)
+        var stripe = configuration.stripe
+        stripe.observer = { [metrics] call in
+            metrics.observeStripeCall(
+                operation: call.operation, outcome: call.outcome,
+                seconds: Double(call.duration.components.seconds) + Double(call.duration.components.attoseconds) / 1e18)
+        }
+        stripeConfiguration = stripe
+        metrics.declare(
+            LaneKind.allCases.map { "payments_lane_rejections_total{lane=\"\($0.rawValue)\"}" }
+                + WebhookEndpoint.allCases.flatMap { endpoint in
+                    WebhookSignatureFailure.allCases.map {
+                        "payments_webhook_signature_failures_total{endpoint=\"\(endpoint.rawValue)\",reason=\"\($0.rawValue)\"}"
+                    }
+                }
+                + ["ok", "failed"].map { "payments_stripe_follow_ups_total{outcome=\"\($0)\"}" } + [
+                    "payments_stripe_follow_ups_dropped_total", "payments_database_pool_timeouts_total",
+                    "payments_database_unavailable_total", "payments_metrics_database_errors_total",
+                ])
+        followUps = StripeFollowUps(configuration: stripe, metrics: metrics)
     }
 }

@@ -40,53 +40,31 @@ struct OpsResponder {
         guard address.hasPrefix("127.") || address == "::1" || address.hasPrefix("unix:") || address.isEmpty else {
             throw APIError.notFound
         }
-        // The inbox backlog (by status and type; dead events included) is read at scrape time;
-        // without a database the counters still render.
-        let backlog =
-            (try? context.database.query(
-                """
-                SELECT status, type, count(*)::int AS n FROM webhook_events
-                WHERE status IN ('parked', 'failed', 'dead') GROUP BY status, type ORDER BY status, type
-                """
-            ).rows) ?? []
-        let pool = context.shared.pool.statistics
-        let reconcile = try Self.reconcileGauges(context)
-        let gauges =
-            try reconcile
-            + backlog.map {
-                (
-                    "payments_webhook_backlog{status=\"\(try $0.decode("status", as: String.self))\","
-                        + "type=\"\(try $0.decode("type", as: String.self))\"}",
-                    try $0.decode("n", as: Int.self)
-                )
-            } + [
-                ("payments_db_pool_size", pool.size), ("payments_db_pool_open", pool.open),
-                ("payments_db_pool_in_use", pool.inUse), ("payments_db_pool_waiting", pool.waiting),
-            ]
-        let text = context.shared.metrics.render(gauges: gauges, instance: context.shared.configuration.instanceName)
+        let shared = context.shared
+        // The database's families (backlog, money at risk, sweeps) are read at scrape time;
+        // without a database the process's own metrics still render, and the failure is counted.
+        var scraped: [ScrapedFamily]
+        do {
+            scraped = try ScrapeQueries.families(on: context.database)
+        } catch {
+            shared.metrics.increment("payments_metrics_database_errors_total")
+            shared.logger.warning(
+                "metrics: database families unavailable", [("request_id", .string(request.requestID))])
+            scraped = []
+        }
+        let pool = shared.pool.statistics
+        scraped += [
+            ScrapedFamily(name: "payments_db_pool_size", type: .gauge, samples: [("", Double(pool.size))]),
+            ScrapedFamily(name: "payments_db_pool_open", type: .gauge, samples: [("", Double(pool.open))]),
+            ScrapedFamily(name: "payments_db_pool_in_use", type: .gauge, samples: [("", Double(pool.inUse))]),
+            ScrapedFamily(name: "payments_db_pool_waiting", type: .gauge, samples: [("", Double(pool.waiting))]),
+        ]
+        scraped += shared.metrics.laneFamilies(workers: [
+            (LaneKind.core.rawValue, shared.configuration.workers),
+            (LaneKind.stripe.rawValue, shared.configuration.stripeWorkers),
+        ])
+        let text = shared.metrics.render(scraped: scraped, instance: shared.configuration.instanceName)
         return .text(text, contentType: "text/plain; version=0.0.4")
     }
 
-    /// The last `payments reconcile` run: when it finished and its drift by kind (none before the first run).
-    private static func reconcileGauges(_ context: WorkerContext) throws -> [(String, Int)] {
-        guard
-            let run = try? context.database.query(
-                """
-                SELECT extract(epoch FROM finished_at)::bigint AS finished, drift_counts
-                FROM reconcile_runs ORDER BY id DESC LIMIT 1
-                """
-            ).first
-        else { return [] }
-        let counts: JSONValue = try run.decode("drift_counts")
-        return [("payments_reconcile_last_run_timestamp_seconds", try run.decode("finished", as: Int.self))]
-            + DriftKind.allCases.map { kind in
-                let count: Int
-                if case .object(let fields) = counts, case .int(let n)? = fields[kind.rawValue] {
-                    count = Int(n)
-                } else {
-                    count = 0
-                }
-                return ("payments_reconcile_drift{kind=\"\(kind.rawValue)\"}", count)
-            }
-    }
 }
