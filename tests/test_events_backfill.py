@@ -100,3 +100,19 @@ def test_backfill_refuses_bad_ranges(stack):
     for args in (["--since", "-1"], ["--since", "100", "--until", "50"], []):
         result = backfill(stack, *args)
         assert result.returncode == 64, (args, result.stderr)
+
+
+def test_an_account_that_revoked_access_does_not_stop_the_backfill(stack, db):
+    seller = onboarded_seller(stack, db)
+    account = seller_account(db, seller)
+    stack.stripe_control("POST", f"/_control/accounts/{account}/deauthorize")
+    deadline = time.time() + 10
+    while db.execute("SELECT disabled_reason FROM profiles WHERE id = %s", (seller["id"],)).fetchone()[0] \
+            != "application_deauthorized":
+        assert time.time() < deadline, "the deauthorization did not arrive"
+        time.sleep(0.1)
+    result = backfill(stack, "--since", str(int(time.time()) - 30))
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    asked = [r for r in stack.stripe.received(method="GET", path_prefix="/v1/events")
+             if r["headers"].get("Stripe-Account") == account and r["time"] >= time.time() - 30]
+    assert asked == [], "a revoked account was asked for its events"

@@ -57,7 +57,8 @@ def test_an_event_of_the_other_mode_is_refused_and_not_stored(stack, db, endpoin
 
 def test_a_live_key_takes_live_events_and_refuses_test_ones(stack, db):
     """The mode comes from the key: the same stack with an sk_live_ key reverses the answer."""
-    with stack.other_apps(STRIPE_SECRET_KEY="sk_live_harness_000000000000", DIAGNOSTICS_ENABLED="0") as live:
+    with stack.other_apps(STRIPE_SECRET_KEY="sk_live_harness_000000000000", DIAGNOSTICS_ENABLED="0",
+                          STRIPE_PUBLISHABLE_KEY="pk_live_harness_000000000000") as live:
         payment = new_payment(db)
         test_event = succeeded(payment, int(time.time()))
         body = encode(test_event)

@@ -4,7 +4,8 @@ import Testing
 
 @testable import PaymentsCore
 
-/// One version string: the binary's, the User-Agent sent to Stripe, and docs/openapi.yaml's `info.version`.
+/// One version string: the binary's, the User-Agent sent to Stripe, docs/openapi.yaml's
+/// `info.version`, and the newest release in CHANGELOG.md.
 @Suite struct VersionTests {
     @Test func theVersionIsSemantic() {
         let parts = PaymentsVersion.current.split(separator: ".")
@@ -24,5 +25,15 @@ import Testing
         let configuration = try ServerConfiguration.stripeConfiguration(
             Environment(["STRIPE_SECRET_KEY": "sk_test_version_0000"]))
         #expect(configuration.userAgent == "marketplace-payments/\(PaymentsVersion.current) (Swift; libcurl)")
+    }
+
+    @Test func theChangelogsNewestReleaseIsTheVersion() throws {
+        let changelog = try String(
+            contentsOf: ErrorCatalogueTests.repository.appendingPathComponent("CHANGELOG.md"), encoding: .utf8)
+        let releases = changelog.split(separator: "\n").filter {
+            $0.hasPrefix("## [") && !$0.hasPrefix("## [Unreleased]")
+        }
+        let newest = try #require(releases.first)
+        #expect(newest.hasPrefix("## [\(PaymentsVersion.current)] — "), "\(newest)")
     }
 }

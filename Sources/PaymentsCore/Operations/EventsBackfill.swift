@@ -28,12 +28,15 @@ public enum EventsBackfill {
             apply(payload, endpoint: .platform, inbox: inbox, into: &platform)
         }
         var connect = Tally()
-        let accounts = try connection.query(
-            "SELECT stripe_account_id FROM profiles WHERE stripe_account_id IS NOT NULL ORDER BY stripe_account_id"
-        ).rows.map { try $0.decode("stripe_account_id", as: String.self) }
-        for account in accounts {
-            for payload in try fetch(.connect, account: account, since: since, until: until, stripe: stripe) {
-                apply(payload, endpoint: .connect, inbox: inbox, into: &connect)
+        for account in try ConnectedAccounts.active(on: connection) {
+            // One account Stripe refuses (its access was revoked meanwhile) does not stop the others.
+            do {
+                for payload in try fetch(.connect, account: account, since: since, until: until, stripe: stripe) {
+                    apply(payload, endpoint: .connect, inbox: inbox, into: &connect)
+                }
+            } catch let error as StripeError where error.kind == .permission || error.kind == .authentication {
+                print("backfill: connect: \(account): \(OperatorMessage.line(for: error))")
+                connect.failed += 1
             }
         }
         for (endpoint, tally) in [(WebhookEndpoint.platform, platform), (.connect, connect)] {

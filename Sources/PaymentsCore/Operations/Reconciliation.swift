@@ -277,10 +277,7 @@ public struct Reconciliation {
             drifts.append(
                 Drift(kind: .orphanAtStripe, object: "account", stripe_id: account.id, ours: nil, stripe: account.type))
         }
-        let ours = try connection.query(
-            "SELECT stripe_account_id FROM profiles WHERE stripe_account_id IS NOT NULL ORDER BY stripe_account_id"
-        ).rows.map { try $0.decode("stripe_account_id", as: String.self) }
-        for account in ours {
+        for account in try ConnectedAccounts.active(on: connection) {
             let payouts: [Payout] = try stripe.listAll("/v1/payouts", query: window, account: account)
             for payout in payouts {
                 let row = try connection.query(
