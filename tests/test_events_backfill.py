@@ -5,6 +5,7 @@ account's — and applied exactly once; a second run changes nothing."""
 
 import subprocess
 import time
+import uuid
 
 from harness.api import make_profile, onboarded_seller, table_fingerprint
 from harness.paths import BINARY
@@ -111,8 +112,11 @@ def test_an_account_that_revoked_access_does_not_stop_the_backfill(stack, db):
             != "application_deauthorized":
         assert time.time() < deadline, "the deauthorization did not arrive"
         time.sleep(0.1)
+    # And one Stripe does not know at all (deleted): named, skipped, not a failure.
+    make_profile(db, "seller", stripe_account=f"acct_gone{uuid.uuid4().hex[:12]}", charges_enabled=True)
     result = backfill(stack, "--since", str(int(time.time()) - 30))
     assert result.returncode == 0, (result.stdout, result.stderr)
+    assert "skipped" in result.stderr and "0 failed" in result.stdout
     asked = [r for r in stack.stripe.received(method="GET", path_prefix="/v1/events")
              if r["headers"].get("Stripe-Account") == account and r["time"] >= time.time() - 30]
     assert asked == [], "a revoked account was asked for its events"

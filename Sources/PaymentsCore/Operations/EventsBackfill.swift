@@ -34,9 +34,9 @@ public enum EventsBackfill {
                 for payload in try fetch(.connect, account: account, since: since, until: until, stripe: stripe) {
                     apply(payload, endpoint: .connect, inbox: inbox, into: &connect)
                 }
-            } catch let error as StripeError where error.kind == .permission || error.kind == .authentication {
-                print("backfill: connect: \(account): \(OperatorMessage.line(for: error))")
-                connect.failed += 1
+            } catch let error as StripeError where error.kind == .permission {
+                // Revoked or deleted meanwhile: nothing to fetch for it; named, not a failure.
+                printError("backfill: connect: \(account) skipped: \(OperatorMessage.line(for: error))")
             }
         }
         for (endpoint, tally) in [(WebhookEndpoint.platform, platform), (.connect, connect)] {

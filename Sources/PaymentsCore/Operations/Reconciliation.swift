@@ -278,7 +278,17 @@ public struct Reconciliation {
                 Drift(kind: .orphanAtStripe, object: "account", stripe_id: account.id, ours: nil, stripe: account.type))
         }
         for account in try ConnectedAccounts.active(on: connection) {
-            let payouts: [Payout] = try stripe.listAll("/v1/payouts", query: window, account: account)
+            let payouts: [Payout]
+            switch Result(catching: { () throws(StripeError) -> [Payout] in
+                try stripe.listAll("/v1/payouts", query: window, account: account)
+            }) {
+            case .success(let listed): payouts = listed
+            case .failure(let error) where error.kind == .permission:
+                // Revoked or deleted meanwhile: its payouts cannot be read; named on stderr.
+                printError("reconcile: payouts of \(account) skipped: \(OperatorMessage.line(for: error))")
+                continue
+            case .failure(let error): throw error
+            }
             for payout in payouts {
                 let row = try connection.query(
                     "SELECT status FROM payouts WHERE stripe_payout_id = \(payout.id)"
