@@ -19,8 +19,3 @@ func operate(_ work: () throws -> Bool) throws {
     }
     if !succeeded { throw ExitCode.failure }
 }
-
-/// One line on stderr.
-func printError(_ line: String) {
-    FileHandle.standardError.write(Data((line + "\n").utf8))
-}

@@ -345,11 +345,6 @@ struct Refunds {
             return
         case .failure(let error): throw error
         }
-        try context.database.query(
-            """
-            UPDATE transfers SET amount_reversed = LEAST(amount_cents, amount_reversed + \(reversal)),
-                   status = CASE WHEN amount_reversed + \(reversal) >= amount_cents THEN 'reversed' ELSE 'partially_reversed' END
-            WHERE stripe_transfer_id = \(transferID)
-            """)
+        try TransferReversals.record(reversal, of: transferID, on: context.database)
     }
 }

@@ -137,13 +137,7 @@ struct ChargebackRecovery {
                 ).first != nil
             else { return }  // another sweeper recorded it first
             if outcome == "recovered" {
-                try connection.query(
-                    """
-                    UPDATE transfers SET amount_reversed = LEAST(amount_cents, amount_reversed + \(recovery.amount)),
-                           status = CASE WHEN amount_reversed + \(recovery.amount) >= amount_cents THEN 'reversed'
-                                         ELSE 'partially_reversed' END
-                    WHERE stripe_transfer_id = \(recovery.transferID)
-                    """)
+                try TransferReversals.record(recovery.amount, of: recovery.transferID, on: connection)
             }
             try AuditLog.record(
                 AuditEntry(

@@ -1,4 +1,3 @@
-import Foundation
 import Postgres
 
 /// The connected accounts the platform may still act for.
@@ -14,9 +13,4 @@ enum ConnectedAccounts {
             """
         ).rows.map { try $0.decode("stripe_account_id", as: String.self) }
     }
-}
-
-/// One line on stderr (what an operator command says beside its report).
-func printError(_ line: String) {
-    FileHandle.standardError.write(Data((line + "\n").utf8))
 }

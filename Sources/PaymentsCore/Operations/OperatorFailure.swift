@@ -36,3 +36,8 @@ public enum OperatorMessage {
         }
     }
 }
+
+/// One line on stderr (what an operator command says beside its report, or instead of it).
+public func printError(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}

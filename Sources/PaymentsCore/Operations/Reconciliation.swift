@@ -213,12 +213,11 @@ public struct Reconciliation {
 
     private func transfers() throws -> [Drift] {
         let transfers: [Transfer] = try stripe.listAll("/v1/transfers", query: window)
+        let reversedHere = try ours(
+            "amount_reversed", in: "transfers", by: "stripe_transfer_id", for: transfers.map(\.id))
         var drifts: [Drift] = []
         for transfer in transfers {
-            let row = try connection.query(
-                "SELECT amount_reversed FROM transfers WHERE stripe_transfer_id = \(transfer.id)"
-            ).first
-            guard let row else {
+            guard let reversed = reversedHere[transfer.id] else {
                 // Ours carry a payment id, or are paid from one of our charges.
                 let ours = try connection.query(
                     """
@@ -232,8 +231,7 @@ public struct Reconciliation {
                         stripe_id: transfer.id, ours: nil, stripe: "amount \(transfer.amount)"))
                 continue
             }
-            let reversed: Int64 = try row.decode("amount_reversed")
-            if reversed != transfer.amountReversed {
+            if reversed != String(transfer.amountReversed) {
                 drifts.append(
                     Drift(
                         kind: .amountDiffers, object: "transfer", stripe_id: transfer.id,
@@ -245,20 +243,16 @@ public struct Reconciliation {
 
     private func disputes() throws -> [Drift] {
         let disputes: [Dispute] = try stripe.listAll("/v1/disputes", query: window)
+        let statusHere = try ours("status", in: "disputes", by: "stripe_dispute_id", for: disputes.map(\.id))
         var drifts: [Drift] = []
         for dispute in disputes {
-            guard
-                let row = try connection.query(
-                    "SELECT status FROM disputes WHERE stripe_dispute_id = \(dispute.id)"
-                ).first
-            else {
+            guard let status = statusHere[dispute.id] else {
                 drifts.append(
                     Drift(
                         kind: .missingHere, object: "dispute", stripe_id: dispute.id, ours: nil,
                         stripe: "status \(dispute.status)"))
                 continue
             }
-            let status: String = try row.decode("status")
             if status != dispute.status {
                 drifts.append(
                     Drift(
@@ -269,11 +263,28 @@ public struct Reconciliation {
         return drifts
     }
 
+    /// `column` of our rows of `table` whose `key` is one of `ids` (Stripe ids), by key: one
+    /// query for a whole Stripe list. `table`, `key` and `column` are our own constants.
+    private func ours(_ column: String, in table: String, by key: String, for ids: [String]) throws -> [String: String]
+    {
+        guard !ids.isEmpty else { return [:] }
+        let rows = try connection.query(
+            """
+            SELECT \(sql: SQLQuery(unsafeSQL: key)) AS key, \(sql: SQLQuery(unsafeSQL: column))::text AS value
+            FROM \(sql: SQLQuery(unsafeSQL: table))
+            WHERE \(sql: SQLQuery(unsafeSQL: key)) = ANY(\("{" + ids.joined(separator: ",") + "}")::text[])
+            """
+        ).rows
+        var values: [String: String] = [:]
+        for row in rows { values[try row.decode("key")] = try row.decode("value") }
+        return values
+    }
+
     private func accountsAndPayouts() throws -> [Drift] {
         let accounts: [Account] = try stripe.listAll("/v1/accounts", query: window)
+        let profiled = try ours("stripe_account_id", in: "profiles", by: "stripe_account_id", for: accounts.map(\.id))
         var drifts: [Drift] = []
-        for account in accounts
-        where try connection.query("SELECT 1 FROM profiles WHERE stripe_account_id = \(account.id)").first == nil {
+        for account in accounts where profiled[account.id] == nil {
             drifts.append(
                 Drift(kind: .orphanAtStripe, object: "account", stripe_id: account.id, ours: nil, stripe: account.type))
         }
@@ -289,12 +300,10 @@ public struct Reconciliation {
                 continue
             case .failure(let error): throw error
             }
+            let statusHere = try ours("status", in: "payouts", by: "stripe_payout_id", for: payouts.map(\.id))
             for payout in payouts {
-                let row = try connection.query(
-                    "SELECT status FROM payouts WHERE stripe_payout_id = \(payout.id)"
-                ).first
                 // Only the final states are mirrored (payout.paid, payout.failed).
-                guard let row else {
+                guard let status = statusHere[payout.id] else {
                     if ["paid", "failed"].contains(payout.status) {
                         drifts.append(
                             Drift(
@@ -303,7 +312,6 @@ public struct Reconciliation {
                     }
                     continue
                 }
-                let status: String = try row.decode("status")
                 if status != payout.status {
                     drifts.append(
                         Drift(
