@@ -3,6 +3,7 @@ fake Stripe, on the seller's account) and their payouts, mirrored from `payout.*
 
 from harness.api import make_profile, onboarded_seller
 from harness.assertions import assert_envelope
+from test_connect_onboarding import payout_delay_days
 from test_disputes_platform import captured_purchase
 from test_milestones import (  # noqa: F401  (the autouse fixture applies here too)
     Client, fresh_loopback_windows, seller_account, settle, wait_for,
@@ -26,7 +27,7 @@ def test_the_seller_sees_their_own_balance_from_stripe(stack, db):
     assert body["account_id"] == account
     assert body["pending"] == [{"amount": 8000 - fee, "currency": "usd"}], body
     assert body["available"] == [{"amount": 0, "currency": "usd"}], body
-    assert body["payout_delay_days"] >= 2
+    assert body["payout_delay_days"] == payout_delay_days(stack)
     asked = [r for r in stack.stripe.received(method="GET", path_prefix="/v1/balance")
              if r["headers"].get("Stripe-Account") == account]
     assert len(asked) == 2, asked
