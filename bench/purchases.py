@@ -78,9 +78,9 @@ def onboarded_account(env):
 def setup(db, account, tag):
     """A seller able to take charges, a buyer, and LISTINGS fresh listings with known ids."""
     db.run(f"""
-        INSERT INTO profiles (user_id, role, stripe_account_id, charges_enabled, payouts_enabled, details_submitted)
-        VALUES ('bench-seller-{tag}', 'seller', '{account}', true, true, true),
-               ('bench-buyer-{tag}', 'buyer', NULL, false, false, false);
+        INSERT INTO profiles (user_id, roles, stripe_account_id, charges_enabled, payouts_enabled, details_submitted)
+        VALUES ('bench-seller-{tag}', '{{seller}}', '{account}', true, true, true),
+               ('bench-buyer-{tag}', '{{buyer}}', NULL, false, false, false);
         INSERT INTO listings (id, seller_id, title, price_cents, currency)
         SELECT format('00000000-0000-4000-9000-%s', lpad(i::text, 12, '0'))::uuid,
                (SELECT id FROM profiles WHERE user_id = 'bench-seller-{tag}'), 'Bench listing', 1000 + i % 500, 'usd'

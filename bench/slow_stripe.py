@@ -215,9 +215,9 @@ def setup(db, account, tag):
                     "AND stripe_account_id LIKE 'acct\\_bench\\_%'")) < 400:
         webhook_profiles(db)
     db.run(f"""
-        INSERT INTO profiles (user_id, role, stripe_account_id, charges_enabled, payouts_enabled, details_submitted)
-        VALUES ('slow-seller-{tag}', 'seller', '{account}', true, true, true);
-        INSERT INTO profiles (user_id, role) SELECT 'slow-buyer-{tag}-' || n, 'buyer' FROM generate_series(1, {BUYERS}) n;
+        INSERT INTO profiles (user_id, roles, stripe_account_id, charges_enabled, payouts_enabled, details_submitted)
+        VALUES ('slow-seller-{tag}', '{{seller}}', '{account}', true, true, true);
+        INSERT INTO profiles (user_id, roles) SELECT 'slow-buyer-{tag}-' || n, '{{buyer}}' FROM generate_series(1, {BUYERS}) n;
         INSERT INTO listings (id, seller_id, title, price_cents, currency)
         SELECT format('{LISTING_PREFIX}{tag}%s', lpad(i::text, 6, '0'))::uuid,
                (SELECT id FROM profiles WHERE user_id = 'slow-seller-{tag}'), 'Slow Stripe listing', 1000 + i % 500, 'usd'

@@ -164,11 +164,11 @@ class Database:
 def setup(db):
     """Bench profiles, and the 100k older processed events every reset puts back."""
     db.run(f"""
-        INSERT INTO profiles (user_id, role, email)
-        SELECT 'bench-buyer-' || n, 'buyer', 'bench-buyer-' || n || '@example.test' FROM generate_series(1, {BUYERS}) n
+        INSERT INTO profiles (user_id, roles, email)
+        SELECT 'bench-buyer-' || n, '{{buyer}}', 'bench-buyer-' || n || '@example.test' FROM generate_series(1, {BUYERS}) n
         ON CONFLICT (user_id) DO NOTHING;
-        INSERT INTO profiles (user_id, role, email, stripe_account_id, charges_enabled, payouts_enabled, details_submitted)
-        SELECT 'bench-seller-' || n, 'seller', 'bench-seller-' || n || '@example.test', 'acct_bench_' || n, true, true, true
+        INSERT INTO profiles (user_id, roles, email, stripe_account_id, charges_enabled, payouts_enabled, details_submitted)
+        SELECT 'bench-seller-' || n, '{{seller}}', 'bench-seller-' || n || '@example.test', 'acct_bench_' || n, true, true, true
         FROM generate_series(1, {SELLERS}) n
         ON CONFLICT (user_id) DO NOTHING;
         DROP TABLE IF EXISTS bench_base_events;

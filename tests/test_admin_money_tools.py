@@ -50,7 +50,7 @@ def test_goodwill_refunds_partial_then_the_rest_then_nothing(stack, db):
     partial = refund(admin, payment_id, amount=1500)
     assert partial.status_code == 201, partial.text
     assert (partial.json()["amount"], partial.json()["stripe_refund_id"].startswith("re_")) == (1500, True)
-    assert_envelope(refund(admin, payment_id, amount=4501), 422, "refund_exceeds_captured")
+    assert_envelope(refund(admin, payment_id, amount=4501), 409, "refund_exceeds_captured")
     rest = refund(admin, payment_id)
     assert rest.status_code == 201, rest.text
     assert rest.json()["amount"] == 4500
@@ -87,7 +87,7 @@ def test_concurrent_goodwill_refunds_never_exceed_the_captured_amount(stack, db)
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda _: refund(admin, case["payment_id"], amount=1200), range(8)))
     codes = sorted((a.status_code, a.json().get("error", {}).get("code")) for a in answers)
-    assert codes == [(201, None)] * 4 + [(422, "refund_exceeds_captured")] * 4, codes
+    assert codes == [(201, None)] * 4 + [(409, "refund_exceeds_captured")] * 4, codes
     settle(stack)
     live = [r for r in refund_rows(db, case["payment_id"]) if r["status"] not in ("failed", "canceled")]
     assert sum(r["amount_cents"] for r in live) == 4800

@@ -130,7 +130,7 @@ def sign_state(key: bytes, payload: str) -> str:
 
 
 STATUS_FIELDS = ("account_id", "charges_enabled", "payouts_enabled", "details_submitted", "requirements_due",
-                 "disabled_reason")
+                 "disabled_reason", "ready_to_sell", "missing")
 
 
 def connect_status(stack, seller):
@@ -291,7 +291,9 @@ def test_return_before_onboarding_is_incomplete_and_refresh_resumes(stack, db):
 
     assert connect_status(stack, seller) == {"account_id": account, "charges_enabled": False, "payouts_enabled": False,
                              "details_submitted": False, "requirements_due": stripe_side["requirements"]["currently_due"],
-                             "disabled_reason": stripe_side["requirements"]["disabled_reason"]}
+                             "disabled_reason": stripe_side["requirements"]["disabled_reason"],
+                             "ready_to_sell": False, "missing": ["charges_enabled", "payouts_enabled",
+                                                                 "requirements.past_due", "capabilities.transfers"]}
 
     # The used link sends the browser to refresh_url; refresh answers with a new link.
     reopened = open_hosted_page(created["onboarding_url"])
@@ -317,14 +319,16 @@ def test_return_before_onboarding_is_incomplete_and_refresh_resumes(stack, db):
         stack.stripe_control("POST", "/_control/webhooks/resume", {"endpoint": "connect"})
     settle(stack)
     assert connect_status(stack, seller) == {"account_id": account, "charges_enabled": True, "payouts_enabled": True,
-                             "details_submitted": True, "requirements_due": [], "disabled_reason": None}
+                             "details_submitted": True, "requirements_due": [], "disabled_reason": None,
+                             "ready_to_sell": True, "missing": []}
 
 
 def test_status_before_any_account(stack, db):
     seller = make_profile(db, "seller")
     assert connect_status(stack, seller) == {"account_id": None, "charges_enabled": False, "payouts_enabled": False,
                                              "details_submitted": False, "requirements_due": [],
-                                             "disabled_reason": None}
+                                             "disabled_reason": None, "ready_to_sell": False,
+                                             "missing": ["stripe_account"]}
 
 
 def test_status_fields_are_always_present(stack, db):
@@ -531,15 +535,17 @@ def test_account_updated_syncs_and_gates_purchases(stack, db, fresh_intent_windo
     assert row["disabled_reason"] == "requirements.pending_verification", row
     assert connect_status(stack, seller) == {"account_id": account, "charges_enabled": False, "payouts_enabled": True,
                       "details_submitted": True, "requirements_due": ["individual.verification.document"],
-                      "disabled_reason": "requirements.pending_verification"}
+                      "disabled_reason": "requirements.pending_verification",
+                      "ready_to_sell": False, "missing": ["charges_enabled"]}
 
     before = table_fingerprint(db)
     refused = stack.post("/api/payments/create-intent", json={"listing_id": listing}, headers=buyer["headers"])
     assert_envelope(refused, 409, "seller_not_ready")
+    assert "charges_enabled" in refused.json()["error"]["message"], refused.text
     assert table_fingerprint(db) == before
     assert db.execute("SELECT status FROM listings WHERE id = %s", (listing,)).fetchone()[0] == "active"
 
-    # Enabled again: the same purchase goes through (the gate was the account, nothing else).
+    # Charges enabled again but payouts not: still refused, naming payouts (issue 15, item 8).
     stack.stripe_control("POST", f"/_control/accounts/{account}/update", {
         "charges_enabled": True, "payouts_enabled": False,
         "requirements": {"currently_due": []}, "disabled_reason": None})
@@ -547,6 +553,13 @@ def test_account_updated_syncs_and_gates_purchases(stack, db, fresh_intent_windo
     row = profile_row(db, seller["id"])
     assert (row["charges_enabled"], row["payouts_enabled"], row["requirements_due"], row["disabled_reason"]) == \
         (True, False, [], None), row
+    refused = stack.post("/api/payments/create-intent", json={"listing_id": listing}, headers=buyer["headers"])
+    assert_envelope(refused, 409, "seller_not_ready")
+    assert refused.json()["error"]["message"].endswith("missing payouts_enabled."), refused.text
+
+    # Enabled again: the same purchase goes through (the gate was the account, nothing else).
+    stack.stripe_control("POST", f"/_control/accounts/{account}/update", {"payouts_enabled": True})
+    settle(stack)
     accepted = stack.post("/api/payments/create-intent", json={"listing_id": listing}, headers=buyer["headers"])
     assert accepted.status_code in (200, 201), accepted.text
 

@@ -44,13 +44,13 @@ def test_refund_above_the_captured_remainder_is_422_and_moves_nothing(stack, db)
     case = disputed_purchase(stack, db, 5000)
     admin = admin_client(stack, db)
     dispute = case["dispute"]
-    error = assert_envelope(admin.refund(dispute, amount=5001), 422, "refund_exceeds_captured")
+    error = assert_envelope(admin.refund(dispute, amount=5001), 409, "refund_exceeds_captured")
     assert "5000" in error["message"], error
     assert refunds_at_fake(stack, dispute) == {}
     assert refund_rows(db, case["payment_id"]) == []
 
     assert admin.refund(dispute, amount=1500).status_code == 201
-    assert_envelope(admin.refund(dispute, amount=3501), 422, "refund_exceeds_captured")
+    assert_envelope(admin.refund(dispute, amount=3501), 409, "refund_exceeds_captured")
     full_rest = admin.refund(dispute, amount=3500)
     assert full_rest.status_code == 201, full_rest.text
     assert_envelope(admin.refund(dispute, amount=1), 409, "nothing_to_refund")
@@ -107,7 +107,7 @@ def test_concurrent_partial_refunds_never_exceed_the_captured_amount(stack, db):
         assert sorted(a.status_code for a in answers) == [201] * 7 + [422] * 3, detail
         for answer in answers:
             if answer.status_code == 422:
-                assert_envelope(answer, 422, "refund_exceeds_captured")
+                assert_envelope(answer, 409, "refund_exceeds_captured")
         assert [r["status"] for r in sent] == [200] * 7, \
             f"refunds beyond the remainder were sent to Stripe: {[(r['headers']['Idempotency-Key'], r['status']) for r in sent]}"
         assert len(rows) == 7 and {r["status"] for r in rows} == {"succeeded"}, \
@@ -143,7 +143,7 @@ def test_refunds_queued_behind_the_payment_lock_never_over_reserve(stack, db, ad
             for r in stack.stripe.received(method="POST", path_prefix="/v1/refunds")
             if r["headers"].get("Idempotency-Key", "").startswith(f"dispute:{case['dispute']}:refund:")]
     rows = [(r["sequence"], r["amount_cents"], r["status"], r["failure_reason"]) for r in refund_rows(db, case["payment_id"])]
-    assert sorted(detail) == [(201, None), (201, None), (422, "refund_exceeds_captured"), (422, "refund_exceeds_captured")], \
+    assert sorted(detail) == [(201, None), (201, None), (409, "refund_exceeds_captured"), (409, "refund_exceeds_captured")], \
         (detail, sent, rows)
     assert [status for _, _, status in sent] == [200, 200], sent
     assert [(amount, status) for _, amount, status, _ in rows] == [(2000, "succeeded"), (2000, "succeeded")], rows
@@ -222,7 +222,7 @@ def test_refund_rows_follow_stripe_to_their_final_status(stack, db):
     failed = [r for r in refund_rows(db, case["payment_id"]) if r["status"] == "failed"][0]
     assert failed["failure_reason"] == "expired_or_canceled_card"
     # The failed refund's amount can be refunded again: 5 000 is left.
-    assert_envelope(admin.refund(case["dispute"], amount=5001), 422, "refund_exceeds_captured")
+    assert_envelope(admin.refund(case["dispute"], amount=5001), 409, "refund_exceeds_captured")
     rest = admin.refund(case["dispute"], amount=5000)
     assert rest.status_code == 201, rest.text
     settle(stack)

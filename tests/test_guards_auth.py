@@ -150,7 +150,7 @@ def test_jwks_tokens_resolve_to_the_profile_of_their_subject(stack, db, case):
     response = stack.get("/api/me", headers=ACCEPTED_CREDENTIALS[case](stack, profile["user_id"]))
     assert response.status_code == 200, response.text
     body = response.json()
-    assert (body["id"], body["user_id"], body["role"]) == (profile["id"], profile["user_id"], "seller")
+    assert (body["id"], body["user_id"], body["roles"]) == (profile["id"], profile["user_id"], ["seller"])
 
 
 ROLE_CASES = [(route, role) for route in ROLE_RESTRICTED_ROUTES for role in route.denied_roles]

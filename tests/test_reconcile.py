@@ -11,8 +11,11 @@ import uuid
 from harness.api import make_profile, onboarded_seller, table_fingerprint
 from harness.paths import BINARY
 from security_routes import insert_payment
+from test_chargebacks import open_chargeback, wait_chargeback
 from test_disputes_platform import captured_purchase
-from test_milestones import fresh_loopback_windows, seller_account, settle  # noqa: F401  (autouse fixture)
+from test_milestones import (  # noqa: F401  (autouse fixture)
+    admin_client, fresh_loopback_windows, funded_job, open_dispute, release, seller_account, settle,
+)
 from test_events_backfill import lost_deliveries
 from test_purchase_flow import authorised, confirm, created_intent, payment_row
 from test_webhooks_inbox import scrape
@@ -34,12 +37,38 @@ def found(report):
 
 
 def test_a_window_of_real_flows_has_no_drift(stack, db):
+    """The integration suite's money flows, each once, in one window: Stripe and our books agree."""
     since = int(time.time()) - 1
     seller, buyer = onboarded_seller(stack, db), make_profile(db, "buyer")
     # A profile whose account Stripe refuses (deleted) is skipped, not an error.
     make_profile(db, "seller", stripe_account=f"acct_gone{uuid.uuid4().hex[:12]}", charges_enabled=True)
     captured_purchase(stack, db, seller, buyer, 5200)
     authorised(stack, db, price=3100, seller=seller)
+    # Cancelled before capture.
+    _, canceller, _, body = authorised(stack, db, price=1900, seller=seller)
+    assert stack.post(f"/api/payments/{body['payment_id']}/cancel", json={},
+                      headers=canceller["headers"]).status_code == 200
+    # A goodwill refund of part of a sale, by an admin.
+    admin = admin_client(stack, db)
+    refunded = captured_purchase(stack, db, seller, buyer, 4400)
+    assert admin.post(f"/api/admin/payments/{refunded['payment_id']}/refund",
+                      json={"amount": 1000, "reason": "goodwill"}).status_code == 200
+    # A platform dispute refunded in full, and a chargeback lost.
+    disputed = captured_purchase(stack, db, seller, buyer, 2600)
+    dispute = open_dispute(stack, buyer, disputed["payment_id"]).json()
+    assert admin.refund(dispute["id"], amount=2600).status_code == 200
+    charged_back = captured_purchase(stack, db, seller, buyer, 3300)
+    chargeback = open_chargeback(stack, charged_back["charge"])
+    wait_chargeback(db, chargeback["id"])
+    stack.stripe_control("POST", f"/_control/disputes/{chargeback['id']}/close", {"outcome": "lost"})
+    wait_chargeback(db, chargeback["id"], lambda row: row["status"] == "lost", what="the chargeback lost")
+    # A milestone funded and released to the seller.
+    job = funded_job(stack, db, (1500,), seller=seller)
+    assert release(stack, job["buyer"], job["milestones"][0]).status_code == 200
+    # A buyer who also sells, buying from another seller.
+    both = onboarded_seller(stack, db)
+    db.execute("UPDATE profiles SET roles = '{buyer,seller}' WHERE id = %s", (both["id"],))
+    captured_purchase(stack, db, seller, both, 2100)
     settle(stack)
     code, report, stderr = reconcile(stack, since)
     assert (code, report["drift"] if report else stderr) == (0, []), report

@@ -134,6 +134,8 @@ public struct Account: StripeObject {
     public let payoutsEnabled: Bool
     public let detailsSubmitted: Bool
     public let requirements: Requirements?
+    /// Each requested capability's state (`active`, `inactive`, `pending`), by name.
+    public let capabilities: [String: String]?
     public let metadata: [String: String]?
 
     /// What Stripe still needs from the account holder.

@@ -139,7 +139,7 @@ const Pages = (() => {
       try {
         const me = await api("GET", "/api/me");
         document.body.classList.add("signed-in");
-        say(who, `Signed in as ${me.user_id} (${me.role}).`, "ok");
+        say(who, `Signed in as ${me.user_id} (${me.roles.join(" and ")}).`, "ok");
         onSignedIn(me);
       } catch (error) {
         document.body.classList.remove("signed-in");

@@ -54,12 +54,14 @@ def bearer(user_id: str) -> dict:
 
 
 def make_profile(db, role: str, *, stripe_account: str | None = None, charges_enabled: bool = False) -> dict:
-    """A new profile with a unique user id; returns {id, user_id, role, headers}."""
-    user_id = f"{role}-{uuid.uuid4().hex[:12]}"
+    """A new profile with a unique user id; returns {id, user_id, role, headers}. `role` is one
+    role, or "buyer,seller" for a profile that does both."""
+    user_id = f"{role.replace(',', '-')}-{uuid.uuid4().hex[:12]}"
     row = db.execute(
-        "INSERT INTO profiles (user_id, role, email, stripe_account_id, charges_enabled, payouts_enabled, details_submitted)"
+        "INSERT INTO profiles (user_id, roles, email, stripe_account_id, charges_enabled, payouts_enabled, details_submitted)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id::text",
-        (user_id, role, f"{user_id}@example.test", stripe_account, charges_enabled, charges_enabled, charges_enabled),
+        (user_id, role.split(","), f"{user_id}@example.test", stripe_account, charges_enabled, charges_enabled,
+         charges_enabled),
     ).fetchone()
     return {"id": row[0], "user_id": user_id, "role": role, "headers": bearer(user_id)}
 

@@ -3,7 +3,7 @@ import Postgres
 import Stripe
 
 /// Mirrors a Stripe Account onto its profile — the one place `charges_enabled`,
-/// `payouts_enabled`, `details_submitted`, `requirements_due` and `disabled_reason` are written
+/// `payouts_enabled`, `details_submitted`, the requirements, the capabilities and `disabled_reason` are written
 /// from Stripe's view, by the onboarding return and by `account.updated`. Events are applied in
 /// the order Stripe produced them (`account_event_created`), so an older one never overwrites a
 /// newer one; a change of `charges_enabled` is audited.
@@ -36,14 +36,16 @@ enum AccountMirror {
             ).first
         else { return .unknownAccount }
         let id: String = try before.decode("id")
-        let due = String(
-            decoding: JSONCoding.encode((account.requirements?.currentlyDue ?? []).map(JSONValue.string)),
-            as: UTF8.self)
+        func json(_ value: JSONValue) -> String { String(decoding: JSONCoding.encode(value), as: UTF8.self) }
+        let due = json(.array((account.requirements?.currentlyDue ?? []).map(JSONValue.string)))
+        let pastDue = json(.array((account.requirements?.pastDue ?? []).map(JSONValue.string)))
+        let capabilities = json(.object((account.capabilities ?? [:]).mapValues(JSONValue.string)))
         guard
             try connection.query(
                 """
                 UPDATE profiles SET charges_enabled = \(account.chargesEnabled), payouts_enabled = \(account.payoutsEnabled),
                        details_submitted = \(account.detailsSubmitted), requirements_due = \(due)::jsonb,
+                       requirements_past_due = \(pastDue)::jsonb, capabilities = \(capabilities)::jsonb,
                        disabled_reason = \(account.requirements?.disabledReason), account_synced_at = now(),
                        account_event_created = COALESCE(\(eventCreated)::bigint, account_event_created)
                 WHERE id = \(id)::uuid AND account_event_created <= COALESCE(\(eventCreated)::bigint, account_event_created)

@@ -13,7 +13,8 @@ enum IntentCreation {
         try connection.query(
             """
             SELECT p.id, p.kind, p.amount_cents, p.application_fee_cents, p.currency, p.listing_id, p.milestone_id,
-                   p.buyer_id, p.seller_id, p.transfer_group, p.stripe_create_key, s.stripe_account_id AS destination
+                   p.buyer_id, p.seller_id, p.transfer_group, p.stripe_create_key, p.description, p.receipt_email,
+                   s.stripe_account_id AS destination
             FROM payments p JOIN profiles s ON s.id = p.seller_id
             WHERE p.id = \(paymentID)::uuid
             """
@@ -41,6 +42,10 @@ enum IntentCreation {
         let transferGroup: String
         /// The Stripe key of the create call; payments made before keys were stored use the derived one.
         let createKey: String
+        /// What the buyer's statement and receipt call it, and where Stripe sends the receipt;
+        /// fixed on the row when the payment was made (nil on older payments).
+        let description: String?
+        let receiptEmail: String?
 
         /// Reads a `load(_:on:)` row: a purchase needs its seller's account, a milestone payment
         /// its milestone; a missing, NULL or mistyped value is a `RowDecodingError`.
@@ -58,6 +63,8 @@ enum IntentCreation {
             sellerID = try row.decode("seller_id")
             transferGroup = try row.decode("transfer_group")
             createKey = try row.decodeIfPresent("stripe_create_key") ?? StripeKeys.create(id)
+            description = try row.decodeIfPresent("description")
+            receiptEmail = try row.decodeIfPresent("receipt_email")
         }
     }
 
@@ -70,10 +77,14 @@ enum IntentCreation {
     /// reused with other parameters with an idempotency error. A purchase is a destination
     /// charge captured by hand; a milestone, a platform charge captured at once.
     static func parameters(_ payment: Payment) -> [(String, StripeParameter)] {
-        let common: [(String, StripeParameter)] = [
-            ("amount", .integer(payment.amount)),
-            ("currency", .string(payment.currency)),
-        ]
+        let common: [(String, StripeParameter)] =
+            [
+                ("amount", .integer(payment.amount)),
+                ("currency", .string(payment.currency)),
+            ]
+            + [("description", payment.description), ("receipt_email", payment.receiptEmail)].compactMap {
+                name, value in value.map { (name, .string($0)) }
+            }
         switch payment.charge {
         case .milestone(let milestoneID):
             return common + [

@@ -23,11 +23,12 @@ struct ListingRow {
     let priceCents: Int64
     let currency: String
     let status: ListingStatus
+    let title: String
     let reservedBy: UUID?
     /// True while a reservation has time left (`reserved_until` is in the future).
     let isHoldActive: Bool
-    /// The seller has a connected account that Stripe lets take charges.
-    let sellerCanBePaid: Bool
+    /// What keeps the seller from being paid (`seller_readiness_gaps`); empty when ready.
+    let sellerGaps: [String]
 
     init(row: Row) throws {
         id = try row.decode("id")
@@ -36,18 +37,29 @@ struct ListingRow {
         priceCents = try row.decode("price_cents")
         currency = try row.decode("currency")
         status = try row.decode("status")
+        title = try row.decode("title")
         reservedBy = try row.decodeIfPresent("reserved_by")
         isHoldActive = try row.decode("hold_active")
-        sellerCanBePaid = try row.decode("seller_can_be_paid")
+        let gaps: String = try row.decode("seller_gaps")
+        sellerGaps = gaps.split(separator: ",").map(String.init)
+    }
+
+    /// `409 seller_not_ready`, naming what is missing, unless the seller can be paid.
+    func requireSellerReady() throws {
+        guard sellerGaps.isEmpty else {
+            throw APIError(
+                .sellerNotReady,
+                message: "The seller cannot accept payments yet: missing \(sellerGaps.joined(separator: ", ")).")
+        }
     }
 
     /// The listing, locked (`FOR UPDATE`) until the transaction ends, or nil when there is none.
     static func lock(_ id: UUID, on connection: some SQLExecutor) throws -> ListingRow? {
         try connection.query(
             """
-            SELECT l.id, l.seller_id, l.kind, l.price_cents, l.currency, l.status, l.reserved_by,
+            SELECT l.id, l.seller_id, l.kind, l.price_cents, l.currency, l.status, l.title, l.reserved_by,
                    COALESCE(l.reserved_until > now(), false) AS hold_active,
-                   (s.stripe_account_id IS NOT NULL AND s.charges_enabled) AS seller_can_be_paid
+                   array_to_string(seller_readiness_gaps(s), ',') AS seller_gaps
             FROM listings l JOIN profiles s ON s.id = l.seller_id
             WHERE l.id = \(id) FOR UPDATE OF l
             """

@@ -31,7 +31,7 @@ enum Notifier {
         try connection.query(
             """
             INSERT INTO notifications (profile_id, kind, payload)
-            SELECT id, \(kind), \(body)::jsonb FROM profiles WHERE role = 'admin'
+            SELECT id, \(kind), \(body)::jsonb FROM profiles WHERE roles = '{admin}'
             """)
     }
 }

@@ -19,16 +19,31 @@ struct PaymentRecord: Encodable {
     let amount_refunded: Int64
     @Nullable var capture_before: String?
     let is_disputed: Bool
+    @Nullable var description: String?
+    /// When the money was received (captured, or charged for a milestone).
+    @Nullable var succeeded_at: String?
+    /// The seller's view of a sale: the day its funds are expected to be available for payout
+    /// (the day it succeeded plus the payout delay). Set by `forSeller`; null otherwise.
+    @Nullable var funds_available_on: String?
     let created_at: String
     let updated_at: String
+    /// `succeeded_at` in Unix seconds, for `funds_available_on`.
+    private let succeededEpoch: Int64?
+
+    private enum CodingKeys: String, CodingKey {
+        case id, kind, status, buyer_id, seller_id, listing_id, milestone_id, payment_intent_id, amount
+        case application_fee, currency, amount_capturable, amount_received, amount_refunded, capture_before
+        case is_disputed, description, succeeded_at, funds_available_on, created_at, updated_at
+    }
 
     /// The select list that `init(row:)` reads.
     static let columns = SQLQuery(
         unsafeSQL: """
             p.id, p.kind, p.status, p.buyer_id, p.seller_id, p.listing_id, p.milestone_id, p.stripe_payment_intent_id,
             p.amount_cents, p.application_fee_cents, p.currency, p.amount_capturable, p.amount_received, p.amount_refunded,
-            iso8601(p.capture_before) AS capture_before, p.is_disputed, iso8601(p.created_at) AS created_at,
-            iso8601(p.updated_at) AS updated_at
+            iso8601(p.capture_before) AS capture_before, p.is_disputed, p.description,
+            iso8601(p.succeeded_at) AS succeeded_at, extract(epoch FROM p.succeeded_at)::bigint AS succeeded_epoch,
+            iso8601(p.created_at) AS created_at, iso8601(p.updated_at) AS updated_at
             """)
 
     /// Reads a `columns` row; a missing or mistyped column is a `RowDecodingError`, never a
@@ -50,8 +65,24 @@ struct PaymentRecord: Encodable {
         amount_refunded = try row.decode("amount_refunded")
         capture_before = try row.decodeIfPresent("capture_before")
         is_disputed = try row.decode("is_disputed")
+        description = try row.decodeIfPresent("description")
+        succeeded_at = try row.decodeIfPresent("succeeded_at")
+        succeededEpoch = try row.decodeIfPresent("succeeded_epoch")
         created_at = try row.decode("created_at")
         updated_at = try row.decode("updated_at")
+    }
+
+    /// This record as `identity` sees it: its seller (and an admin) also see when a sale's funds
+    /// are expected to be available — a purchase that succeeded, `payoutDelayDays` after (UTC
+    /// days, as Stripe's `available_on`). A milestone's money reaches the seller at its release.
+    func viewed(by identity: Identity, payoutDelayDays: Int) -> PaymentRecord {
+        guard identity.isAdmin || seller_id == identity.profileID.uuidString.lowercased(), kind == .purchase,
+            status == .succeeded, let succeededEpoch
+        else { return self }
+        var record = self
+        let day = Date(timeIntervalSince1970: TimeInterval(succeededEpoch + Int64(payoutDelayDays) * 86_400))
+        record.funds_available_on = Date.ISO8601FormatStyle(timeZone: .gmt).year().month().day().format(day)
+        return record
     }
 
     /// The payment if `identity` may see it (its buyer, its seller, an admin); otherwise nil,
@@ -60,7 +91,7 @@ struct PaymentRecord: Encodable {
         try connection.query(
             """
             SELECT \(sql: columns) FROM payments p
-            WHERE p.id = \(id) AND (\(identity.role == .admin) OR p.buyer_id = \(identity.profileID) OR p.seller_id = \(identity.profileID))
+            WHERE p.id = \(id) AND (\(identity.isAdmin) OR p.buyer_id = \(identity.profileID) OR p.seller_id = \(identity.profileID))
             """
         ).first.map(PaymentRecord.init(row:))
     }

@@ -1,11 +1,11 @@
 import Foundation
 import Postgres
 
-/// A `profiles` row: a buyer, seller or admin, and the mirror of a seller's Express account.
+/// A `profiles` row: an admin, or a buyer, a seller or both, and the mirror of a seller's Express account.
 struct ProfileRow {
     let id: UUID
     let userID: String
-    let role: Role
+    let roles: Set<Role>
     let email: String?
     let displayName: String?
     let stripeAccountID: String?
@@ -15,18 +15,21 @@ struct ProfileRow {
     /// Stripe's `requirements.currently_due`, as last mirrored.
     let requirementsDue: JSONValue
     let disabledReason: String?
+    /// What keeps this profile from being paid as a seller (`seller_readiness_gaps`); empty when ready.
+    let sellerGaps: [String]
 
     /// The select list that `init(row:)` reads.
     static let columns = SQLQuery(
         unsafeSQL: """
-            id, user_id, role, email, display_name, stripe_account_id, charges_enabled, payouts_enabled,
-            details_submitted, requirements_due, disabled_reason
+            id, user_id, roles, email, display_name, stripe_account_id, charges_enabled, payouts_enabled,
+            details_submitted, requirements_due, disabled_reason,
+            array_to_string(seller_readiness_gaps(profiles), ',') AS seller_gaps
             """)
 
     init(row: Row) throws {
         id = try row.decode("id")
         userID = try row.decode("user_id")
-        role = try row.decode("role")
+        roles = try row.decode("roles")
         email = try row.decodeIfPresent("email")
         displayName = try row.decodeIfPresent("display_name")
         stripeAccountID = try row.decodeIfPresent("stripe_account_id")
@@ -35,6 +38,7 @@ struct ProfileRow {
         detailsSubmitted = try row.decode("details_submitted")
         requirementsDue = try row.decode("requirements_due")
         disabledReason = try row.decodeIfPresent("disabled_reason")
+        sellerGaps = try row.decode("seller_gaps", as: String.self).split(separator: ",").map(String.init)
     }
 
     /// The profile with this id, or nil.

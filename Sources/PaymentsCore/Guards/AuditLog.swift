@@ -54,7 +54,7 @@ public struct AuditContext: Sendable {
     /// The context of an API request.
     public init(request: Request, actorRole: String? = nil) {
         actorProfileID = request.identity?.profileID
-        self.actorRole = actorRole ?? request.identity?.role.rawValue
+        self.actorRole = actorRole ?? request.identity?.rolesDescription
         requestID = request.requestID
         ip = RateLimiter.clientIP(request.remoteAddress)
         userAgent = request.userAgent.map { String($0.prefix(512)) }

@@ -2,9 +2,25 @@ import Cryptography
 import Foundation
 import Postgres
 
-/// A profile's role. It always comes from `profiles.role`, never from a token or a body.
-public enum Role: String, Sendable, CaseIterable, SQLDecodable {
+/// One of a profile's roles. They always come from `profiles.roles`, never from a token or a body.
+public enum Role: String, Sendable, CaseIterable, Comparable, SQLDecodable {
     case buyer, seller, admin
+
+    public static func < (lhs: Role, rhs: Role) -> Bool { lhs.rawValue < rhs.rawValue }
+}
+
+/// `profiles.roles`: a text array (`{buyer,seller}`), which the schema limits to `{admin}`,
+/// `{buyer}`, `{seller}` and `{buyer,seller}` — so its elements never need quoting.
+extension Set: SQLDecodable where Element == Role {
+    public init?(sqlText: String) {
+        guard sqlText.hasPrefix("{"), sqlText.hasSuffix("}"), sqlText.count > 2 else { return nil }
+        var roles = Set<Role>()
+        for name in sqlText.dropFirst().dropLast().split(separator: ",", omittingEmptySubsequences: false) {
+            guard let role = Role(rawValue: String(name)) else { return nil }
+            roles.insert(role)
+        }
+        self = roles
+    }
 }
 
 /// Who is calling: the verified token's subject mapped through `profiles.user_id`.
@@ -13,10 +29,15 @@ public struct Identity: Sendable, Equatable {
     public let profileID: UUID
     /// The token's `sub` (`profiles.user_id`).
     public let userID: String
-    /// The profile's role.
-    public let role: Role
+    /// The profile's roles: `admin` alone, or `buyer`, `seller` or both.
+    public let roles: Set<Role>
     /// True when the token came from the session cookie (CSRF rules apply), false for Bearer.
     public let viaCookie: Bool
+
+    public var isAdmin: Bool { roles.contains(.admin) }
+
+    /// The roles as the audit log and error messages spell them (`buyer,seller`).
+    public var rolesDescription: String { roles.sorted().map(\.rawValue).joined(separator: ",") }
 }
 
 /// Who may call a route.
@@ -91,18 +112,18 @@ struct AuthResolver {
         }
         let row = try connection.query(
             """
-            SELECT id, role, disabled_at IS NOT NULL AS disabled FROM profiles WHERE user_id = \(claims.subject)
+            SELECT id, roles, disabled_at IS NOT NULL AS disabled FROM profiles WHERE user_id = \(claims.subject)
             """
         ).first
         guard let row else {
             throw Self.unauthenticated("the token's subject has no profile")
         }
         let profileID: UUID = try row.decode("id")
-        let role: Role = try row.decode("role")
+        let roles: Set<Role> = try row.decode("roles")
         guard try !row.decode("disabled", as: Bool.self) else {
             throw APIError(.profileDisabled)
         }
-        return Identity(profileID: profileID, userID: claims.subject, role: role, viaCookie: viaCookie)
+        return Identity(profileID: profileID, userID: claims.subject, roles: roles, viaCookie: viaCookie)
     }
 
     /// CSRF (double submit) for cookie sessions' unsafe methods, then the route's roles:
@@ -116,8 +137,9 @@ struct AuthResolver {
                 throw APIError(.csrfFailed)
             }
         }
-        guard roles.contains(identity.role) else {
-            throw APIError(.forbidden, message: "This action is not available to the \(identity.role.rawValue) role.")
+        guard !roles.isDisjoint(with: identity.roles) else {
+            throw APIError(
+                .forbidden, message: "This action is not available to the \(identity.rolesDescription) role.")
         }
     }
 

@@ -26,8 +26,8 @@ public enum DemoData {
             for (id, user, role, email) in profiles {
                 created += try connection.query(
                     """
-                    INSERT INTO profiles (id, user_id, role, email, display_name)
-                    VALUES (\(id)::uuid, \(user), \(role), \(email), \(user))
+                    INSERT INTO profiles (id, user_id, roles, email, display_name)
+                    VALUES (\(id)::uuid, \(user), ARRAY[\(role)], \(email), \(user))
                     ON CONFLICT DO NOTHING
                     """
                 ).affectedRows

@@ -79,13 +79,13 @@ public enum ErrorCode: String, CaseIterable, Sendable {
             .paymentInProgress, .paymentCanceled, .paymentNotCapturable, .paymentNotCancellable, .paymentNotCaptured,
             .paymentNotDisputable, .paymentDisputed, .paymentActionInProgress, .refundInProgress, .nothingToRefund,
             .disputeAlreadyOpen, .disputeNotOpen, .disputeResolutionInProgress, .notAChargeback, .milestoneNotFunded,
-            .milestoneUnavailable, .jobHasOtherBuyer:
+            .milestoneUnavailable, .jobHasOtherBuyer, .refundExceedsCaptured:
             return 409
         case .payloadTooLarge:
             return 413
         case .unsupportedMediaType:
             return 415
-        case .idempotencyKeyReused, .refundExceedsCaptured:
+        case .idempotencyKeyReused:
             return 422
         case .rateLimited:
             return 429

@@ -17,7 +17,8 @@ struct AccountResponder {
             throw APIError.notFound
         }
         struct Profile: Encodable {
-            let id, user_id, role: String
+            let id, user_id: String
+            let roles: [String]
             @Nullable var email: String?
             @Nullable var display_name: String?
             @Nullable var stripe_account_id: String?
@@ -25,7 +26,8 @@ struct AccountResponder {
         }
         return .json(
             Profile(
-                id: profile.id.uuidString.lowercased(), user_id: profile.userID, role: profile.role.rawValue,
+                id: profile.id.uuidString.lowercased(), user_id: profile.userID,
+                roles: profile.roles.sorted().map(\.rawValue),
                 email: profile.email, display_name: profile.displayName, stripe_account_id: profile.stripeAccountID,
                 charges_enabled: profile.chargesEnabled, payouts_enabled: profile.payoutsEnabled))
     }

@@ -24,7 +24,7 @@ struct CaptureResponder {
         let requested = try body.integer("amount_to_capture", in: 1...MarketplaceConfiguration.maximumChargeAmount)
         let reason = try body.optionalString("reason", maximumLength: 500, multiline: true)
         if requested != nil {
-            guard identity.role == .admin else {
+            guard identity.isAdmin else {
                 throw APIError(
                     .forbidden,
                     message:
@@ -118,7 +118,7 @@ struct CaptureResponder {
     /// The payment, if this caller may act on it: its buyer or an admin (a seller or stranger gets 404).
     private func loadOwned(_ id: UUID, identity: Identity, context: WorkerContext) throws -> PaymentRecord {
         guard let payment = try PaymentRecord.visible(id, to: identity, on: context.database),
-            identity.role == .admin || payment.buyer_id == identity.profileID.uuidString.lowercased()
+            identity.isAdmin || payment.buyer_id == identity.profileID.uuidString.lowercased()
         else { throw APIError.notFound }
         return payment
     }

@@ -99,12 +99,16 @@ struct ConnectResponder {
             let charges_enabled, payouts_enabled, details_submitted: Bool
             let requirements_due: JSONValue
             @Nullable var disabled_reason: String?
+            /// Whether buyers can pay this seller now, and if not, what is missing.
+            let ready_to_sell: Bool
+            let missing: [String]
         }
         return .json(
             Status(
                 account_id: profile.stripeAccountID, charges_enabled: profile.chargesEnabled,
                 payouts_enabled: profile.payoutsEnabled, details_submitted: profile.detailsSubmitted,
-                requirements_due: profile.requirementsDue, disabled_reason: profile.disabledReason))
+                requirements_due: profile.requirementsDue, disabled_reason: profile.disabledReason,
+                ready_to_sell: profile.sellerGaps.isEmpty, missing: profile.sellerGaps))
     }
 
     /// An Express dashboard login link; 409 until the seller has finished onboarding.

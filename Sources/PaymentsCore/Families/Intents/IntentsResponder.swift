@@ -116,9 +116,7 @@ struct IntentsResponder {
         guard listing.status == .active else {
             throw APIError(.listingUnavailable)
         }
-        guard listing.sellerCanBePaid else {
-            throw APIError(.sellerNotReady)
-        }
+        try listing.requireSellerReady()
         let amount = listing.priceCents
         try MarketplaceConfiguration.checkChargeable(amount)
         let fee = marketplace.fee(for: amount)
@@ -133,10 +131,10 @@ struct IntentsResponder {
         try connection.query(
             """
             INSERT INTO payments (id, kind, buyer_id, seller_id, listing_id, amount_cents, application_fee_cents, currency,
-                                  status, transfer_group, \(sql: first.columns))
+                                  status, transfer_group, description, receipt_email, \(sql: first.columns))
             VALUES (\(paymentID)::uuid, 'purchase', \(identity.profileID), \(listing.sellerID), \(listingID), \(amount),
                     \(fee), \(listing.currency), 'creating', \("listing:" + listingID.uuidString.lowercased()),
-                    \(sql: first.values))
+                    \(listing.title), (SELECT email FROM profiles WHERE id = \(identity.profileID)), \(sql: first.values))
             """)
         return .attempt(first.attempt)
     }
@@ -147,13 +145,15 @@ struct IntentsResponder {
         guard let payment = try PaymentRecord.visible(id, to: identity, on: context.database) else {
             throw APIError.notFound
         }
-        return .json(payment)
+        return .json(
+            payment.viewed(by: identity, payoutDelayDays: context.shared.configuration.marketplace.payoutDelayDays))
     }
 
     /// Keyset pagination, newest first: `cursor` is opaque (base64url of created_at and id).
     private func list(_ request: Request, _ context: WorkerContext) throws -> Response {
         let identity = try request.requireIdentity()
-        let role = request.query["as"] ?? (identity.role == .seller ? "seller" : "buyer")
+        // A profile that only sells lists its sales; one that buys (or does both) its purchases.
+        let role = request.query["as"] ?? (identity.roles.contains(.buyer) ? "buyer" : "seller")
         guard role == "buyer" || role == "seller" else { throw APIError.invalidField("as", "must be buyer or seller") }
         let limit = try QueryParameter.limit(request)
         let cursor = try PageCursor.from(request)
@@ -166,7 +166,9 @@ struct IntentsResponder {
             """
         ).rows
         let (page, next) = try PageCursor.page(rows, limit: limit)
-        return .json(Page(data: try page.map(PaymentRecord.init(row:)), next_cursor: next))
+        let delay = context.shared.configuration.marketplace.payoutDelayDays
+        let records = try page.map { try PaymentRecord(row: $0).viewed(by: identity, payoutDelayDays: delay) }
+        return .json(Page(data: records, next_cursor: next))
     }
 }
 

@@ -18,7 +18,7 @@ struct ListingsResponder {
         let rows = try context.database.query(
             """
             SELECT l.id, l.title, l.kind, l.price_cents, l.currency, l.seller_id,
-                   (s.stripe_account_id IS NOT NULL AND s.charges_enabled) AS seller_can_be_paid,
+                   cardinality(seller_readiness_gaps(s)) = 0 AS seller_can_be_paid,
                    iso8601(l.created_at) AS created_at, \(sql: PageCursor.sortKey("l")) AS sort_key
             FROM listings l JOIN profiles s ON s.id = l.seller_id
             WHERE l.status = 'active' AND (\(kind)::text IS NULL OR l.kind = \(kind))

@@ -84,10 +84,7 @@ struct MilestonesResponder {
                     .milestoneUnavailable,
                     message: "This milestone is \(status.rawValue), not pending.")
             }
-            // A seller without a connected account (NULL) cannot be paid.
-            guard listing.sellerCanBePaid else {
-                throw APIError(.sellerNotReady)
-            }
+            try listing.requireSellerReady()
             let amount = milestone.amount
             let currency = listing.currency
             try MarketplaceConfiguration.checkChargeable(amount)
@@ -104,10 +101,11 @@ struct MilestonesResponder {
             try connection.query(
                 """
                 INSERT INTO payments (id, kind, buyer_id, seller_id, listing_id, milestone_id, amount_cents, application_fee_cents,
-                                      currency, status, transfer_group, \(sql: first.columns))
+                                      currency, status, transfer_group, description, receipt_email, \(sql: first.columns))
                 VALUES (\(paymentID)::uuid, 'milestone', \(identity.profileID), \(sellerID), \(listingID),
                         \(milestoneID), \(amount), \(configuration.marketplace.fee(for: amount)), \(currency), 'creating',
-                        \("listing:" + listingID.uuidString.lowercased()), \(sql: first.values))
+                        \("listing:" + listingID.uuidString.lowercased()), \(listing.title + " — " + milestone.title),
+                        (SELECT email FROM profiles WHERE id = \(identity.profileID)), \(sql: first.values))
                 """)
             return first.attempt
         }
@@ -162,7 +160,7 @@ struct MilestonesResponder {
         let listingID = try PathParameter.uuid(request, "id")
         let visible = try context.database.query(
             """
-            SELECT 1 FROM listings l WHERE l.id = \(listingID) AND (\(identity.role == .admin) OR l.seller_id = \(identity.profileID)
+            SELECT 1 FROM listings l WHERE l.id = \(listingID) AND (\(identity.isAdmin) OR l.seller_id = \(identity.profileID)
                 OR EXISTS (SELECT 1 FROM payments p WHERE p.listing_id = l.id AND p.buyer_id = \(identity.profileID)))
             """
         ).first
