@@ -40,7 +40,7 @@ def disputed_purchase(stack, db, price=10000, captured=True):
 # Refund amounts
 # ------------------------------------------------------------------------------------------
 
-def test_refund_above_the_captured_remainder_is_422_and_moves_nothing(stack, db):
+def test_refund_above_the_captured_remainder_is_409_and_moves_nothing(stack, db):
     case = disputed_purchase(stack, db, 5000)
     admin = admin_client(stack, db)
     dispute = case["dispute"]
@@ -87,7 +87,7 @@ def concurrent_refunds_round(stack, db):
 
 def test_concurrent_partial_refunds_never_exceed_the_captured_amount(stack, db):
     """Ten admins refund 700 of a 5 000 payment at once, in three rounds: seven refunds go
-    through (4 900), three are refused with 422 (only 100 is left), and Stripe is never asked
+    through (4 900), three are refused with 409 (only 100 is left), and Stripe is never asked
     for more than what is left."""
     for _ in range(3):
         case, answers = concurrent_refunds_round(stack, db)
@@ -104,9 +104,9 @@ def test_concurrent_partial_refunds_never_exceed_the_captured_amount(stack, db):
         assert charge["amount_refunded"] <= charge["amount_captured"] == 5000
         # And the answers an admin should get.
         detail = [(a.status_code, a.json().get("error", {}).get("code")) for a in answers]
-        assert sorted(a.status_code for a in answers) == [201] * 7 + [422] * 3, detail
+        assert sorted(a.status_code for a in answers) == [201] * 7 + [409] * 3, detail
         for answer in answers:
-            if answer.status_code == 422:
+            if answer.status_code == 409:
                 assert_envelope(answer, 409, "refund_exceeds_captured")
         assert [r["status"] for r in sent] == [200] * 7, \
             f"refunds beyond the remainder were sent to Stripe: {[(r['headers']['Idempotency-Key'], r['status']) for r in sent]}"
@@ -122,7 +122,7 @@ def test_concurrent_partial_refunds_never_exceed_the_captured_amount(stack, db):
 def test_refunds_queued_behind_the_payment_lock_never_over_reserve(stack, db, admin_db):
     """The race, made deterministic: another transaction holds the payment row while four
     refunds of 2 000 (of 5 000) arrive (one per app worker); when it lets go they run one after
-    another. Two fit; the other two must be refused with 422 before anything reaches Stripe."""
+    another. Two fit; the other two must be refused with 409 before anything reaches Stripe."""
     case = disputed_purchase(stack, db, 5000)
     admin = admin_client(stack, db)
     workers = int(stack.app.env["WORKERS"])
@@ -385,7 +385,7 @@ def admin_actions(stack, db):
         (admin.resolve(dispute, "dismiss", note="again"), False),
         (admin.refund(dispute, amount=1, reason="after the end"), False),
     ]
-    assert [a.status_code for a, _ in actions] == [201, 422, 409, 200, 409, 409], [a.text for a, _ in actions]
+    assert [a.status_code for a, _ in actions] == [201, 409, 409, 200, 409, 409], [a.text for a, _ in actions]
     return case, admin, actions
 
 

@@ -52,11 +52,11 @@ def test_a_window_of_real_flows_has_no_drift(stack, db):
     admin = admin_client(stack, db)
     refunded = captured_purchase(stack, db, seller, buyer, 4400)
     assert admin.post(f"/api/admin/payments/{refunded['payment_id']}/refund",
-                      json={"amount": 1000, "reason": "goodwill"}).status_code == 200
+                      json={"amount": 1000, "reason": "goodwill"}).status_code == 201
     # A platform dispute refunded in full, and a chargeback lost.
     disputed = captured_purchase(stack, db, seller, buyer, 2600)
     dispute = open_dispute(stack, buyer, disputed["payment_id"]).json()
-    assert admin.refund(dispute["id"], amount=2600).status_code == 200
+    assert admin.refund(dispute["id"], amount=2600).status_code == 201
     charged_back = captured_purchase(stack, db, seller, buyer, 3300)
     chargeback = open_chargeback(stack, charged_back["charge"])
     wait_chargeback(db, chargeback["id"])
