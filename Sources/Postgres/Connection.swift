@@ -10,6 +10,10 @@ public final class Connection {
     private let connectionString: String
     private let settings: [(String, String)]
     private var handle: OpaquePointer?
+    /// Statements prepared on the current server session, by name, with their SQL text.
+    private var preparedStatements: [String: String] = [:]
+    /// Round trips to the server so far (every statement, prepare and transaction command).
+    public private(set) var roundTrips = 0
 
     /// Creates an unconnected connection for a libpq URI or `key=value` string.
     /// `statementTimeout` bounds every statement (0 disables); `connectTimeoutSeconds` bounds connecting.
@@ -47,9 +51,40 @@ public final class Connection {
                 serverMessage: "a parameter contains a NUL character, which text cannot hold")
         }
         let connection = try connected()
+        if let name = query.preparedName {
+            return try executePrepared(name, query, on: connection, isRetry: true)
+        }
+        roundTrips += 1
         let result = Self.execute(query, on: connection)
         defer { PQclear(result) }
         return try check(result, connection: connection)
+    }
+
+    /// Executes a named statement, preparing it first on this session when needed.
+    private func executePrepared(
+        _ name: String, _ query: SQLQuery, on connection: OpaquePointer, isRetry: Bool = false
+    ) throws(DatabaseError) -> QueryResult {
+        if let known = preparedStatements[name] {
+            precondition(known == query.sql, "prepared statement \(name) used with two different SQL texts")
+        } else {
+            roundTrips += 1
+            let prepared = PQprepare(connection, name, query.sql, Int32(query.binds.count), nil)
+            defer { PQclear(prepared) }
+            _ = try check(prepared, connection: connection)
+            preparedStatements[name] = query.sql
+        }
+        roundTrips += 1
+        let result = Self.withParameters(query.binds) { count, values, lengths in
+            PQexecPrepared(connection, name, count, values, lengths, nil, 0)
+        }
+        defer { PQclear(result) }
+        do {
+            return try check(result, connection: connection)
+        } catch  where !isRetry && error.sqlState == "26000" && PQtransactionStatus(connection) == PQTRANS_IDLE {
+            // The session lost it (`DISCARD ALL` by a pooler in front of the server): prepare again, once.
+            preparedStatements[name] = nil
+            return try executePrepared(name, query, on: connection, isRetry: true)
+        }
     }
 
     /// Runs `body` inside BEGIN … COMMIT, rolling back when it throws.
@@ -70,6 +105,7 @@ public final class Connection {
         guard let handle, PQstatus(handle) == CONNECTION_OK, PQtransactionStatus(handle) != PQTRANS_IDLE else {
             return
         }
+        roundTrips += 1
         PQclear(PQexec(handle, "ROLLBACK"))
     }
 
@@ -84,6 +120,8 @@ public final class Connection {
     private func connected() throws(DatabaseError) -> OpaquePointer {
         if let handle {
             if PQstatus(handle) == CONNECTION_OK { return handle }
+            // A new server session: nothing is prepared on it yet.
+            preparedStatements.removeAll()
             PQreset(handle)
             if PQstatus(handle) == CONNECTION_OK { return handle }
             throw DatabaseError(kind: .unavailable, sqlState: nil, serverMessage: Self.message(of: handle))
@@ -117,16 +155,24 @@ public final class Connection {
 
     private static func execute(_ query: SQLQuery, on connection: OpaquePointer) -> OpaquePointer? {
         guard !query.binds.isEmpty else { return PQexec(connection, query.sql) }
-        let values: [UnsafeMutablePointer<CChar>?] = query.binds.map { $0.flatMap { strdup($0) } }
+        return withParameters(query.binds) { count, values, lengths in
+            PQexecParams(connection, query.sql, count, nil, values, lengths, nil, 0)
+        }
+    }
+
+    /// Text parameters as libpq takes them: C strings (NULL for SQL NULL) and their lengths.
+    private static func withParameters<T>(
+        _ binds: [String?],
+        _ body: (Int32, UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<Int32>?) -> T
+    ) -> T {
+        let values: [UnsafeMutablePointer<CChar>?] = binds.map { $0.flatMap { strdup($0) } }
         defer {
             for value in values { free(value) }
         }
-        let lengths = query.binds.map { Int32(clamping: $0?.utf8.count ?? 0) }
+        let lengths = binds.map { Int32(clamping: $0?.utf8.count ?? 0) }
         return values.map { UnsafePointer($0) }.withUnsafeBufferPointer { pointers in
             lengths.withUnsafeBufferPointer { lengths in
-                PQexecParams(
-                    connection, query.sql, Int32(values.count), nil, pointers.baseAddress, lengths.baseAddress,
-                    nil, 0)
+                body(Int32(values.count), pointers.baseAddress, lengths.baseAddress)
             }
         }
     }

@@ -21,6 +21,8 @@ public final class Database: SQLExecutor {
     /// The shared pool.
     public let pool: ConnectionPool
     private var lent: Connection?
+    /// Round trips to the server made through this view so far (for the request log).
+    public private(set) var roundTrips = 0
 
     /// A view of `pool` for the calling thread.
     public init(pool: ConnectionPool) {
@@ -32,7 +34,11 @@ public final class Database: SQLExecutor {
         if let lent { return try body(lent) }
         return try pool.withConnection { connection in
             lent = connection
-            defer { lent = nil }
+            let before = connection.roundTrips
+            defer {
+                lent = nil
+                roundTrips += connection.roundTrips - before
+            }
             return try body(connection)
         }
     }

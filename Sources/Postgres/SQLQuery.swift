@@ -45,11 +45,22 @@ public struct SQLQuery: Sendable, ExpressibleByStringInterpolation {
     public private(set) var sql: String
     /// The parameters, in placeholder order.
     public private(set) var binds: [String?]
+    /// The name this statement is prepared under on each connection (nil: planned on every call).
+    public private(set) var preparedName: String?
 
     /// A statement with no parameters, taken as trusted SQL text (migrations, fixed statements).
     public init(unsafeSQL sql: String) {
         self.sql = sql
         self.binds = []
+    }
+
+    /// This statement, prepared once per connection under `name` and executed by name afterwards
+    /// (no parse or plan per call; after a reconnect it is prepared again). For hot statements
+    /// whose text never varies: every use of a name must have the same SQL text (checked).
+    public func prepared(as name: StaticString) -> SQLQuery {
+        var query = self
+        query.preparedName = "\(name)"
+        return query
     }
 
     public init(stringLiteral value: String) {

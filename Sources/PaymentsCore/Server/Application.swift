@@ -42,6 +42,7 @@ public struct Application: Sendable {
     /// Answers one FastCGI request on the calling worker's context.
     public func respond(to fastCGIRequest: FastCGIRequest, context: WorkerContext) -> FastCGIResponse {
         let started = ContinuousClock.now
+        let roundTripsBefore = context.database.roundTrips
         // Lane saturation: how many of the lane's workers are running a request right now.
         shared.metrics.setWorkerBusy(lane: context.lane.rawValue, true)
         defer { shared.metrics.setWorkerBusy(lane: context.lane.rawValue, false) }
@@ -84,7 +85,7 @@ public struct Application: Sendable {
         }
         log(
             request: request, route: matched?.pattern ?? "unmatched", status: response.status, errorCode: errorCode,
-            since: started, context: context)
+            since: started, databaseRoundTrips: context.database.roundTrips - roundTripsBefore, context: context)
         return Self.finalize(response, requestID: requestID)
     }
 
@@ -120,9 +121,11 @@ public struct Application: Sendable {
             ])
     }
 
+    /// The request's log line; `databaseRoundTrips` counts every statement, prepare and
+    /// transaction command it sent to PostgreSQL (its own, not other threads').
     private func log(
         request: Request, route: String, status: Int, errorCode: String?, since started: ContinuousClock.Instant,
-        context: WorkerContext
+        databaseRoundTrips: Int = 0, context: WorkerContext
     ) {
         let elapsed = ContinuousClock.now - started
         let microseconds = Int(
@@ -137,6 +140,7 @@ public struct Application: Sendable {
             ("lane", .string(context.lane.rawValue)),
             ("status", .int(status)),
             ("duration_ms", .double(Double(microseconds) / 1000)),
+            ("db_round_trips", .int(databaseRoundTrips)),
         ]
         if let identity = request.identity {
             fields.append(("profile_id", .string(identity.profileID.uuidString.lowercased())))
