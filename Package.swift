@@ -41,7 +41,8 @@ let package = Package(
         .executableTarget(name: "payments", dependencies: ["PaymentsCLI"]),
 
         .testTarget(
-            name: "PaymentsCoreTests", dependencies: ["PaymentsCore", "Postgres", "Cryptography", "Stripe", "FastCGI"]),
+            name: "PaymentsCoreTests",
+            dependencies: ["PaymentsCore", "Postgres", "Cryptography", "HTTPClient", "Stripe", "FastCGI"]),
         .testTarget(name: "PaymentsCLITests", dependencies: ["PaymentsCLI", "PaymentsCore", "Stripe"]),
     ],
     swiftLanguageModes: [.v6]

@@ -6,7 +6,9 @@ import Postgres
 /// configured channels (Operations/NotificationDispatcher.swift): the table is the outbox.
 enum Notifier {
     /// One notification for one profile.
-    static func notify(_ profileID: String, kind: NotificationKind, payload: [String: JSONValue], on connection: some SQLExecutor)
+    static func notify(
+        _ profileID: String, kind: NotificationKind, payload: [String: JSONValue], on connection: some SQLExecutor
+    )
         throws
     {
         try notify([profileID], kind: kind, payload: payload, on: connection)
@@ -27,7 +29,9 @@ enum Notifier {
     }
 
     /// The same notification for every admin.
-    static func notifyAdmins(kind: NotificationKind, payload: [String: JSONValue], on connection: some SQLExecutor) throws {
+    static func notifyAdmins(kind: NotificationKind, payload: [String: JSONValue], on connection: some SQLExecutor)
+        throws
+    {
         let body = String(decoding: JSONCoding.encode(payload), as: UTF8.self)
         try connection.query(
             """

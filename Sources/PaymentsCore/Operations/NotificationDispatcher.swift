@@ -147,7 +147,9 @@ struct NotificationDispatcher {
             return .failed("no email template for the kind \(claim.kind)", isFinal: true)
         }
         guard let email = claim.email, !email.isEmpty else { return .skipped }
-        guard MailAddress.isValid(email) else { return .failed("the profile's email address is malformed", isFinal: true) }
+        guard MailAddress.isValid(email) else {
+            return .failed("the profile's email address is malformed", isFinal: true)
+        }
         guard case .object(let payload) = claim.payload else {
             return .failed("the notification's payload is not an object", isFinal: true)
         }
@@ -210,7 +212,9 @@ struct NotificationDispatcher {
     }
 
     /// Adds to `payments_notification_deliveries_total{channel,outcome}`.
-    static func count(_ channel: NotificationChannel, _ outcome: String, by amount: Int = 1, on connection: some SQLExecutor)
+    static func count(
+        _ channel: NotificationChannel, _ outcome: String, by amount: Int = 1, on connection: some SQLExecutor
+    )
         throws
     {
         guard amount > 0 else { return }

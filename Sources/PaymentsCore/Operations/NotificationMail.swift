@@ -9,7 +9,9 @@ enum MailAddress {
         let parts = text.split(separator: "@", omittingEmptySubsequences: false)
         return (3...254).contains(text.utf8.count) && parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".")
             && !parts[1].hasPrefix(".") && !parts[1].hasSuffix(".")
-            && text.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value < 0x7F && !"<>()[],;:\"\\".unicodeScalars.contains($0) }
+            && text.unicodeScalars.allSatisfy {
+                $0.value > 0x20 && $0.value < 0x7F && !"<>()[],;:\"\\".unicodeScalars.contains($0)
+            }
     }
 
     /// The address of `SMTP_FROM` (`address` or `Name <address>`); nil when malformed.

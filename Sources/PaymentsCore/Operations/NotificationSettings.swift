@@ -89,7 +89,8 @@ struct NotificationSettings {
             return nil
         case (let url?, let from?):
             guard Self.isAllowed(url, schemes: ["smtp", "smtps"]) else {
-                throw ConfigurationError(description: "environment variable SMTP_URL must be an smtp:// or smtps:// URL")
+                throw ConfigurationError(
+                    description: "environment variable SMTP_URL must be an smtp:// or smtps:// URL")
             }
             guard let sender = MailAddress.sender(of: from) else {
                 throw ConfigurationError(

@@ -43,7 +43,10 @@ struct OutboundWebhook {
                 ("Content-Type", "application/json"),
                 ("User-Agent", "marketplace-payments/\(PaymentsVersion.current) (notifications)"),
                 ("Marketplace-Event-Id", claim.notificationID),
-                ("Marketplace-Signature", WebhookSignatureSigner.header(body: body, secrets: [webhook.secret], timestamp: timestamp)),
+                (
+                    "Marketplace-Signature",
+                    WebhookSignatureSigner.header(body: body, secrets: [webhook.secret], timestamp: timestamp)
+                ),
             ],
             body: body)
     }

@@ -210,7 +210,8 @@ struct PaymentSweeper {
     /// `payment_intent.canceled` event that follows finds nothing left to change. If Stripe cannot
     /// cancel now, a later authorisation on the intent is cancelled when its event arrives.
     /// True when this run changed the row.
-    private func cancel(_ payment: DuePayment, intentID: String?, operation: String, notification: NotificationKind) throws
+    private func cancel(_ payment: DuePayment, intentID: String?, operation: String, notification: NotificationKind)
+        throws
         -> Bool
     {
         let changed = try markCanceled(payment, operation: operation, notification: notification)

@@ -79,7 +79,8 @@ public enum ErrorCode: String, CaseIterable, Sendable {
         case .idempotencyInProgress, .listingUnavailable, .sellerNotReady, .notOnboarded, .amountTooLarge,
             .paymentInProgress, .paymentCanceled, .paymentNotCapturable, .paymentNotCancellable, .paymentNotCaptured,
             .paymentNotDisputable, .paymentDisputed, .paymentActionInProgress, .refundInProgress, .nothingToRefund,
-            .disputeAlreadyOpen, .disputeNotOpen, .disputeResolutionInProgress, .notAChargeback, .deliveryNotDead, .milestoneNotFunded,
+            .disputeAlreadyOpen, .disputeNotOpen, .disputeResolutionInProgress, .notAChargeback, .deliveryNotDead,
+            .milestoneNotFunded,
             .milestoneUnavailable, .jobHasOtherBuyer:
             return 409
         case .payloadTooLarge:
