@@ -229,6 +229,9 @@ def test_a_purchase_flow_reaches_buyer_and_seller_once_by_email_and_by_signed_we
             {"webhook": "delivered", "email": "delivered"}
         assert db.execute("SELECT delivered_at FROM notifications WHERE id = %s",
                           (notification["id"],)).fetchone()[0] is not None
+    # The buyer's own list says when each notification reached them.
+    shown = {n["id"]: n for n in stack.get("/api/notifications", headers=buyer["headers"]).json()["data"]}
+    assert all(shown[n["id"]]["delivered_at"] for n in sent if n["profile_id"] == buyer["id"]), shown
     # A signature made with another secret does not verify.
     headers, body = next((h, b) for h, b in receiver.requests if json.loads(b)["id"] == sent[0]["id"])
     assert verify(SECRET, headers["Marketplace-Signature"], body)
