@@ -11,6 +11,7 @@ import email.policy
 import hashlib
 import hmac
 import json
+import re
 import subprocess
 import threading
 import time
@@ -21,7 +22,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from harness.api import make_profile
-from harness.paths import BINARY
+from harness.paths import BINARY, REPO
 from harness.processes import free_port
 from test_metrics import scrape, value
 from test_purchase_flow import authorised, capture, settle_webhooks, wait_payment_status
@@ -376,3 +377,20 @@ def test_a_misconfigured_channel_fails_its_task_only_and_names_the_variable(stac
     assert "sweep: expire_reservations: " in result.stdout  # the money tasks still ran
     half = sweep(stack, expect_status=1, SMTP_URL="smtp://127.0.0.1:2525")
     assert "SMTP_FROM" in half.stderr
+
+
+def test_every_notification_goes_through_the_notifier_and_every_kind_has_a_template_and_a_doc_row():
+    """`Notifier` takes a `NotificationKind`, whose email templates are an exhaustive switch (a kind
+    without one does not build; the unit tests render each). So nothing may write notifications
+    around it: no other INSERT in the sources or the migrations."""
+    writers = sorted(str(p.relative_to(REPO)) for p in [*(REPO / "Sources").rglob("*.swift"), *(REPO / "sql").glob("*.sql")]
+                     if re.search(r"INSERT\s+INTO\s+notifications\b", p.read_text(), re.I))
+    assert writers == ["Sources/PaymentsCore/Domain/Notifier.swift"], writers
+    enum = re.findall(r'case (\w+) = "(\w+)"', (REPO / "Sources/PaymentsCore/Domain/NotificationKind.swift").read_text())
+    source = (REPO / "Sources/PaymentsCore/Operations/NotificationTemplates.swift").read_text()
+    switch = source[source.index("static func of("):source.index("func rendered(")]
+    covered = {name.strip().lstrip(".") for case in re.findall(r"case (\.[^:]+):", switch) for name in case.split(",")}
+    assert covered == {name for name, _ in enum} and len(enum) >= 24, covered ^ {name for name, _ in enum}
+    kinds = [kind for _, kind in enum]
+    documented = (REPO / "docs" / "notifications.md").read_text()
+    assert [k for k in kinds if f"`{k}`" not in documented] == []
