@@ -28,11 +28,12 @@ let package = Package(
         .target(name: "HTTPClient", dependencies: ["CCurl"]),
         .target(name: "Cryptography", dependencies: ["CCrypto"]),
 
-        // Stripe: the API client (the only user of HTTPClient) and the webhook signature verifier.
+        // Stripe: the API client and the webhook signature verifier (and signer).
         .target(name: "Stripe", dependencies: ["HTTPClient", "Cryptography"]),
 
         // The application: configuration, router, responders, shared guards, migrations.
-        .target(name: "PaymentsCore", dependencies: ["FastCGI", "Postgres", "Stripe", "Cryptography"]),
+        // HTTPClient directly for the notification dispatcher's outbound webhooks and SMTP.
+        .target(name: "PaymentsCore", dependencies: ["FastCGI", "Postgres", "HTTPClient", "Stripe", "Cryptography"]),
         // The command line: one ParsableCommand per subcommand, over PaymentsCore's operations.
         .target(
             name: "PaymentsCLI",
@@ -40,7 +41,8 @@ let package = Package(
         .executableTarget(name: "payments", dependencies: ["PaymentsCLI"]),
 
         .testTarget(
-            name: "PaymentsCoreTests", dependencies: ["PaymentsCore", "Postgres", "Cryptography", "Stripe", "FastCGI"]),
+            name: "PaymentsCoreTests",
+            dependencies: ["PaymentsCore", "Postgres", "Cryptography", "HTTPClient", "Stripe", "FastCGI"]),
         .testTarget(name: "PaymentsCLITests", dependencies: ["PaymentsCLI", "PaymentsCore", "Stripe"]),
     ],
     swiftLanguageModes: [.v6]

@@ -178,6 +178,13 @@ ROUTES: list[SecuredRoute] = [
     SecuredRoute("POST", "/api/admin/webhook-events/{id}/replay", auth="token", roles=frozenset({"admin"}), body={},
                  state_changing=True, resource="stored_event", audit="webhook_event.replay",
                  rate_limits=("admin-replay",)),
+    # the admin's view of notification deliveries (AdminNotificationsResponder): the dead ones,
+    # and retrying one (the matrix's delivery is dead, so the admin's control retry succeeds).
+    SecuredRoute("GET", "/api/admin/notifications", auth="token", roles=frozenset({"admin"}), query="state=dead",
+                 audit="notification_delivery.list", rate_limits=("admin-read",)),
+    SecuredRoute("POST", "/api/admin/notifications/{id}/retry", auth="token", roles=frozenset({"admin"}), body={},
+                 state_changing=True, resource="dead_delivery", audit="notification_delivery.retry",
+                 rate_limits=("admin-replay",)),
 
     # test-only diagnostics (DIAGNOSTICS_ENABLED=1 in the harness; never in production)
     SecuredRoute("POST", "/api/_diag/echo", auth="diagnostics", body={}),
@@ -331,12 +338,26 @@ def _stored_event(stack, db, caller):
     return {"id": event_id}
 
 
+def _dead_delivery(stack, db, caller):
+    """A webhook delivery of a fresh buyer's notification that the sweeper gave up on."""
+    buyer = make_profile(db, "buyer")
+    notification = db.execute(
+        "INSERT INTO notifications (profile_id, kind, payload) VALUES (%s, 'payment_succeeded', %s) RETURNING id",
+        (buyer["id"], json.dumps({"payment_id": str(uuid.uuid4())}))).fetchone()[0]
+    delivery = db.execute(
+        "INSERT INTO notification_deliveries (notification_id, channel, state, attempts, last_error)"
+        " VALUES (%s, 'webhook', 'dead', 10, 'the receiver answered HTTP 503') RETURNING id",
+        (notification,)).fetchone()[0]
+    return {"id": str(delivery)}
+
+
 def _audit_entity(stack, db, caller):
     return {"entity_id": str(uuid.uuid4())}
 
 
 RESOURCE_BUILDERS = {
     "notification": _notification,
+    "dead_delivery": _dead_delivery,
     "listing": _listing,
     "payment": _payment,
     "audit_entity": _audit_entity,

@@ -457,3 +457,29 @@ def test_admin_resolves_a_dispute_with_a_partial_refund_and_replays_a_dead_event
         .find_element(By.XPATH, "./ancestor::tr").text)
     screenshot(browser, tmp_path, "admin", "admin.png")
     assert_no_policy_violations(browser)
+
+
+def test_admin_sees_a_dead_notification_delivery_and_retries_it(stack, db, browser, tmp_path, fresh_ip_windows):
+    admin = make_profile(db, "admin")
+    buyer = make_profile(db, "buyer")
+    notification = db.execute(
+        "INSERT INTO notifications (profile_id, kind, payload) VALUES (%s, 'refund_issued', %s) RETURNING id",
+        (buyer["id"], json.dumps({"payment_id": "p-browser", "amount_cents": 1250}))).fetchone()[0]
+    delivery = str(db.execute(
+        "INSERT INTO notification_deliveries (notification_id, channel, state, attempts, last_error, last_attempt_at)"
+        " VALUES (%s, 'email', 'dead', 10, 'curl 7: Could not connect to server (test)', now()) RETURNING id",
+        (notification,)).fetchone()[0])
+
+    sign_in(stack, browser, "/admin/", admin)
+    Select(browser.find_element(By.CSS_SELECTOR, "#delivery-filter select[name=channel]")).select_by_value("email")
+    click(browser, browser.find_element(By.CSS_SELECTOR, "#delivery-filter button[type=submit]"))
+    wait_row(browser, "deliveries", buyer["id"], "refund_issued", "email", "dead", "Could not connect")
+    click_in_row(browser, "deliveries", buyer["id"], "button.retry-delivery")
+    wait_text(browser, "deliveries-message", f"Delivery {delivery} (refund_issued by email) is queued again.")
+    wait_row(browser, "deliveries", buyer["id"], "pending")
+    assert db.execute("SELECT state, attempts, next_attempt_at IS NOT NULL FROM notification_deliveries WHERE id = %s",
+                      (delivery,)).fetchone() == ("pending", 0, True)
+    assert db.execute("SELECT actor_profile_id::text FROM payment_audit_logs WHERE operation = 'notification_delivery.retry'"
+                      " AND entity_id = %s", (delivery,)).fetchall() == [(admin["id"],)]
+    screenshot(browser, tmp_path, "admin-notifications")
+    assert_no_policy_violations(browser)

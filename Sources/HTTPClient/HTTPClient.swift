@@ -49,6 +49,8 @@ public struct HTTPClientError: Error, CustomStringConvertible, Sendable {
         case tlsFailed
         /// The connection dropped while receiving.
         case receiveFailed
+        /// The server refused the exchange (an SMTP login, STARTTLS or a recipient refused).
+        case refused
         /// Anything else libcurl reports.
         case other
     }
@@ -84,8 +86,8 @@ public struct HTTPClientConfiguration: Sendable {
 /// A libcurl easy handle. Not Sendable: each thread owns its own client.
 /// This module is the only importer of `CCurl`.
 public final class HTTPClient {
-    private let handle: UnsafeMutableRawPointer
-    private let configuration: HTTPClientConfiguration
+    let handle: UnsafeMutableRawPointer
+    let configuration: HTTPClientConfiguration
 
     /// Initialises libcurl's global state; call once before any thread starts.
     public static func initializeGlobalState() {
@@ -119,22 +121,9 @@ public final class HTTPClient {
         headerList = curl_slist_append(headerList, "Expect:")
         defer { curl_slist_free_all(headerList) }
 
-        ccurl_setopt_string(handle, CURLOPT_URL, request.url)
+        setCommonOptions(url: request.url, protocols: "https,http", timeout: timeout)
         ccurl_setopt_string(handle, CURLOPT_CUSTOMREQUEST, request.method)
-        ccurl_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
-        ccurl_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, 1)
-        ccurl_setopt_long(handle, CURLOPT_SSL_VERIFYHOST, 2)
-        ccurl_setopt_string(handle, CURLOPT_PROTOCOLS_STR, "https,http")
         ccurl_setopt_long(handle, CURLOPT_FOLLOWLOCATION, 0)
-        // One attempt, one request: on a reused connection that died before answering, libcurl
-        // would silently send the request again, below the caller's retry count and backoff.
-        ccurl_setopt_long(handle, CURLOPT_FORBID_REUSE, 1)
-        ccurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Self.milliseconds(configuration.connectTimeout))
-        let total = min(timeout ?? configuration.totalTimeout, configuration.totalTimeout)
-        ccurl_setopt_long(handle, CURLOPT_TIMEOUT_MS, max(1, Self.milliseconds(total)))
-        if let caBundlePath = configuration.caBundlePath {
-            ccurl_setopt_string(handle, CURLOPT_CAINFO, caBundlePath)
-        }
         ccurl_setopt_slist(handle, CURLOPT_HTTPHEADER, headerList)
         ccurl_setopt_write_function(
             handle,
@@ -169,13 +158,35 @@ public final class HTTPClient {
         return HTTPResponse(status: status, headers: sink.headers, body: sink.body)
     }
 
+    /// What every exchange sets, HTTP or SMTP, after `curl_easy_reset`: the URL and the protocols
+    /// it may use, no signals, TLS verification (with the configured CA bundle), one connection
+    /// per exchange, and both timeouts (`timeout`, when shorter, replaces the total one).
+    func setCommonOptions(url: String, protocols: String, timeout: Duration?) {
+        ccurl_setopt_string(handle, CURLOPT_URL, url)
+        ccurl_setopt_string(handle, CURLOPT_PROTOCOLS_STR, protocols)
+        ccurl_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
+        ccurl_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, 1)
+        ccurl_setopt_long(handle, CURLOPT_SSL_VERIFYHOST, 2)
+        // One attempt, one request: on a reused connection that died before answering, libcurl
+        // would silently send the request again, below the caller's retry count and backoff.
+        ccurl_setopt_long(handle, CURLOPT_FORBID_REUSE, 1)
+        ccurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Self.milliseconds(configuration.connectTimeout))
+        let total = min(timeout ?? configuration.totalTimeout, configuration.totalTimeout)
+        ccurl_setopt_long(handle, CURLOPT_TIMEOUT_MS, max(1, Self.milliseconds(total)))
+        if let caBundlePath = configuration.caBundlePath {
+            ccurl_setopt_string(handle, CURLOPT_CAINFO, caBundlePath)
+        }
+    }
+
     private static func milliseconds(_ duration: Duration) -> Int {
         Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
     }
 
-    /// The one place `CURLcode`s become Swift errors.
-    private static func error(for code: CURLcode) -> HTTPClientError {
-        let text = "curl \(code.rawValue): \(String(cString: curl_easy_strerror(code)))"
+    /// The one place `CURLcode`s become Swift errors; `reply`, when the server answered one, is
+    /// its last status (an SMTP reply code) and joins the detail.
+    static func error(for code: CURLcode, reply: Int = 0) -> HTTPClientError {
+        var text = "curl \(code.rawValue): \(String(cString: curl_easy_strerror(code)))"
+        if reply > 0 { text += " (server reply \(reply))" }
         switch code {
         case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_PROXY:
             return HTTPClientError(kind: .connectionFailed, detail: text)
@@ -186,6 +197,8 @@ public final class HTTPClient {
             return HTTPClientError(kind: .tlsFailed, detail: text)
         case CURLE_RECV_ERROR, CURLE_GOT_NOTHING, CURLE_PARTIAL_FILE, CURLE_SEND_ERROR:
             return HTTPClientError(kind: .receiveFailed, detail: text)
+        case CURLE_LOGIN_DENIED, CURLE_USE_SSL_FAILED, CURLE_UPLOAD_FAILED:
+            return HTTPClientError(kind: .refused, detail: text)
         default:
             return HTTPClientError(kind: .other, detail: text)
         }

@@ -7,8 +7,9 @@ struct Sweep: ParsableCommand {
         abstract: "Run the housekeeping tasks once (safe from cron every minute, and concurrently).",
         discussion: """
             Purges idempotency keys after 24 h and old rate-limit windows, cancels expired \
-            reservations, unpaid milestone fundings and lapsing authorisations at Stripe, and retries \
-            parked and failed webhook events. Prints each task's rows.
+            reservations, unpaid milestone fundings and lapsing authorisations at Stripe, retries \
+            parked and failed webhook events, and delivers notifications by signed webhook and email \
+            when MARKETPLACE_WEBHOOK_URL or SMTP_URL is set. Prints each task's rows.
             """)
 
     func run() throws {

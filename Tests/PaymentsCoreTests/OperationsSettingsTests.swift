@@ -11,6 +11,7 @@ import Testing
         "STRIPE_WEBHOOK_SECRETS": "whsec_test_unit_platform",
         "STRIPE_CONNECT_WEBHOOK_SECRETS": "whsec_test_unit_connect",
         "PUBLIC_BASE_URL": "https://payments.example.test", "APP_RETURN_URL": "https://market.example.test/done",
+        "MARKETPLACE_WEBHOOK_SECRET": "whsec_test_unit_marketplace", "SMTP_URL": "smtp://user:pass@127.0.0.1:2525",
     ]
 
     private func file(_ contents: String) throws -> String {

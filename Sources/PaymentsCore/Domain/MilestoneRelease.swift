@@ -120,7 +120,7 @@ struct MilestoneRelease {
                     ]),
                 context: audit, on: connection)
             try Notifier.notify(
-                seller, kind: "milestone_released",
+                seller, kind: .milestoneReleased,
                 payload: ["milestone_id": .string(milestone), "amount_cents": .int(transfer.amount)],
                 on: connection)
         }

@@ -109,7 +109,7 @@ struct PurchaseCapture {
                 context: audit, on: connection)
             guard changed else { return }  // the webhook already told both parties
             try Notifier.notify(
-                parties, kind: "payment_succeeded",
+                parties, kind: .paymentSucceeded,
                 payload: ["payment_id": .string(paymentID)], on: connection)
         }
         if let charge = intent.latestCharge?.id {

@@ -223,7 +223,7 @@ struct Refunds {
                 "SELECT buyer_id::text AS id FROM payments WHERE id = \(paymentID)::uuid"
             ).first?.decode("id", as: String.self) {
                 try Notifier.notify(
-                    buyer, kind: "refund_issued",
+                    buyer, kind: .refundIssued,
                     payload: ["payment_id": .string(paymentID), "amount_cents": .int(amount)], on: connection)
             }
             return try RefundRecord(row: row)

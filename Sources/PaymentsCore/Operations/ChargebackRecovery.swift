@@ -149,7 +149,7 @@ struct ChargebackRecovery {
                     ]), context: .system("payments sweep"), on: connection)
             try Notifier.notify(
                 recovery.sellerID,
-                kind: outcome == "recovered" ? "chargeback_recovered" : "chargeback_recovery_returned",
+                kind: outcome == "recovered" ? .chargebackRecovered : .chargebackRecoveryReturned,
                 payload: [
                     "dispute_id": .string(recovery.disputeID), "payment_id": .string(recovery.paymentID),
                     "amount_cents": .int(recovery.amount),
@@ -179,8 +179,8 @@ struct ChargebackRecovery {
                 "dispute_id": .string(recovery.disputeID), "payment_id": .string(recovery.paymentID),
                 "amount_cents": .int(recovery.amount),
             ]
-            try Notifier.notifyAdmins(kind: "seller_debt", payload: notice, on: connection)
-            try Notifier.notify(recovery.sellerID, kind: "seller_debt", payload: notice, on: connection)
+            try Notifier.notifyAdmins(kind: .sellerDebt, payload: notice, on: connection)
+            try Notifier.notify(recovery.sellerID, kind: .sellerDebt, payload: notice, on: connection)
         }
     }
 }

@@ -27,7 +27,7 @@ struct PaymentSweeper {
             ORDER BY l.reserved_until LIMIT 100
             """
         ).rows.map(DuePayment.init(row:))
-        return cancelEach(due, operation: "payment.reservation_expired", notification: "reservation_expired")
+        return cancelEach(due, operation: "payment.reservation_expired", notification: .reservationExpired)
     }
 
     /// Tells buyer and seller, once, that an authorisation nobody has captured will get the
@@ -49,7 +49,7 @@ struct PaymentSweeper {
             ).rows
             for row in warned {
                 try Notifier.notify(
-                    [try row.decode("buyer_id"), try row.decode("seller_id")], kind: "authorization_expiring",
+                    [try row.decode("buyer_id"), try row.decode("seller_id")], kind: .authorizationExpiring,
                     payload: [
                         "payment_id": .string(try row.decode("id")),
                         "action": .string(marketplace.holdExpiryAction.rawValue),
@@ -83,7 +83,7 @@ struct PaymentSweeper {
                 done = failures.attempt("settle_lapsing_authorizations \(payment.id)") {
                     try cancel(
                         payment, intentID: payment.intentID, operation: "payment.authorization_lapsing",
-                        notification: "authorization_cancelled")
+                        notification: .authorizationCancelled)
                 }
             case .capture:
                 let isDisputed = try row.decode("is_disputed", as: Bool.self)
@@ -125,7 +125,7 @@ struct PaymentSweeper {
                     newValues: ["action": "capture"], success: false, errorCode: APIError(.paymentDisputed).code),
                 context: .system("payments sweep"), on: connection)
             try Notifier.notifyAdmins(
-                kind: "hold_expiry_blocked", payload: ["payment_id": .string(payment.id)], on: connection)
+                kind: .holdExpiryBlocked, payload: ["payment_id": .string(payment.id)], on: connection)
         }
         return false
     }
@@ -143,7 +143,7 @@ struct PaymentSweeper {
             ORDER BY created_at LIMIT 100
             """
         ).rows.map(DuePayment.init(row:))
-        return cancelEach(due, operation: "milestone.funding_abandoned", notification: "funding_abandoned")
+        return cancelEach(due, operation: "milestone.funding_abandoned", notification: .fundingAbandoned)
     }
 
     /// Milestone fundings whose intent exists but was not paid within `RESERVATION_MINUTES` of
@@ -174,7 +174,7 @@ struct PaymentSweeper {
             else { return false }
             // The `payment_intent.canceled` event may have been applied first: expired either way.
             return failures.attempt("expire_fundings \(payment.id)") {
-                try markCanceled(payment, operation: "milestone.funding_expired", notification: "funding_expired")
+                try markCanceled(payment, operation: "milestone.funding_expired", notification: .fundingExpired)
             } != nil
         }.count
     }
@@ -182,7 +182,7 @@ struct PaymentSweeper {
     /// Cancels each due payment (recovering its intent first when it has none); returns how
     /// many this run changed. One that cannot be settled now stays due for the next run; the
     /// others go on.
-    private func cancelEach(_ due: [DuePayment], operation: String, notification: String) -> Int {
+    private func cancelEach(_ due: [DuePayment], operation: String, notification: NotificationKind) -> Int {
         due.filter { payment in
             // `recoveredIntent` answers `.some(nil)` when Stripe holds no intent: settle without one.
             guard
@@ -210,7 +210,8 @@ struct PaymentSweeper {
     /// `payment_intent.canceled` event that follows finds nothing left to change. If Stripe cannot
     /// cancel now, a later authorisation on the intent is cancelled when its event arrives.
     /// True when this run changed the row.
-    private func cancel(_ payment: DuePayment, intentID: String?, operation: String, notification: String) throws
+    private func cancel(_ payment: DuePayment, intentID: String?, operation: String, notification: NotificationKind)
+        throws
         -> Bool
     {
         let changed = try markCanceled(payment, operation: operation, notification: notification)
@@ -225,7 +226,7 @@ struct PaymentSweeper {
 
     /// The local half of a cancel, in one transaction: the guarded update, the hold (listing
     /// or milestone) released, the audit row, buyer and seller told. True when this run changed the row.
-    private func markCanceled(_ payment: DuePayment, operation: String, notification: String) throws -> Bool {
+    private func markCanceled(_ payment: DuePayment, operation: String, notification: NotificationKind) throws -> Bool {
         let id = payment.id
         return try connection.withTransaction { connection -> Bool in
             guard

@@ -44,12 +44,17 @@ public struct Sweeper {
             connection: connection,
             stripe: try StripeClient(configuration: try ServerConfiguration.stripeConfiguration(environment)),
             marketplace: try MarketplaceConfiguration(environment: environment))
-        return try runOnce(on: connection, payments: payments)
+        // A notification setting that is wrong fails its own task, not the sweep's money tasks.
+        let notifications = Result { try NotificationSettings(environment: environment) }
+        return try runOnce(on: connection, payments: payments, notifications: notifications)
     }
 
     /// Runs every task once, each on its own: one that fails as a whole is recorded and the
     /// others still run. Throws only when a run cannot be recorded (the database is gone).
-    static func runOnce(on connection: some SQLExecutor, payments: PaymentSweeper) throws -> [Outcome] {
+    static func runOnce(
+        on connection: some SQLExecutor, payments: PaymentSweeper,
+        notifications: Result<NotificationSettings, any Error>
+    ) throws -> [Outcome] {
         let failures = payments.failures
         var steps: [(String, () throws -> Int)] = tasks.map { task in
             (task.name, { try connection.query(task.query).affectedRows })
@@ -70,6 +75,10 @@ public struct Sweeper {
             ),
             ("record_charge_fees", { try ChargeFees(connection: connection, stripe: payments.stripe).run() }),
             ("retry_webhook_events", { try retryEvents(on: connection, stripe: payments.stripe, failures: failures) }),
+            (
+                "deliver_notifications",
+                { try NotificationDispatcher(connection: connection, settings: try notifications.get()).run() }
+            ),
         ]
         return try steps.map { name, step in
             let started = ContinuousClock.now

@@ -33,6 +33,7 @@ public struct Application: Sendable {
         AdminWebhookEventsResponder().addRoutes(to: &router)
         AdminAuditLogResponder().addRoutes(to: &router)
         AdminRevenueResponder().addRoutes(to: &router)
+        AdminNotificationsResponder().addRoutes(to: &router)
         if shared.configuration.diagnosticsEnabled {
             DiagnosticsResponder().addRoutes(to: &router)
         }

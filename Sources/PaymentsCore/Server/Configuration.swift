@@ -23,7 +23,7 @@ public struct Environment: Sendable {
     /// environment a process listing or a crash report can show.
     public static let secretNames = [
         "DATABASE_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRETS", "STRIPE_CONNECT_WEBHOOK_SECRETS",
-        "AUTH_JWT_SECRET",
+        "AUTH_JWT_SECRET", "MARKETPLACE_WEBHOOK_SECRET", "SMTP_URL",
     ]
 
     /// Wraps a dictionary after reading every `NAME_FILE` of `secretNames` into `NAME`. Setting

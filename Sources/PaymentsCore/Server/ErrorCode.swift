@@ -40,6 +40,7 @@ public enum ErrorCode: String, CaseIterable, Sendable {
     case disputeNotOpen = "dispute_not_open"
     case disputeResolutionInProgress = "dispute_resolution_in_progress"
     case notAChargeback = "not_a_chargeback"
+    case deliveryNotDead = "delivery_not_dead"
     case milestoneNotFunded = "milestone_not_funded"
     case milestoneUnavailable = "milestone_unavailable"
     case jobHasOtherBuyer = "job_has_other_buyer"
@@ -78,8 +79,8 @@ public enum ErrorCode: String, CaseIterable, Sendable {
         case .idempotencyInProgress, .listingUnavailable, .sellerNotReady, .notOnboarded, .amountTooLarge,
             .paymentInProgress, .paymentCanceled, .paymentNotCapturable, .paymentNotCancellable, .paymentNotCaptured,
             .paymentNotDisputable, .paymentDisputed, .paymentActionInProgress, .refundInProgress, .nothingToRefund,
-            .disputeAlreadyOpen, .disputeNotOpen, .disputeResolutionInProgress, .notAChargeback, .milestoneNotFunded,
-            .milestoneUnavailable, .jobHasOtherBuyer, .refundExceedsCaptured:
+            .disputeAlreadyOpen, .disputeNotOpen, .disputeResolutionInProgress, .notAChargeback, .deliveryNotDead,
+            .milestoneNotFunded, .milestoneUnavailable, .jobHasOtherBuyer, .refundExceedsCaptured:
             return 409
         case .payloadTooLarge:
             return 413
@@ -143,6 +144,7 @@ public enum ErrorCode: String, CaseIterable, Sendable {
         case .disputeNotOpen: return "Only an open platform dispute can be resolved."
         case .disputeResolutionInProgress: return "This dispute is being resolved; retry shortly."
         case .notAChargeback: return "Evidence goes to Stripe for chargebacks only."
+        case .deliveryNotDead: return "Only a dead notification delivery can be retried."
         case .milestoneNotFunded: return "Only a funded milestone can be released."
         case .milestoneUnavailable: return "This milestone cannot be funded now."
         case .jobHasOtherBuyer: return "Another buyer is funding this job."

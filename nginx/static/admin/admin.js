@@ -1,5 +1,6 @@
 // The admin console (docs/pages.md): disputes (filter, detail, refund, resolve, evidence), the
-// payment search, the webhook inbox backlog with replay, and the audit log with filters — all
+// payment search, the webhook inbox backlog with replay, dead notification deliveries with
+// retry, and the audit log with filters — all
 // through the public admin API (docs/payments.md, "Admin tools"; docs/disputes.md).
 "use strict";
 
@@ -140,6 +141,40 @@
     }
   }
 
+  // --- notification deliveries -----------------------------------------------------------
+  async function loadDeliveries() {
+    try {
+      const page = await api("GET", "/api/admin/notifications" + query({ limit: 50, ...fields($("delivery-filter")) }));
+      fillTable($("deliveries"), [
+        ["Created", (d) => when(d.created_at)],
+        ["Kind", (d) => d.kind],
+        ["Channel", (d) => d.channel],
+        ["To profile", (d) => el("span", { className: "mono" }, d.profile_id)],
+        ["State", (d) => el("span", { className: "delivery-state", dataset: { id: String(d.id) } }, d.state)],
+        ["Attempts", (d) => d.attempts],
+        ["Last error", (d) => d.last_error || ""],
+        ["", (d) => (d.state === "dead"
+          ? el("button", { type: "button", className: "retry-delivery", dataset: { id: String(d.id) } }, "Retry")
+          : "")],
+      ], page.data, "No deliveries in that state.");
+    } catch (error) {
+      say("deliveries-message", explain(error), "error");
+    }
+  }
+
+  async function retryDelivery(button) {
+    button.disabled = true;
+    try {
+      const after = await api("POST", `/api/admin/notifications/${encodeURIComponent(button.dataset.id)}/retry`, {});
+      button.closest("tr").querySelector(".delivery-state").textContent = after.state;
+      button.remove();
+      say("deliveries-message", `Delivery ${after.id} (${after.kind} by ${after.channel}) is queued again.`, "ok");
+    } catch (error) {
+      button.disabled = false;
+      say("deliveries-message", explain(error), "error");
+    }
+  }
+
   // --- audit log -------------------------------------------------------------------------
   async function loadAudit(more) {
     try {
@@ -207,6 +242,11 @@
     const button = event.target.closest("button.replay");
     if (button) replay(button);
   });
+  onSubmit("delivery-filter", "deliveries-message", loadDeliveries);
+  $("deliveries").addEventListener("click", (event) => {
+    const button = event.target.closest("button.retry-delivery");
+    if (button) retryDelivery(button);
+  });
   onSubmit("audit-filter", "audit-message", () => loadAudit(false));
   $("audit-more").addEventListener("click", () => loadAudit(true));
 
@@ -214,6 +254,7 @@
     loadDisputes();
     searchPayments(false);
     loadEvents();
+    loadDeliveries();
     loadAudit(false);
   });
 })();

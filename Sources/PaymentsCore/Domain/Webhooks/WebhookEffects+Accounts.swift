@@ -19,7 +19,7 @@ extension WebhookEffects {
             return .processed
         case .synced(let profileID, chargesChanged: true):
             try Notifier.notify(
-                profileID, kind: account.chargesEnabled ? "account_enabled" : "account_restricted",
+                profileID, kind: account.chargesEnabled ? .accountEnabled : .accountRestricted,
                 payload: ["account": .string(account.id)], on: connection)
             return .processed
         }
@@ -43,7 +43,7 @@ extension WebhookEffects {
                 newValues: ["charges_enabled": false], metadata: eventMetadata),
             context: audit, on: connection)
         try Notifier.notify(
-            profileID, kind: "account_deauthorized", payload: ["account": .string(account)], on: connection)
+            profileID, kind: .accountDeauthorized, payload: ["account": .string(account)], on: connection)
         return .processed
     }
 }

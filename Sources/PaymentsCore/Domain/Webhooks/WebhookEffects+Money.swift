@@ -97,8 +97,8 @@ extension WebhookEffects {
                 "payment_id": .string(paymentID), "dispute_id": JSONValue(disputeID),
                 "amount_cents": .int(dispute.amount), "reason": JSONValue(dispute.reason),
             ]
-            try Notifier.notifyAdmins(kind: "chargeback_opened", payload: notice, on: connection)
-            try Notifier.notify(seller, kind: "chargeback_opened", payload: notice, on: connection)
+            try Notifier.notifyAdmins(kind: .chargebackOpened, payload: notice, on: connection)
+            try Notifier.notify(seller, kind: .chargebackOpened, payload: notice, on: connection)
         }
         return .processed
     }
@@ -161,7 +161,7 @@ extension WebhookEffects {
         // NULL when no profile holds the account.
         if let changed, let profile = try changed.decodeIfPresent("profile_id", as: String.self) {
             try Notifier.notify(
-                profile, kind: event.type == "payout.paid" ? "payout_paid" : "payout_failed",
+                profile, kind: event.type == "payout.paid" ? .payoutPaid : .payoutFailed,
                 payload: [
                     "payout_id": .string(payout.id), "amount_cents": .int(payout.amount),
                     "currency": .string(payout.currency),

@@ -60,7 +60,7 @@ struct WebhookEffects {
         case "payment_intent.amount_capturable_updated":
             let intent = try object(PaymentIntent.self)
             let outcome = try transition(
-                intent.id, operation: "payment.authorized", notify: .seller("payment_authorized"),
+                intent.id, operation: "payment.authorized", notify: .seller(.paymentAuthorized),
                 call: """
                     payment_capturable_atomic(b.intent, \(event.created), \(intent.amountCapturable ?? intent.amount),
                                               \(sql: AuthorisationHold.end(of: intent)))
@@ -77,7 +77,7 @@ struct WebhookEffects {
         case "payment_intent.succeeded":
             let intent = try object(PaymentIntent.self)
             return try transition(
-                intent.id, operation: "payment.succeeded", notify: .both("payment_succeeded"),
+                intent.id, operation: "payment.succeeded", notify: .both(.paymentSucceeded),
                 call: """
                     payment_complete_atomic(b.intent, \(event.created), \(intent.amountReceived ?? intent.amount), \(intent.latestCharge?.id))
                     """)
@@ -86,7 +86,7 @@ struct WebhookEffects {
             let error = intent.lastPaymentError
             var failedPayment: String?
             let outcome = try transition(
-                intent.id, operation: "payment.failed", notify: .buyer("payment_failed"),
+                intent.id, operation: "payment.failed", notify: .buyer(.paymentFailed),
                 call: """
                     payment_fail_atomic(b.intent, \(event.created), \(error?.declineCode ?? error?.code), \(error?.message))
                     """, changed: { failedPayment = try $0.decode("id", as: String.self) })
@@ -98,7 +98,7 @@ struct WebhookEffects {
         case "payment_intent.canceled":
             let intent = try object(PaymentIntent.self)
             return try transition(
-                intent.id, operation: "payment.canceled", notify: .both("payment_canceled"),
+                intent.id, operation: "payment.canceled", notify: .both(.paymentCanceled),
                 call: """
                     payment_cancel_atomic(b.intent, \(event.created))
                     """)
@@ -126,9 +126,9 @@ struct WebhookEffects {
     // MARK: Payments
 
     private enum Recipients {
-        case buyer(String)
-        case seller(String)
-        case both(String)
+        case buyer(NotificationKind)
+        case seller(NotificationKind)
+        case both(NotificationKind)
     }
 
     /// Runs a guarded transition in one round trip: the payment row is locked first (the
@@ -195,14 +195,14 @@ struct WebhookEffects {
         if captured > 0 {
             // The refund implies the capture; apply it first in case its event has not arrived yet.
             let outcome = try transition(
-                intentID, operation: "payment.succeeded", notify: .both("payment_succeeded"),
+                intentID, operation: "payment.succeeded", notify: .both(.paymentSucceeded),
                 call: """
                     payment_complete_atomic(b.intent, \(event.created), \(captured), \(charge.id))
                     """)
             if outcome == .parked { return .parked }
         }
         return try transition(
-            intentID, operation: "payment.refunded", notify: .both("payment_refunded"),
+            intentID, operation: "payment.refunded", notify: .both(.paymentRefunded),
             call: """
                 payment_refund_atomic(b.intent, \(event.created), \(captured), \(charge.amountRefunded))
                 """)
@@ -245,7 +245,7 @@ struct WebhookEffects {
         let buyer: String = try payment.decode("buyer_id")
         let seller: String = try payment.decode("seller_id")
         let recipients: [String]
-        let kind: String
+        let kind: NotificationKind
         switch audience {
         case .buyer(let name): (recipients, kind) = ([buyer], name)
         case .seller(let name): (recipients, kind) = ([seller], name)

@@ -38,7 +38,8 @@ struct AccountResponder {
         let unreadOnly = try QueryParameter.bool(request, "unread") ?? false
         let rows = try context.database.query(
             """
-            SELECT id, kind, payload::text AS payload, iso8601(created_at) AS created_at, iso8601(read_at) AS read_at
+            SELECT id, kind, payload::text AS payload, iso8601(created_at) AS created_at, iso8601(read_at) AS read_at,
+                   iso8601(delivered_at) AS delivered_at
             FROM notifications
             WHERE profile_id = \(identity.profileID) AND (NOT \(unreadOnly) OR read_at IS NULL)
             ORDER BY created_at DESC, id DESC LIMIT 50
@@ -48,12 +49,14 @@ struct AccountResponder {
             let id, kind, created_at: String
             let payload: JSONValue
             @Nullable var read_at: String?
+            /// When it first reached the profile by email or webhook (docs/notifications.md).
+            @Nullable var delivered_at: String?
         }
         let items = try rows.map { row in
             Notification(
                 id: try row.decode("id"), kind: try row.decode("kind"), created_at: try row.decode("created_at"),
                 payload: try row.decodeIfPresent("payload") ?? .null,
-                read_at: try row.decodeIfPresent("read_at"))
+                read_at: try row.decodeIfPresent("read_at"), delivered_at: try row.decodeIfPresent("delivered_at"))
         }
         return .json(["data": items])
     }

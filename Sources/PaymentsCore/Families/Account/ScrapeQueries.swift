@@ -1,7 +1,7 @@
 import Postgres
 
 /// The metric families read from the database at scrape time: the webhook backlog, money at
-/// risk and the sweeper's runs (`payments sweep` is another process; it records each run in
+/// risk, notification deliveries and the sweeper's runs (`payments sweep` is another process; it records each run in
 /// `sweep_runs`). Each reads a view of sql/0012 over a partial index, so a scrape stays cheap
 /// however large the tables grow. The values are the cluster's, the same from every process:
 /// aggregate them with `max`, not `sum`.
@@ -9,6 +9,7 @@ enum ScrapeQueries {
     /// Every database family; throws when the database does not answer.
     static func families(on database: some SQLExecutor) throws -> [ScrapedFamily] {
         try backlog(on: database) + moneyAtRisk(on: database) + sweeps(on: database) + reconciliation(on: database)
+            + notificationDeliveries(on: database)
     }
 
     /// `payments_webhook_backlog{status,type}`: parked, failed and dead events.
@@ -122,6 +123,45 @@ enum ScrapeQueries {
                     }
                     return ("kind=\"\(kind.rawValue)\"", Double(n))
                 }),
+        ]
+    }
+
+    /// The notification dispatcher's work (`payments sweep` records it): deliveries by channel
+    /// and outcome (`notification_delivery_totals`, every pair always present), and the pending
+    /// and dead deliveries per channel (through the partial index of the open ones).
+    static func notificationDeliveries(on database: some SQLExecutor) throws -> [ScrapedFamily] {
+        let totals = try database.query(
+            "SELECT channel, outcome, total FROM notification_delivery_totals ORDER BY channel, outcome"
+        ).rows
+        let open = try database.query(
+            """
+            SELECT state, channel, count(*) AS deliveries FROM notification_deliveries
+            WHERE state IN ('pending', 'dead') GROUP BY state, channel
+            """
+        ).rows
+        var counts: [String: Int] = [:]
+        for row in open {
+            counts[try row.decode("state", as: String.self) + "/" + (try row.decode("channel", as: String.self))] =
+                try row.decode("deliveries", as: Int.self)
+        }
+        func gauge(_ state: String) -> ScrapedFamily {
+            ScrapedFamily(
+                name: "payments_notifications_\(state)", type: .gauge,
+                samples: NotificationChannel.allCases.map {
+                    ("channel=\"\($0.rawValue)\"", Double(counts["\(state)/\($0.rawValue)"] ?? 0))
+                })
+        }
+        return [
+            ScrapedFamily(
+                name: "payments_notification_deliveries_total", type: .counter,
+                samples: try totals.map {
+                    (
+                        "channel=\"\(Self.escaped(try $0.decode("channel", as: String.self)))\","
+                            + "outcome=\"\(Self.escaped(try $0.decode("outcome", as: String.self)))\"",
+                        Double(try $0.decode("total", as: Int.self))
+                    )
+                }),
+            gauge("pending"), gauge("dead"),
         ]
     }
 }

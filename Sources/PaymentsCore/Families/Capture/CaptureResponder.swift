@@ -105,7 +105,7 @@ struct CaptureResponder {
                 let other =
                     identity.profileID.uuidString.lowercased() == changed.buyerID ? changed.sellerID : changed.buyerID
                 try Notifier.notify(
-                    other, kind: "payment_canceled", payload: ["payment_id": .string(id)], on: connection)
+                    other, kind: .paymentCanceled, payload: ["payment_id": .string(id)], on: connection)
             }
             return try PaymentRecord.visible(paymentID, to: identity, on: connection)
         }

@@ -65,7 +65,7 @@ struct DisputeResolution {
                 context: audit, on: connection)
             for party in parties {
                 try Notifier.notify(
-                    party, kind: "dispute_resolved",
+                    party, kind: .disputeResolved,
                     payload: ["dispute_id": .string(disputeID), "outcome": .string(outcome)], on: connection)
             }
             return try DisputeRow.find(id, on: connection) ?? dispute

@@ -68,8 +68,8 @@ struct DisputesResponder {
             let buyer: UUID = try payment.decode("buyer_id")
             let other: UUID = buyer == identity.profileID ? try payment.decode("seller_id") : buyer
             try Notifier.notify(
-                other.uuidString.lowercased(), kind: "dispute_opened", payload: notice, on: connection)
-            try Notifier.notifyAdmins(kind: "dispute_opened", payload: notice, on: connection)
+                other.uuidString.lowercased(), kind: .disputeOpened, payload: notice, on: connection)
+            try Notifier.notifyAdmins(kind: .disputeOpened, payload: notice, on: connection)
             guard let dispute = try DisputeRow.find(disputeID, on: connection) else { throw APIError.internalError }
             return dispute
         }
