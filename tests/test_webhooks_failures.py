@@ -58,8 +58,8 @@ def test_database_stopped_before_delivery_is_503_and_the_redelivery_applies_once
 
 
 def test_database_stopped_mid_delivery_is_503_with_no_partial_rows(stack, db, admin_db):
-    """The delivery has inserted its inbox row and waits for the payment's row lock when
-    PostgreSQL goes down: the answer is 503 and none of its writes survive."""
+    """The delivery waits for the payment's row lock, inside its transaction, when PostgreSQL
+    goes down: the answer is 503 and none of its writes survive."""
     payment = new_payment(db)
     evt = succeeded(payment, int(time.time()))
     body = encode(evt)
@@ -71,8 +71,9 @@ def test_database_stopped_mid_delivery_is_503_with_no_partial_rows(stack, db, ad
         thread.start()
         # As the superuser: the app's sessions (its own role) show their queries only to it.
         wait_until(lambda: admin_db.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%%FROM payments%%FOR UPDATE%%'"
-            " AND pid <> pg_backend_pid()").fetchone()[0] == 1, 10, what="the delivery to wait on the payment's lock")
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            " AND (query LIKE '%%FROM payments%%FOR UPDATE%%' OR query LIKE '%%webhook_receive_payment_intent%%')"
+            ).fetchone()[0] == 1, 10, what="the delivery to wait on the payment's lock")
         stack.stop_database()
         thread.join(30)
         assert not thread.is_alive()

@@ -385,3 +385,57 @@ def test_metrics_show_outcomes_signature_failures_latency_and_backlog(stack, db)
     assert gauges == backlog
     assert gauges[("parked", "payment_intent.succeeded")] >= 1
     assert gauges[("failed", "payment_intent.succeeded")] >= 1
+
+
+def round_trips_of(stack, response) -> int:
+    """The database round trips the app logged for this response's request (`db_round_trips`)."""
+    request_id = response.headers["X-Request-Id"]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = [r for r in stack.app.log_records() if r.get("msg") == "request" and r.get("request_id") == request_id]
+        if lines:
+            return lines[0]["db_round_trips"]
+        time.sleep(0.05)
+    raise AssertionError(f"no request log line for {request_id}")
+
+
+def test_a_payment_intent_delivery_is_one_database_round_trip(stack, db):
+    """Issue 17: the dedupe insert, the guarded transition, the audit row, the notifications and
+    the processed mark are one prepared statement, so one round trip (once the statement is
+    prepared on every connection), duplicates included — and the effect is the same as ever."""
+    payment = new_payment(db, status="requires_payment_method")
+    now = int(time.time())
+    # Every pooled connection prepares the statement once (one more round trip, the first time).
+    for _ in range(40):
+        warm = new_payment(db, status="requires_payment_method")
+        assert send(stack, capturable(warm, now)).status_code == 200
+
+    authorised = send(stack, capturable(payment, now))
+    paid_body = encode(succeeded(payment, now + 1))
+    paid = deliver(stack, paid_body)
+    repeated = deliver(stack, paid_body)
+    assert [r.json() for r in (authorised, paid, repeated)] == [
+        {"received": True}, {"received": True}, {"received": True, "duplicate": True}]
+    assert [round_trips_of(stack, r) for r in (authorised, paid, repeated)] == [1, 1, 1]
+
+    assert audit_operations(db, payment["id"]) == ["payment.authorized", "payment.succeeded"]
+    assert notifications(db, payment["id"]) == sorted([(payment["seller"]["id"], "payment_authorized"),
+                                                       (payment["buyer"]["id"], "payment_succeeded"),
+                                                       (payment["seller"]["id"], "payment_succeeded")])
+    row = event_row(db, json.loads(paid_body)["id"])
+    assert (row["status"], row["attempts"]) == ("processed", 1)
+    assert payment_row(db, payment["id"])["status"] == "succeeded"
+
+
+def test_a_failed_payment_intent_delivery_is_recorded_for_the_sweeper(stack, db):
+    """The one-statement path keeps the inbox's failure semantics: an effect that fails rolls
+    back, and the event is kept as `failed` (500), to be retried."""
+    payment = new_payment(db, status="requires_payment_method")
+    body = capturable(payment, int(time.time()))
+    body["data"]["object"]["amount_capturable"] = -1  # the payments table refuses a negative amount
+    answer = send(stack, body)
+    assert answer.status_code == 500 and answer.json()["error"]["code"] == "webhook_processing_failed", answer.text
+    row = event_row(db, body["id"])
+    assert (row["status"], row["attempts"]) == ("failed", 1) and row["last_error"], row
+    assert payment_row(db, payment["id"])["status"] == "requires_payment_method"
+    assert audit_operations(db, payment["id"]) == []

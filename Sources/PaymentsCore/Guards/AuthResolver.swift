@@ -110,11 +110,11 @@ struct AuthResolver {
         } catch {
             throw Self.unauthenticated(error.rawValue)
         }
-        let row = try connection.query(
-            """
+        let lookup: SQLQuery = """
             SELECT id, roles, disabled_at IS NOT NULL AS disabled FROM profiles WHERE user_id = \(claims.subject)
             """
-        ).first
+        // Every signed-in request asks this: planned once per connection.
+        let row = try connection.query(lookup.prepared(as: "profile_of_subject")).first
         guard let row else {
             throw Self.unauthenticated("the token's subject has no profile")
         }

@@ -97,15 +97,15 @@ public struct RateLimiter: Sendable {
     /// Counts one request; throws `429 rate_limited` with `Retry-After` once the window is full.
     func check(_ policy: RateLimitPolicy, key: String, on connection: some SQLExecutor) throws {
         let rule = limits[policy] ?? policy.defaultLimit
-        let row = try connection.query(
-            """
+        let count: SQLQuery = """
             INSERT INTO rate_limits AS r (key, window_start, count)
             VALUES (\(key), to_timestamp(floor(extract(epoch FROM now()) / \(rule.windowSeconds)) * \(rule.windowSeconds)), 1)
             ON CONFLICT (key, window_start) DO UPDATE SET count = r.count + 1
             RETURNING r.count,
                       ceil(extract(epoch FROM r.window_start + make_interval(secs => \(rule.windowSeconds)) - now()))::int AS retry_after
             """
-        ).first
+        // Every guarded request counts at least once: planned once per connection.
+        let row = try connection.query(count.prepared(as: "rate_limit_count")).first
         guard let row else { return }
         if try row.decode("count", as: Int.self) > rule.limit {
             let retryAfter = max(1, try row.decode("retry_after", as: Int.self))

@@ -57,51 +57,20 @@ struct WebhookEffects {
     mutating func apply() throws -> EffectOutcome {
         guard Self.isHandled(event.type, on: endpoint) else { return .ignored }
         switch event.type {
-        case "payment_intent.amount_capturable_updated":
+        case let type where PaymentIntentEvents.types.contains(type):
             let intent = try object(PaymentIntent.self)
-            let outcome = try transition(
-                intent.id, operation: "payment.authorized", notify: .seller(.paymentAuthorized),
-                call: """
-                    payment_capturable_atomic(b.intent, \(event.created), \(intent.amountCapturable ?? intent.amount),
-                                              \(sql: AuthorisationHold.end(of: intent)))
-                    """)
-            // An authorisation that arrives for a payment we already gave up on must not stay on the card.
-            if let payment = try connection.query(
-                """
-                SELECT id::text AS id FROM payments WHERE stripe_payment_intent_id = \(intent.id) AND status IN ('failed', 'canceled')
-                """
-            ).first?.decode("id", as: String.self) {
-                cancellations.append(IntentCancellation(paymentID: payment, intentID: intent.id))
-            }
+            guard
+                let row = try connection.query(
+                    """
+                    SELECT outcome, cancel_payment::text AS cancel_payment FROM webhook_apply_payment_intent(
+                        \(event.id), \(event.type), \(event.created),
+                        \(sql: PaymentIntentEvents.effectArguments(intent, type: type, audit: audit)))
+                    """
+                ).first
+            else { throw WebhookEffectError(description: "webhook_apply_payment_intent returned no row") }
+            let (outcome, cancellation) = try PaymentIntentEvents.decode(row, intentID: intent.id)
+            if let cancellation { cancellations.append(cancellation) }
             return outcome
-        case "payment_intent.succeeded":
-            let intent = try object(PaymentIntent.self)
-            return try transition(
-                intent.id, operation: "payment.succeeded", notify: .both(.paymentSucceeded),
-                call: """
-                    payment_complete_atomic(b.intent, \(event.created), \(intent.amountReceived ?? intent.amount), \(intent.latestCharge?.id))
-                    """)
-        case "payment_intent.payment_failed":
-            let intent = try object(PaymentIntent.self)
-            let error = intent.lastPaymentError
-            var failedPayment: String?
-            let outcome = try transition(
-                intent.id, operation: "payment.failed", notify: .buyer(.paymentFailed),
-                call: """
-                    payment_fail_atomic(b.intent, \(event.created), \(error?.declineCode ?? error?.code), \(error?.message))
-                    """, changed: { failedPayment = try $0.decode("id", as: String.self) })
-            // The buyer retries through a new payment; the failed intent must not take a later card.
-            if let failedPayment {
-                cancellations.append(IntentCancellation(paymentID: failedPayment, intentID: intent.id))
-            }
-            return outcome
-        case "payment_intent.canceled":
-            let intent = try object(PaymentIntent.self)
-            return try transition(
-                intent.id, operation: "payment.canceled", notify: .both(.paymentCanceled),
-                call: """
-                    payment_cancel_atomic(b.intent, \(event.created))
-                    """)
         case "charge.succeeded":
             return try chargeAuthorized(try object(Charge.self))
         case "charge.refunded":

@@ -27,15 +27,49 @@ struct WebhookInbox {
     /// Stores and applies a verified delivery. Transient database errors propagate (503, nothing
     /// written); an effect error is recorded as `failed` and rethrown (500).
     func receive(_ event: Event, payload: [UInt8], endpoint: WebhookEndpoint) throws -> DeliveryOutcome {
+        if PaymentIntentEvents.types.contains(event.type), WebhookEffects.isHandled(event.type, on: endpoint),
+            let intent = try? Event.object(PaymentIntent.self, from: payload)
+        {
+            return try receivePaymentIntent(event, intent: intent, payload: payload, endpoint: endpoint)
+        }
         let (outcome, cancellations) = try receiveInTransaction(event, payload: payload, endpoint: endpoint)
         cancel(cancellations)
+        return outcome
+    }
+
+    /// A `payment_intent.*` delivery in one round trip: one prepared statement stores, applies
+    /// and marks it in its own transaction (sql/0018); the same outcomes and failure handling as
+    /// `receiveInTransaction`.
+    private func receivePaymentIntent(
+        _ event: Event, intent: PaymentIntent, payload: [UInt8], endpoint: WebhookEndpoint
+    ) throws -> DeliveryOutcome {
+        let statement: SQLQuery = """
+            SELECT outcome, cancel_payment::text AS cancel_payment, parked_waiting FROM webhook_receive_payment_intent(
+                \(event.id), \(endpoint.rawValue), \(event.type), \(event.created), \(event.account), \(ByteA(payload)),
+                \(sql: PaymentIntentEvents.effectArguments(intent, type: event.type, audit: audit)),
+                \(Self.maximumParkedAttempts))
+            """
+        let row: Row
+        do {
+            guard let first = try connection.query(statement.prepared(as: "webhook_receive_payment_intent")).first
+            else {
+                throw WebhookEffectError(description: "webhook_receive_payment_intent returned no row")
+            }
+            row = first
+        } catch let error as DatabaseError where error.isTransient {
+            throw error
+        } catch {
+            try recordFailure(event, payload: payload, endpoint: endpoint, error: error)
+            throw error
+        }
+        if try row.decode("outcome", as: String.self) == "duplicate" { return .duplicate }
+        let (outcome, cancellation) = try PaymentIntentEvents.decode(row, intentID: intent.id)
+        cancel(cancellation.map { [$0] } ?? [])
         // A succeeded intent makes its charge known: transfers paid from it may be waiting.
-        if outcome == .applied(.processed), event.type == "payment_intent.succeeded",
-            let charge = (try? Event.object(PaymentIntent.self, from: payload))?.latestCharge?.id
-        {
+        if try row.decode("parked_waiting", as: Bool.self), let charge = intent.latestCharge?.id {
             applyParked(objectID: charge)
         }
-        return outcome
+        return .applied(outcome)
     }
 
     private func receiveInTransaction(
