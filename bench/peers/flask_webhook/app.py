@@ -19,8 +19,8 @@ for a charge. That can only make the peer faster, so the ratio against it is con
 Run (scripts/bench.sh does it, behind the bench stack's nginx at /peer/flask/api/payments/webhook):
     DATABASE_URL=… STRIPE_WEBHOOK_SECRET=whsec_… PEER_BIND=unix:/path/peer.sock \
         gunicorn -c bench/peers/flask_webhook/gunicorn.conf.py --chdir bench/peers/flask_webhook app:app
-Settings: DATABASE_URL, STRIPE_WEBHOOK_SECRET (required), DATABASE_POOL_SIZE (2 per worker: a sync
-worker runs one request at a time).
+Settings: DATABASE_URL, STRIPE_WEBHOOK_SECRET (required), PEER_POOL_SIZE (connections per worker, 2:
+a sync worker runs one request at a time).
 """
 
 import os
@@ -42,7 +42,7 @@ WEBHOOK_SECRET = os.environ["STRIPE_WEBHOOK_SECRET"]
 pool = ConnectionPool(
     os.environ["DATABASE_URL"],
     min_size=1,
-    max_size=int(os.environ.get("DATABASE_POOL_SIZE", "2")),
+    max_size=int(os.environ.get("PEER_POOL_SIZE", "2")),
     kwargs={"row_factory": dict_row},
     name="payments",
     open=True,
@@ -66,7 +66,7 @@ def stripe_webhook():
             VALUES (%s, 'platform', %s, %s, %s, %s, %s, 'received')
             ON CONFLICT (id) DO NOTHING
             """,
-            (event.id, event.type, event.created, event.get("account"), event.data.object.get("id"), payload),
+            (event.id, event.type, event.created, getattr(event, "account", None), event.data.object.id, payload),
         ).rowcount == 1
         if not inserted:
             stored = conn.execute("SELECT status FROM webhook_events WHERE id = %s FOR UPDATE", (event.id,)).fetchone()
@@ -111,7 +111,8 @@ def complete_payment(conn, event):
               WHERE stripe_payment_intent_id = %s FOR UPDATE) b
         LEFT JOIN LATERAL payment_complete_atomic(b.intent, %s, %s, %s) c ON true
         """,
-        (intent.id, event.created, intent.get("amount_received") or intent.amount, intent.get("latest_charge")),
+        (intent.id, event.created, getattr(intent, "amount_received", None) or intent.amount,
+         getattr(intent, "latest_charge", None)),
     ).fetchone()
     if row is None:
         return "parked"  # not our payment yet: the intent may still be being created

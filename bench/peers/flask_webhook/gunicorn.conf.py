@@ -15,6 +15,9 @@ workers = int(os.environ.get("PEER_WORKERS", multiprocessing.cpu_count() * 2 + 1
 # Requests nginx hands over while every worker is busy wait in the listen backlog (gunicorn's default).
 backlog = 2048
 timeout = 30
+# gunicorn ≥ 25 opens a control socket in $HOME/.gunicorn by default, shared by every gunicorn of
+# the user: the peer needs none.
+control_socket_disable = True
 accesslog = None  # nginx keeps the access log
 errorlog = "-"
 loglevel = "info"
