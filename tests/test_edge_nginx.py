@@ -381,7 +381,8 @@ def render_into(tmp_path, name, **settings):
 def test_the_flask_peer_location_exists_only_when_rendered_for_the_bench(stack, tmp_path):
     """`make run` and the test stacks render no /peer/ location; scripts/bench.sh's setting adds it
     behind the same listener, body limit and limit_req zone as the webhook, and nginx -t accepts it."""
-    assert "/peer/" not in (stack.nginx.directory / "nginx.conf").read_text()
+    config = (stack.nginx.directory / "nginx.conf").read_text()
+    assert "include bench-flask-peer.conf;" not in config and "location = /peer/" not in config
     assert not (stack.nginx.directory / "bench-flask-peer.conf").exists()
     subprocess.run([str(REPO / "scripts" / "make-cert.sh"), str(tmp_path / "tls")], check=True, capture_output=True)
     prefix, result = render_into(tmp_path, "bench", NGINX_BENCH_PEER_FLASK=str(tmp_path / "peer.sock"))
@@ -397,7 +398,7 @@ def test_the_flask_peer_location_exists_only_when_rendered_for_the_bench(stack, 
     # Rendered again into the same prefix without the setting: the location is gone.
     prefix, result = render_into(tmp_path, "bench")
     assert result.returncode == 0 and not (prefix / "bench-flask-peer.conf").exists()
-    assert "/peer/" not in (prefix / "nginx.conf").read_text()
+    assert "include bench-flask-peer.conf;" not in (prefix / "nginx.conf").read_text()
 
 
 @pytest.mark.parametrize("address", ["peer.sock", "/tmp/a b.sock", "/tmp/x;include /etc/passwd", "localhost:8000"])
