@@ -43,8 +43,8 @@ pool = ConnectionPool(
     os.environ["DATABASE_URL"],
     min_size=1,
     max_size=int(os.environ.get("PEER_POOL_SIZE", "2")),
-    kwargs={"row_factory": dict_row},
-    name="payments",
+    kwargs={"row_factory": dict_row, "application_name": "flask-peer"},  # the app's own is `payments`
+    name="flask-peer",
     open=True,
 )
 
