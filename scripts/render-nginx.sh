@@ -22,6 +22,9 @@
 # NGINX_STRIPE_WEBHOOK_IPS (switch): admit only Stripe's webhook addresses to the two webhook
 # locations, from nginx/stripe-webhook-ips.conf or the file NGINX_STRIPE_WEBHOOK_IPS_FILE (both
 # written by scripts/stripe-webhook-ips.py).
+# NGINX_BENCH_PEER_FLASK: `make bench` only (scripts/bench.sh): the address (socket path or
+# HOST:PORT) of the Flask peer's gunicorn (bench/peers/); when set, nginx also proxies
+# /peer/flask/api/payments/webhook to it (nginx/bench/flask-peer.conf). Unset: no such location.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
@@ -87,6 +90,17 @@ if switch NGINX_STRIPE_WEBHOOK_IPS; then
     webhook_sources="include stripe-webhook-ips.conf;"
 fi
 
+bench_peers="# NGINX_BENCH_PEER_FLASK unset: no benchmark peer (scripts/bench.sh renders one)"
+bench_peer_flask=""
+if [ -n "${NGINX_BENCH_PEER_FLASK:-}" ]; then
+    case $NGINX_BENCH_PEER_FLASK in
+        /*) [[ "$NGINX_BENCH_PEER_FLASK" =~ ^/[A-Za-z0-9._/-]+$ ]] && bench_peer_flask="http://unix:$NGINX_BENCH_PEER_FLASK:" ;;
+        *) [[ "$NGINX_BENCH_PEER_FLASK" =~ ^[0-9.]+:[0-9]{1,5}$ ]] && bench_peer_flask="http://$NGINX_BENCH_PEER_FLASK" ;;
+    esac
+    [ -n "$bench_peer_flask" ] || die "NGINX_BENCH_PEER_FLASK must be an absolute socket path or IPv4:PORT"
+    bench_peers="include bench-flask-peer.conf;"
+fi
+
 # The buyer page's Content-Security-Policy additions (empty: this origin only).
 pages_script_src="" pages_img_src="" pages_connect_src="" pages_frame_src="'none'"
 if switch PAGES_STRIPE_JS; then
@@ -104,7 +118,8 @@ fi
 mkdir -p "$prefix/logs" "$prefix/tmp" "$prefix/static"
 cp -R "$REPO/nginx/static/." "$prefix/static/"
 cp "$REPO/nginx/ffdhe2048.pem" "$prefix/"
-for file in "$REPO"/nginx/*.conf; do
+# render SOURCE DEST: SOURCE with every placeholder filled in.
+render() {
     sed -e "s|@HTTPS_PORT@|${HTTPS_PORT:-8443}|g" \
         -e "s|@HTTP_PORT@|${HTTP_PORT:-8080}|g" \
         -e "s|@LISTEN_ADDRESS@|${LISTEN_ADDRESS:-127.0.0.1}|g" \
@@ -128,8 +143,18 @@ for file in "$REPO"/nginx/*.conf; do
         -e "s|@PAGES_IMG_SRC@|$pages_img_src|g" \
         -e "s|@PAGES_CONNECT_SRC@|$pages_connect_src|g" \
         -e "s|@PAGES_FRAME_SRC@|$pages_frame_src|g" \
-        "$file" >"$prefix/$(basename "$file")"
+        -e "s|@BENCH_PEERS@|$bench_peers|g" \
+        -e "s|@BENCH_PEER_FLASK@|$bench_peer_flask|g" \
+        "$1" >"$2"
+}
+for file in "$REPO"/nginx/*.conf; do
+    render "$file" "$prefix/$(basename "$file")"
 done
+if [ -n "$bench_peer_flask" ]; then
+    render "$REPO/nginx/bench/flask-peer.conf" "$prefix/bench-flask-peer.conf"
+else
+    rm -f "$prefix/bench-flask-peer.conf"  # left by an earlier render into the same prefix
+fi
 if [ "$webhook_ips_file" != "$REPO/nginx/stripe-webhook-ips.conf" ]; then
     cp "$webhook_ips_file" "$prefix/stripe-webhook-ips.conf"
 fi

@@ -28,7 +28,7 @@ import requests
 
 from harness.assertions import (API_CSP, STATIC_PAGE_CSP, assert_envelope, assert_security_headers, reached_app, request_id,
                                 single_header)
-from harness.paths import REPO
+from harness.paths import NGINX, REPO
 
 # Capture's IP-keyed limit, tight, in the app processes these tests start (other_apps).
 TIGHT_CAPTURE = "capture=2/60"
@@ -363,3 +363,45 @@ def test_refresh_script_refuses_a_malformed_list_and_keeps_the_old_one(tmp_path,
     assert result.returncode == 1 and result.stderr.startswith("stripe-webhook-ips: "), result
     assert output.read_text() == "allow 3.18.12.63;\ndeny all;\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, output.name]), "a temporary file was left"
+
+
+# ------------------------------------------------------------------------------------------
+# The benchmark's Flask peer (issue 17): a location of the bench stack only
+# ------------------------------------------------------------------------------------------
+
+def render_into(tmp_path, name, **settings):
+    prefix = tmp_path / name
+    env = {"PATH": "/usr/bin:/bin", "APP_SOCKETS": str(tmp_path / "app.sock"), "CERT_FILE": str(tmp_path / "tls" / "cert.pem"),
+           "KEY_FILE": str(tmp_path / "tls" / "key.pem"), **settings}
+    result = subprocess.run([str(REPO / "scripts" / "render-nginx.sh"), str(prefix)], env=env, capture_output=True,
+                            text=True, timeout=60)
+    return prefix, result
+
+
+def test_the_flask_peer_location_exists_only_when_rendered_for_the_bench(stack, tmp_path):
+    """`make run` and the test stacks render no /peer/ location; scripts/bench.sh's setting adds it
+    behind the same listener, body limit and limit_req zone as the webhook, and nginx -t accepts it."""
+    config = (stack.nginx.directory / "nginx.conf").read_text()
+    assert "include bench-flask-peer.conf;" not in config and "location = /peer/" not in config
+    assert not (stack.nginx.directory / "bench-flask-peer.conf").exists()
+    subprocess.run([str(REPO / "scripts" / "make-cert.sh"), str(tmp_path / "tls")], check=True, capture_output=True)
+    prefix, result = render_into(tmp_path, "bench", NGINX_BENCH_PEER_FLASK=str(tmp_path / "peer.sock"))
+    assert result.returncode == 0, result.stderr
+    assert "include bench-flask-peer.conf;" in (prefix / "nginx.conf").read_text()
+    location = (prefix / "bench-flask-peer.conf").read_text()
+    assert "location = /peer/flask/api/payments/webhook {" in location
+    assert f"proxy_pass http://unix:{tmp_path / 'peer.sock'}:/api/payments/webhook;" in location
+    assert "limit_req zone=webhook " in location and "client_max_body_size 1m;" in location
+    checked = subprocess.run([NGINX, "-t", "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
+                              "-e", str(prefix / "logs" / "error.log")], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stderr
+    # Rendered again into the same prefix without the setting: the location is gone.
+    prefix, result = render_into(tmp_path, "bench")
+    assert result.returncode == 0 and not (prefix / "bench-flask-peer.conf").exists()
+    assert "include bench-flask-peer.conf;" not in (prefix / "nginx.conf").read_text()
+
+
+@pytest.mark.parametrize("address", ["peer.sock", "/tmp/a b.sock", "/tmp/x;include /etc/passwd", "localhost:8000"])
+def test_render_refuses_a_bad_flask_peer_address(tmp_path, address):
+    _, result = render_into(tmp_path, "n", NGINX_BENCH_PEER_FLASK=address)
+    assert result.returncode != 0 and "NGINX_BENCH_PEER_FLASK" in result.stderr
