@@ -5,7 +5,7 @@ references: the minimal three-statement transaction in pgbench (bench/webhook_mi
 the Flask peer doing the same work (bench/peers/flask_webhook), behind the same nginx.
 
 Per round (BENCH_ROUNDS, default 3, interleaved; medians are quoted):
-  1. pgbench ceiling   pgbench -n -M extended -c 32 -j 2 -T S -f bench/webhook_tx.sql
+  1. pgbench ceiling   pgbench -n -M prepared -c 32 -j 2 -T S -f bench/webhook_tx.sql
   2. pgbench minimal   pgbench -n -M prepared -c 32 -j 2 -T S -f bench/webhook_minimal.sql
   3. unique events     wrk -t2 -c32 -dSs, every request a new event for a new payment
   4. duplicate-heavy   wrk -t2 -c32 -dSs, every event delivered 3 times (copies close together)
@@ -233,7 +233,7 @@ def reset(db):
 
 # --- the three measured runs ------------------------------------------------------------------------
 
-def run_pgbench(db, run, seconds, expected_tps, script=TX_SCRIPT, mode="extended"):
+def run_pgbench(db, run, seconds, expected_tps, script=TX_SCRIPT, mode="prepared"):
     per_client = math.ceil(max(expected_tps, 2000) * seconds * 1.6 / CONNECTIONS) + 50
     make_pool(db, f"SELECT 'pi_{run}_' || c || '_' || k AS name FROM generate_series(0, {CONNECTIONS - 1}) c,"
                   f" generate_series(1, {per_client}) k")
