@@ -85,7 +85,7 @@ def test_a_refused_reversal_is_a_debt_retried_until_it_succeeds(stack, db):
     debt = recovery(db, dispute_id)
     assert (debt["status"], debt["last_error"], debt["attempts"]) == ("debt", "balance_insufficient", 1), debt
     admins = db.execute("SELECT count(*) FROM notifications n JOIN profiles p ON p.id = n.profile_id"
-                        " WHERE p.role = 'admin' AND n.kind = 'seller_debt' AND n.payload->>'dispute_id' = %s",
+                        " WHERE p.roles = '{admin}' AND n.kind = 'seller_debt' AND n.payload->>'dispute_id' = %s",
                         (dispute_id,)).fetchone()[0]
     assert admins >= 1
     assert notified(db, case["seller"]["id"], "seller_debt", dispute_id) == 1
