@@ -9,7 +9,8 @@ struct Sweep: ParsableCommand {
             Purges idempotency keys after 24 h and old rate-limit windows, cancels expired \
             reservations, unpaid milestone fundings and lapsing authorisations at Stripe, retries \
             parked and failed webhook events, and delivers notifications by signed webhook and email \
-            when MARKETPLACE_WEBHOOK_URL or SMTP_URL is set. Prints each task's rows.
+            when MARKETPLACE_WEBHOOK_URL or SMTP_URL is set, and drops the raw bytes of processed \
+            webhook events older than WEBHOOK_PAYLOAD_RETENTION_DAYS (90). Prints each task's rows.
             """)
 
     func run() throws {

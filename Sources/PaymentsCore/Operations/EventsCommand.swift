@@ -74,6 +74,9 @@ public enum EventsCommand {
                     continue
                 }
                 print("\(id)\t\(outcome.rawValue)")
+            } catch is WebhookPayloadExpired {
+                print("\(id)\tpayload dropped (WEBHOOK_PAYLOAD_RETENTION_DAYS)")
+                failures += 1
             } catch {
                 print("\(id)\tfailed")
                 failures += 1

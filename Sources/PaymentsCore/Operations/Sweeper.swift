@@ -46,14 +46,16 @@ public struct Sweeper {
             marketplace: try MarketplaceConfiguration(environment: environment))
         // A notification setting that is wrong fails its own task, not the sweep's money tasks.
         let notifications = Result { try NotificationSettings(environment: environment) }
-        return try runOnce(on: connection, payments: payments, notifications: notifications)
+        let retention = Result { try WebhookPayloadRetention(environment: environment) }
+        return try runOnce(on: connection, payments: payments, notifications: notifications, retention: retention)
     }
 
     /// Runs every task once, each on its own: one that fails as a whole is recorded and the
     /// others still run. Throws only when a run cannot be recorded (the database is gone).
     static func runOnce(
         on connection: some SQLExecutor, payments: PaymentSweeper,
-        notifications: Result<NotificationSettings, any Error>
+        notifications: Result<NotificationSettings, any Error>,
+        retention: Result<WebhookPayloadRetention, any Error>
     ) throws -> [Outcome] {
         let failures = payments.failures
         var steps: [(String, () throws -> Int)] = tasks.map { task in
@@ -79,6 +81,7 @@ public struct Sweeper {
                 "deliver_notifications",
                 { try NotificationDispatcher(connection: connection, settings: try notifications.get()).run() }
             ),
+            ("drop_old_webhook_payloads", { try retention.get().run(on: connection) }),
         ]
         return try steps.map { name, step in
             let started = ContinuousClock.now

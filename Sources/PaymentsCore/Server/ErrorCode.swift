@@ -41,6 +41,7 @@ public enum ErrorCode: String, CaseIterable, Sendable {
     case disputeResolutionInProgress = "dispute_resolution_in_progress"
     case notAChargeback = "not_a_chargeback"
     case deliveryNotDead = "delivery_not_dead"
+    case payloadExpired = "payload_expired"
     case milestoneNotFunded = "milestone_not_funded"
     case milestoneUnavailable = "milestone_unavailable"
     case jobHasOtherBuyer = "job_has_other_buyer"
@@ -80,6 +81,7 @@ public enum ErrorCode: String, CaseIterable, Sendable {
             .paymentInProgress, .paymentCanceled, .paymentNotCapturable, .paymentNotCancellable, .paymentNotCaptured,
             .paymentNotDisputable, .paymentDisputed, .paymentActionInProgress, .refundInProgress, .nothingToRefund,
             .disputeAlreadyOpen, .disputeNotOpen, .disputeResolutionInProgress, .notAChargeback, .deliveryNotDead,
+            .payloadExpired,
             .milestoneNotFunded, .milestoneUnavailable, .jobHasOtherBuyer, .refundExceedsCaptured:
             return 409
         case .payloadTooLarge:
@@ -145,6 +147,8 @@ public enum ErrorCode: String, CaseIterable, Sendable {
         case .disputeResolutionInProgress: return "This dispute is being resolved; retry shortly."
         case .notAChargeback: return "Evidence goes to Stripe for chargebacks only."
         case .deliveryNotDead: return "Only a dead notification delivery can be retried."
+        case .payloadExpired:
+            return "This event's payload was dropped by the retention policy; it cannot be applied again."
         case .milestoneNotFunded: return "Only a funded milestone can be released."
         case .milestoneUnavailable: return "This milestone cannot be funded now."
         case .jobHasOtherBuyer: return "Another buyer is funding this job."

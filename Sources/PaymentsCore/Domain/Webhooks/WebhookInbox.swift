@@ -2,6 +2,11 @@ import Foundation
 import Postgres
 import Stripe
 
+/// A stored event whose raw bytes the retention policy dropped: it cannot be applied again.
+struct WebhookPayloadExpired: Error {
+    let eventID: String
+}
+
 /// The answer to one delivery.
 enum DeliveryOutcome: Equatable {
     case applied(EffectOutcome)
@@ -117,7 +122,10 @@ struct WebhookInbox {
                         """
                     ).first
                 else { return nil }
-                let payload: [UInt8] = try row.decode("payload")
+                // Dropped by the retention policy (sql/0019): nothing left to apply.
+                guard let payload: [UInt8] = try row.decodeIfPresent("payload") else {
+                    throw WebhookPayloadExpired(eventID: eventID)
+                }
                 let endpoint: WebhookEndpoint = try row.decode("endpoint")
                 let event = try Event.decode(payload)
                 return try apply(event, payload: payload, endpoint: endpoint, on: connection)
@@ -126,6 +134,8 @@ struct WebhookInbox {
             return applied?.0
         } catch let error as DatabaseError where error.isTransient {
             throw error
+        } catch let error as WebhookPayloadExpired {
+            throw error  // the event stays as it is: it was applied long ago
         } catch {
             try connection.query(
                 """

@@ -47,6 +47,8 @@ struct AdminWebhookEventsResponder {
             _ = try inbox.reprocess(eventID: id)
         } catch let error as DatabaseError where error.isTransient {
             throw error
+        } catch is WebhookPayloadExpired {
+            throw APIError(.payloadExpired)
         } catch {
             failure = "the effect failed again"  // its error is stored on the row
         }
@@ -77,7 +79,8 @@ struct StoredEvent: Encodable {
     @Nullable var last_error: String?
     let received_at: String
     @Nullable var processed_at: String?
-    let payload_bytes: Int
+    /// The raw body's size; null once the retention policy dropped it (`WEBHOOK_PAYLOAD_RETENTION_DAYS`).
+    @Nullable var payload_bytes: Int?
 
     static let columns = SQLQuery(
         unsafeSQL: """
@@ -99,7 +102,7 @@ struct StoredEvent: Encodable {
         last_error = try row.decodeIfPresent("last_error")
         received_at = try row.decode("received_at")
         processed_at = try row.decodeIfPresent("processed_at")
-        payload_bytes = try row.decode("payload_bytes")
+        payload_bytes = try row.decodeIfPresent("payload_bytes")
     }
 
     static func find(_ id: String, on connection: some SQLExecutor) throws -> StoredEvent? {
