@@ -221,6 +221,28 @@ public struct Event: StripeObject {
     public static func object<T: Decodable>(_ type: T.Type, from payload: [UInt8]) throws -> T {
         try StripeJSON.decoder.decode(EventEnvelope<T>.self, from: payload).data.object
     }
+
+    /// The event, and `data.object` as `T` when it is one (nil otherwise), from one parse of the
+    /// payload: the webhook path reads its most frequent object type without a second pass.
+    public static func decode<T: Decodable>(_ payload: [UInt8], objectAs type: T.Type) throws -> (Event, T?) {
+        let decoded = try StripeJSON.decoder.decode(EventWithObject<T>.self, from: payload)
+        return (decoded.event, decoded.object)
+    }
+}
+
+/// An event and, decoded from the same parse, its `data.object` as `T` if it is one.
+private struct EventWithObject<T: Decodable>: Decodable {
+    let event: Event
+    let object: T?
+
+    private enum Keys: String, CodingKey { case data }
+    private enum DataKeys: String, CodingKey { case object }
+
+    init(from decoder: any Decoder) throws {
+        event = try Event(from: decoder)
+        let data = try decoder.container(keyedBy: Keys.self).nestedContainer(keyedBy: DataKeys.self, forKey: .data)
+        object = try? data.decode(T.self, forKey: .object)
+    }
 }
 
 /// `{"data":{"object":…}}` with a typed object.

@@ -22,6 +22,28 @@ import Testing
         return entries
     }
 
+    @Test func anEventAndItsPaymentIntentDecodeFromOneParse() throws {
+        let intent = Array(
+            #"""
+            {"id":"evt_1","object":"event","type":"payment_intent.succeeded","created":1700000000,"livemode":false,
+             "data":{"object":{"id":"pi_1","object":"payment_intent","amount":5000,"amount_capturable":0,
+             "amount_received":5000,"currency":"usd","status":"succeeded","created":1699999000,
+             "latest_charge":"ch_1","last_payment_error":null,"metadata":{}}}}
+            """#.utf8)
+        let (event, decoded) = try Event.decode(intent, objectAs: PaymentIntent.self)
+        #expect(event.id == "evt_1" && event.type == "payment_intent.succeeded" && event.data.object.id == "pi_1")
+        #expect(decoded?.id == "pi_1" && decoded?.amountReceived == 5000 && decoded?.latestCharge?.id == "ch_1")
+
+        // Another object type: the event still decodes, the object is nil.
+        let charge = Array(
+            #"""
+            {"id":"evt_2","object":"event","type":"charge.refunded","created":1700000000,"livemode":false,
+             "data":{"object":{"id":"ch_1","object":"charge","amount":5000}}}
+            """#.utf8)
+        let (other, none) = try Event.decode(charge, objectAs: PaymentIntent.self)
+        #expect(other.id == "evt_2" && none == nil)
+    }
+
     @Test func formEncodingMatchesTheOfficialLibrary() throws {
         let text = try String(contentsOf: Self.fixtures.appendingPathComponent("form_encoding.json"), encoding: .utf8)
         let document = try Self.load("form_encoding.json")

@@ -31,9 +31,12 @@ struct WebhookInbox {
 
     /// Stores and applies a verified delivery. Transient database errors propagate (503, nothing
     /// written); an effect error is recorded as `failed` and rethrown (500).
-    func receive(_ event: Event, payload: [UInt8], endpoint: WebhookEndpoint) throws -> DeliveryOutcome {
+    /// `intent`: `data.object` already decoded as a PaymentIntent, when the caller has it.
+    func receive(
+        _ event: Event, payload: [UInt8], endpoint: WebhookEndpoint, intent decoded: PaymentIntent? = nil
+    ) throws -> DeliveryOutcome {
         if PaymentIntentEvents.types.contains(event.type), WebhookEffects.isHandled(event.type, on: endpoint),
-            let intent = try? Event.object(PaymentIntent.self, from: payload)
+            let intent = decoded ?? (try? Event.object(PaymentIntent.self, from: payload))
         {
             return try receivePaymentIntent(event, intent: intent, payload: payload, endpoint: endpoint)
         }
