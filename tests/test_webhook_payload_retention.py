@@ -5,21 +5,19 @@ an event without its bytes cannot be replayed (409 payload_expired), and nothing
 
 import hashlib
 import json
-import subprocess
 import time
 
 from harness.assertions import assert_envelope
-from harness.paths import BINARY
 from test_milestones import admin_client, fresh_loopback_windows  # noqa: F401  (autouse fixture)
+from test_notifications import sweep
 from test_webhooks_inbox import cli, deliver, encode, event, new_payment, succeeded, uid
 
 REPLAY = "/api/admin/webhook-events/{}/replay"
 
 
-def sweep(stack, **env):
-    result = subprocess.run([str(BINARY), "sweep"], env={**stack.app.env, **env}, capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
+def dropped_by_sweep(stack, **env):
+    """One sweep; how many payloads its retention task dropped."""
+    result = sweep(stack, **env)
     line = next(l for l in result.stdout.splitlines() if l.startswith("sweep: drop_old_webhook_payloads: "))
     return int(line.rsplit(": ", 1)[1])
 
@@ -54,10 +52,10 @@ def test_old_processed_payloads_are_dropped_keeping_the_row_and_hash(stack, db):
     age(db, 30, ids["recent"])
 
     # Switched off: nothing is dropped.
-    assert sweep(stack, WEBHOOK_PAYLOAD_RETENTION_DAYS="0") == 0
+    assert dropped_by_sweep(stack, WEBHOOK_PAYLOAD_RETENTION_DAYS="0") == 0
     assert stored(db, ids["processed"])["payload"] == processed_body
 
-    assert sweep(stack, WEBHOOK_PAYLOAD_RETENTION_DAYS="90") >= 2
+    assert dropped_by_sweep(stack, WEBHOOK_PAYLOAD_RETENTION_DAYS="90") >= 2
     for name, body in (("processed", processed_body), ("ignored", ignored_body)):
         row = stored(db, ids[name])
         assert (row["payload"], row["sha256"]) == (None, hashlib.sha256(body).digest()), (name, row)
@@ -65,7 +63,7 @@ def test_old_processed_payloads_are_dropped_keeping_the_row_and_hash(stack, db):
     # Still waiting, or young: kept whole.
     assert stored(db, ids["parked"])["payload"] == parked_body
     assert stored(db, ids["recent"])["payload"] == recent_body
-    assert sweep(stack, WEBHOOK_PAYLOAD_RETENTION_DAYS="90") == 0  # nothing left to drop
+    assert dropped_by_sweep(stack, WEBHOOK_PAYLOAD_RETENTION_DAYS="90") == 0  # nothing left to drop
 
     # The row still deduplicates Stripe's retries of the event.
     again = deliver(stack, processed_body)

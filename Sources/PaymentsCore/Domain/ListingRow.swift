@@ -40,8 +40,7 @@ struct ListingRow {
         title = try row.decode("title")
         reservedBy = try row.decodeIfPresent("reserved_by")
         isHoldActive = try row.decode("hold_active")
-        let gaps: String = try row.decode("seller_gaps")
-        sellerGaps = gaps.split(separator: ",").map(String.init)
+        sellerGaps = try SellerGaps.decode(row)
     }
 
     /// `409 seller_not_ready`, naming what is missing, unless the seller can be paid.
@@ -59,7 +58,7 @@ struct ListingRow {
             """
             SELECT l.id, l.seller_id, l.kind, l.price_cents, l.currency, l.status, l.title, l.reserved_by,
                    COALESCE(l.reserved_until > now(), false) AS hold_active,
-                   array_to_string(seller_readiness_gaps(s), ',') AS seller_gaps
+                   \(sql: SQLQuery(unsafeSQL: SellerGaps.column(of: "s")))
             FROM listings l JOIN profiles s ON s.id = l.seller_id
             WHERE l.id = \(id) FOR UPDATE OF l
             """

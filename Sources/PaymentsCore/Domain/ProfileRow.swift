@@ -23,7 +23,7 @@ struct ProfileRow {
         unsafeSQL: """
             id, user_id, roles, email, display_name, stripe_account_id, charges_enabled, payouts_enabled,
             details_submitted, requirements_due, disabled_reason,
-            array_to_string(seller_readiness_gaps(profiles), ',') AS seller_gaps
+            \(SellerGaps.column(of: "profiles"))
             """)
 
     init(row: Row) throws {
@@ -38,11 +38,25 @@ struct ProfileRow {
         detailsSubmitted = try row.decode("details_submitted")
         requirementsDue = try row.decode("requirements_due")
         disabledReason = try row.decodeIfPresent("disabled_reason")
-        sellerGaps = try row.decode("seller_gaps", as: String.self).split(separator: ",").map(String.init)
+        sellerGaps = try SellerGaps.decode(row)
     }
 
     /// The profile with this id, or nil.
     static func find(_ id: UUID, on connection: some SQLExecutor) throws -> ProfileRow? {
         try connection.query("SELECT \(sql: columns) FROM profiles WHERE id = \(id)").first.map(ProfileRow.init(row:))
+    }
+}
+
+/// What keeps a seller from being paid (`seller_readiness_gaps`, sql/0016), read beside a
+/// profile or a listing's seller: one select expression, one decoder.
+enum SellerGaps {
+    /// The select-list expression for the profiles row `alias` (`profiles`, `s`).
+    static func column(of alias: String) -> String {
+        "array_to_string(seller_readiness_gaps(\(alias)), ',') AS seller_gaps"
+    }
+
+    /// The names, in the function's order; empty when the seller is ready.
+    static func decode(_ row: Row) throws -> [String] {
+        try row.decode("seller_gaps", as: String.self).split(separator: ",").map(String.init)
     }
 }
