@@ -63,7 +63,8 @@ def fake_intents_for(stack, payment_id):
 
 
 def held_at_stripe(stack, key_prefix="payment:"):
-    """True once the fake has received a create call (it is then holding it)."""
+    """The create calls the fake has received since its log was last cleared (it holds each
+    one its delay fault caught); tests clear the log first, or an earlier test's calls count."""
     return [r for r in stack.stripe.received(method="POST", path_prefix=STRIPE_CREATE)
             if (r["headers"].get("Idempotency-Key") or "").startswith(key_prefix)]
 
@@ -152,6 +153,7 @@ def test_health_and_webhooks_stay_fast_while_every_stripe_worker_waits_on_stripe
                               count=2)
     with stack.other_apps(STRIPE_WORKERS=2, LANE_QUEUE_TIMEOUT_MS=300) as other:
         jobs = [buyer_and_listing(stack, db, seller) for _ in range(3)]
+        stack.stripe.clear_requests()  # held_at_stripe counts only this test's create calls
         with ThreadPoolExecutor(2) as pool:
             held = [pool.submit(create_intent, other, buyer, listing) for buyer, listing, _ in jobs[:2]]
             wait_for(lambda: len(held_at_stripe(stack)) >= 2, 10, what="both create calls held at the fake")
@@ -220,6 +222,7 @@ def test_no_connection_is_held_while_a_request_waits_on_stripe(stack, db):
     stack.stripe.inject_fault(type="delay", when="before", delay_ms=3000, method="POST", path_prefix=STRIPE_CREATE,
                               count=1)
     with stack.other_apps(DATABASE_POOL_SIZE=1, DATABASE_POOL_TIMEOUT_MS=500) as other:
+        stack.stripe.clear_requests()  # held_at_stripe counts only this test's create call
         with ThreadPoolExecutor(1) as pool:
             creating = pool.submit(create_intent, other, buyer, listing)
             wait_for(lambda: held_at_stripe(stack), 10, what="the create call held at the fake")
