@@ -11,7 +11,7 @@ extension StripeClient: IntentCanceller {
     /// Cancels now, on the calling thread (the CLI's sweeps and replays).
     func cancel(_ items: [IntentCancellation]) {
         for item in items {
-            _ = try? cancelIntent(item.intentID, ofPayment: item.paymentID, reason: .abandoned)
+            _ = try? cancelIntent(item.intentID, ofPayment: item.paymentID, reason: .abandoned, account: item.account)
         }
     }
 }
@@ -81,7 +81,7 @@ final class StripeFollowUps: IntentCanceller, @unchecked Sendable {
     private func perform(_ item: IntentCancellation, with stripe: StripeClient) {
         let outcome: String
         do {
-            try stripe.cancelIntent(item.intentID, ofPayment: item.paymentID, reason: .abandoned)
+            try stripe.cancelIntent(item.intentID, ofPayment: item.paymentID, reason: .abandoned, account: item.account)
             outcome = "ok"
         } catch {
             outcome = "failed"

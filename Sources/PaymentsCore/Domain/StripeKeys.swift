@@ -97,19 +97,21 @@ enum CancellationReason: String {
 }
 
 extension StripeClient {
-    /// Cancels a payment's intent under the key for `reason`. An intent that a call for another
-    /// reason (or Stripe itself) already cancelled counts as cancelled.
+    /// Cancels a payment's intent under the key for `reason`, on the account that owns it (the
+    /// payment row's `stripe_account`: a direct charge's seller account, nil for the platform's).
+    /// An intent that a call for another reason (or Stripe itself) already cancelled counts as
+    /// cancelled.
     @discardableResult
     func cancelIntent(
         _ intentID: String, ofPayment paymentID: String,
-        reason: CancellationReason
+        reason: CancellationReason, account: String?
     ) throws(StripeError) -> PaymentIntent {
         do {
             return try cancelPaymentIntent(
                 intentID, reason: reason.rawValue,
-                idempotencyKey: StripeKeys.cancel(paymentID, reason: reason))
+                idempotencyKey: StripeKeys.cancel(paymentID, reason: reason), account: account)
         } catch let error where error.code == "payment_intent_unexpected_state" {
-            let intent = try retrievePaymentIntent(intentID)
+            let intent = try retrievePaymentIntent(intentID, account: account)
             guard intent.status == "canceled" else { throw error }
             return intent
         }

@@ -13,7 +13,7 @@ struct ChargeFees {
     func run() throws -> Int {
         let due = try connection.query(
             """
-            SELECT id::text AS id, stripe_charge_id FROM payments
+            SELECT id::text AS id, stripe_charge_id, stripe_account FROM payments
             WHERE status IN ('succeeded', 'refunded') AND stripe_charge_id IS NOT NULL AND stripe_fee_cents IS NULL
               AND stripe_balance_transaction IS NULL
             ORDER BY updated_at LIMIT 100
@@ -23,9 +23,11 @@ struct ChargeFees {
         for row in due {
             let paymentID: String = try row.decode("id")
             let chargeID: String = try row.decode("stripe_charge_id")
+            // A direct charge lives on the seller's account, and so does its fee (the seller's cost).
+            let account: String? = try row.decodeIfPresent("stripe_account")
             let charge: Charge
             do {
-                charge = try stripe.retrieveChargeWithBalanceTransaction(chargeID)
+                charge = try stripe.retrieveChargeWithBalanceTransaction(chargeID, account: account)
             } catch  where error.kind == .invalidRequest {
                 // Stripe has no such charge: marked, so that it is not asked again every run
                 // (the revenue report counts it among the unrecorded fees).

@@ -10,8 +10,9 @@ enum EffectOutcome: String {
     case parked
     /// A type (or endpoint) we do not act on.
     case ignored
-    /// Handled type, but the event contradicts itself (a Connect `account.updated` whose
-    /// `account` is not its object's id): stored `ignored`, the reason in `last_error`.
+    /// Handled type, but the event's `account` contradicts what it is about (a Connect
+    /// `account.updated` whose `account` is not its object's id; a payment's event from another
+    /// account than the one that owns the payment): stored `ignored`, the reason in `last_error`.
     case refused
 }
 
@@ -21,10 +22,12 @@ struct WebhookEffectError: Error, CustomStringConvertible {
 }
 
 /// An authorisation Stripe holds for a payment that will not go ahead: cancelled at Stripe
-/// after the event's transaction commits (key `payment:{id}:cancel`).
+/// after the event's transaction commits (key `payment:{id}:cancel`), on the account that owns
+/// the intent (the event's `account`, which the payment's own matched).
 struct IntentCancellation: Equatable {
     let paymentID: String
     let intentID: String
+    let account: String?
 }
 
 /// Applies one Stripe event to our tables, inside the caller's transaction, through the guarded
@@ -56,6 +59,8 @@ struct WebhookEffects {
 
     mutating func apply() throws -> EffectOutcome {
         guard Self.isHandled(event.type, on: endpoint) else { return .ignored }
+        // The payment_intent effect checks this in SQL (sql/0021), under the payment's row lock.
+        if event.type.hasPrefix("charge."), try !isFromPaymentAccount() { return .refused }
         switch event.type {
         case let type where PaymentIntentEvents.types.contains(type):
             let intent = try object(PaymentIntent.self)
@@ -63,12 +68,13 @@ struct WebhookEffects {
                 let row = try connection.query(
                     """
                     SELECT outcome, cancel_payment::text AS cancel_payment FROM webhook_apply_payment_intent(
-                        \(event.id), \(event.type), \(event.created),
+                        \(event.id), \(event.type), \(event.created), \(event.account),
                         \(sql: PaymentIntentEvents.effectArguments(intent, type: type, audit: audit)))
                     """
                 ).first
             else { throw WebhookEffectError(description: "webhook_apply_payment_intent returned no row") }
-            let (outcome, cancellation) = try PaymentIntentEvents.decode(row, intentID: intent.id)
+            let (outcome, cancellation) = try PaymentIntentEvents.decode(
+                row, intentID: intent.id, account: event.account)
             if let cancellation { cancellations.append(cancellation) }
             return outcome
         case "charge.succeeded":
@@ -178,6 +184,20 @@ struct WebhookEffects {
     }
 
     // MARK: Helpers
+
+    /// Whether a payment's event comes from the account that owns the payment's objects (its
+    /// row's `stripe_account`: a direct charge's seller account, NULL for the platform's), so that
+    /// one connected account's events can never move another's payment. An event whose payment
+    /// is not known yet passes here; it is parked, and checked again when it is applied.
+    private func isFromPaymentAccount() throws -> Bool {
+        struct Link: Decodable { let paymentIntent: String? }
+        guard let intentID = (try? Event.object(Link.self, from: payload))?.paymentIntent,
+            let payment = try connection.query(
+                "SELECT stripe_account FROM payments WHERE stripe_payment_intent_id = \(intentID)"
+            ).first
+        else { return true }
+        return try payment.decodeIfPresent("stripe_account", as: String.self) == event.account
+    }
 
     var eventMetadata: [String: JSONValue] {
         ["event_id": .string(event.id), "event_type": .string(event.type)]
