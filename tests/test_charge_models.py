@@ -203,3 +203,34 @@ def test_a_direct_charge_needs_card_payments_active(stack, db, direct_app):
     status = direct_app.get("/api/connect/status", headers=seller["headers"]).json()
     assert status["ready_to_sell"] is False and status["missing"] == ["capabilities.card_payments"], status
     assert stack.get("/api/connect/status", headers=seller["headers"]).json()["ready_to_sell"] is True
+
+
+def test_a_payout_delay_changed_at_stripe_is_set_again(stack, db):
+    """Item 5: PAYOUT_DELAY_DAYS (7 here) is set when the account is created, and set again when
+    an account.updated shows another delay; the fix's own account.updated changes nothing more."""
+    def delay():
+        return stack.stripe_api("GET", f"/v1/accounts/{account}")["settings"]["payouts"]["schedule"]["delay_days"]
+
+    def fixes():
+        return [r for r in stack.stripe.received(method="POST", path_prefix=f"/v1/accounts/{account}")
+                if r["headers"].get("Idempotency-Key", "").startswith(f"account:{account.lower()}:payout_delay:")]
+
+    seller = onboarded_seller(stack, db)
+    account = account_of(db, seller)
+    # The harness made this account at the fake with its default delay (2): the onboarding's
+    # account.updated, when it found the profile, was already corrected.
+    settle(stack)
+    wait_for(lambda: delay() == 7 or not fixes(), 15, what="the onboarding's correction, if any")
+    settle(stack)
+    before = len(fixes())
+
+    stack.stripe_api("POST", f"/v1/accounts/{account}", {"settings[payouts][schedule][delay_days]": "3"})
+    changed = [e for e in stack.stripe.events("account.updated") if e.get("account") == account][-1]
+    assert changed["data"]["object"]["settings"]["payouts"]["schedule"]["delay_days"] == 3
+    wait_for(lambda: delay() == 7, 15, what="the payout delay set back to 7")
+    settle(stack)
+    made = fixes()[before:]
+    assert len(made) == 1, made  # the fix's own account.updated shows 7: nothing more
+    assert made[0]["headers"]["Idempotency-Key"] == f"account:{account.lower()}:payout_delay:7:{changed['id'].lower()}"
+    assert made[0]["params"] == {"settings": {"payouts": {"schedule": {"delay_days": "7"}}}}
+    assert "Stripe-Account" not in made[0]["headers"]

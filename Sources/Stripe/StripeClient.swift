@@ -145,6 +145,13 @@ public final class StripeClient {
         try post("/v1/accounts", parameters, idempotencyKey: idempotencyKey)
     }
 
+    /// `POST /v1/accounts/{id}` (e.g. its payout schedule).
+    public func updateAccount(_ id: String, _ parameters: [(String, StripeParameter)], idempotencyKey: String)
+        throws(StripeError) -> Account
+    {
+        try post("/v1/accounts/\(Self.pathComponent(id))", parameters, idempotencyKey: idempotencyKey)
+    }
+
     /// `GET /v1/accounts/{id}`.
     public func retrieveAccount(_ id: String) throws(StripeError) -> Account {
         try get("/v1/accounts/\(Self.pathComponent(id))")

@@ -62,6 +62,12 @@ enum StripeKeys {
         "dispute:\(disputeID.lowercased()):evidence:\(digest)"
     }
 
+    /// Setting a connected account's payout delay to `days` again after the event `event` showed
+    /// another (each event its own key: a later drift is corrected again).
+    static func payoutDelay(_ account: String, days: Int, event: String) -> String {
+        "account:\(account.lowercased()):payout_delay:\(days):\(event.lowercased())"
+    }
+
     /// A seller's one Express account.
     static func connectAccount(_ profileID: String) -> String { "profile:\(profileID.lowercased()):account" }
 

@@ -21,6 +21,24 @@ struct WebhookEffectError: Error, CustomStringConvertible {
     let description: String
 }
 
+/// A Stripe call an event showed is needed, made after the event's transaction commits, best
+/// effort and under a deterministic key (a repeat is harmless): webhook deliveries never wait on
+/// Stripe.
+enum StripeFollowUp: Equatable {
+    /// Cancel an authorisation we gave up on.
+    case cancel(IntentCancellation)
+    /// Set a connected account's payout delay back to `PAYOUT_DELAY_DAYS`.
+    case payoutDelay(PayoutDelayFix)
+}
+
+/// A connected account whose `account.updated` showed another payout delay than the configured
+/// one: it is set again (`settings.payouts.schedule.delay_days`), under a key naming the event.
+struct PayoutDelayFix: Equatable {
+    let account: String
+    let delayDays: Int
+    let eventID: String
+}
+
 /// An authorisation Stripe holds for a payment that will not go ahead: cancelled at Stripe
 /// after the event's transaction commits (key `payment:{id}:cancel`), on the account that owns
 /// the intent (the event's `account`, which the payment's own matched).
@@ -33,17 +51,23 @@ struct IntentCancellation: Equatable {
 /// Applies one Stripe event to our tables, inside the caller's transaction, through the guarded
 /// transitions of sql/0002. Notifications and audit rows are written only when a row really
 /// changed, so duplicates and stale events leave no trace. Stripe calls the event makes
-/// necessary are collected in `cancellations` for after the commit.
+/// necessary are collected in `followUps` for after the commit.
 struct WebhookEffects {
     let event: Event
     let payload: [UInt8]
     let endpoint: WebhookEndpoint
     let connection: Connection
     let audit: AuditContext
-    /// Intents to cancel once the transaction has committed.
-    private(set) var cancellations: [IntentCancellation] = []
+    /// The configured payout delay (`PAYOUT_DELAY_DAYS`) that `account.updated` checks; nil: not checked.
+    let payoutDelayDays: Int?
+    /// Stripe calls to make once the transaction has committed.
+    var followUps: [StripeFollowUp] = []
 
-    init(event: Event, payload: [UInt8], endpoint: WebhookEndpoint, connection: Connection, audit: AuditContext) {
+    init(
+        event: Event, payload: [UInt8], endpoint: WebhookEndpoint, connection: Connection, audit: AuditContext,
+        payoutDelayDays: Int? = nil
+    ) {
+        self.payoutDelayDays = payoutDelayDays
         self.event = event
         self.payload = payload
         self.endpoint = endpoint
@@ -75,7 +99,7 @@ struct WebhookEffects {
             else { throw WebhookEffectError(description: "webhook_apply_payment_intent returned no row") }
             let (outcome, cancellation) = try PaymentIntentEvents.decode(
                 row, intentID: intent.id, account: event.account)
-            if let cancellation { cancellations.append(cancellation) }
+            if let cancellation { followUps.append(.cancel(cancellation)) }
             return outcome
         case "charge.succeeded":
             return try chargeAuthorized(try object(Charge.self))
@@ -90,7 +114,7 @@ struct WebhookEffects {
         case "payout.paid", "payout.failed":
             return try payoutChanged(try object(Payout.self))
         case "account.updated":
-            return try accountUpdated(try object(Account.self))
+            return try accountUpdated(try object(Account.self), followUps: &followUps)
         case "account.application.deauthorized":
             return try accountDeauthorized()
         default:
