@@ -7,11 +7,14 @@ test_admin_money_tools); this file covers what only the two side by side show:
 - a direct-charge event from another account (or from none) changes nothing and is counted;
 - a seller must have `card_payments` active for a direct charge (`409 seller_not_ready`)."""
 
+import subprocess
+
 import pytest
 
 from charge_models import misdirected_requests, requests_for
 from harness.api import make_listing, make_profile, onboarded_seller, table_fingerprint, wait_for
 from harness.assertions import assert_envelope
+from harness.paths import BINARY
 from test_milestones import admin_client, confirm, fresh_loopback_windows, payment_row, settle, wait_payment  # noqa: F401
 from test_webhooks_inbox import encode, event, event_row, scrape, deliver
 from test_webhooks_routing import REJECTIONS, delta
@@ -98,6 +101,17 @@ def test_switching_the_model_between_two_purchases_keeps_each_on_its_own_through
     fee = stack.stripe_control("GET", f"/_control/objects/{charge['application_fee']}")["object"]
     assert (fee["account"], fee["amount"], fee["amount_refunded"]) == (account, 600, 600)
     assert charge["transfer"] is None
+
+    # The revenue report's Stripe fee: the platform's for the destination charge (read from its
+    # balance transaction), none for the direct one (the seller pays it; Stripe is not asked).
+    swept = len(stack.stripe.received())
+    result = subprocess.run([str(BINARY), "sweep"], env=stack.app.env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    fees = dict(db.execute("SELECT id::text, stripe_fee_cents FROM payments WHERE id IN (%s, %s)",
+                           (direct["payment_id"], destination["payment_id"])).fetchall())
+    assert fees[direct["payment_id"]] == 0 and fees[destination["payment_id"]] == 30 + round(4000 * 0.029), fees
+    assert not [r for r in stack.stripe.received()[swept:] if r["path"].startswith(f"/v1/charges/{charge['id']}")]
+    assert misdirected_requests(db, stack.stripe.received()[swept:]) == []
 
 
 def direct_payment_for_events(stack, db, direct_app):
