@@ -15,6 +15,7 @@ from charge_models import misdirected_requests, requests_for
 from harness.api import make_listing, make_profile, onboarded_seller, table_fingerprint, wait_for
 from harness.assertions import assert_envelope
 from harness.paths import BINARY
+from harness.processes import run
 from test_milestones import admin_client, confirm, fresh_loopback_windows, payment_row, settle, wait_payment  # noqa: F401
 from test_webhooks_inbox import encode, event, event_row, scrape, deliver
 from test_webhooks_routing import REJECTIONS, delta
@@ -248,3 +249,35 @@ def test_a_payout_delay_changed_at_stripe_is_set_again(stack, db):
     assert made[0]["headers"]["Idempotency-Key"] == f"account:{account.lower()}:payout_delay:7:{changed['id'].lower()}"
     assert made[0]["params"] == {"settings": {"payouts": {"schedule": {"delay_days": "7"}}}}
     assert "Stripe-Account" not in made[0]["headers"]
+
+
+def test_a_bad_charge_model_setting_stops_start_up_naming_it(stack, tmp_path):
+    for settings, name in (({"CHARGE_MODEL": "separate"}, "CHARGE_MODEL"),
+                           ({"CHARGE_MODEL": "DIRECT"}, "CHARGE_MODEL"),
+                           ({"CHARGE_MODEL": "direct", "DESTINATION_ON_BEHALF_OF": "true"}, "DESTINATION_ON_BEHALF_OF"),
+                           ({"DESTINATION_ON_BEHALF_OF": "maybe"}, "DESTINATION_ON_BEHALF_OF")):
+        socket_path = tmp_path / "model.sock"
+        env = {**stack.app.env, "FCGI_SOCKET": str(socket_path), **settings}
+        result = run([str(BINARY), "serve"], env=env, timeout=15)
+        assert result.returncode == 1, result
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and name in lines[0], result.stderr
+        assert not socket_path.exists()
+
+
+def test_destination_on_behalf_of_makes_the_seller_the_settlement_merchant(stack, db):
+    seller, buyer = onboarded_seller(stack, db), make_profile(db, "buyer")
+    with stack.other_apps(DESTINATION_ON_BEHALF_OF="true") as app:
+        wait_for(lambda: app.get("/api/health").status_code == 200, 15, what="the on_behalf_of app")
+        body = buy_and_authorise(stack, app, db, seller, buyer, 5000)
+    create = [r for r in stack.stripe.received(method="POST", path_prefix="/v1/payment_intents")
+              if r["headers"].get("Idempotency-Key") == f"payment:{body['payment_id']}:create"]
+    assert len(create) == 1, create
+    params = create[0]["params"]
+    assert params["on_behalf_of"] == params["transfer_data"]["destination"] == account_of(db, seller)
+    assert "Stripe-Account" not in create[0]["headers"]
+    row = payment_row(db, body["payment_id"])
+    assert (row["charge_model"], row["on_behalf_of"], row["stripe_account"]) == ("destination", True, None)
+    # The setting is the row's from now on: the session's app (without it) captures it as made.
+    captured = stack.post("/api/payments/capture", json={"payment_id": body["payment_id"]}, headers=buyer["headers"])
+    assert captured.status_code == 200 and captured.json()["status"] == "succeeded", captured.text
