@@ -83,8 +83,7 @@ struct WebhookEffects {
 
     mutating func apply() throws -> EffectOutcome {
         guard Self.isHandled(event.type, on: endpoint) else { return .ignored }
-        // The payment_intent effect checks this in SQL (sql/0021), under the payment's row lock.
-        if event.type.hasPrefix("charge."), try !isFromPaymentAccount() { return .refused }
+        if try isFromOtherAccountThanPayments() { return .refused }
         switch event.type {
         case let type where PaymentIntentEvents.types.contains(type):
             let intent = try object(PaymentIntent.self)
@@ -92,7 +91,7 @@ struct WebhookEffects {
                 let row = try connection.query(
                     """
                     SELECT outcome, cancel_payment::text AS cancel_payment FROM webhook_apply_payment_intent(
-                        \(event.id), \(event.type), \(event.created), \(event.account),
+                        \(event.id), \(event.type), \(event.created),
                         \(sql: PaymentIntentEvents.effectArguments(intent, type: type, audit: audit)))
                     """
                 ).first
@@ -209,18 +208,25 @@ struct WebhookEffects {
 
     // MARK: Helpers
 
-    /// Whether a payment's event comes from the account that owns the payment's objects (its
-    /// row's `stripe_account`: a direct charge's seller account, NULL for the platform's), so that
-    /// one connected account's events can never move another's payment. An event whose payment
-    /// is not known yet passes here; it is parked, and checked again when it is applied.
-    private func isFromPaymentAccount() throws -> Bool {
-        struct Link: Decodable { let paymentIntent: String? }
-        guard let intentID = (try? Event.object(Link.self, from: payload))?.paymentIntent,
-            let payment = try connection.query(
-                "SELECT stripe_account FROM payments WHERE stripe_payment_intent_id = \(intentID)"
-            ).first
-        else { return true }
-        return try payment.decodeIfPresent("stripe_account", as: String.self) == event.account
+    /// Whether a payment's event (its intent's, or its charge's and refunds') comes from another
+    /// account than the one that owns the payment's objects: the rule of sql/0021
+    /// (`payment_event_from_other_account`), which a new payment_intent delivery applies in its
+    /// one statement, so that one connected account's events can never move another's payment.
+    /// An event whose payment is not known yet passes here; it is parked, and checked again
+    /// when it is applied.
+    private func isFromOtherAccountThanPayments() throws -> Bool {
+        struct Link: Decodable {
+            let id: String?
+            let paymentIntent: String?
+        }
+        let link = try? Event.object(Link.self, from: payload)
+        let intentID = PaymentIntentEvents.types.contains(event.type) ? link?.id : link?.paymentIntent
+        guard event.type.hasPrefix("payment_intent.") || event.type.hasPrefix("charge."), let intentID else {
+            return false
+        }
+        return try connection.query(
+            "SELECT payment_event_from_other_account(\(intentID), \(event.account)) AS other"
+        ).first?.decode("other", as: Bool.self) ?? false
     }
 
     var eventMetadata: [String: JSONValue] {
