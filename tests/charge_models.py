@@ -17,6 +17,8 @@ it: a request for a payment (its key names the payment; its path, `payment_inten
 names its intent, charge or id) carries exactly that payment's `Stripe-Account` — the seller's
 account for a direct charge, none for a destination or platform charge."""
 
+import time
+
 import pytest
 
 from harness.api import wait_for
@@ -100,11 +102,16 @@ def misdirected_requests(db, requests_):
     return wrong
 
 
+def requests_since(stack, started):
+    """The fake's log from `started` (its clock, `time.time()`) on: by time, not by position, as
+    the log keeps only its most recent requests."""
+    return [r for r in stack.stripe.received() if r["time"] >= started]
+
+
 @pytest.fixture(autouse=True)
 def stripe_account_scoped(stack, db):
     """After each test: every Stripe request it caused for a payment carried that payment's account."""
-    before = len(stack.stripe.received())
+    started = time.time()
     yield
     stack.stripe.wait_for_webhooks(15)  # follow-ups (cancels) a webhook queued
-    made = stack.stripe.received()[before:]
-    assert misdirected_requests(db, made) == []
+    assert misdirected_requests(db, requests_since(stack, started)) == []
