@@ -4,6 +4,8 @@ A suite module imports `stack` and `stripe_account_scoped` from here:
 
     from charge_models import stack, stripe_account_scoped  # noqa: F401
 
+(or `stack_by_model`, to run only the tests it marks under both models).
+
 `stack` then overrides the session stack for that module, once per model: under `destination`
 it is the session stack itself; under `direct`, the same stack (database, fake Stripe, CLI
 environment) seen through an extra app started with `CHARGE_MODEL=direct` behind an nginx of its
@@ -17,6 +19,7 @@ it: a request for a payment (its key names the payment; its path, `payment_inten
 names its intent, charge or id) carries exactly that payment's `Stripe-Account` — the seller's
 account for a direct charge, none for a destination or platform charge."""
 
+import contextlib
 import time
 
 import pytest
@@ -58,15 +61,33 @@ class ChargeModelStack:
         return self.request("POST", path, **kwargs)
 
 
-@pytest.fixture(scope="module", params=["destination", "direct"])
-def stack(stack, request):
-    """The module's stack under one charge model (see the module's docstring)."""
-    if request.param == "destination":
+@contextlib.contextmanager
+def model_stack(stack, model):
+    """The session stack as seen through an app of `model` (its own nginx renders the pages the
+    same way, the fake's origin allowed for the buyer page's card form)."""
+    if model == "destination":
         yield ChargeModelStack(stack, "destination")
         return
-    with stack.other_apps(CHARGE_MODEL="direct") as apps:
+    with stack.other_apps(CHARGE_MODEL="direct", nginx_settings={"PAGES_FAKE_STRIPE_ORIGIN": stack.stripe.url}) as apps:
         wait_for(lambda: apps.get("/api/health").status_code == 200, 15, what="the direct-charge app")
         yield ChargeModelStack(stack, "direct", apps)
+
+
+@pytest.fixture(scope="module", params=["destination", "direct"])
+def stack(stack, request):
+    """The module's stack under one charge model, every test of the module once per model (see
+    the module's docstring)."""
+    with model_stack(stack, request.param) as chosen:
+        yield chosen
+
+
+@pytest.fixture(scope="module", name="stack")
+def stack_by_model(stack, request):
+    """The same for a module where only some tests run under both models: they say so with
+    `@pytest.mark.parametrize("stack", ["destination", "direct"], indirect=True)`; the others get
+    the session stack."""
+    with model_stack(stack, getattr(request, "param", "destination")) as chosen:
+        yield chosen
 
 
 def payments_by_stripe_ids(db):

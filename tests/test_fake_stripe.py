@@ -519,6 +519,23 @@ def test_browser_confirms_with_the_publishable_key_in_the_body(fake):
     assert "key" not in logged["params"]
 
 
+def test_browser_confirms_a_direct_charge_naming_the_connected_account(fake):
+    """Issue 16: Stripe.js initialised with `stripeAccount` sends it as `_stripe_account` (beside
+    `key`); without it a connected account's intent is not found. The log shows the account as
+    the Stripe-Account it stands for."""
+    acct = onboarded_account(fake)
+    pi = call(fake, "POST", "/v1/payment_intents", {"amount": 3000, "currency": "usd", "capture_method": "manual",
+                                                    "application_fee_amount": 300}, account=acct).json()
+    form = {"key": "pk_test_browser", "client_secret": pi["client_secret"], "payment_method": "pm_card_visa"}
+    unscoped = call(fake, "POST", f"/v1/payment_intents/{pi['id']}/confirm", key=None, raw=urllib.parse.urlencode(form))
+    assert unscoped.status == 404, unscoped.body
+    confirmed = call(fake, "POST", f"/v1/payment_intents/{pi['id']}/confirm", key=None,
+                     raw=urllib.parse.urlencode({**form, "_stripe_account": acct}))
+    assert confirmed.status == 200 and confirmed.json()["status"] == "requires_capture", confirmed.body
+    logged = fake.received("POST", f"/v1/payment_intents/{pi['id']}/confirm")[-1]
+    assert logged["headers"]["Stripe-Account"] == acct and "_stripe_account" not in logged["params"]
+
+
 # ---- refunds -----------------------------------------------------------------------------
 def paid_pi(fs: FakeStripe, amount: int = 5000) -> Dict[str, Any]:
     pi = call(fs, "POST", "/v1/payment_intents", {"amount": amount, "currency": "usd",
