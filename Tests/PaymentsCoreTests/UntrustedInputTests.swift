@@ -173,6 +173,12 @@ import Testing
         )
         #expect(StripeKeys.connectAccount(id) == "profile:0f1e2d3c-aaaa-bbbb-cccc-000000000000:account")
         #expect(
+            StripeKeys.payoutDelay("acct_1AbC", days: 7, event: "evt_1XyZ")
+                == "account:acct_1abc:payout_delay:7:evt_1xyz")
+        #expect(
+            StripeKeys.payoutDelay("acct_1AbC", days: 7, event: "evt_1")
+                != StripeKeys.payoutDelay("acct_1AbC", days: 7, event: "evt_2"))
+        #expect(
             StripeKeys.accountLink(id, state: String(repeating: "x", count: 40) + "0123456789abcdef")
                 == "profile:0f1e2d3c-aaaa-bbbb-cccc-000000000000:link:0123456789abcdef")
         #expect(StripeKeys.loginLink(id, nonce: "n1") == "profile:0f1e2d3c-aaaa-bbbb-cccc-000000000000:login:n1")
