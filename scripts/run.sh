@@ -4,7 +4,8 @@
 # already running are reported and left alone, so running it twice starts nothing twice.
 # Expects the binary to be built (make run does that). Stop it all with scripts/stop.sh.
 # Settings: RUN_DIR (.run), HTTPS_PORT (8443), HTTP_PORT (8080), APP_PROCESSES (1: how many
-# `payments serve` processes sit behind nginx's upstreams), WORKERS, STRIPE_WORKERS,
+# `payments serve` processes sit behind nginx's upstreams), WORKERS, STRIPE_WORKERS, CHARGE_MODEL,
+# DESTINATION_ON_BEHALF_OF, PAYOUT_DELAY_DAYS,
 # DATABASE_POOL_SIZE, DATABASE_POOL_TIMEOUT_MS, LANE_QUEUE_TIMEOUT_MS, STRIPE_DEADLINE_SECONDS, RATE_LIMITS,
 # STRIPE_FAKE_PORT (12111), STRIPE_FAKE_STATE_FILE (RUN_DIR/stripe-state.json; empty: none),
 # and the rate settings of render-nginx.sh. Without a real STRIPE_SECRET_KEY in the
@@ -96,6 +97,9 @@ PUBLIC_BASE_URL='$base_url'
 APP_RETURN_URL='$base_url/marketplace/'
 ${WORKERS:+WORKERS='$WORKERS'}
 ${STRIPE_WORKERS:+STRIPE_WORKERS='$STRIPE_WORKERS'}
+${CHARGE_MODEL:+CHARGE_MODEL='$CHARGE_MODEL'}
+${DESTINATION_ON_BEHALF_OF:+DESTINATION_ON_BEHALF_OF='$DESTINATION_ON_BEHALF_OF'}
+${PAYOUT_DELAY_DAYS:+PAYOUT_DELAY_DAYS='$PAYOUT_DELAY_DAYS'}
 ${DATABASE_POOL_SIZE:+DATABASE_POOL_SIZE='$DATABASE_POOL_SIZE'}
 ${DATABASE_POOL_TIMEOUT_MS:+DATABASE_POOL_TIMEOUT_MS='$DATABASE_POOL_TIMEOUT_MS'}
 ${LANE_QUEUE_TIMEOUT_MS:+LANE_QUEUE_TIMEOUT_MS='$LANE_QUEUE_TIMEOUT_MS'}

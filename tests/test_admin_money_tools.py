@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 
+from charge_models import stack, stripe_account_scoped  # noqa: F401  (both charge models; see charge_models.py)
 from harness.api import make_profile, onboarded_seller, table_fingerprint
 from harness.assertions import assert_envelope, request_id
 from security_routes import insert_payment
@@ -59,8 +60,12 @@ def test_goodwill_refunds_partial_then_the_rest_then_nothing(stack, db):
     at_fake = goodwill_keys(stack, payment_id)
     assert sorted(at_fake) == [f"payment:{payment_id}:refund:1", f"payment:{payment_id}:refund:2"], sorted(at_fake)
     first = at_fake[f"payment:{payment_id}:refund:1"]["params"]
-    # A destination charge: the seller's share and the platform's fee come back with it.
-    assert (first["amount"], first["reverse_transfer"], first["refund_application_fee"]) == ("1500", "true", "true")
+    # A destination charge: the seller's share and the platform's fee come back with it. A direct
+    # charge is refunded on the seller's account (its balance), the platform's fee given back.
+    assert (first["amount"], first.get("reverse_transfer"), first["refund_application_fee"]) == \
+        ("1500", None if stack.is_direct else "true", "true")
+    assert at_fake[f"payment:{payment_id}:refund:1"]["headers"].get("Stripe-Account") == \
+        payment_row(db, payment_id)["stripe_account"]
     assert first["metadata"]["payment_id"] == payment_id and "dispute_id" not in first["metadata"]
     settle(stack)
     row = wait_payment(db, payment_id, "refunded")

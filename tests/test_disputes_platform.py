@@ -6,6 +6,7 @@ transfer is reversed first (`dispute:{id}:reversal:{n}`)."""
 
 import uuid
 
+from charge_models import stack, stripe_account_scoped  # noqa: F401  (both charge models; see charge_models.py)
 from harness.api import make_listing, make_profile, onboarded_seller, table_fingerprint
 from harness.assertions import assert_envelope, request_id
 from test_milestones import (  # noqa: F401  (the autouse fixture applies here too)
@@ -125,11 +126,19 @@ def test_purchase_dispute_partial_refund_then_refund_buyer_end_to_end(stack, db)
     for request in (one_, two):
         params = request["params"]
         assert params["payment_intent"] == first["intent"]
-        assert params["reverse_transfer"] == "true" and params["refund_application_fee"] == "true", params
+        assert params["refund_application_fee"] == "true", params
+        # A destination charge takes the seller's share back; a direct one is refunded on the
+        # seller's account, from the seller's balance.
+        assert params.get("reverse_transfer") == (None if stack.is_direct else "true"), params
     charge = fake_object(stack, first["charge"])
     assert (charge["amount_refunded"], charge["refunded"]) == (price, True)
-    transfer = fake_object(stack, charge["transfer"])
-    assert transfer["amount_reversed"] == transfer["amount"] == price - fee_for(price)
+    if stack.is_direct:
+        assert charge["transfer"] is None
+        fee = fake_object(stack, charge["application_fee"])
+        assert fee["amount_refunded"] == fee["amount"] == fee_for(price)
+    else:
+        transfer = fake_object(stack, charge["transfer"])
+        assert transfer["amount_reversed"] == transfer["amount"] == price - fee_for(price)
 
     settle(stack)
     payment = wait_payment(db, first["payment_id"], "refunded")

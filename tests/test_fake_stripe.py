@@ -519,6 +519,23 @@ def test_browser_confirms_with_the_publishable_key_in_the_body(fake):
     assert "key" not in logged["params"]
 
 
+def test_browser_confirms_a_direct_charge_naming_the_connected_account(fake):
+    """Issue 16: Stripe.js initialised with `stripeAccount` sends it as `_stripe_account` (beside
+    `key`); without it a connected account's intent is not found. The log shows the account as
+    the Stripe-Account it stands for."""
+    acct = onboarded_account(fake)
+    pi = call(fake, "POST", "/v1/payment_intents", {"amount": 3000, "currency": "usd", "capture_method": "manual",
+                                                    "application_fee_amount": 300}, account=acct).json()
+    form = {"key": "pk_test_browser", "client_secret": pi["client_secret"], "payment_method": "pm_card_visa"}
+    unscoped = call(fake, "POST", f"/v1/payment_intents/{pi['id']}/confirm", key=None, raw=urllib.parse.urlencode(form))
+    assert unscoped.status == 404, unscoped.body
+    confirmed = call(fake, "POST", f"/v1/payment_intents/{pi['id']}/confirm", key=None,
+                     raw=urllib.parse.urlencode({**form, "_stripe_account": acct}))
+    assert confirmed.status == 200 and confirmed.json()["status"] == "requires_capture", confirmed.body
+    logged = fake.received("POST", f"/v1/payment_intents/{pi['id']}/confirm")[-1]
+    assert logged["headers"]["Stripe-Account"] == acct and "_stripe_account" not in logged["params"]
+
+
 # ---- refunds -----------------------------------------------------------------------------
 def paid_pi(fs: FakeStripe, amount: int = 5000) -> Dict[str, Any]:
     pi = call(fs, "POST", "/v1/payment_intents", {"amount": amount, "currency": "usd",
@@ -1302,3 +1319,42 @@ def test_cli_starts_and_serves(tmp_path):
         proc.terminate()
         proc.wait(timeout=10)
     assert proc.returncode == 0
+
+
+def test_direct_charge_application_fee_and_its_refund(fake, receiver):
+    """Issue 16: a direct charge (on the connected account) with an application fee: the fee is
+    a platform object naming the account; a refund on the connected account with
+    `refund_application_fee` gives the fee back from the platform, proportionally."""
+    acct = onboarded_account(fake)
+    pi = call(fake, "POST", "/v1/payment_intents", {
+        "amount": 5000, "currency": "usd", "capture_method": "manual", "application_fee_amount": 500,
+        "payment_method_types": ["card"]}, account=acct, idem="direct:create").json()
+    status, _ = fake.confirm_payment_intent(pi["id"], "pm_card_visa")
+    assert status == 200
+    captured = call(fake, "POST", f"/v1/payment_intents/{pi['id']}/capture", {}, account=acct,
+                    idem="direct:capture")
+    assert captured.status == 200, captured.body
+    ch = call(fake, "GET", f"/v1/charges/{captured.json()['latest_charge']}", account=acct).json()
+    assert ch["transfer"] is None and ch["application_fee"].startswith("fee_")
+    # The fee is the platform's object (not the connected account's), and names the account.
+    assert call(fake, "GET", f"/v1/application_fees/{ch['application_fee']}", account=acct).status == 404
+    fee = call(fake, "GET", f"/v1/application_fees/{ch['application_fee']}").json()
+    assert (fee["amount"], fee["account"], fee["charge"]) == (500, acct, ch["id"])
+
+    # A platform-scoped refund cannot see the connected account's charge.
+    assert call(fake, "POST", "/v1/refunds", {"payment_intent": pi["id"]}, idem="direct:r0").status == 404
+    # reverse_transfer needs a destination charge.
+    bad = call(fake, "POST", "/v1/refunds", {"payment_intent": pi["id"], "reverse_transfer": True},
+               account=acct, idem="direct:r1")
+    assert bad.status == 400 and bad.json()["error"]["param"] == "reverse_transfer"
+    refund = call(fake, "POST", "/v1/refunds", {"payment_intent": pi["id"], "amount": 2000,
+                                                "refund_application_fee": True}, account=acct,
+                  idem="direct:r2")
+    assert refund.status == 200, refund.body
+    assert call(fake, "GET", f"/v1/refunds/{refund.json()['id']}", account=acct).status == 200
+    fee = call(fake, "GET", f"/v1/application_fees/{ch['application_fee']}").json()
+    assert fee["amount_refunded"] == 200 and not fee["refunded"]
+    assert fee["refunds"]["data"][0]["amount"] == 200
+    assert fake.wait_for_webhooks(5)
+    connect = [(g["event"]["type"], g["event"].get("account")) for g in receiver.events("/connect")]
+    assert ("charge.refunded", acct) in connect and ("payment_intent.succeeded", acct) in connect

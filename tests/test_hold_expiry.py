@@ -6,6 +6,7 @@ the automatic capture and alerts the admins, once."""
 import subprocess
 from datetime import datetime, timedelta, timezone
 
+from charge_models import stack, stripe_account_scoped  # noqa: F401  (both charge models; see charge_models.py)
 from harness.api import make_profile
 from harness.paths import BINARY
 from test_milestones import fresh_loopback_windows, open_dispute  # noqa: F401  (autouse fixture)

@@ -20,6 +20,7 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from browser import WINDOW, headless_chromium
+from charge_models import stack_by_model  # noqa: F401  (the buyer's purchase under both charge models)
 from harness.api import make_profile, onboarded_seller, token, wait_for
 from harness.paths import REPO
 from test_connect_browser import png_size
@@ -157,6 +158,7 @@ def payment_of_listing(db, listing_id):
 
 # --- the buyer ------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("stack", ["destination", "direct"], indirect=True)
 def test_buyer_buys_a_listing_and_confirms_delivery(stack, db, browser, tmp_path, fresh_ip_windows):
     seller = onboarded_seller(stack, db)
     title = f"Walnut desk {uuid.uuid4().hex[:6]}"
@@ -184,6 +186,9 @@ def test_buyer_buys_a_listing_and_confirms_delivery(stack, db, browser, tmp_path
     confirms = stack.stripe.received("POST", f"/v1/payment_intents/{intent}/confirm")
     assert len(confirms) == 1 and confirms[0]["authorization"]["key_type"] == "pk_test", confirms
     assert confirms[0]["authorization"]["scheme"] == "key-param"
+    # A direct charge's intent is the seller's: the page names its account, as Stripe.js would.
+    assert confirms[0]["headers"].get("Stripe-Account") == \
+        db.execute("SELECT stripe_account FROM payments WHERE id = %s", (payment_id,)).fetchone()[0]
     wait_text(browser, "payment-status", "requires_capture")
     assert text_of(browser, "payment-id") == payment_id
     assert db.execute("SELECT status FROM payments WHERE id = %s", (payment_id,)).fetchone()[0] == "requires_capture"

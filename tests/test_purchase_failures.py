@@ -3,6 +3,7 @@ database failing after Stripe created the intent, a lost Stripe response, and ca
 app must refuse (above the authorisation, disputed, not yet authorised)."""
 
 
+from charge_models import stack, stripe_account_scoped  # noqa: F401  (both charge models; see charge_models.py)
 from harness.api import make_profile
 from harness.assertions import assert_envelope, request_id
 from test_purchase_flow import (  # noqa: F401  (fresh_ip_rate_windows is an autouse fixture)

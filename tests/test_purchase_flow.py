@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from charge_models import stack, stripe_account_scoped  # noqa: F401  (both charge models; see charge_models.py)
 from harness.api import make_listing, make_profile, onboarded_seller, stripe_calls
 from harness.assertions import assert_envelope, request_id
 from harness.paths import BINARY
@@ -208,7 +209,8 @@ def test_purchase_happy_path_end_to_end(stack, db):
     assert created[0]["actor"] == buyer["id"]
     assert created[0]["request_id"] == request_id(response)
 
-    # The one create at the fake, with the destination-charge parameters.
+    # The one create at the fake, with the charge model's parameters: a destination charge to the
+    # seller's account, or a direct charge on it (Stripe-Account), which Stripe.js must be told of.
     creates = fake_calls(stack, f"payment:{payment_id}:create")
     assert len(creates) == 1, creates
     params = creates[0]["params"]
@@ -217,13 +219,22 @@ def test_purchase_happy_path_end_to_end(stack, db):
     assert params["currency"] == "usd"
     assert params["capture_method"] == "manual"
     assert params["application_fee_amount"] == "101"
-    assert params["transfer_data"] == {"destination": seller_account(db, seller)}
-    assert params["transfer_group"] == payment["transfer_group"] and params["transfer_group"]
     assert params["metadata"] == {"payment_id": payment_id, "listing_id": listing,
                                   "buyer_id": buyer["id"], "seller_id": seller["id"]}
     assert creates_for_listing(stack, listing) == creates
     assert intent["capture_method"] == "manual"
-    assert intent["transfer_data"]["destination"] == seller_account(db, seller)
+    assert (payment["charge_model"], body["charge_model"]) == (stack.charge_model, stack.charge_model)
+    if stack.is_direct:
+        assert "transfer_data" not in params and "on_behalf_of" not in params, params
+        assert creates[0]["headers"]["Stripe-Account"] == seller_account(db, seller)
+        assert body["stripe_account"] == payment["stripe_account"] == seller_account(db, seller)
+        assert intent["transfer_data"] is None
+    else:
+        assert params["transfer_data"] == {"destination": seller_account(db, seller)}
+        assert params["transfer_group"] == payment["transfer_group"] and params["transfer_group"]
+        assert "Stripe-Account" not in creates[0]["headers"]
+        assert body["stripe_account"] is None and payment["stripe_account"] is None
+        assert intent["transfer_data"]["destination"] == seller_account(db, seller)
 
     # 2. the buyer's browser confirms the card; amount_capturable_updated arrives by webhook.
     status, confirmed = confirm(stack, intent_id, "pm_card_visa")
@@ -530,7 +541,7 @@ def test_capture_when_our_row_lags_asks_stripe(stack, db):
     seller, buyer, listing, body = created_intent(stack, db)
     payment_id, intent_id = body["payment_id"], body["payment_intent_id"]
     settle_webhooks(stack)
-    stack.stripe_control("POST", "/_control/webhooks/pause", {"endpoint": "platform"})
+    stack.stripe_control("POST", "/_control/webhooks/pause", {"endpoint": stack.payment_events_endpoint})
     try:
         status, confirmed = confirm(stack, intent_id)
         assert status == 200 and confirmed["status"] == "requires_capture"
@@ -551,7 +562,7 @@ def test_capture_when_our_row_lags_asks_stripe(stack, db):
         assert (payment["status"], payment["amount_received"]) == ("succeeded", 5000)
         assert listing_row(db, listing)["status"] == "sold"
     finally:
-        stack.stripe_control("POST", "/_control/webhooks/resume", {"endpoint": "platform"})
+        stack.stripe_control("POST", "/_control/webhooks/resume", {"endpoint": stack.payment_events_endpoint})
 
     # The held webhooks arrive late and change nothing.
     settle_webhooks(stack)

@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from charge_models import stack, stripe_account_scoped  # noqa: F401  (both charge models; see charge_models.py)
 from harness.api import make_listing, make_profile, onboarded_seller, table_fingerprint
 from harness.assertions import assert_envelope
 from test_purchase_flow import (  # noqa: F401  (fresh_ip_rate_windows is an autouse fixture)

@@ -5,6 +5,7 @@ import threading
 
 import pytest
 
+from charge_models import stack, stripe_account_scoped  # noqa: F401  (both charge models; see charge_models.py)
 from harness.api import make_profile
 from harness.assertions import request_id
 from test_purchase_flow import (  # noqa: F401  (fresh_ip_rate_windows is an autouse fixture)

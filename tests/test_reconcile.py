@@ -8,13 +8,16 @@ import subprocess
 import time
 import uuid
 
-from harness.api import make_profile, onboarded_seller, table_fingerprint
+import requests
+
+from charge_models import requests_since
+from harness.api import make_listing, make_profile, onboarded_seller, table_fingerprint, wait_for
 from harness.paths import BINARY
 from security_routes import insert_payment
 from test_chargebacks import open_chargeback, wait_chargeback
 from test_disputes_platform import captured_purchase
 from test_milestones import (  # noqa: F401  (autouse fixture)
-    admin_client, fresh_loopback_windows, funded_job, open_dispute, release, seller_account, settle,
+    admin_client, fresh_loopback_windows, funded_job, open_dispute, release, seller_account, settle, wait_payment,
 )
 from test_events_backfill import lost_deliveries
 from test_purchase_flow import authorised, confirm, created_intent, payment_row
@@ -151,6 +154,77 @@ def test_each_drift_kind_is_named_and_only_the_safe_ones_are_repaired(stack, db)
     assert payment_row(db, edited["payment_id"])["amount_cents"] == 2600
     runs = db.execute("SELECT drift_total, repaired FROM reconcile_runs ORDER BY id DESC LIMIT 3").fetchall()
     assert runs[1][1] == 2 and runs[2][1] == 0, runs
+
+
+def on_account(stack, account, method, path, params):
+    """A call to the fake's API on a connected account (`Stripe-Account`), as a dashboard makes it."""
+    response = requests.request(method, stack.stripe.url + path, data=params, verify=False, timeout=30,
+                                headers={"Authorization": "Bearer " + stack.app.env["STRIPE_SECRET_KEY"],
+                                         "Stripe-Account": account})
+    response.raise_for_status()
+    return response.json()
+
+
+def test_direct_charges_are_reconciled_on_the_sellers_account(stack, db):
+    """Issue 16, item 7: a direct charge's intent and refunds live on the seller's connected
+    account. Reconcile lists them there, with `Stripe-Account`: a direct charge in step with
+    Stripe is no drift (not `missing_at_stripe`), and its drift is found and repaired like a
+    platform charge's. The platform's own list still finds nothing of the direct charges."""
+    # The window opens on the next whole second: the drift the test before made stays out of it.
+    since = int(time.time()) + 1
+    time.sleep(since - time.time())
+    seller = onboarded_seller(stack, db)
+    account = seller_account(db, seller)
+    buyers = [make_profile(db, "buyer") for _ in range(3)]
+    with stack.other_apps(CHARGE_MODEL="direct") as direct:
+        wait_for(lambda: direct.get("/api/health").status_code == 200, 15, what="the direct-charge app")
+
+        def buy(buyer, price):
+            created = direct.post("/api/payments/create-intent", json={"listing_id": make_listing(db, seller, price=price)},
+                                  headers=buyer["headers"])
+            assert created.status_code == 201 and created.json()["stripe_account"] == account, created.text
+            return created.json()
+
+        # In step: authorised, and seen so.
+        in_step = buy(buyers[0], 3000)
+        assert confirm(stack, in_step["payment_intent_id"])[1]["status"] == "requires_capture"
+        wait_payment(db, in_step["payment_id"], "requires_capture")
+        # Authorised while our Connect endpoint heard nothing.
+        lagging = buy(buyers[1], 4400)
+        lost_deliveries(stack, lambda: confirm(stack, lagging["payment_intent_id"]))
+        # Captured, then partly refunded in the seller's dashboard; we never heard of the refund.
+        paid = buy(buyers[2], 6000)
+        confirm(stack, paid["payment_intent_id"])
+        wait_payment(db, paid["payment_id"], "requires_capture")
+        captured = direct.post("/api/payments/capture", json={"payment_id": paid["payment_id"]},
+                               headers=buyers[2]["headers"])
+        assert captured.status_code == 200, captured.text
+        settle(stack)
+        lost_deliveries(stack, lambda: on_account(stack, account, "POST", "/v1/refunds",
+                                                  {"payment_intent": paid["payment_intent_id"], "amount": 1500}))
+    assert {r[0] for r in db.execute("SELECT charge_model FROM payments WHERE id IN (%s, %s, %s)",
+                                     (in_step["payment_id"], lagging["payment_id"], paid["payment_id"]))} == {"direct"}
+
+    started = time.time()
+    code, report, stderr = reconcile(stack, since)
+    assert code == 1, (code, stderr)
+    expected = {("status_differs", "payment_intent", lagging["payment_intent_id"]),
+                ("refund_sum_differs", "payment_intent", paid["payment_intent_id"])}
+    assert set(found(report)) == expected, sorted(set(found(report)) ^ expected)
+    assert found(report)[("refund_sum_differs", "payment_intent", paid["payment_intent_id"])]["stripe"] == \
+        "refunded 1500"
+    # The seller's account was read with its header: intents, refunds and disputes.
+    listed = {r["path"].split("?")[0] for r in requests_since(stack, started)
+              if r["method"] == "GET" and r["headers"].get("Stripe-Account") == account}
+    assert {"/v1/payment_intents", "/v1/refunds", "/v1/disputes"} <= listed, listed
+
+    code, report, _ = reconcile(stack, since, "--apply")
+    assert {key for key, d in found(report).items() if d["repaired"]} == expected
+    assert code == 0, report
+    assert payment_row(db, lagging["payment_id"])["status"] == "requires_capture"
+    assert payment_row(db, paid["payment_id"])["amount_refunded"] == 1500
+    code, report, _ = reconcile(stack, since)
+    assert (code, report["drift"]) == (0, [])
 
 
 def test_text_report_and_exit_status_2_on_error(stack, db):

@@ -22,7 +22,12 @@ PLATFORM_EVENTS = {
     "charge.dispute.updated", "charge.dispute.closed", "charge.dispute.funds_withdrawn",
     "charge.dispute.funds_reinstated", "transfer.created", "transfer.reversed",
 }
-CONNECT_EVENTS = {"account.updated", "account.application.deauthorized", "payout.paid", "payout.failed"}
+# Issue 16: a direct charge's payment events come from the seller's account, to the Connect endpoint.
+DIRECT_CHARGE_EVENTS = {"payment_intent.succeeded", "payment_intent.amount_capturable_updated",
+                        "payment_intent.payment_failed", "payment_intent.canceled", "charge.succeeded",
+                        "charge.refunded", "charge.refund.updated"}
+CONNECT_EVENTS = {"account.updated", "account.application.deauthorized", "payout.paid", "payout.failed",
+                  *DIRECT_CHARGE_EVENTS}
 MISMATCH = 'payments_webhook_api_version_mismatch_total{endpoint="%s"}'
 
 

@@ -82,50 +82,60 @@ public final class StripeClient {
 
     // MARK: Calls the app makes
 
+    // A payment's calls take the connected `account` that owns its objects (a direct charge:
+    // sent as `Stripe-Account`), or nil for the platform's own (a destination or platform charge).
+
     /// `POST /v1/payment_intents`.
-    public func createPaymentIntent(_ parameters: [(String, StripeParameter)], idempotencyKey: String)
-        throws(StripeError) -> PaymentIntent
-    {
-        try post("/v1/payment_intents", parameters, idempotencyKey: idempotencyKey)
+    public func createPaymentIntent(
+        _ parameters: [(String, StripeParameter)], idempotencyKey: String, account: String? = nil
+    ) throws(StripeError) -> PaymentIntent {
+        try post("/v1/payment_intents", parameters, idempotencyKey: idempotencyKey, account: account)
     }
 
     /// A charge with its balance transaction expanded (Stripe's fee and the net).
-    public func retrieveChargeWithBalanceTransaction(_ id: String) throws(StripeError) -> Charge {
-        try get("/v1/charges/\(Self.pathComponent(id))", query: [("expand", .array(["balance_transaction"]))])
+    public func retrieveChargeWithBalanceTransaction(_ id: String, account: String? = nil) throws(StripeError)
+        -> Charge
+    {
+        try get(
+            "/v1/charges/\(Self.pathComponent(id))", query: [("expand", .array(["balance_transaction"]))],
+            account: account)
     }
 
     /// `GET /v1/payment_intents/{id}` with `latest_charge` expanded.
-    public func retrievePaymentIntent(_ id: String) throws(StripeError) -> PaymentIntent {
-        try get("/v1/payment_intents/\(Self.pathComponent(id))", query: [("expand", ["latest_charge"])])
+    public func retrievePaymentIntent(_ id: String, account: String? = nil) throws(StripeError) -> PaymentIntent {
+        try get(
+            "/v1/payment_intents/\(Self.pathComponent(id))", query: [("expand", ["latest_charge"])], account: account)
     }
 
     /// `POST /v1/payment_intents/{id}/capture`.
     /// `application_fee_amount` replaces the fee set at creation (a partial capture's smaller fee).
     public func capturePaymentIntent(
         _ id: String, amountToCapture: Int64?, applicationFeeAmount: Int64? = nil,
-        idempotencyKey: String
+        idempotencyKey: String, account: String? = nil
     ) throws(StripeError) -> PaymentIntent {
         var parameters: [(String, StripeParameter)] =
             amountToCapture.map { [("amount_to_capture", .integer($0))] } ?? []
         if let applicationFeeAmount { parameters.append(("application_fee_amount", .integer(applicationFeeAmount))) }
         return try post(
-            "/v1/payment_intents/\(Self.pathComponent(id))/capture", parameters, idempotencyKey: idempotencyKey)
+            "/v1/payment_intents/\(Self.pathComponent(id))/capture", parameters, idempotencyKey: idempotencyKey,
+            account: account)
     }
 
     /// `POST /v1/payment_intents/{id}/cancel`.
-    public func cancelPaymentIntent(_ id: String, reason: String?, idempotencyKey: String) throws(StripeError)
-        -> PaymentIntent
+    public func cancelPaymentIntent(_ id: String, reason: String?, idempotencyKey: String, account: String? = nil)
+        throws(StripeError) -> PaymentIntent
     {
         let parameters: [(String, StripeParameter)] = reason.map { [("cancellation_reason", .string($0))] } ?? []
         return try post(
-            "/v1/payment_intents/\(Self.pathComponent(id))/cancel", parameters, idempotencyKey: idempotencyKey)
+            "/v1/payment_intents/\(Self.pathComponent(id))/cancel", parameters, idempotencyKey: idempotencyKey,
+            account: account)
     }
 
     /// `POST /v1/refunds`.
-    public func createRefund(_ parameters: [(String, StripeParameter)], idempotencyKey: String) throws(StripeError)
-        -> Refund
-    {
-        try post("/v1/refunds", parameters, idempotencyKey: idempotencyKey)
+    public func createRefund(
+        _ parameters: [(String, StripeParameter)], idempotencyKey: String, account: String? = nil
+    ) throws(StripeError) -> Refund {
+        try post("/v1/refunds", parameters, idempotencyKey: idempotencyKey, account: account)
     }
 
     /// `POST /v1/accounts`.
@@ -133,6 +143,13 @@ public final class StripeClient {
         -> Account
     {
         try post("/v1/accounts", parameters, idempotencyKey: idempotencyKey)
+    }
+
+    /// `POST /v1/accounts/{id}` (e.g. its payout schedule).
+    public func updateAccount(_ id: String, _ parameters: [(String, StripeParameter)], idempotencyKey: String)
+        throws(StripeError) -> Account
+    {
+        try post("/v1/accounts/\(Self.pathComponent(id))", parameters, idempotencyKey: idempotencyKey)
     }
 
     /// `GET /v1/accounts/{id}`.

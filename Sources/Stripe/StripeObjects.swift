@@ -137,6 +137,24 @@ public struct Account: StripeObject {
     /// Each requested capability's state (`active`, `inactive`, `pending`), by name.
     public let capabilities: [String: String]?
     public let metadata: [String: String]?
+    /// The account's settings; the app reads its payout schedule.
+    public let settings: Settings?
+
+    /// The payout delay Stripe applies (`settings.payouts.schedule.delay_days`), when it says.
+    public var payoutDelayDays: Int64? { settings?.payouts?.schedule?.delayDays }
+
+    /// `settings`, as far as the app reads it.
+    public struct Settings: Decodable, Sendable {
+        public let payouts: Payouts?
+
+        public struct Payouts: Decodable, Sendable {
+            public let schedule: Schedule?
+        }
+
+        public struct Schedule: Decodable, Sendable {
+            public let delayDays: Int64?
+        }
+    }
 
     /// What Stripe still needs from the account holder.
     public struct Requirements: Decodable, Sendable {

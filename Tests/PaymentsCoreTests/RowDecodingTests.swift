@@ -10,7 +10,8 @@ import Testing
     static let columns = [
         "id", "kind", "status", "buyer_id", "seller_id", "listing_id", "milestone_id", "stripe_payment_intent_id",
         "amount_cents", "application_fee_cents", "currency", "amount_capturable", "amount_received", "amount_refunded",
-        "capture_before", "is_disputed", "description", "succeeded_at", "succeeded_epoch", "created_at", "updated_at",
+        "capture_before", "is_disputed", "charge_model", "stripe_account", "description", "succeeded_at",
+        "succeeded_epoch", "created_at", "updated_at",
     ]
 
     static func row(_ overrides: [String: String?] = [:], without missing: String? = nil) -> Row {
@@ -18,7 +19,8 @@ import Testing
             "id": "p1", "kind": "purchase", "status": "requires_capture", "buyer_id": "b", "seller_id": "s",
             "listing_id": "l", "milestone_id": nil, "stripe_payment_intent_id": "pi_1", "amount_cents": "5000",
             "application_fee_cents": "500", "currency": "usd", "amount_capturable": "5000", "amount_received": "0",
-            "amount_refunded": "0", "capture_before": nil, "is_disputed": "f", "created_at": "2026-12-06T00:00:00Z",
+            "amount_refunded": "0", "capture_before": nil, "is_disputed": "f", "charge_model": "destination",
+            "stripe_account": nil, "created_at": "2026-12-06T00:00:00Z",
             "updated_at": "2026-12-06T00:00:00Z",
         ]
         for (column, value) in overrides { values[column] = value }
@@ -74,13 +76,50 @@ import Testing
             values: values.map(\.value))
     }
 
-    static func intentRow(kind: String, milestoneID: String?, destination: String?, createKey: String?) -> Row {
+    static func intentRow(
+        kind: String, milestoneID: String?, destination: String?, createKey: String?, model: String = "destination",
+        account: String? = nil, onBehalfOf: String = "f"
+    ) -> Row {
         makeRow([
             "id": "p1", "kind": kind, "amount_cents": "5000", "application_fee_cents": "500", "currency": "usd",
             "listing_id": "l", "milestone_id": milestoneID, "buyer_id": "b", "seller_id": "s",
             "transfer_group": "listing:l", "stripe_create_key": createKey, "destination": destination,
-            "description": "Lamp", "receipt_email": nil,
+            "description": "Lamp", "receipt_email": nil, "charge_model": model, "stripe_account": account,
+            "on_behalf_of": onBehalfOf,
         ])
+    }
+
+    /// Issue 16: the intent's parameters and its account follow the row's charge model.
+    @Test func aPurchaseIsChargedUnderItsRowsModel() throws {
+        let direct = try IntentCreation.Payment(
+            row: Self.intentRow(
+                kind: "purchase", milestoneID: nil, destination: "acct_1", createKey: nil, model: "direct",
+                account: "acct_1"))
+        let form = FormEncoder.encode(IntentCreation.parameters(direct))
+        #expect(direct.stripeAccount == "acct_1")
+        #expect(form.contains("application_fee_amount=500") && form.contains("capture_method=manual"))
+        #expect(form.contains("metadata%5Bpayment_id%5D=p1") || form.contains("metadata[payment_id]=p1"))
+        #expect(!form.contains("transfer_data") && !form.contains("on_behalf_of") && !form.contains("acct_1"))
+
+        let onBehalf = try IntentCreation.Payment(
+            row: Self.intentRow(
+                kind: "purchase", milestoneID: nil, destination: "acct_2", createKey: nil, onBehalfOf: "t"))
+        #expect(onBehalf.stripeAccount == nil)
+        #expect(FormEncoder.encode(IntentCreation.parameters(onBehalf)).contains("on_behalf_of=acct_2"))
+        let plain = try IntentCreation.Payment(
+            row: Self.intentRow(kind: "purchase", milestoneID: nil, destination: "acct_2", createKey: nil))
+        #expect(!FormEncoder.encode(IntentCreation.parameters(plain)).contains("on_behalf_of"))
+
+        #expect(throws: RowDecodingError(problem: .null, column: "stripe_account", type: "String")) {
+            try IntentCreation.Payment(
+                row: Self.intentRow(
+                    kind: "purchase", milestoneID: nil, destination: "acct_1", createKey: nil, model: "direct"))
+        }
+        #expect(throws: RowDecodingError(problem: .mistyped, column: "charge_model", type: "ChargeModel")) {
+            try IntentCreation.Payment(
+                row: Self.intentRow(
+                    kind: "purchase", milestoneID: nil, destination: "acct_1", createKey: nil, model: "platform"))
+        }
     }
 
     @Test func anIntentIsCreatedFromADecodedPayment() throws {
@@ -177,7 +216,7 @@ import Testing
             row: Self.makeRow([
                 "id": "00000000-0000-0000-0000-000000000002", "seller_id": "00000000-0000-0000-0000-000000000001",
                 "kind": "item", "price_cents": "5000", "currency": "usd", "status": "payment_pending",
-                "title": "Lamp", "reserved_by": nil, "hold_active": "f", "seller_gaps": "",
+                "title": "Lamp", "reserved_by": nil, "hold_active": "f", "seller_gaps": "", "seller_account": nil,
             ]))
         #expect(listing.status == .paymentPending && listing.kind == .item && listing.sellerGaps.isEmpty)
         #expect(throws: RowDecodingError(problem: .null, column: "hold_active", type: "Bool")) {
@@ -186,7 +225,7 @@ import Testing
                     "id": "00000000-0000-0000-0000-000000000002", "seller_id": "00000000-0000-0000-0000-000000000001",
                     "kind": "item", "price_cents": "5000", "currency": "usd", "status": "active", "title": "Lamp",
                     "reserved_by": nil,
-                    "hold_active": nil, "seller_gaps": "",
+                    "hold_active": nil, "seller_gaps": "", "seller_account": nil,
                 ]))
         }
 

@@ -89,6 +89,29 @@ import Testing
         #expect(everything.fee(for: .max) == .max)
     }
 
+    /// Issue 16: `CHARGE_MODEL` is destination (default) or direct; anything else, or
+    /// `DESTINATION_ON_BEHALF_OF` under direct, stops start-up with one line naming the variable.
+    @Test func theChargeModelIsReadAndValidated() throws {
+        #expect(try MarketplaceConfiguration(environment: Environment([:])).chargeModel == .destination)
+        let direct = try MarketplaceConfiguration(environment: Environment(["CHARGE_MODEL": "direct"]))
+        #expect(direct.chargeModel == .direct && !direct.destinationOnBehalfOf)
+        let onBehalf = try MarketplaceConfiguration(environment: Environment(["DESTINATION_ON_BEHALF_OF": "true"]))
+        #expect(onBehalf.chargeModel == .destination && onBehalf.destinationOnBehalfOf)
+        for environment in [["CHARGE_MODEL": "Direct"], ["CHARGE_MODEL": "separate"]] {
+            #expect {
+                try MarketplaceConfiguration(environment: Environment(environment))
+            } throws: { error in
+                "\(error)" == "environment variable CHARGE_MODEL must be destination or direct"
+            }
+        }
+        #expect {
+            try MarketplaceConfiguration(
+                environment: Environment(["CHARGE_MODEL": "direct", "DESTINATION_ON_BEHALF_OF": "1"]))
+        } throws: { error in
+            "\(error)".hasPrefix("environment variable DESTINATION_ON_BEHALF_OF applies to CHARGE_MODEL=destination")
+        }
+    }
+
     @Test func webhookTimestampsAtTheEdgesAreMalformedNotFatal() {
         let body = Array("{}".utf8)
         let verifier = WebhookSignatureVerifier(secrets: ["whsec_test_a"], tolerance: 300)
@@ -149,6 +172,12 @@ import Testing
             StripeKeys.disputeEvidence(id, digest: "abc") == "dispute:0f1e2d3c-aaaa-bbbb-cccc-000000000000:evidence:abc"
         )
         #expect(StripeKeys.connectAccount(id) == "profile:0f1e2d3c-aaaa-bbbb-cccc-000000000000:account")
+        #expect(
+            StripeKeys.payoutDelay("acct_1AbC", days: 7, event: "evt_1XyZ")
+                == "account:acct_1abc:payout_delay:7:evt_1xyz")
+        #expect(
+            StripeKeys.payoutDelay("acct_1AbC", days: 7, event: "evt_1")
+                != StripeKeys.payoutDelay("acct_1AbC", days: 7, event: "evt_2"))
         #expect(
             StripeKeys.accountLink(id, state: String(repeating: "x", count: 40) + "0123456789abcdef")
                 == "profile:0f1e2d3c-aaaa-bbbb-cccc-000000000000:link:0123456789abcdef")

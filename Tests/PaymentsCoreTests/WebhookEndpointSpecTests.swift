@@ -21,8 +21,10 @@ import Testing
             #expect(!WebhookEffects.isHandled("payment_intent.created", on: endpoint))
             #expect(endpoint.handledEventTypes == endpoint.handledEventTypes.sorted())
         }
+        // Only a direct charge's payment events (issue 16) are applied on both endpoints.
         #expect(
-            Set(WebhookEndpoint.platform.handledEventTypes).isDisjoint(with: WebhookEndpoint.connect.handledEventTypes))
+            Set(WebhookEndpoint.platform.handledEventTypes).intersection(WebhookEndpoint.connect.handledEventTypes)
+                == Set(WebhookEndpoint.directChargeEventTypes))
     }
 
     @Test func differencesAreWordedAndOnlyUpdatableOnesAreUpdated() throws {
@@ -44,7 +46,9 @@ import Testing
             spec.differences(from: drifted) == [
                 "url is https://old.test/hook, expected https://pay.test/api/payments/webhook/connect",
                 "api_version is 2023-10-16, expected the pinned 2024-06-20", "connect is false, expected true",
-                "does not receive account.application.deauthorized, payout.failed, payout.paid",
+                "does not receive account.application.deauthorized, charge.refund.updated, charge.refunded, "
+                    + "charge.succeeded, payment_intent.amount_capturable_updated, payment_intent.canceled, "
+                    + "payment_intent.payment_failed, payment_intent.succeeded, payout.failed, payout.paid",
                 "also receives *, which the app does not handle", "status is disabled, expected enabled",
             ])
         #expect(spec.updates(for: drifted).map(\.0) == ["url", "enabled_events", "disabled", "metadata"])

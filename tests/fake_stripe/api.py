@@ -108,6 +108,12 @@ class ApiRequest:
             self.auth_scheme = "key-param"
             self.entry["authorization"] = {"present": True, "scheme": "key-param",
                                            "key_type": key_type(self.api_key)}
+            # Stripe.js initialised with `stripeAccount` names it as a parameter, for the same
+            # reason; the log shows it as the header it stands for.
+            stripe_account = self.params.pop("_stripe_account", None)
+            if isinstance(stripe_account, str) and stripe_account and not self.account:
+                self.account = stripe_account
+                self.entry["headers"]["Stripe-Account"] = stripe_account
         err = check_key(self.api_key, self.fake.api_keys)
         if err:
             if err.status == 401:

@@ -1,4 +1,5 @@
-"""Application fees (`fee_`) of destination charges, and their refunds (`fr_`)."""
+"""Application fees (`fee_`) of destination and direct charges, and their refunds (`fr_`).
+The fee object always belongs to the platform; `account` names the connected account it came from."""
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
@@ -10,8 +11,8 @@ from .util import deep, new_id
 
 def create_for_charge(st: State, ctx: Ctx, ch: Dict[str, Any], dest: str, app_fee: int,
                       account: Optional[str]) -> str:
-    """The platform's fee on a captured destination charge (emits application_fee.created);
-    its id."""
+    """The platform's fee on a captured destination or direct charge, kept in `account`'s scope
+    (the platform's: None) (emits application_fee.created); its id."""
     fee_obj = {
         "id": new_id("fee"), "object": "application_fee", "account": dest,
         "amount": app_fee, "amount_refunded": 0, "application": PLATFORM_APPLICATION,

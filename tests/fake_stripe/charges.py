@@ -146,6 +146,11 @@ def settle_capture(st: State, pi: Dict[str, Any], ch: Dict[str, Any], amount: in
                                     source_transaction=ch["id"],
                                     transfer_group=pi["transfer_group"], metadata={})
         ch["transfer"] = tr["id"]
+    elif app_fee and account:
+        # A direct charge (made on a connected account): the fee object is the platform's,
+        # taken from the connected account's share.
+        ch["application_fee"] = application_fees.create_for_charge(st, ctx, ch, account, app_fee,
+                                                                   None)
 
 
 def capture(st: State, pi: Dict[str, Any], amount: int, ctx: Ctx) -> Dict[str, Any]:

@@ -99,7 +99,9 @@ def create(st: State, ctx: Ctx, p: Dict[str, Any]) -> Dict[str, Any]:
         fr_amount = min(round(amount * fee_obj["amount"] / captured),
                         fee_obj["amount"] - fee_obj["amount_refunded"])
         if fr_amount > 0:
-            application_fees.refund(st, ctx, fee_obj, fr_amount, account)
+            # The fee refund is the platform's, where its fee lives (a direct charge's
+            # refund is made on the connected account, its fee on the platform).
+            application_fees.refund(st, ctx, fee_obj, fr_amount, st.scope[fee_obj["id"]])
     events.emit(st, "charge.refunded", ch, ctx, account)
     events.emit(st, "refund.created", rf, ctx, account)
     return rf

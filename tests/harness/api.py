@@ -73,7 +73,12 @@ def onboarded_seller(stack, db) -> dict:
         "capabilities[card_payments][requested]": "true", "capabilities[transfers][requested]": "true"})
     account = created["id"]
     stack.stripe_control("POST", f"/_control/accounts/{account}/complete_onboarding")
-    return make_profile(db, "seller", stripe_account=account, charges_enabled=True)
+    profile = make_profile(db, "seller", stripe_account=account, charges_enabled=True)
+    # As the app mirrors them (account.updated, onboarding return): a direct charge needs
+    # `card_payments` known to be active (seller_readiness_gaps, sql/0021).
+    capabilities = stack.stripe_api("GET", f"/v1/accounts/{account}")["capabilities"]
+    db.execute("UPDATE profiles SET capabilities = %s::jsonb WHERE id = %s", (json.dumps(capabilities), profile["id"]))
+    return profile
 
 
 def make_listing(db, seller: dict, *, price: int = 5000, currency: str = "usd", kind: str = "item") -> str:

@@ -1,20 +1,20 @@
 import Postgres
 import Stripe
 
-/// A payment's PaymentIntent — a purchase's destination charge, or a milestone's platform
-/// charge — created at Stripe under the payment's deterministic key (`stripe_create_key`).
+/// A payment's PaymentIntent — a purchase's destination or direct charge, or a milestone's
+/// platform charge — created at Stripe under the payment's deterministic key (`stripe_create_key`).
 /// The key is also how an attempt whose outcome is unknown (a lost response, a timeout, a
 /// process killed mid-call) is recovered: the same call with the same parameters returns the
 /// intent the first attempt created, or creates it if it never arrived. So every intent the
 /// app causes to exist ends attached to its payment, or cancelled.
 enum IntentCreation {
-    /// What `Payment(row:)` reads: the payment and its seller's account (`destination`).
+    /// What `Payment(row:)` reads: the payment, its charge model and its seller's account (`destination`).
     static func load(_ paymentID: String, on connection: some SQLExecutor) throws -> Row? {
         try connection.query(
             """
             SELECT p.id, p.kind, p.amount_cents, p.application_fee_cents, p.currency, p.listing_id, p.milestone_id,
                    p.buyer_id, p.seller_id, p.transfer_group, p.stripe_create_key, p.description, p.receipt_email,
-                   s.stripe_account_id AS destination
+                   p.charge_model, p.stripe_account, p.on_behalf_of, s.stripe_account_id AS destination
             FROM payments p JOIN profiles s ON s.id = p.seller_id
             WHERE p.id = \(paymentID)::uuid
             """
@@ -25,8 +25,11 @@ enum IntentCreation {
     struct Payment {
         /// What is charged, and where the money goes.
         enum Charge {
-            /// A destination charge to the seller's connected account.
-            case purchase(destination: String)
+            /// A destination charge to the seller's connected account, made on its behalf
+            /// (`on_behalf_of`) when the row says so.
+            case purchase(destination: String, onBehalfOf: Bool)
+            /// A direct charge on the seller's connected account (`Stripe-Account`).
+            case direct(account: String)
             /// A platform charge that funds one milestone.
             case milestone(id: String)
         }
@@ -51,9 +54,13 @@ enum IntentCreation {
         /// its milestone; a missing, NULL or mistyped value is a `RowDecodingError`.
         init(row: Row) throws(RowDecodingError) {
             id = try row.decode("id")
-            switch try row.decode("kind", as: PaymentKind.self) {
-            case .purchase: charge = .purchase(destination: try row.decode("destination"))
-            case .milestone: charge = .milestone(id: try row.decode("milestone_id"))
+            switch (try row.decode("kind", as: PaymentKind.self), try row.decode("charge_model", as: ChargeModel.self))
+            {
+            case (.purchase, .direct): charge = .direct(account: try row.decode("stripe_account"))
+            case (.purchase, .destination):
+                charge = .purchase(
+                    destination: try row.decode("destination"), onBehalfOf: try row.decode("on_behalf_of"))
+            case (.milestone, _): charge = .milestone(id: try row.decode("milestone_id"))
             }
             amount = try row.decode("amount_cents")
             applicationFee = try row.decode("application_fee_cents")
@@ -66,16 +73,22 @@ enum IntentCreation {
             description = try row.decodeIfPresent("description")
             receiptEmail = try row.decodeIfPresent("receipt_email")
         }
+
+        /// The connected account that owns the intent (a direct charge), or nil for the platform.
+        var stripeAccount: String? {
+            if case .direct(let account) = charge { account } else { nil }
+        }
     }
 
-    /// Creates (or recovers) the intent for a payment.
+    /// Creates (or recovers) the intent for a payment, on the account that is to own it.
     static func create(_ payment: Payment, stripe: StripeClient) throws(StripeError) -> PaymentIntent {
-        try stripe.createPaymentIntent(parameters(payment), idempotencyKey: payment.createKey)
+        try stripe.createPaymentIntent(
+            parameters(payment), idempotencyKey: payment.createKey, account: payment.stripeAccount)
     }
 
     /// The same parameters on every attempt, derived from the row alone: Stripe answers a key
-    /// reused with other parameters with an idempotency error. A purchase is a destination
-    /// charge captured by hand; a milestone, a platform charge captured at once.
+    /// reused with other parameters with an idempotency error. A purchase is a destination or a
+    /// direct charge captured by hand; a milestone, a platform charge captured at once.
     static func parameters(_ payment: Payment) -> [(String, StripeParameter)] {
         let common: [(String, StripeParameter)] =
             [
@@ -102,23 +115,34 @@ enum IntentCreation {
                     ])
                 ),
             ]
-        case .purchase(let destination):
+        case .purchase(let destination, let onBehalfOf):
             return common + [
                 ("capture_method", "manual"),
                 ("payment_method_types", ["card"]),
                 ("application_fee_amount", .integer(payment.applicationFee)),
                 ("transfer_data", ["destination": .string(destination)]),
+            ] + (onBehalfOf ? [("on_behalf_of", .string(destination))] : []) + [
                 ("transfer_group", .string(payment.transferGroup)),
-                (
-                    "metadata",
-                    .object([
-                        ("payment_id", .string(payment.id)), ("listing_id", .string(payment.listingID)),
-                        ("buyer_id", .string(payment.buyerID)),
-                        ("seller_id", .string(payment.sellerID)),
-                    ])
-                ),
+                ("metadata", purchaseMetadata(payment)),
+            ]
+        case .direct:
+            // On the seller's account (the header, not a parameter); the fee comes to the platform.
+            return common + [
+                ("capture_method", "manual"),
+                ("payment_method_types", ["card"]),
+                ("application_fee_amount", .integer(payment.applicationFee)),
+                ("metadata", purchaseMetadata(payment)),
             ]
         }
+    }
+
+    /// A purchase's metadata, the same under both models.
+    private static func purchaseMetadata(_ payment: Payment) -> StripeParameter {
+        .object([
+            ("payment_id", .string(payment.id)), ("listing_id", .string(payment.listingID)),
+            ("buyer_id", .string(payment.buyerID)),
+            ("seller_id", .string(payment.sellerID)),
+        ])
     }
 
     /// One request's claim on a payment's create attempt.
@@ -164,7 +188,7 @@ enum IntentCreation {
     /// `body` runs in the same transaction (the family's audit row); the row it gets back is
     /// `returning` of the updated payment.
     static func attach<T>(
-        _ intent: PaymentIntent, to attempt: Attempt, returning: SQLQuery, context: WorkerContext,
+        _ intent: PaymentIntent, of payment: Payment, to attempt: Attempt, returning: SQLQuery, context: WorkerContext,
         request: Request, operation: String, _ body: (Row, Connection) throws -> T
     ) throws -> T {
         let stored: T?
@@ -189,11 +213,14 @@ enum IntentCreation {
             release(attempt, on: context.database)
             throw error
         } catch {
-            abandonUnstored(intent, attempt: attempt, operation: operation, context: context, request: request)
+            abandonUnstored(
+                intent, account: payment.stripeAccount, attempt: attempt, operation: operation, context: context,
+                request: request)
             throw error
         }
         guard let stored else {
-            _ = try? context.stripe.cancelIntent(intent.id, ofPayment: attempt.paymentID, reason: .abandoned)
+            _ = try? context.stripe.cancelIntent(
+                intent.id, ofPayment: attempt.paymentID, reason: .abandoned, account: payment.stripeAccount)
             throw APIError(.paymentCanceled)
         }
         return stored
@@ -203,11 +230,13 @@ enum IntentCreation {
     /// and fail the payment. If even the cancel fails, the payment stays `creating`, and the
     /// sweeper recovers the intent and cancels it.
     private static func abandonUnstored(
-        _ intent: PaymentIntent, attempt: Attempt, operation: String,
+        _ intent: PaymentIntent, account: String?, attempt: Attempt, operation: String,
         context: WorkerContext, request: Request
     ) {
         let database = context.database
-        if (try? context.stripe.cancelIntent(intent.id, ofPayment: attempt.paymentID, reason: .abandoned)) != nil {
+        if (try? context.stripe.cancelIntent(
+            intent.id, ofPayment: attempt.paymentID, reason: .abandoned, account: account)) != nil
+        {
             try? database.withTransaction { connection in
                 try PaymentRecord.abandon(
                     attempt.paymentID, code: "storage_failed", operation: operation, request: request,

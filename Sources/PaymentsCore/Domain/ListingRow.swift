@@ -27,8 +27,11 @@ struct ListingRow {
     let reservedBy: UUID?
     /// True while a reservation has time left (`reserved_until` is in the future).
     let isHoldActive: Bool
-    /// What keeps the seller from being paid (`seller_readiness_gaps`); empty when ready.
+    /// What keeps the seller from being paid under the model the row was locked for
+    /// (`seller_readiness_gaps`); empty when ready.
     let sellerGaps: [String]
+    /// The seller's connected account (a direct charge is made on it); nil before onboarding.
+    let sellerAccount: String?
 
     init(row: Row) throws {
         id = try row.decode("id")
@@ -41,6 +44,7 @@ struct ListingRow {
         reservedBy = try row.decodeIfPresent("reserved_by")
         isHoldActive = try row.decode("hold_active")
         sellerGaps = try SellerGaps.decode(row)
+        sellerAccount = try row.decodeIfPresent("seller_account")
     }
 
     /// `409 seller_not_ready`, naming what is missing, unless the seller can be paid.
@@ -52,13 +56,14 @@ struct ListingRow {
         }
     }
 
-    /// The listing, locked (`FOR UPDATE`) until the transaction ends, or nil when there is none.
-    static func lock(_ id: UUID, on connection: some SQLExecutor) throws -> ListingRow? {
+    /// The listing, locked (`FOR UPDATE`) until the transaction ends, or nil when there is none;
+    /// its seller's gaps are those of a charge under `model`.
+    static func lock(_ id: UUID, model: ChargeModel, on connection: some SQLExecutor) throws -> ListingRow? {
         try connection.query(
             """
             SELECT l.id, l.seller_id, l.kind, l.price_cents, l.currency, l.status, l.title, l.reserved_by,
-                   COALESCE(l.reserved_until > now(), false) AS hold_active,
-                   \(sql: SQLQuery(unsafeSQL: SellerGaps.column(of: "s")))
+                   COALESCE(l.reserved_until > now(), false) AS hold_active, s.stripe_account_id AS seller_account,
+                   \(sql: SQLQuery(unsafeSQL: SellerGaps.column(of: "s", model: model)))
             FROM listings l JOIN profiles s ON s.id = l.seller_id
             WHERE l.id = \(id) FOR UPDATE OF l
             """

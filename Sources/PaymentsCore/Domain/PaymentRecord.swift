@@ -19,6 +19,11 @@ struct PaymentRecord: Encodable {
     let amount_refunded: Int64
     @Nullable var capture_before: String?
     let is_disputed: Bool
+    /// How it was charged, fixed when it was made (`destination` or `direct`).
+    let charge_model: ChargeModel
+    /// The connected account that owns a direct charge's objects (Stripe.js's `stripeAccount`);
+    /// null for a destination or platform charge.
+    @Nullable var stripe_account: String?
     @Nullable var description: String?
     /// When the money was received (captured, or charged for a milestone).
     @Nullable var succeeded_at: String?
@@ -33,7 +38,8 @@ struct PaymentRecord: Encodable {
     private enum CodingKeys: String, CodingKey {
         case id, kind, status, buyer_id, seller_id, listing_id, milestone_id, payment_intent_id, amount
         case application_fee, currency, amount_capturable, amount_received, amount_refunded, capture_before
-        case is_disputed, description, succeeded_at, funds_available_on, created_at, updated_at
+        case is_disputed, charge_model, stripe_account, description, succeeded_at, funds_available_on, created_at,
+            updated_at
     }
 
     /// The select list that `init(row:)` reads.
@@ -41,7 +47,7 @@ struct PaymentRecord: Encodable {
         unsafeSQL: """
             p.id, p.kind, p.status, p.buyer_id, p.seller_id, p.listing_id, p.milestone_id, p.stripe_payment_intent_id,
             p.amount_cents, p.application_fee_cents, p.currency, p.amount_capturable, p.amount_received, p.amount_refunded,
-            iso8601(p.capture_before) AS capture_before, p.is_disputed, p.description,
+            iso8601(p.capture_before) AS capture_before, p.is_disputed, p.charge_model, p.stripe_account, p.description,
             iso8601(p.succeeded_at) AS succeeded_at, extract(epoch FROM p.succeeded_at)::bigint AS succeeded_epoch,
             iso8601(p.created_at) AS created_at, iso8601(p.updated_at) AS updated_at
             """)
@@ -65,6 +71,8 @@ struct PaymentRecord: Encodable {
         amount_refunded = try row.decode("amount_refunded")
         capture_before = try row.decodeIfPresent("capture_before")
         is_disputed = try row.decode("is_disputed")
+        charge_model = try row.decode("charge_model")
+        stripe_account = try row.decodeIfPresent("stripe_account")
         description = try row.decodeIfPresent("description")
         succeeded_at = try row.decodeIfPresent("succeeded_at")
         succeededEpoch = try row.decodeIfPresent("succeeded_epoch")

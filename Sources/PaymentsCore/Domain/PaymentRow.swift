@@ -20,6 +20,9 @@ struct PaymentRow {
     let amountReceived: Int64
     let amountRefunded: Int64
     let isDisputed: Bool
+    /// The connected account that owns the payment's Stripe objects (a direct charge): every
+    /// Stripe call for it carries it as `Stripe-Account`. Nil for the platform's own.
+    let stripeAccount: String?
     /// The request that holds the payment's money claim, if any (`PaymentClaims`).
     let actionClaimOwner: String?
 
@@ -39,6 +42,7 @@ struct PaymentRow {
         amountReceived = try row.decode("amount_received")
         amountRefunded = try row.decode("amount_refunded")
         isDisputed = try row.decode("is_disputed")
+        stripeAccount = try row.decodeIfPresent("stripe_account")
         actionClaimOwner = try row.decodeIfPresent("action_claim_owner")
     }
 }

@@ -15,16 +15,19 @@ struct ProfileRow {
     /// Stripe's `requirements.currently_due`, as last mirrored.
     let requirementsDue: JSONValue
     let disabledReason: String?
-    /// What keeps this profile from being paid as a seller (`seller_readiness_gaps`); empty when ready.
+    /// What keeps this profile from being paid as a seller for a purchase under the model it was
+    /// read for (`seller_readiness_gaps`); empty when ready.
     let sellerGaps: [String]
 
-    /// The select list that `init(row:)` reads.
-    static let columns = SQLQuery(
-        unsafeSQL: """
-            id, user_id, roles, email, display_name, stripe_account_id, charges_enabled, payouts_enabled,
-            details_submitted, requirements_due, disabled_reason,
-            \(SellerGaps.column(of: "profiles"))
-            """)
+    /// The select list that `init(row:)` reads; the seller's gaps are those of `model`.
+    static func columns(model: ChargeModel) -> SQLQuery {
+        SQLQuery(
+            unsafeSQL: """
+                id, user_id, roles, email, display_name, stripe_account_id, charges_enabled, payouts_enabled,
+                details_submitted, requirements_due, disabled_reason,
+                \(SellerGaps.column(of: "profiles", model: model))
+                """)
+    }
 
     init(row: Row) throws {
         id = try row.decode("id")
@@ -41,18 +44,24 @@ struct ProfileRow {
         sellerGaps = try SellerGaps.decode(row)
     }
 
-    /// The profile with this id, or nil.
-    static func find(_ id: UUID, on connection: some SQLExecutor) throws -> ProfileRow? {
-        try connection.query("SELECT \(sql: columns) FROM profiles WHERE id = \(id)").first.map(ProfileRow.init(row:))
+    /// The profile with this id, or nil; its seller gaps are those of a purchase under `model`.
+    static func find(_ id: UUID, model: ChargeModel, on connection: some SQLExecutor) throws -> ProfileRow? {
+        try connection.query("SELECT \(sql: columns(model: model)) FROM profiles WHERE id = \(id)").first.map(
+            ProfileRow.init(row:))
     }
 }
 
-/// What keeps a seller from being paid (`seller_readiness_gaps`, sql/0016), read beside a
-/// profile or a listing's seller: one select expression, one decoder.
+/// What keeps a seller from being paid (`seller_readiness_gaps`, sql/0016, model-aware since
+/// sql/0021), read beside a profile or a listing's seller: one select expression, one decoder.
 enum SellerGaps {
-    /// The select-list expression for the profiles row `alias` (`profiles`, `s`).
-    static func column(of alias: String) -> String {
-        "array_to_string(seller_readiness_gaps(\(alias)), ',') AS seller_gaps"
+    /// The select-list expression for the profiles row `alias` (`profiles`, `s`), under `model`.
+    static func column(of alias: String, model: ChargeModel) -> String {
+        "array_to_string(\(call(alias, model: model)), ',') AS seller_gaps"
+    }
+
+    /// The function call itself (`model` is one of the enum's fixed names, never input).
+    static func call(_ alias: String, model: ChargeModel) -> String {
+        "seller_readiness_gaps(\(alias), '\(model.rawValue)')"
     }
 
     /// The names, in the function's order; empty when the seller is ready.

@@ -75,7 +75,7 @@ struct PurchaseCapture {
             guard let intentID = payment.intentID else { throw notCapturable(payment.status) }
             intent = try stripe.capturePaymentIntent(
                 intentID, amountToCapture: partial, applicationFeeAmount: fee,
-                idempotencyKey: StripeKeys.capture(paymentID, amount: amount))
+                idempotencyKey: StripeKeys.capture(paymentID, amount: amount), account: payment.stripeAccount)
         } catch {
             PaymentClaims.settle(claim, after: error, on: database)
             throw error

@@ -161,11 +161,10 @@ struct Refunds {
         do {
             try reverseReleasedTransfer(
                 paymentID: paymentID, amount: amount, key: scope.reversalKey(paymentID: paymentID, number: number))
+            let (parameters, account) = try parameters(
+                paymentID: paymentID, amount: amount, disputeID: disputeID, refundID: refundID)
             refund = try context.stripe.createRefund(
-                try parameters(
-                    paymentID: paymentID, amount: amount, disputeID: disputeID,
-                    refundID: refundID),
-                idempotencyKey: scope.refundKey(paymentID: paymentID, number: number))
+                parameters, idempotencyKey: scope.refundKey(paymentID: paymentID, number: number), account: account)
         } catch {
             let code = (error as? StripeError)?.code ?? (error as? APIError)?.code ?? "stripe_error"
             let unknown = error.mayHaveMovedMoney
@@ -292,15 +291,19 @@ struct Refunds {
         return row
     }
 
-    /// Destination charges take the seller's share back with the refund; a platform charge
-    /// (milestone) is refunded from the platform alone.
-    private func parameters(paymentID: String, amount: Int64, disputeID: String?, refundID: String) throws -> [(
-        String, StripeParameter
-    )] {
+    /// The refund's parameters and the account it is made on. Destination charges take the
+    /// seller's share back with the refund (`reverse_transfer`) and the platform's fee; a direct
+    /// charge is refunded on the seller's account (the payment row's `stripe_account`), from the
+    /// seller's balance, with the platform's fee given back to it (`refund_application_fee`); a
+    /// platform charge (milestone) is refunded from the platform alone.
+    private func parameters(paymentID: String, amount: Int64, disputeID: String?, refundID: String) throws -> (
+        [(String, StripeParameter)], account: String?
+    ) {
         guard
             let payment = try context.database.query(
                 """
-                SELECT kind, stripe_payment_intent_id FROM payments WHERE id = \(paymentID)::uuid
+                SELECT kind, charge_model, stripe_account, stripe_payment_intent_id FROM payments
+                WHERE id = \(paymentID)::uuid
                 """
             ).first,
             // NULL while the payment has no intent: nothing to refund at Stripe.
@@ -315,10 +318,15 @@ struct Refunds {
                         + [("refund_id", .string(refundID)), ("payment_id", .string(paymentID))])
             ),
         ]
-        if try payment.decode("kind", as: PaymentKind.self) == .purchase {
-            parameters += [("reverse_transfer", true), ("refund_application_fee", true)]
+        let account: String? = try payment.decodeIfPresent("stripe_account")
+        switch (
+            try payment.decode("kind", as: PaymentKind.self), try payment.decode("charge_model", as: ChargeModel.self)
+        ) {
+        case (.purchase, .destination): parameters += [("reverse_transfer", true), ("refund_application_fee", true)]
+        case (.purchase, .direct): parameters += [("refund_application_fee", true)]
+        case (.milestone, _): break
         }
-        return parameters
+        return (parameters, account)
     }
 
     /// A released milestone's transfer is reversed first, up to what is left of it.

@@ -1,30 +1,43 @@
 import Foundation
 import Stripe
 
-/// Cancels PaymentIntents that an event showed we gave up on, best effort (each with the
-/// payment's cancel key, so a repeat is harmless).
-protocol IntentCanceller {
-    func cancel(_ items: [IntentCancellation])
+/// Makes the Stripe calls that events showed are needed, best effort (each under a
+/// deterministic key, so a repeat is harmless): cancelling PaymentIntents we gave up on, setting a
+/// connected account's payout delay again.
+protocol StripeFollowUpSink {
+    func perform(_ items: [StripeFollowUp])
 }
 
-extension StripeClient: IntentCanceller {
-    /// Cancels now, on the calling thread (the CLI's sweeps and replays).
-    func cancel(_ items: [IntentCancellation]) {
-        for item in items {
-            _ = try? cancelIntent(item.intentID, ofPayment: item.paymentID, reason: .abandoned)
+extension StripeClient: StripeFollowUpSink {
+    /// Makes them now, on the calling thread (the CLI's sweeps and replays).
+    func perform(_ items: [StripeFollowUp]) {
+        for item in items { _ = try? send(item) }
+    }
+
+    /// One follow-up's call.
+    func send(_ item: StripeFollowUp) throws(StripeError) {
+        switch item {
+        case .cancel(let cancellation):
+            try cancelIntent(
+                cancellation.intentID, ofPayment: cancellation.paymentID, reason: .abandoned,
+                account: cancellation.account)
+        case .payoutDelay(let fix):
+            _ = try updateAccount(
+                fix.account, [("settings", ["payouts": ["schedule": ["delay_days": .integer(Int64(fix.delayDays))]]])],
+                idempotencyKey: StripeKeys.payoutDelay(fix.account, days: fix.delayDays, event: fix.eventID))
         }
     }
 }
 
 /// Stripe calls that a request decides on but must not wait for: cancelling an authorisation
-/// that a webhook showed we gave up on. Webhook deliveries never wait on Stripe, so they hand
+/// that a webhook showed we gave up on, setting a payout delay a seller's account lost. Webhook deliveries never wait on Stripe, so they hand
 /// these to one background thread with a Stripe client of its own. Best effort, as before:
 /// the cancel key makes a repeat harmless, and an authorisation nobody captures lapses at
 /// Stripe. The queue is bounded; when it is full the oldest work is dropped and counted.
-final class StripeFollowUps: IntentCanceller, @unchecked Sendable {
+final class StripeFollowUps: StripeFollowUpSink, @unchecked Sendable {
     // @unchecked: `pending` is touched only while `condition` is locked.
     private let condition = NSCondition()
-    private var pending: [IntentCancellation] = []
+    private var pending: [StripeFollowUp] = []
     private var sending = false
     private let capacity: Int
     private let metrics: Metrics
@@ -42,8 +55,8 @@ final class StripeFollowUps: IntentCanceller, @unchecked Sendable {
         thread.start()
     }
 
-    /// Queues cancellations; returns at once.
-    func cancel(_ items: [IntentCancellation]) {
+    /// Queues the calls; returns at once.
+    func perform(_ items: [StripeFollowUp]) {
         guard !items.isEmpty else { return }
         condition.lock()
         pending.append(contentsOf: items)
@@ -68,7 +81,7 @@ final class StripeFollowUps: IntentCanceller, @unchecked Sendable {
         return true
     }
 
-    private func next() -> IntentCancellation {
+    private func next() -> StripeFollowUp {
         condition.lock()
         defer { condition.unlock() }
         sending = false
@@ -78,10 +91,10 @@ final class StripeFollowUps: IntentCanceller, @unchecked Sendable {
         return pending.removeFirst()
     }
 
-    private func perform(_ item: IntentCancellation, with stripe: StripeClient) {
+    private func perform(_ item: StripeFollowUp, with stripe: StripeClient) {
         let outcome: String
         do {
-            try stripe.cancelIntent(item.intentID, ofPayment: item.paymentID, reason: .abandoned)
+            try stripe.send(item)
             outcome = "ok"
         } catch {
             outcome = "failed"

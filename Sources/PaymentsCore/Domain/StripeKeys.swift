@@ -62,6 +62,12 @@ enum StripeKeys {
         "dispute:\(disputeID.lowercased()):evidence:\(digest)"
     }
 
+    /// Setting a connected account's payout delay to `days` again after the event `event` showed
+    /// another (each event its own key: a later drift is corrected again).
+    static func payoutDelay(_ account: String, days: Int, event: String) -> String {
+        "account:\(account.lowercased()):payout_delay:\(days):\(event.lowercased())"
+    }
+
     /// A seller's one Express account.
     static func connectAccount(_ profileID: String) -> String { "profile:\(profileID.lowercased()):account" }
 
@@ -97,19 +103,21 @@ enum CancellationReason: String {
 }
 
 extension StripeClient {
-    /// Cancels a payment's intent under the key for `reason`. An intent that a call for another
-    /// reason (or Stripe itself) already cancelled counts as cancelled.
+    /// Cancels a payment's intent under the key for `reason`, on the account that owns it (the
+    /// payment row's `stripe_account`: a direct charge's seller account, nil for the platform's).
+    /// An intent that a call for another reason (or Stripe itself) already cancelled counts as
+    /// cancelled.
     @discardableResult
     func cancelIntent(
         _ intentID: String, ofPayment paymentID: String,
-        reason: CancellationReason
+        reason: CancellationReason, account: String?
     ) throws(StripeError) -> PaymentIntent {
         do {
             return try cancelPaymentIntent(
                 intentID, reason: reason.rawValue,
-                idempotencyKey: StripeKeys.cancel(paymentID, reason: reason))
+                idempotencyKey: StripeKeys.cancel(paymentID, reason: reason), account: account)
         } catch let error where error.code == "payment_intent_unexpected_state" {
-            let intent = try retrievePaymentIntent(intentID)
+            let intent = try retrievePaymentIntent(intentID, account: account)
             guard intent.status == "canceled" else { throw error }
             return intent
         }

@@ -64,7 +64,7 @@ public enum EventsCommand {
                 """
             ).rows.map { try $0.decode("id", as: String.self) }
         }
-        let inbox = WebhookInbox(connection: connection, audit: .system("payments events replay"), canceller: stripe)
+        let inbox = WebhookInbox(connection: connection, audit: .system("payments events replay"), followUps: stripe)
         var failures = 0
         for id in ids {
             do {

@@ -20,7 +20,8 @@ struct PaymentSweeper {
     func expireReservations() throws -> Int {
         let due = try connection.query(
             """
-            SELECT p.id, p.stripe_payment_intent_id, p.status FROM payments p JOIN listings l ON l.id = p.listing_id
+            SELECT p.id, p.stripe_payment_intent_id, p.stripe_account, p.status FROM payments p
+            JOIN listings l ON l.id = p.listing_id
             WHERE p.kind = 'purchase' AND l.status = 'payment_pending' AND l.reserved_by = p.buyer_id
               AND l.reserved_until < now()
               AND p.status IN ('creating', 'requires_payment_method', 'requires_confirmation', 'requires_action')
@@ -67,7 +68,7 @@ struct PaymentSweeper {
     func settleLapsingAuthorizations() throws -> Int {
         let due = try connection.query(
             """
-            SELECT id, stripe_payment_intent_id, status, is_disputed FROM payments
+            SELECT id, stripe_payment_intent_id, stripe_account, status, is_disputed FROM payments
             WHERE status = 'requires_capture'
               AND capture_before < now() + make_interval(hours => \(marketplace.captureMarginHours))
               AND NOT (is_disputed AND hold_blocked_at IS NOT NULL)
@@ -137,7 +138,7 @@ struct PaymentSweeper {
     func settleUnfinishedFundings() throws -> Int {
         let due = try connection.query(
             """
-            SELECT id, stripe_payment_intent_id, status FROM payments
+            SELECT id, stripe_payment_intent_id, stripe_account, status FROM payments
             WHERE kind = 'milestone' AND status = 'creating' AND stripe_payment_intent_id IS NULL
               AND created_at < now() - make_interval(mins => \(marketplace.reservationMinutes))
             ORDER BY created_at LIMIT 100
@@ -157,7 +158,7 @@ struct PaymentSweeper {
     func expireFundings() throws -> Int {
         let due = try connection.query(
             """
-            SELECT id, stripe_payment_intent_id, status FROM payments
+            SELECT id, stripe_payment_intent_id, stripe_account, status FROM payments
             WHERE kind = 'milestone' AND stripe_payment_intent_id IS NOT NULL
               AND status IN ('requires_payment_method', 'requires_confirmation', 'requires_action')
               AND created_at < now() - make_interval(mins => \(marketplace.reservationMinutes))
@@ -169,7 +170,8 @@ struct PaymentSweeper {
                 failures.attempt(
                     "expire_fundings \(payment.id)",
                     {
-                        try stripe.cancelIntent(intentID, ofPayment: payment.id, reason: .abandoned)
+                        try stripe.cancelIntent(
+                            intentID, ofPayment: payment.id, reason: .abandoned, account: payment.stripeAccount)
                     }) != nil
             else { return false }
             // The `payment_intent.canceled` event may have been applied first: expired either way.
@@ -218,7 +220,8 @@ struct PaymentSweeper {
         if changed, let intent = intentID {
             // Settled here either way; a cancel Stripe refused now is still a failure to see.
             _ = failures.attempt("\(operation) \(payment.id) at Stripe") {
-                try stripe.cancelIntent(intent, ofPayment: payment.id, reason: .abandoned)
+                try stripe.cancelIntent(
+                    intent, ofPayment: payment.id, reason: .abandoned, account: payment.stripeAccount)
             }
         }
         return changed
@@ -258,11 +261,14 @@ struct PaymentSweeper {
 private struct DuePayment {
     let id: String
     let intentID: String?
+    /// The account that owns the intent (a direct charge's), for the calls that cancel it.
+    let stripeAccount: String?
     let status: PaymentStatus
 
     init(row: Row) throws {
         id = try row.decode("id")
         intentID = try row.decodeIfPresent("stripe_payment_intent_id")
+        stripeAccount = try row.decodeIfPresent("stripe_account")
         status = try row.decode("status")
     }
 }

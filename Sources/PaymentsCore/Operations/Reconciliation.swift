@@ -37,9 +37,18 @@ public struct Reconciliation {
     /// its counts by kind are recorded in `reconcile_runs` for `/metrics`.
     public func run(apply: Bool) throws -> [Drift] {
         var drifts: [Drift] = []
-        drifts += try paymentIntents(apply: apply)
+        // A direct charge's intent, refunds and disputes live on the seller's connected account
+        // (issue 16): each such account is read with `Stripe-Account`, beside the platform.
+        for account in [nil] + (try directChargeAccounts()) {
+            guard let listed = try list(on: account, { () throws(StripeError) in try paymentIntents(on: account) })
+            else { continue }
+            drifts += try compare(listed, on: account, apply: apply)
+            let disputes: [Dispute]? = try list(on: account) { () throws(StripeError) in
+                try stripe.listAll("/v1/disputes", query: window, account: account)
+            }
+            drifts += try compare(disputes ?? [])
+        }
         drifts += try transfers()
-        drifts += try disputes()
         drifts += try accountsAndPayouts()
         // The drift left after this run, by kind (what /metrics shows and alerts on).
         let counts = Dictionary(grouping: drifts.filter { !$0.repaired }, by: \.kind.rawValue).mapValues {
@@ -58,22 +67,59 @@ public struct Reconciliation {
         [("created", .object([("gte", .integer(since)), ("lte", .integer(until))]))]
     }
 
-    // MARK: Payment intents and their refunds
+    // MARK: Payment intents and their refunds, disputes: the platform's and direct charges' accounts
 
-    private func paymentIntents(apply: Bool) throws -> [Drift] {
-        let intents: [PaymentIntent] = try stripe.listAll("/v1/payment_intents", query: window)
+    /// The connected accounts that own direct charges made in the window.
+    private func directChargeAccounts() throws -> [String] {
+        try connection.query(
+            """
+            SELECT DISTINCT stripe_account FROM payments
+            WHERE stripe_account IS NOT NULL AND created_at BETWEEN to_timestamp(\(since)) AND to_timestamp(\(until))
+            ORDER BY stripe_account
+            """
+        ).rows.map { try $0.decode("stripe_account", as: String.self) }
+    }
+
+    /// `read` on `account` (nil: the platform); nil when Stripe refuses the account (access
+    /// revoked, or deleted): it is named on standard error and the run goes on.
+    private func list<T>(on account: String?, _ read: () throws(StripeError) -> T) throws -> T? {
+        switch Result(catching: read) {
+        case .success(let listed): return listed
+        case .failure(let error) where error.kind == .permission && account != nil:
+            printError("reconcile: \(account ?? "") skipped: \(OperatorMessage.line(for: error))")
+            return nil
+        case .failure(let error): throw error
+        }
+    }
+
+    /// One account's intents of the window, and what its refunds (since the window's start) add
+    /// up to per intent.
+    private struct ListedIntents {
+        let intents: [PaymentIntent]
+        let refunded: [String: Int64]
+    }
+
+    private func paymentIntents(on account: String?) throws(StripeError) -> ListedIntents {
+        let intents: [PaymentIntent] = try stripe.listAll("/v1/payment_intents", query: window, account: account)
         let refunds: [Refund] = try stripe.listAll(
-            "/v1/refunds", query: [("created", .object([("gte", .integer(since))]))])
+            "/v1/refunds", query: [("created", .object([("gte", .integer(since))]))], account: account)
         var refunded: [String: Int64] = [:]
         for refund in refunds where refund.status != "failed" && refund.status != "canceled" {
             if let intent = refund.paymentIntent { refunded[intent, default: 0] += refund.amount }
         }
+        return ListedIntents(intents: intents, refunded: refunded)
+    }
+
+    /// Our payments whose objects live on `account` against its intents. On a connected account
+    /// only intents that name a payment of ours count: the seller's own are none of our business.
+    private func compare(_ listed: ListedIntents, on account: String?, apply: Bool) throws -> [Drift] {
+        let intents = account == nil ? listed.intents : listed.intents.filter { $0.metadata?["payment_id"] != nil }
         let rows = try connection.query(
             """
             SELECT stripe_payment_intent_id AS intent, id::text AS id, kind, status, amount_cents, application_fee_cents,
                    amount_received, amount_refunded
             FROM payments
-            WHERE stripe_payment_intent_id IS NOT NULL
+            WHERE stripe_payment_intent_id IS NOT NULL AND stripe_account IS NOT DISTINCT FROM \(account)
               AND (stripe_payment_intent_id = ANY(\("{" + intents.map(\.id).joined(separator: ",") + "}")::text[])
                    OR created_at BETWEEN to_timestamp(\(since)) AND to_timestamp(\(until)))
             """
@@ -98,7 +144,7 @@ public struct Reconciliation {
                         stripe_id: intent.id, ours: nil, stripe: ourID.map { "metadata payment_id \($0)" }))
                 continue
             }
-            drifts += try compare(intent, with: row, refunded: refunded[intent.id] ?? 0, apply: apply)
+            drifts += try compare(intent, with: row, refunded: listed.refunded[intent.id] ?? 0, apply: apply)
         }
         return drifts
     }
@@ -241,8 +287,7 @@ public struct Reconciliation {
         return drifts
     }
 
-    private func disputes() throws -> [Drift] {
-        let disputes: [Dispute] = try stripe.listAll("/v1/disputes", query: window)
+    private func compare(_ disputes: [Dispute]) throws -> [Drift] {
         let statusHere = try ours("status", in: "disputes", by: "stripe_dispute_id", for: disputes.map(\.id))
         var drifts: [Drift] = []
         for dispute in disputes {
@@ -289,17 +334,12 @@ public struct Reconciliation {
                 Drift(kind: .orphanAtStripe, object: "account", stripe_id: account.id, ours: nil, stripe: account.type))
         }
         for account in try ConnectedAccounts.active(on: connection) {
-            let payouts: [Payout]
-            switch Result(catching: { () throws(StripeError) -> [Payout] in
-                try stripe.listAll("/v1/payouts", query: window, account: account)
-            }) {
-            case .success(let listed): payouts = listed
-            case .failure(let error) where error.kind == .permission:
-                // Revoked or deleted meanwhile: its payouts cannot be read; named on stderr.
-                printError("reconcile: payouts of \(account) skipped: \(OperatorMessage.line(for: error))")
-                continue
-            case .failure(let error): throw error
-            }
+            // Revoked or deleted meanwhile: its payouts cannot be read (named on stderr).
+            guard
+                let payouts: [Payout] = try list(
+                    on: account,
+                    { () throws(StripeError) in try stripe.listAll("/v1/payouts", query: window, account: account) })
+            else { continue }
             let statusHere = try ours("status", in: "payouts", by: "stripe_payout_id", for: payouts.map(\.id))
             for payout in payouts {
                 // Only the final states are mirrored (payout.paid, payout.failed).

@@ -131,7 +131,7 @@ public struct Sweeper {
             ORDER BY next_attempt_at LIMIT 100
             """
         ).rows.map { try $0.decode("id", as: String.self) }
-        let inbox = WebhookInbox(connection: connection, audit: .system("payments sweep"), canceller: stripe)
+        let inbox = WebhookInbox(connection: connection, audit: .system("payments sweep"), followUps: stripe)
         var applied = 0
         for id in due {
             // One event's failure is recorded on its row (and counted) and must not stop the others.

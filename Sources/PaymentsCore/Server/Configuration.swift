@@ -320,6 +320,12 @@ public struct MarketplaceConfiguration: Sendable {
     /// Stripe's chargeback fee, recovered from the seller with the disputed amount under
     /// `seller` liability (`CHARGEBACK_FEE_RECOVERY_CENTS`, default 0: not recovered).
     public var chargebackFeeRecoveryCents: Int
+    /// How new purchases are charged (`CHARGE_MODEL`, default `destination`); recorded on each
+    /// payment, so a change applies to purchases made after it only.
+    public var chargeModel: ChargeModel
+    /// Under `destination`, make the seller the settlement merchant (`on_behalf_of` = the
+    /// seller's account; `DESTINATION_ON_BEHALF_OF`, default off).
+    public var destinationOnBehalfOf: Bool
 
     /// Reads and validates the settings.
     public init(environment: Environment) throws {
@@ -341,6 +347,17 @@ public struct MarketplaceConfiguration: Sendable {
         self.chargebackLiability = chargebackLiability
         chargebackFeeRecoveryCents = try environment.integer(
             "CHARGEBACK_FEE_RECOVERY_CENTS", default: 0, in: 0...100_000)
+        let model = environment.optional("CHARGE_MODEL") ?? ChargeModel.destination.rawValue
+        guard let chargeModel = ChargeModel(rawValue: model) else {
+            throw ConfigurationError(description: "environment variable CHARGE_MODEL must be destination or direct")
+        }
+        self.chargeModel = chargeModel
+        destinationOnBehalfOf = try environment.flag("DESTINATION_ON_BEHALF_OF", default: false)
+        if destinationOnBehalfOf && chargeModel != .destination {
+            throw ConfigurationError(
+                description: "environment variable DESTINATION_ON_BEHALF_OF applies to CHARGE_MODEL=destination only; "
+                    + "a direct charge is already made on the seller's account")
+        }
     }
 
     /// The largest amount Stripe charges (eight digits of minor units).

@@ -10,7 +10,7 @@
   const POLL_MS = 1000;
   const FINAL = new Set(["succeeded", "canceled", "failed", "refunded"]);
   let config = null;
-  let current = null; // {payment_id, payment_intent_id, client_secret} of the checkout shown
+  let current = null; // {payment_id, payment_intent_id, client_secret, stripe_account} of the checkout shown
   let shownPayment = null;
   let pollTimer = null;
   let stripe = null;
@@ -64,12 +64,14 @@
   }
 
   /** With the fake: what Stripe.js does, by hand — confirm with the publishable key and the
-   * client secret as form fields (no Authorization header, so no CORS preflight). */
+   * client secret as form fields (no Authorization header, so no CORS preflight); a direct
+   * charge's intent lives on the seller's account, which Stripe.js names as `_stripe_account`. */
   async function confirmAtFake(paymentMethod) {
     const { publishable_key: key, fake_api_base: base } = config.stripe;
+    const form = new URLSearchParams({ key, client_secret: current.client_secret, payment_method: paymentMethod });
+    if (current.stripe_account) form.set("_stripe_account", current.stripe_account);
     const response = await fetch(`${base}/v1/payment_intents/${encodeURIComponent(current.payment_intent_id)}/confirm`, {
-      method: "POST", credentials: "omit", cache: "no-store",
-      body: new URLSearchParams({ key, client_secret: current.client_secret, payment_method: paymentMethod }),
+      method: "POST", credentials: "omit", cache: "no-store", body: form,
     });
     const intent = await response.json();
     if (!response.ok) {
@@ -90,10 +92,12 @@
     });
   }
 
-  /** With Stripe: Stripe.js and the Payment Element, initialised from GET /api/config. */
+  /** With Stripe: Stripe.js and the Payment Element, initialised from GET /api/config — and,
+   * for a direct charge, with the seller's account that owns the intent (`stripe_account`). */
   async function mountPaymentElement(created) {
     await loadStripeJs();
-    stripe = stripe || window.Stripe(config.stripe.publishable_key);
+    stripe = window.Stripe(config.stripe.publishable_key,
+                           created.stripe_account ? { stripeAccount: created.stripe_account } : undefined);
     elements = stripe.elements({ clientSecret: created.client_secret });
     elements.create("payment").mount("#payment-element");
     $("card-form-stripe").classList.remove("hidden");

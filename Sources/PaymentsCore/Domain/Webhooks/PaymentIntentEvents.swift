@@ -30,13 +30,17 @@ enum PaymentIntentEvents {
             """
     }
 
-    /// What the effect returned: its outcome, and the intent to cancel once committed.
-    static func decode(_ row: Row, intentID: String) throws -> (EffectOutcome, IntentCancellation?) {
+    /// What the effect returned: its outcome (`refused`: the event's `account` is not the one that
+    /// owns the payment), and the intent to cancel once committed, on `account`.
+    static func decode(_ row: Row, intentID: String, account: String?) throws -> (EffectOutcome, IntentCancellation?) {
         let outcome: String = try row.decode("outcome")
         let cancel: String? = try row.decodeIfPresent("cancel_payment")
-        return (
-            outcome == EffectOutcome.parked.rawValue ? .parked : .processed,
-            cancel.map { IntentCancellation(paymentID: $0, intentID: intentID) }
-        )
+        let effect: EffectOutcome =
+            switch outcome {
+            case EffectOutcome.parked.rawValue: .parked
+            case EffectOutcome.refused.rawValue: .refused
+            default: .processed
+            }
+        return (effect, cancel.map { IntentCancellation(paymentID: $0, intentID: intentID, account: account) })
     }
 }

@@ -6,9 +6,20 @@ import Stripe
 extension WebhookEffects {
     /// Applies to the profile of the event's connected account (`event.account`, which Stripe
     /// sets on Connect deliveries) and only when the object is that account: an event whose
-    /// object names another account must not change that other seller's profile.
-    func accountUpdated(_ account: Account) throws -> EffectOutcome {
+    /// object names another account must not change that other seller's profile. A seller of
+    /// ours whose payout delay differs from `PAYOUT_DELAY_DAYS` gets it set again, after the commit.
+    func accountUpdated(_ account: Account, followUps: inout [StripeFollowUp]) throws -> EffectOutcome {
         guard let eventAccount = event.account, eventAccount == account.id else { return .refused }
+        let outcome = try mirror(account)
+        if outcome == .processed, let wanted = payoutDelayDays, let shown = account.payoutDelayDays,
+            shown != Int64(wanted)
+        {
+            followUps.append(.payoutDelay(PayoutDelayFix(account: account.id, delayDays: wanted, eventID: event.id)))
+        }
+        return outcome
+    }
+
+    private func mirror(_ account: Account) throws -> EffectOutcome {
         switch try AccountMirror.sync(
             account, eventCreated: event.created, operation: "account.updated", metadata: eventMetadata,
             audit: audit, on: connection)

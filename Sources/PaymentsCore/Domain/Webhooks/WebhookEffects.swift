@@ -10,8 +10,9 @@ enum EffectOutcome: String {
     case parked
     /// A type (or endpoint) we do not act on.
     case ignored
-    /// Handled type, but the event contradicts itself (a Connect `account.updated` whose
-    /// `account` is not its object's id): stored `ignored`, the reason in `last_error`.
+    /// Handled type, but the event's `account` contradicts what it is about (a Connect
+    /// `account.updated` whose `account` is not its object's id; a payment's event from another
+    /// account than the one that owns the payment): stored `ignored`, the reason in `last_error`.
     case refused
 }
 
@@ -20,27 +21,53 @@ struct WebhookEffectError: Error, CustomStringConvertible {
     let description: String
 }
 
+/// A Stripe call an event showed is needed, made after the event's transaction commits, best
+/// effort and under a deterministic key (a repeat is harmless): webhook deliveries never wait on
+/// Stripe.
+enum StripeFollowUp: Equatable {
+    /// Cancel an authorisation we gave up on.
+    case cancel(IntentCancellation)
+    /// Set a connected account's payout delay back to `PAYOUT_DELAY_DAYS`.
+    case payoutDelay(PayoutDelayFix)
+}
+
+/// A connected account whose `account.updated` showed another payout delay than the configured
+/// one: it is set again (`settings.payouts.schedule.delay_days`), under a key naming the event.
+struct PayoutDelayFix: Equatable {
+    let account: String
+    let delayDays: Int
+    let eventID: String
+}
+
 /// An authorisation Stripe holds for a payment that will not go ahead: cancelled at Stripe
-/// after the event's transaction commits (key `payment:{id}:cancel`).
+/// after the event's transaction commits (key `payment:{id}:cancel`), on the account that owns
+/// the intent (the event's `account`, which the payment's own matched).
 struct IntentCancellation: Equatable {
     let paymentID: String
     let intentID: String
+    let account: String?
 }
 
 /// Applies one Stripe event to our tables, inside the caller's transaction, through the guarded
 /// transitions of sql/0002. Notifications and audit rows are written only when a row really
 /// changed, so duplicates and stale events leave no trace. Stripe calls the event makes
-/// necessary are collected in `cancellations` for after the commit.
+/// necessary are collected in `followUps` for after the commit.
 struct WebhookEffects {
     let event: Event
     let payload: [UInt8]
     let endpoint: WebhookEndpoint
     let connection: Connection
     let audit: AuditContext
-    /// Intents to cancel once the transaction has committed.
-    private(set) var cancellations: [IntentCancellation] = []
+    /// The configured payout delay (`PAYOUT_DELAY_DAYS`) that `account.updated` checks; nil: not checked.
+    let payoutDelayDays: Int?
+    /// Stripe calls to make once the transaction has committed.
+    var followUps: [StripeFollowUp] = []
 
-    init(event: Event, payload: [UInt8], endpoint: WebhookEndpoint, connection: Connection, audit: AuditContext) {
+    init(
+        event: Event, payload: [UInt8], endpoint: WebhookEndpoint, connection: Connection, audit: AuditContext,
+        payoutDelayDays: Int? = nil
+    ) {
+        self.payoutDelayDays = payoutDelayDays
         self.event = event
         self.payload = payload
         self.endpoint = endpoint
@@ -56,6 +83,7 @@ struct WebhookEffects {
 
     mutating func apply() throws -> EffectOutcome {
         guard Self.isHandled(event.type, on: endpoint) else { return .ignored }
+        if try isFromOtherAccountThanPayments() { return .refused }
         switch event.type {
         case let type where PaymentIntentEvents.types.contains(type):
             let intent = try object(PaymentIntent.self)
@@ -68,8 +96,9 @@ struct WebhookEffects {
                     """
                 ).first
             else { throw WebhookEffectError(description: "webhook_apply_payment_intent returned no row") }
-            let (outcome, cancellation) = try PaymentIntentEvents.decode(row, intentID: intent.id)
-            if let cancellation { cancellations.append(cancellation) }
+            let (outcome, cancellation) = try PaymentIntentEvents.decode(
+                row, intentID: intent.id, account: event.account)
+            if let cancellation { followUps.append(.cancel(cancellation)) }
             return outcome
         case "charge.succeeded":
             return try chargeAuthorized(try object(Charge.self))
@@ -84,7 +113,7 @@ struct WebhookEffects {
         case "payout.paid", "payout.failed":
             return try payoutChanged(try object(Payout.self))
         case "account.updated":
-            return try accountUpdated(try object(Account.self))
+            return try accountUpdated(try object(Account.self), followUps: &followUps)
         case "account.application.deauthorized":
             return try accountDeauthorized()
         default:
@@ -178,6 +207,27 @@ struct WebhookEffects {
     }
 
     // MARK: Helpers
+
+    /// Whether a payment's event (its intent's, or its charge's and refunds') comes from another
+    /// account than the one that owns the payment's objects: the rule of sql/0021
+    /// (`payment_event_from_other_account`), which a new payment_intent delivery applies in its
+    /// one statement, so that one connected account's events can never move another's payment.
+    /// An event whose payment is not known yet passes here; it is parked, and checked again
+    /// when it is applied.
+    private func isFromOtherAccountThanPayments() throws -> Bool {
+        struct Link: Decodable {
+            let id: String?
+            let paymentIntent: String?
+        }
+        let link = try? Event.object(Link.self, from: payload)
+        let intentID = PaymentIntentEvents.types.contains(event.type) ? link?.id : link?.paymentIntent
+        guard event.type.hasPrefix("payment_intent.") || event.type.hasPrefix("charge."), let intentID else {
+            return false
+        }
+        return try connection.query(
+            "SELECT payment_event_from_other_account(\(intentID), \(event.account)) AS other"
+        ).first?.decode("other", as: Bool.self) ?? false
+    }
 
     var eventMetadata: [String: JSONValue] {
         ["event_id": .string(event.id), "event_type": .string(event.type)]

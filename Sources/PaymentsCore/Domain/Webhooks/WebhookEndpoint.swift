@@ -31,7 +31,18 @@ public enum WebhookEndpoint: String, Sendable, CaseIterable, SQLDecodable {
                 "transfer.reversed",
             ]
         case .connect:
-            return ["account.application.deauthorized", "account.updated", "payout.failed", "payout.paid"]
+            return
+                (["account.application.deauthorized", "account.updated", "payout.failed", "payout.paid"]
+                + Self.directChargeEventTypes).sorted()
         }
     }
+
+    /// A direct charge's intent, charge and refunds live on the seller's account, so their events
+    /// come to the Connect endpoint, with `account`; they are applied only when it is the account
+    /// of the payment they concern. (A direct charge's chargebacks are not handled yet: their
+    /// events are stored as `ignored`.)
+    public static let directChargeEventTypes = [
+        "charge.refund.updated", "charge.refunded", "charge.succeeded", "payment_intent.amount_capturable_updated",
+        "payment_intent.canceled", "payment_intent.payment_failed", "payment_intent.succeeded",
+    ]
 }

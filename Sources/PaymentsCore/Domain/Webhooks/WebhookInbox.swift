@@ -26,8 +26,11 @@ struct WebhookInbox {
 
     let connection: any SQLExecutor
     let audit: AuditContext
-    /// Cancels authorisations an event shows we no longer want (nil: only recorded, e.g. in tests).
-    var canceller: (any IntentCanceller)?
+    /// Makes the Stripe calls an event shows are needed — cancelling authorisations we no longer
+    /// want, setting a payout delay again (nil: only recorded, e.g. in tests).
+    var followUps: (any StripeFollowUpSink)?
+    /// The configured payout delay, which `account.updated` is checked against (nil: not checked).
+    var payoutDelayDays: Int? = nil
 
     /// Stores and applies a verified delivery. Transient database errors propagate (503, nothing
     /// written); an effect error is recorded as `failed` and rethrown (500).
@@ -40,8 +43,8 @@ struct WebhookInbox {
         {
             return try receivePaymentIntent(event, intent: intent, payload: payload, endpoint: endpoint)
         }
-        let (outcome, cancellations) = try receiveInTransaction(event, payload: payload, endpoint: endpoint)
-        cancel(cancellations)
+        let (outcome, followUps) = try receiveInTransaction(event, payload: payload, endpoint: endpoint)
+        send(followUps)
         return outcome
     }
 
@@ -71,8 +74,9 @@ struct WebhookInbox {
             throw error
         }
         if try row.decode("outcome", as: String.self) == "duplicate" { return .duplicate }
-        let (outcome, cancellation) = try PaymentIntentEvents.decode(row, intentID: intent.id)
-        cancel(cancellation.map { [$0] } ?? [])
+        let (outcome, cancellation) = try PaymentIntentEvents.decode(
+            row, intentID: intent.id, account: event.account)
+        send(cancellation.map { [.cancel($0)] } ?? [])
         // A succeeded intent makes its charge known: transfers paid from it may be waiting.
         if try row.decode("parked_waiting", as: Bool.self), let charge = intent.latestCharge?.id {
             applyParked(objectID: charge)
@@ -83,7 +87,7 @@ struct WebhookInbox {
     private func receiveInTransaction(
         _ event: Event, payload: [UInt8],
         endpoint: WebhookEndpoint
-    ) throws -> (DeliveryOutcome, [IntentCancellation]) {
+    ) throws -> (DeliveryOutcome, [StripeFollowUp]) {
         do {
             return try connection.withTransaction { connection in
                 let inserted =
@@ -103,8 +107,8 @@ struct WebhookInbox {
                     // Only events still waiting (parked, failed) are worth another attempt.
                     guard status == "parked" || status == "failed" else { return (.duplicate, []) }
                 }
-                let (outcome, cancellations) = try apply(event, payload: payload, endpoint: endpoint, on: connection)
-                return (.applied(outcome), cancellations)
+                let (outcome, followUps) = try apply(event, payload: payload, endpoint: endpoint, on: connection)
+                return (.applied(outcome), followUps)
             }
         } catch let error as DatabaseError where error.isTransient {
             throw error
@@ -117,7 +121,7 @@ struct WebhookInbox {
     /// Re-applies a stored event (sweeper, `events replay`); effects are idempotent.
     func reprocess(eventID: String) throws -> EffectOutcome? {
         do {
-            let applied = try connection.withTransaction { connection -> (EffectOutcome, [IntentCancellation])? in
+            let applied = try connection.withTransaction { connection -> (EffectOutcome, [StripeFollowUp])? in
                 guard
                     let row = try connection.query(
                         """
@@ -133,7 +137,7 @@ struct WebhookInbox {
                 let event = try Event.decode(payload)
                 return try apply(event, payload: payload, endpoint: endpoint, on: connection)
             }
-            cancel(applied?.1 ?? [])
+            send(applied?.1 ?? [])
             return applied?.0
         } catch let error as DatabaseError where error.isTransient {
             throw error
@@ -155,9 +159,10 @@ struct WebhookInbox {
     private func apply(
         _ event: Event, payload: [UInt8], endpoint: WebhookEndpoint,
         on connection: Connection
-    ) throws -> (EffectOutcome, [IntentCancellation]) {
+    ) throws -> (EffectOutcome, [StripeFollowUp]) {
         var effects = WebhookEffects(
-            event: event, payload: payload, endpoint: endpoint, connection: connection, audit: audit)
+            event: event, payload: payload, endpoint: endpoint, connection: connection, audit: audit,
+            payoutDelayDays: payoutDelayDays)
         let outcome = try effects.apply()
         switch outcome {
         case .processed, .ignored, .refused:
@@ -176,13 +181,13 @@ struct WebhookInbox {
                 WHERE id = \(event.id)
                 """)
         }
-        return (outcome, effects.cancellations)
+        return (outcome, effects.followUps)
     }
 
-    /// After the commit: cancel intents the event showed we gave up on. Best effort: the key
+    /// After the commit: the Stripe calls the event showed are needed. Best effort: the key
     /// makes a repeat harmless, and an authorisation nobody captures lapses at Stripe.
-    private func cancel(_ cancellations: [IntentCancellation]) {
-        canceller?.cancel(cancellations)
+    private func send(_ items: [StripeFollowUp]) {
+        followUps?.perform(items)
     }
 
     /// Outside the rolled-back transaction: keep the event, as `failed`, for the sweeper.
@@ -202,8 +207,8 @@ struct WebhookInbox {
             """)
     }
 
-    /// Why a refused event was stored `ignored`.
-    static let accountMismatch = "account_mismatch: event.account is missing or differs from data.object.id"
+    /// Why a refused event was stored `ignored` (the same words as sql/0021's for payment_intent events).
+    static let accountMismatch = "account_mismatch: event.account is not the account of the object it concerns"
 
     /// Next retry: 1, 2, 4 … minutes by attempts so far, at most 6 hours (SQL, over the row's `attempts`).
     private static let backoff = SQLQuery(

@@ -13,7 +13,10 @@ struct AccountResponder {
 
     private func me(_ request: Request, _ context: WorkerContext) throws -> Response {
         let identity = try request.requireIdentity()
-        guard let profile = try ProfileRow.find(identity.profileID, on: context.database) else {
+        guard
+            let profile = try ProfileRow.find(
+                identity.profileID, model: context.shared.configuration.marketplace.chargeModel, on: context.database)
+        else {
             throw APIError.notFound
         }
         struct Profile: Encodable {

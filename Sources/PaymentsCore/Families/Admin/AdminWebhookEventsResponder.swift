@@ -41,7 +41,8 @@ struct AdminWebhookEventsResponder {
         let id = try PathParameter.stripeID(request, "id", prefix: "evt_")
         guard let before = try StoredEvent.find(id, on: context.database) else { throw APIError.notFound }
         let inbox = WebhookInbox(
-            connection: context.database, audit: AuditContext(request: request), canceller: context.shared.followUps)
+            connection: context.database, audit: AuditContext(request: request), followUps: context.shared.followUps,
+            payoutDelayDays: context.shared.configuration.marketplace.payoutDelayDays)
         var failure: String?
         do {
             _ = try inbox.reprocess(eventID: id)

@@ -40,7 +40,9 @@ struct CaptureResponder {
         }
         if payment.status.isAwaitingAuthorisation, let intentID = payment.payment_intent_id {
             payment = try refresh(
-                payment, id: paymentID, intent: try context.stripe.retrievePaymentIntent(intentID), context: context,
+                payment, id: paymentID,
+                intent: try context.stripe.retrievePaymentIntent(intentID, account: payment.stripe_account),
+                context: context,
                 request: request)
         }
         // Refused before anything is claimed: bad input changes nothing (checked again under the claim).
@@ -79,7 +81,8 @@ struct CaptureResponder {
                 intentID = try IntentCreation.recover(id, stripe: context.stripe, on: context.database)
             }
             if let intentID {
-                try context.stripe.cancelIntent(intentID, ofPayment: id, reason: .requestedByCustomer)
+                try context.stripe.cancelIntent(
+                    intentID, ofPayment: id, reason: .requestedByCustomer, account: payment.stripeAccount)
             }
         } catch {
             PaymentClaims.settle(claim, after: error, on: context.database)

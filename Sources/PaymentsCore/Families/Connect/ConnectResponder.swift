@@ -28,7 +28,10 @@ struct ConnectResponder {
     private func createAccount(_ request: Request, _ context: WorkerContext) throws -> Response {
         let identity = try request.requireIdentity()
         let profileID = identity.profileID.uuidString.lowercased()
-        guard let profile = try ProfileRow.find(identity.profileID, on: context.database) else {
+        guard
+            let profile = try ProfileRow.find(
+                identity.profileID, model: context.shared.configuration.marketplace.chargeModel, on: context.database)
+        else {
             throw APIError.notFound
         }
 
@@ -91,7 +94,10 @@ struct ConnectResponder {
 
     private func status(_ request: Request, _ context: WorkerContext) throws -> Response {
         let identity = try request.requireIdentity()
-        guard let profile = try ProfileRow.find(identity.profileID, on: context.database) else {
+        guard
+            let profile = try ProfileRow.find(
+                identity.profileID, model: context.shared.configuration.marketplace.chargeModel, on: context.database)
+        else {
             throw APIError.notFound
         }
         struct Status: Encodable {
@@ -114,7 +120,9 @@ struct ConnectResponder {
     /// An Express dashboard login link; 409 until the seller has finished onboarding.
     private func dashboardLink(_ request: Request, _ context: WorkerContext) throws -> Response {
         let identity = try request.requireIdentity()
-        guard let profile = try ProfileRow.find(identity.profileID, on: context.database),
+        guard
+            let profile = try ProfileRow.find(
+                identity.profileID, model: context.shared.configuration.marketplace.chargeModel, on: context.database),
             let account = profile.stripeAccountID, profile.detailsSubmitted
         else {
             throw APIError(.notOnboarded)

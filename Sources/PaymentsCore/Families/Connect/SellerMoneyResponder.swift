@@ -14,7 +14,9 @@ struct SellerMoneyResponder {
     /// until the seller has a connected account.
     private func balance(_ request: Request, _ context: WorkerContext) throws -> Response {
         let identity = try request.requireIdentity()
-        guard let profile = try ProfileRow.find(identity.profileID, on: context.database),
+        guard
+            let profile = try ProfileRow.find(
+                identity.profileID, model: context.shared.configuration.marketplace.chargeModel, on: context.database),
             let account = profile.stripeAccountID
         else { throw APIError(.notOnboarded) }
         let balance: Balance = try context.stripe.get("/v1/balance", account: account)

@@ -138,7 +138,9 @@ struct DisputeResolution {
                         message: "The authorisation changed meanwhile; look at the payment and resolve again.")
                 }
                 do {
-                    try context.stripe.cancelIntent(intent, ofPayment: paymentID, reason: .requestedByCustomer)
+                    try context.stripe.cancelIntent(
+                        intent, ofPayment: paymentID, reason: .requestedByCustomer,
+                        account: claim.payment.stripeAccount)
                 } catch {
                     PaymentClaims.settle(claim, after: error, on: context.database)
                     throw error

@@ -15,8 +15,10 @@ struct IntentsResponder {
         router.add("GET", "/api/payments", access: .signedIn, list)
     }
 
-    /// Reserves the listing and inserts the payment (one transaction, listing row locked), creates
-    /// the destination-charge PaymentIntent at Stripe, then stores its id. No database connection
+    /// Reserves the listing and inserts the payment (one transaction, listing row locked) under
+    /// the configured charge model (`CHARGE_MODEL`, fixed on the row), creates the PaymentIntent at
+    /// Stripe — a destination charge, or a direct charge on the seller's account — then stores its
+    /// id. No database connection
     /// is held while Stripe is called.
     ///
     /// When Stripe refuses, the payment fails and the reservation is released. When the outcome
@@ -41,7 +43,7 @@ struct IntentsResponder {
         case .attempt(let claimed): attempt = claimed
         }
         let paymentID = attempt.paymentID
-        let (_, intent) = try IntentCreation.callStripe(
+        let (payment, intent) = try IntentCreation.callStripe(
             attempt, operation: "payment.create", context: context,
             request: request)
         let returning: SQLQuery = """
@@ -49,7 +51,7 @@ struct IntentsResponder {
             WHERE id = p.listing_id)) AS reserved_until
             """
         let stored = try IntentCreation.attach(
-            intent, to: attempt, returning: returning, context: context, request: request,
+            intent, of: payment, to: attempt, returning: returning, context: context, request: request,
             operation: "payment.create"
         ) { row, connection in
             try AuditLog.record(
@@ -81,7 +83,10 @@ struct IntentsResponder {
         _ listingID: UUID, for identity: Identity, marketplace: MarketplaceConfiguration, lease: Duration,
         request: Request, on connection: Connection
     ) throws -> Reservation {
-        guard let listing = try ListingRow.lock(listingID, on: connection) else { throw APIError(.listingNotFound) }
+        let model = marketplace.chargeModel
+        guard let listing = try ListingRow.lock(listingID, model: model, on: connection) else {
+            throw APIError(.listingNotFound)
+        }
         guard listing.sellerID != identity.profileID else {
             throw APIError(.selfPurchase, message: "You cannot buy your own listing.")
         }
@@ -117,6 +122,8 @@ struct IntentsResponder {
             throw APIError(.listingUnavailable)
         }
         try listing.requireSellerReady()
+        // Ready implies an account; a direct charge is made on it, and its events must name it.
+        let account = model == .direct ? listing.sellerAccount : nil
         let amount = listing.priceCents
         try MarketplaceConfiguration.checkChargeable(amount)
         let fee = marketplace.fee(for: amount)
@@ -131,10 +138,12 @@ struct IntentsResponder {
         try connection.query(
             """
             INSERT INTO payments (id, kind, buyer_id, seller_id, listing_id, amount_cents, application_fee_cents, currency,
-                                  status, transfer_group, description, receipt_email, \(sql: first.columns))
+                                  status, transfer_group, description, receipt_email, charge_model, stripe_account,
+                                  on_behalf_of, \(sql: first.columns))
             VALUES (\(paymentID)::uuid, 'purchase', \(identity.profileID), \(listing.sellerID), \(listingID), \(amount),
                     \(fee), \(listing.currency), 'creating', \("listing:" + listingID.uuidString.lowercased()),
-                    \(listing.title), (SELECT email FROM profiles WHERE id = \(identity.profileID)), \(sql: first.values))
+                    \(listing.title), (SELECT email FROM profiles WHERE id = \(identity.profileID)), \(model.rawValue),
+                    \(account), \(model == .destination && marketplace.destinationOnBehalfOf), \(sql: first.values))
             """)
         return .attempt(first.attempt)
     }
@@ -172,11 +181,15 @@ struct IntentsResponder {
     }
 }
 
-/// The create-intent answer: what the buyer's browser needs to confirm the card.
+/// The create-intent answer: what the buyer's browser needs to confirm the card. A direct
+/// charge's intent lives on the seller's account: Stripe.js must be initialised with
+/// `stripeAccount` = `stripe_account` to use its client secret (null for a destination charge).
 private struct CreatedIntent: Encodable {
     let payment_id: String
     let payment_intent_id: String
     let client_secret: String
+    let charge_model: ChargeModel
+    @Nullable var stripe_account: String?
     let amount: Int64
     let application_fee: Int64
     let currency: String
@@ -188,6 +201,8 @@ private struct CreatedIntent: Encodable {
         payment_id = try row.decode("id")
         payment_intent_id = try row.decode("stripe_payment_intent_id")
         client_secret = try row.decode("client_secret")
+        charge_model = try row.decode("charge_model")
+        stripe_account = try row.decodeIfPresent("stripe_account")
         amount = try row.decode("amount_cents")
         application_fee = try row.decode("application_fee_cents")
         currency = try row.decode("currency")

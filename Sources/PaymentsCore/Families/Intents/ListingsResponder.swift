@@ -15,10 +15,15 @@ struct ListingsResponder {
         let kind = try QueryParameter.choice(request, "kind", from: ["item", "job"])
         let limit = try QueryParameter.limit(request)
         let cursor = try PageCursor.from(request)
+        // An item is bought under the configured model; a job's milestones are platform charges.
+        let purchaseGaps = SQLQuery(
+            unsafeSQL: SellerGaps.call("s", model: context.shared.configuration.marketplace.chargeModel))
+        let fundingGaps = SQLQuery(unsafeSQL: SellerGaps.call("s", model: .destination))
         let rows = try context.database.query(
             """
             SELECT l.id, l.title, l.kind, l.price_cents, l.currency, l.seller_id,
-                   cardinality(seller_readiness_gaps(s)) = 0 AS seller_can_be_paid,
+                   cardinality(CASE WHEN l.kind = 'item' THEN \(sql: purchaseGaps) ELSE \(sql: fundingGaps) END) = 0
+                       AS seller_can_be_paid,
                    iso8601(l.created_at) AS created_at, \(sql: PageCursor.sortKey("l")) AS sort_key
             FROM listings l JOIN profiles s ON s.id = l.seller_id
             WHERE l.status = 'active' AND (\(kind)::text IS NULL OR l.kind = \(kind))

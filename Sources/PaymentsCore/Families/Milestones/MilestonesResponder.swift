@@ -34,7 +34,9 @@ struct MilestonesResponder {
         let database = context.database
 
         let attempt = try database.withTransaction { connection -> IntentCreation.Attempt in
-            guard let listing = try ListingRow.lock(listingID, on: connection) else { throw APIError(.listingNotFound) }
+            guard let listing = try ListingRow.lock(listingID, model: .destination, on: connection) else {
+                throw APIError(.listingNotFound)
+            }
             guard
                 let milestone = try connection.query(
                     "SELECT \(sql: MilestoneRow.columns) FROM milestones m WHERE m.id = \(milestoneID) FOR UPDATE"
@@ -115,7 +117,7 @@ struct MilestonesResponder {
             attempt, operation: "milestone.fund", context: context,
             request: request)
         try IntentCreation.attach(
-            intent, to: attempt, returning: "p.id", context: context, request: request,
+            intent, of: payment, to: attempt, returning: "p.id", context: context, request: request,
             operation: "milestone.fund"
         ) { _, connection in
             try AuditLog.record(

@@ -47,7 +47,8 @@ struct WebhookResponder {
         let started = ContinuousClock.now
         let inbox = WebhookInbox(
             connection: context.database, audit: AuditContext(request: request, actorRole: "stripe"),
-            canceller: context.shared.followUps)
+            followUps: context.shared.followUps,
+            payoutDelayDays: context.shared.configuration.marketplace.payoutDelayDays)
         let outcome: DeliveryOutcome
         do {
             outcome = try inbox.receive(event, payload: request.body, endpoint: endpoint, intent: intent)
