@@ -75,7 +75,7 @@ def onboarded_seller(stack, db) -> dict:
     stack.stripe_control("POST", f"/_control/accounts/{account}/complete_onboarding")
     profile = make_profile(db, "seller", stripe_account=account, charges_enabled=True)
     # As the app mirrors them (account.updated, onboarding return): a direct charge needs
-    # `card_payments` known to be active (seller_readiness_gaps, sql/0021).
+    # `card_payments` known to be active (seller_readiness_gaps, sql/0020).
     capabilities = stack.stripe_api("GET", f"/v1/accounts/{account}")["capabilities"]
     db.execute("UPDATE profiles SET capabilities = %s::jsonb WHERE id = %s", (json.dumps(capabilities), profile["id"]))
     return profile

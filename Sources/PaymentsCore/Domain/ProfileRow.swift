@@ -52,7 +52,7 @@ struct ProfileRow {
 }
 
 /// What keeps a seller from being paid (`seller_readiness_gaps`, sql/0016, model-aware since
-/// sql/0021), read beside a profile or a listing's seller: one select expression, one decoder.
+/// sql/0020), read beside a profile or a listing's seller: one select expression, one decoder.
 enum SellerGaps {
     /// The select-list expression for the profiles row `alias` (`profiles`, `s`), under `model`.
     static func column(of alias: String, model: ChargeModel) -> String {

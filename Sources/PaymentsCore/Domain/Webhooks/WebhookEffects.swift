@@ -209,7 +209,7 @@ struct WebhookEffects {
     // MARK: Helpers
 
     /// Whether a payment's event (its intent's, or its charge's and refunds') comes from another
-    /// account than the one that owns the payment's objects: the rule of sql/0021
+    /// account than the one that owns the payment's objects: the rule of sql/0020
     /// (`payment_event_from_other_account`), which a new payment_intent delivery applies in its
     /// one statement, so that one connected account's events can never move another's payment.
     /// An event whose payment is not known yet passes here; it is parked, and checked again

@@ -207,7 +207,7 @@ struct WebhookInbox {
             """)
     }
 
-    /// Why a refused event was stored `ignored` (the same words as sql/0021's for payment_intent events).
+    /// Why a refused event was stored `ignored` (the same words as sql/0020's for payment_intent events).
     static let accountMismatch = "account_mismatch: event.account is not the account of the object it concerns"
 
     /// Next retry: 1, 2, 4 … minutes by attempts so far, at most 6 hours (SQL, over the row's `attempts`).

@@ -1,4 +1,4 @@
--- 0021 (issue 16): charge models. A purchase is a destination charge (the platform is the
+-- 0020 (issue 16): charge models. A purchase is a destination charge (the platform is the
 -- merchant of record) or a direct charge (created on the seller's connected account, which is
 -- the merchant of record; the platform takes its application fee). The model is chosen by the
 -- operator (CHARGE_MODEL) and fixed on each payment when it is made, so that changing the
