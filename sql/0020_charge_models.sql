@@ -49,18 +49,94 @@ $$;
 -- The one rule for a payment's events (intent and charge events, on either endpoint): an event
 -- is applied only when its `account` is the account that owns the payment's objects
 -- (`payments.stripe_account`; NULL — the platform's — for destination and platform charges).
--- True when the payment is known and the event comes from another account (or from none). The
--- owner is written with the payment and never changes, so no lock is needed to read it; an
--- event whose payment is not known yet is parked by its effect, and checked again when applied.
+-- An event from another account (or from none) is refused: stored `ignored` with the reason in
+-- `last_error`, never retried, nothing else changed. The owner is written with the payment and
+-- never changes; an event whose payment is not known yet is parked, and checked when applied.
+--
+-- For the payment_intent events the effect checks it itself, on the payment row it locks
+-- anyway: no statement more on the one-round-trip path (issue 17). Its signature gains the
+-- event's account.
+DROP FUNCTION webhook_apply_payment_intent(text, text, bigint, text, bigint, bigint, text, text, text, text, text,
+                                           text, text);
+
+CREATE FUNCTION webhook_apply_payment_intent(
+    p_event text, p_type text, p_created bigint, p_account text, p_intent text, p_intent_created bigint, p_amount bigint,
+    p_charge text, p_failure_code text, p_failure_message text,
+    p_actor_role text, p_request_id text, p_ip text, p_user_agent text,
+    OUT outcome text, OUT cancel_payment uuid)
+LANGUAGE plpgsql AS $$
+DECLARE
+    prior payments;
+    changed payments;
+    v_operation text;
+    recipients uuid[];
+    v_kind text;
+BEGIN
+    SELECT * INTO prior FROM payments WHERE stripe_payment_intent_id = p_intent FOR UPDATE;
+    IF NOT FOUND THEN
+        outcome := 'parked';
+        RETURN;
+    END IF;
+    IF prior.stripe_account IS DISTINCT FROM p_account THEN
+        outcome := 'refused';
+        RETURN;
+    END IF;
+    outcome := 'processed';
+    CASE p_type
+    WHEN 'payment_intent.amount_capturable_updated' THEN
+        SELECT * INTO changed FROM payment_capturable_atomic(
+            p_intent, p_created, p_amount, COALESCE(prior.capture_before, to_timestamp(p_intent_created + 7 * 86400)));
+        v_operation := 'payment.authorized';
+        recipients := ARRAY[prior.seller_id];
+        v_kind := 'payment_authorized';
+    WHEN 'payment_intent.succeeded' THEN
+        SELECT * INTO changed FROM payment_complete_atomic(p_intent, p_created, p_amount, p_charge);
+        v_operation := 'payment.succeeded';
+        recipients := ARRAY[prior.buyer_id, prior.seller_id];
+        v_kind := 'payment_succeeded';
+    WHEN 'payment_intent.payment_failed' THEN
+        SELECT * INTO changed FROM payment_fail_atomic(p_intent, p_created, p_failure_code, p_failure_message);
+        v_operation := 'payment.failed';
+        recipients := ARRAY[prior.buyer_id];
+        v_kind := 'payment_failed';
+    WHEN 'payment_intent.canceled' THEN
+        SELECT * INTO changed FROM payment_cancel_atomic(p_intent, p_created);
+        v_operation := 'payment.canceled';
+        recipients := ARRAY[prior.buyer_id, prior.seller_id];
+        v_kind := 'payment_canceled';
+    ELSE
+        RAISE EXCEPTION 'webhook_apply_payment_intent: % is not a payment_intent event it applies', p_type;
+    END CASE;
+    IF changed.id IS NOT NULL THEN
+        INSERT INTO payment_audit_logs (operation, entity_type, entity_id, actor_profile_id, actor_role, request_id, ip,
+                                        user_agent, old_values, new_values, success, error_code, metadata)
+        VALUES (v_operation, 'payment', changed.id::text, NULL, p_actor_role, p_request_id, p_ip, p_user_agent,
+                jsonb_build_object('status', prior.status),
+                jsonb_build_object('status', changed.status, 'amount_received', changed.amount_received,
+                                   'amount_refunded', changed.amount_refunded),
+                true, NULL, jsonb_build_object('event_id', p_event, 'event_type', p_type));
+        INSERT INTO notifications (profile_id, kind, payload)
+        SELECT profile, v_kind, jsonb_build_object('payment_id', changed.id, 'status', changed.status,
+                                                 'amount_cents', changed.amount_cents)
+        FROM unnest(recipients) AS profile;
+    END IF;
+    IF p_type = 'payment_intent.payment_failed' AND changed.id IS NOT NULL THEN
+        cancel_payment := changed.id;
+    ELSIF p_type = 'payment_intent.amount_capturable_updated' THEN
+        SELECT id INTO cancel_payment FROM payments
+        WHERE stripe_payment_intent_id = p_intent AND status IN ('failed', 'canceled');
+    END IF;
+END $$;
+
+-- The charge and dispute events (applied in Swift) ask the same question before their effect.
 CREATE FUNCTION payment_event_from_other_account(p_intent text, p_account text) RETURNS boolean
 LANGUAGE sql STABLE AS $$
     SELECT EXISTS (SELECT 1 FROM payments
                    WHERE stripe_payment_intent_id = p_intent AND stripe_account IS DISTINCT FROM p_account)
 $$;
 
--- A new delivery (0018), now refusing an event from another account than the payment's before
--- its effect (webhook_apply_payment_intent, unchanged): the event is stored `ignored`, with the
--- reason in `last_error`, and never retried; nothing else changes.
+-- A new delivery (0018), passing the event's account to the effect; a refused event is stored
+-- `ignored`, with the reason in `last_error`, and never retried.
 CREATE OR REPLACE FUNCTION webhook_receive_payment_intent(
     p_event text, p_endpoint text, p_type text, p_created bigint, p_account text, p_payload bytea,
     p_intent text, p_intent_created bigint, p_amount bigint, p_charge text, p_failure_code text,
@@ -79,14 +155,10 @@ BEGIN
         outcome := 'duplicate';
         RETURN;
     END IF;
-    IF payment_event_from_other_account(p_intent, p_account) THEN
-        outcome := 'refused';
-    ELSE
-        SELECT a.outcome, a.cancel_payment INTO outcome, cancel_payment
-        FROM webhook_apply_payment_intent(p_event, p_type, p_created, p_intent, p_intent_created, p_amount, p_charge,
-                                          p_failure_code, p_failure_message, p_actor_role, p_request_id, p_ip,
-                                          p_user_agent) a;
-    END IF;
+    SELECT a.outcome, a.cancel_payment INTO outcome, cancel_payment
+    FROM webhook_apply_payment_intent(p_event, p_type, p_created, p_account, p_intent, p_intent_created, p_amount,
+                                      p_charge, p_failure_code, p_failure_message, p_actor_role, p_request_id, p_ip,
+                                      p_user_agent) a;
     IF stored IS NULL THEN
         INSERT INTO webhook_events (id, endpoint, type, created, account, object_id, payload, status, attempts,
                                     processed_at, next_attempt_at, last_error)

@@ -148,6 +148,12 @@ ROUTES: list[SecuredRoute] = [
                  caller_role="buyer", body={"reason": "not_received", "details": "security matrix"},
                  state_changing=True, resource="payment", owner_only=True, audit="dispute.open",
                  rate_limits=("dispute",), ok_status=201),
+    # A seller answers its direct charges' chargebacks; the matrix's control dispute is a platform
+    # dispute on the caller's own direct charge, so the handler is reached and says it is none.
+    SecuredRoute("POST", "/api/disputes/{id}/evidence", auth="token", roles=frozenset({"seller"}),
+                 body={"evidence": {"product_description": "security matrix"}}, state_changing=True,
+                 resource="own_direct_dispute", owner_only=True, audit="dispute.evidence", rate_limits=("dispute",),
+                 ok_status=409, ok_code="not_a_chargeback"),
     SecuredRoute("GET", "/api/admin/disputes", auth="token", roles=frozenset({"admin"}), query="status=open"),
     SecuredRoute("GET", "/api/admin/disputes/{id}", auth="token", roles=frozenset({"admin"}), resource="dispute"),
     SecuredRoute("POST", "/api/admin/disputes/{id}/refund", auth="token", roles=frozenset({"admin"}),
@@ -320,6 +326,18 @@ def _dispute(stack, db, caller):
     return {"id": dispute_id, "payment_id": payment_id, "over_captured": 4201}
 
 
+def _own_direct_dispute(stack, db, caller):
+    """An open platform dispute on a direct charge the caller (its seller) was paid."""
+    buyer, account = make_profile(db, "buyer"), f"acct_matrix{uuid.uuid4().hex[:12]}"
+    payment_id = insert_payment(db, buyer, caller, amount=4200)
+    db.execute("UPDATE payments SET charge_model = 'direct', stripe_account = %s WHERE id = %s", (account, payment_id))
+    dispute_id = db.execute(
+        "INSERT INTO disputes (payment_id, kind, status, opened_by, reason, details)"
+        " VALUES (%s, 'platform', 'open', %s, 'not_received', 'security matrix') RETURNING id::text",
+        (payment_id, buyer["id"])).fetchone()[0]
+    return {"id": dispute_id, "payment_id": payment_id}
+
+
 def _refundable_payment(stack, db, caller):
     """A succeeded purchase between two fresh profiles (4 200 captured)."""
     payment_id = insert_payment(db, make_profile(db, "buyer"), make_profile(db, "seller"), amount=4200)
@@ -366,6 +384,7 @@ RESOURCE_BUILDERS = {
     "released_milestone": _released_milestone,
     "own_connect_account": _own_connect_account,
     "dispute": _dispute,
+    "own_direct_dispute": _own_direct_dispute,
     "refundable_payment": _refundable_payment,
     "stored_event": _stored_event,
 }

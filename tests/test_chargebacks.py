@@ -2,17 +2,27 @@
 charge and moves it (charge.dispute.created → funds_withdrawn → updated → funds_reinstated /
 closed), which reaches the app as signed webhooks through nginx; the app keeps a `chargeback`
 dispute row, marks the payment disputed, tells the admins, blocks release, and lets an admin
-stage and submit evidence at Stripe."""
+stage and submit evidence at Stripe. The life of a chargeback and a lost one run under both
+charge models (issue 16): a direct charge's dispute lives on the seller's account, its events
+come to the Connect endpoint, its evidence goes there with `Stripe-Account`, and no recovery
+from the seller is queued (Stripe took the amount from the seller's balance)."""
 
+import subprocess
 from datetime import datetime, timezone
 
+import pytest
+
+from charge_models import stack_by_model, stripe_account_scoped  # noqa: F401  (see charge_models.py)
 from harness.api import make_profile, onboarded_seller
 from harness.assertions import assert_envelope, request_id
+from harness.paths import BINARY
 from test_disputes_platform import captured_purchase
 from test_milestones import (  # noqa: F401  (the autouse fixture applies here too)
     admin_client, audit, audit_by_request, calls, fake_object, fresh_loopback_windows, funded_job, many, milestone_status,
-    notifications, one, open_dispute, payment_row, release, settle, transfers_for_charge, wait_for,
+    notifications, one, open_dispute, payment_row, release, seller_account, settle, transfers_for_charge, wait_for,
 )
+
+BOTH_MODELS = pytest.mark.parametrize("stack", ["destination", "direct"], indirect=True)
 
 EVIDENCE = {"product_description": "A 1970s road bike, serial RB-1234.",
             "shipping_tracking_number": "1Z999AA10123456784",
@@ -40,8 +50,15 @@ def chargeback_case(stack, db, price=8000):
     return {"seller": seller, "buyer": buyer, "admin": admin, **purchase}
 
 
+def recoveries(db, dispute_id):
+    return many(db, "SELECT * FROM chargeback_recoveries WHERE dispute_id = %s", (dispute_id,))
+
+
+@BOTH_MODELS
 def test_chargeback_life_created_withdrawn_evidence_staged_submitted_won(stack, db):
     case = chargeback_case(stack, db, 8000)
+    # A direct charge's dispute is answered on the seller's account; a destination one on the platform.
+    owner = seller_account(db, case["seller"]) if stack.is_direct else None
     admin = case["admin"]
     dp = open_chargeback(stack, case["charge"], reason="product_not_received")
     assert dp["status"] == "needs_response" and dp["amount"] == 8000
@@ -78,13 +95,13 @@ def test_chargeback_life_created_withdrawn_evidence_staged_submitted_won(stack, 
     # charge.dispute.updated for it is held back until the API call has answered (Stripe
     # delivers when it delivers).
     # (What that late webhook does to the row: test_staged_evidence_survives_the_late_update_webhook.)
-    stack.stripe_control("POST", "/_control/webhooks/pause", {"endpoint": "platform"})
+    stack.stripe_control("POST", "/_control/webhooks/pause", {"endpoint": stack.payment_events_endpoint})
     try:
         staged = admin.evidence(dispute_id, EVIDENCE, submit=False)
         row = chargeback_row(db, dp["id"])
         assert (row["status"], row["evidence_status"]) == ("needs_response", "staged")
     finally:
-        stack.stripe_control("POST", "/_control/webhooks/resume", {"endpoint": "platform"})
+        stack.stripe_control("POST", "/_control/webhooks/resume", {"endpoint": stack.payment_events_endpoint})
     assert staged.status_code == 200, staged.text
     assert (staged.json()["evidence_status"], staged.json()["status"]) == ("staged", "needs_response")
     sent = [r for r in stack.stripe.received(method="POST", path_prefix=f"/v1/disputes/{dp['id']}")]
@@ -92,6 +109,8 @@ def test_chargeback_life_created_withdrawn_evidence_staged_submitted_won(stack, 
     key = sent[0]["headers"]["Idempotency-Key"]
     assert key.startswith(f"dispute:{dispute_id}:evidence:") and len(key.rsplit(":", 1)[1]) == 16, key
     assert sent[0]["params"]["evidence"] == EVIDENCE and sent[0]["params"]["submit"] == "false", sent[0]["params"]
+    assert sent[0]["headers"].get("Stripe-Account") == owner
+    assert body["payment"]["charge_model"] == stack.charge_model and body["payment"]["stripe_account"] == owner
     at_fake = fake_object(stack, dp["id"])
     assert {k: at_fake["evidence"][k] for k in EVIDENCE} == EVIDENCE
     assert (at_fake["status"], at_fake["evidence_details"]["submission_count"], at_fake["evidence_details"]["has_evidence"]) == \
@@ -118,6 +137,7 @@ def test_chargeback_life_created_withdrawn_evidence_staged_submitted_won(stack, 
     assert (submitted.json()["evidence_status"], submitted.json()["status"]) == ("submitted", "under_review")
     last = stack.stripe.received(method="POST", path_prefix=f"/v1/disputes/{dp['id']}")[-1]
     assert last["params"]["submit"] == "true" and last["headers"]["Idempotency-Key"] != key
+    assert last["headers"].get("Stripe-Account") == owner
     at_fake = fake_object(stack, dp["id"])
     assert (at_fake["status"], at_fake["evidence_details"]["submission_count"]) == ("under_review", 1)
     assert at_fake["evidence"]["product_description"] == EVIDENCE["product_description"]
@@ -142,6 +162,50 @@ def test_chargeback_life_created_withdrawn_evidence_staged_submitted_won(stack, 
     assert late.status_code in (409, 422, 502), late.text
     assert_envelope(late, late.status_code, late.json()["error"]["code"])
     assert chargeback_row(db, dp["id"])["status"] == "won"
+
+
+@BOTH_MODELS
+def test_a_seller_answers_the_chargebacks_of_its_direct_charges(stack, db):
+    """Issue 16, item 3: a direct charge's chargeback is the seller's, so the seller stages and
+    submits its evidence (`POST /api/disputes/{id}/evidence`), on its own account. A destination
+    charge's is the platform's: the seller is refused (403) and Stripe is not called. Another
+    seller does not learn that the dispute exists (404)."""
+    case = chargeback_case(stack, db, 4500)
+    dp = open_chargeback(stack, case["charge"], reason="product_not_received")
+    dispute_id = str(wait_chargeback(db, dp["id"], lambda r: r["funds_withdrawn_cents"] == 4500)["id"])
+    settle(stack)
+
+    def answer(profile, submit=False):
+        return stack.post(f"/api/disputes/{dispute_id}/evidence", json={"evidence": EVIDENCE, "submit": submit},
+                          headers=profile["headers"])
+
+    def sent():
+        return stack.stripe.received(method="POST", path_prefix=f"/v1/disputes/{dp['id']}")
+
+    assert_envelope(answer(onboarded_seller(stack, db)), 404, "not_found")
+    assert_envelope(answer(case["buyer"]), 403, "forbidden")
+    if not stack.is_direct:
+        refused = answer(case["seller"])
+        assert_envelope(refused, 403, "forbidden")
+        assert "platform's to answer" in refused.json()["error"]["message"]
+        assert sent() == [] and chargeback_row(db, dp["id"])["evidence_status"] == "none"
+        return
+    staged = answer(case["seller"])
+    assert staged.status_code == 200, staged.text
+    assert (staged.json()["evidence_status"], staged.json()["status"]) == ("staged", "needs_response")
+    submitted = answer(case["seller"], submit=True)
+    assert submitted.status_code == 200, submitted.text
+    assert submitted.json()["status"] == "under_review"
+    calls_made = sent()
+    assert [c["params"]["submit"] for c in calls_made] == ["false", "true"]
+    assert {c["headers"].get("Stripe-Account") for c in calls_made} == {seller_account(db, case["seller"])}
+    assert fake_object(stack, dp["id"])["evidence_details"]["submission_count"] == 1
+    settle(stack)
+    assert (chargeback_row(db, dp["id"])["status"], chargeback_row(db, dp["id"])["evidence_status"]) == \
+        ("under_review", "submitted")
+    audited = audit_by_request(db, request_id(submitted))
+    assert [(r["operation"], r["success"], r["actor"]) for r in audited] == \
+        [("dispute.evidence", True, case["seller"]["id"])]
 
 
 def test_staged_evidence_survives_the_late_update_webhook(stack, db):
@@ -171,6 +235,7 @@ def test_staged_evidence_survives_the_late_update_webhook(stack, db):
     assert shown["evidence_status"] == "staged", shown
 
 
+@BOTH_MODELS
 def test_chargeback_lost_is_closed_and_unblocks_nothing_twice(stack, db):
     case = chargeback_case(stack, db, 5000)
     dp = open_chargeback(stack, case["charge"], reason="fraudulent")
@@ -190,6 +255,17 @@ def test_chargeback_lost_is_closed_and_unblocks_nothing_twice(stack, db):
     settle(stack)
     assert chargeback_row(db, dp["id"]) == before
     assert len(notifications(db, case["admin"].profile["id"], "chargeback_opened")) == 1
+    assert len(notifications(db, case["seller"]["id"], "chargeback_opened")) == 1
+    # The events came from the account that owns the charge, to its endpoint.
+    stored = many(db, "SELECT endpoint, account, status FROM webhook_events WHERE id = ANY(%s)", (events,))
+    owner = seller_account(db, case["seller"]) if stack.is_direct else None
+    assert {(r["endpoint"], r["account"], r["status"]) for r in stored} == \
+        {(stack.payment_events_endpoint, owner, "processed")}
+    if stack.is_direct:
+        # Stripe took the amount from the seller's balance: nothing to recover from the seller.
+        sweep = subprocess.run([str(BINARY), "sweep"], env=stack.app.env, capture_output=True, text=True, timeout=60)
+        assert sweep.returncode == 0, sweep.stderr
+        assert recoveries(db, row["id"]) == []
 
 
 def test_an_inquiry_warning_is_tracked_without_funds_withdrawn(stack, db):

@@ -25,7 +25,8 @@ PLATFORM_EVENTS = {
 # Issue 16: a direct charge's payment events come from the seller's account, to the Connect endpoint.
 DIRECT_CHARGE_EVENTS = {"payment_intent.succeeded", "payment_intent.amount_capturable_updated",
                         "payment_intent.payment_failed", "payment_intent.canceled", "charge.succeeded",
-                        "charge.refunded", "charge.refund.updated"}
+                        "charge.refunded", "charge.refund.updated", "charge.dispute.created", "charge.dispute.updated",
+                        "charge.dispute.closed", "charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated"}
 CONNECT_EVENTS = {"account.updated", "account.application.deauthorized", "payout.paid", "payout.failed",
                   *DIRECT_CHARGE_EVENTS}
 MISMATCH = 'payments_webhook_api_version_mismatch_total{endpoint="%s"}'

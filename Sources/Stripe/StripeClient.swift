@@ -184,11 +184,11 @@ public final class StripeClient {
         return try post("/v1/transfers/\(Self.pathComponent(id))/reversals", parameters, idempotencyKey: idempotencyKey)
     }
 
-    /// `POST /v1/disputes/{id}` (evidence, `submit`).
-    public func updateDispute(_ id: String, _ parameters: [(String, StripeParameter)], idempotencyKey: String)
-        throws(StripeError) -> Dispute
-    {
-        try post("/v1/disputes/\(Self.pathComponent(id))", parameters, idempotencyKey: idempotencyKey)
+    /// `POST /v1/disputes/{id}` (evidence, `submit`), on `account` for a direct charge's dispute.
+    public func updateDispute(
+        _ id: String, _ parameters: [(String, StripeParameter)], idempotencyKey: String, account: String?
+    ) throws(StripeError) -> Dispute {
+        try post("/v1/disputes/\(Self.pathComponent(id))", parameters, idempotencyKey: idempotencyKey, account: account)
     }
 
     // MARK: Transport

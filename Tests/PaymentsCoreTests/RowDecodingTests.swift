@@ -183,10 +183,12 @@ import Testing
             "resolution_note": nil, "resolved_by": nil, "resolved_at": nil, "created_at": "t", "buyer_id": "b",
             "seller_id": "s", "payment_kind": "purchase", "payment_status": "succeeded", "payment_amount": "5000",
             "amount_received": "5000", "amount_refunded": "0", "payment_currency": "usd", "milestone_id": nil,
+            "charge_model": "direct", "payment_stripe_account": "acct_1",
         ]
         let decoded = try DisputeRow(row: Self.makeRow(dispute))
         #expect(decoded.kind == .platform && decoded.status == .open && decoded.amount == nil)
         #expect(decoded.payment.status == .succeeded && decoded.payment.amount_received == 5000)
+        #expect(decoded.payment.charge_model == .direct && decoded.payment.stripe_account == "acct_1")
         let withoutCurrency = Row(
             columnIndex: Dictionary(
                 uniqueKeysWithValues: dispute.filter { $0.key != "payment_currency" }.enumerated().map { ($1.key, $0) }),

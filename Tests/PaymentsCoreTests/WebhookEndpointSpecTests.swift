@@ -46,7 +46,9 @@ import Testing
             spec.differences(from: drifted) == [
                 "url is https://old.test/hook, expected https://pay.test/api/payments/webhook/connect",
                 "api_version is 2023-10-16, expected the pinned 2024-06-20", "connect is false, expected true",
-                "does not receive account.application.deauthorized, charge.refund.updated, charge.refunded, "
+                "does not receive account.application.deauthorized, charge.dispute.closed, charge.dispute.created, "
+                    + "charge.dispute.funds_reinstated, charge.dispute.funds_withdrawn, charge.dispute.updated, "
+                    + "charge.refund.updated, charge.refunded, "
                     + "charge.succeeded, payment_intent.amount_capturable_updated, payment_intent.canceled, "
                     + "payment_intent.payment_failed, payment_intent.succeeded, payout.failed, payout.paid",
                 "also receives *, which the app does not handle", "status is disabled, expected enabled",

@@ -36,6 +36,10 @@ struct DisputeRow: Encodable {
         let amount_received: Int64
         let amount_refunded: Int64
         let currency: String
+        /// How it was charged; a direct charge's chargeback is answered on `stripe_account`.
+        let charge_model: ChargeModel
+        /// The connected account that owns its Stripe objects (a direct charge's seller's), or null.
+        @Nullable var stripe_account: String?
     }
 
     /// The select list that `init(row:)` reads, over `disputes d JOIN payments p`.
@@ -45,7 +49,8 @@ struct DisputeRow: Encodable {
             d.currency, iso8601(d.due_by) AS due_by, d.evidence_status, d.funds_withdrawn_cents, d.funds_reinstated_cents,
             d.outcome, d.resolution_note, d.resolved_by, iso8601(d.resolved_at) AS resolved_at,
             iso8601(d.created_at) AS created_at, p.buyer_id, p.seller_id, p.kind AS payment_kind, p.status AS payment_status,
-            p.amount_cents AS payment_amount, p.amount_received, p.amount_refunded, p.currency AS payment_currency, p.milestone_id
+            p.amount_cents AS payment_amount, p.amount_received, p.amount_refunded, p.currency AS payment_currency, p.milestone_id,
+            p.charge_model, p.stripe_account AS payment_stripe_account
             """)
 
     init(row: Row) throws {
@@ -73,7 +78,8 @@ struct DisputeRow: Encodable {
             buyer_id: try row.decode("buyer_id"), seller_id: try row.decode("seller_id"),
             milestone_id: try row.decodeIfPresent("milestone_id"), amount: try row.decode("payment_amount"),
             amount_received: try row.decode("amount_received"), amount_refunded: try row.decode("amount_refunded"),
-            currency: try row.decode("payment_currency"))
+            currency: try row.decode("payment_currency"), charge_model: try row.decode("charge_model"),
+            stripe_account: try row.decodeIfPresent("payment_stripe_account"))
     }
 
     /// The dispute with this id, or nil.

@@ -83,15 +83,16 @@ struct WebhookEffects {
 
     mutating func apply() throws -> EffectOutcome {
         guard Self.isHandled(event.type, on: endpoint) else { return .ignored }
-        if try isFromOtherAccountThanPayments() { return .refused }
+        if event.type.hasPrefix("charge."), try isChargeEventFromOtherAccount() { return .refused }
         switch event.type {
         case let type where PaymentIntentEvents.types.contains(type):
+            // The effect checks the event's account itself, on the payment row it locks.
             let intent = try object(PaymentIntent.self)
             guard
                 let row = try connection.query(
                     """
                     SELECT outcome, cancel_payment::text AS cancel_payment FROM webhook_apply_payment_intent(
-                        \(event.id), \(event.type), \(event.created),
+                        \(event.id), \(event.type), \(event.created), \(event.account),
                         \(sql: PaymentIntentEvents.effectArguments(intent, type: type, audit: audit)))
                     """
                 ).first
@@ -208,22 +209,14 @@ struct WebhookEffects {
 
     // MARK: Helpers
 
-    /// Whether a payment's event (its intent's, or its charge's and refunds') comes from another
-    /// account than the one that owns the payment's objects: the rule of sql/0020
-    /// (`payment_event_from_other_account`), which a new payment_intent delivery applies in its
-    /// one statement, so that one connected account's events can never move another's payment.
-    /// An event whose payment is not known yet passes here; it is parked, and checked again
-    /// when it is applied.
-    private func isFromOtherAccountThanPayments() throws -> Bool {
-        struct Link: Decodable {
-            let id: String?
-            let paymentIntent: String?
-        }
-        let link = try? Event.object(Link.self, from: payload)
-        let intentID = PaymentIntentEvents.types.contains(event.type) ? link?.id : link?.paymentIntent
-        guard event.type.hasPrefix("payment_intent.") || event.type.hasPrefix("charge."), let intentID else {
-            return false
-        }
+    /// Whether a charge's event (the charge, its refunds, its disputes) comes from another
+    /// account than the one that owns its payment: the rule of sql/0020
+    /// (`payment_event_from_other_account`; the payment_intent events' effect applies it itself),
+    /// so that one connected account's events can never move another's payment. An event whose
+    /// payment is not known yet passes here; it is parked, and checked again when it is applied.
+    private func isChargeEventFromOtherAccount() throws -> Bool {
+        struct Link: Decodable { let paymentIntent: String? }
+        guard let intentID = (try? Event.object(Link.self, from: payload))?.paymentIntent else { return false }
         return try connection.query(
             "SELECT payment_event_from_other_account(\(intentID), \(event.account)) AS other"
         ).first?.decode("other", as: Bool.self) ?? false

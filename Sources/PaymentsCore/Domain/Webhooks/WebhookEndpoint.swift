@@ -37,12 +37,13 @@ public enum WebhookEndpoint: String, Sendable, CaseIterable, SQLDecodable {
         }
     }
 
-    /// A direct charge's intent, charge and refunds live on the seller's account, so their events
-    /// come to the Connect endpoint, with `account`; they are applied only when it is the account
-    /// of the payment they concern. (A direct charge's chargebacks are not handled yet: their
-    /// events are stored as `ignored`.)
+    /// A direct charge's intent, charge, refunds and disputes live on the seller's account, so
+    /// their events come to the Connect endpoint, with `account`; they are applied only when it is
+    /// the account of the payment they concern.
     public static let directChargeEventTypes = [
-        "charge.refund.updated", "charge.refunded", "charge.succeeded", "payment_intent.amount_capturable_updated",
-        "payment_intent.canceled", "payment_intent.payment_failed", "payment_intent.succeeded",
+        "charge.dispute.closed", "charge.dispute.created", "charge.dispute.funds_reinstated",
+        "charge.dispute.funds_withdrawn", "charge.dispute.updated", "charge.refund.updated", "charge.refunded",
+        "charge.succeeded", "payment_intent.amount_capturable_updated", "payment_intent.canceled",
+        "payment_intent.payment_failed", "payment_intent.succeeded",
     ]
 }

@@ -1,7 +1,5 @@
-import Cryptography
 import Foundation
 import Postgres
-import Stripe
 
 /// Admins settle disputes: list, inspect, refund, resolve, and answer chargebacks with evidence.
 /// Every action is audited with the admin, request id, IP and user agent — success or failure.
@@ -140,75 +138,9 @@ struct AdminDisputesResponder {
         return .json(refund, status: 201)
     }
 
-    /// Stages chargeback evidence at Stripe (`submit: false`) or submits it (`submit: true`).
+    /// Stages chargeback evidence at Stripe (`submit: false`) or submits it (`submit: true`): any
+    /// chargeback, on the account that owns the disputed charge.
     private func evidence(_ request: Request, _ context: WorkerContext) throws -> Response {
-        let id = try PathParameter.uuid(request, "id")
-        let body = try JSONBody(request)
-        guard case .object(let fields)? = body.fields["evidence"], !fields.isEmpty else {
-            throw APIError.invalidField("evidence", "must be an object of evidence fields")
-        }
-        var evidence: [(String, StripeParameter)] = []
-        var characters = 0
-        for (name, value) in fields.sorted(by: { $0.key < $1.key }) {
-            guard Self.evidenceFields.contains(name) else {
-                throw APIError.invalidField(
-                    "evidence.\(name.prefix(64))", "is not a field of Stripe's dispute evidence")
-            }
-            guard case .string(let text) = value, text.count <= 20_000 else {
-                throw APIError.invalidField("evidence.\(name)", "must be text of at most 20000 characters")
-            }
-            try JSONBody.checkText(text, field: "evidence.\(name)", multiline: true)
-            characters += text.count
-            evidence.append((name, .string(text)))
-        }
-        guard characters <= 150_000 else {
-            throw APIError.invalidField("evidence", "must not exceed 150000 characters in all (Stripe's limit)")
-        }
-        let submit: Bool
-        switch body.fields["submit"] {
-        case nil, .null?: submit = false
-        case .bool(let flag)?: submit = flag
-        default: throw APIError.invalidField("submit", "must be true or false")
-        }
-        guard let dispute = try DisputeRow.find(id, on: context.database) else { throw APIError.notFound }
-        // A chargeback always has its Stripe id; a platform dispute has none.
-        guard dispute.kind == .chargeback, let stripeID = dispute.stripe_dispute_id else {
-            throw APIError(.notAChargeback)
-        }
-        let parameters: [(String, StripeParameter)] = [("evidence", .object(evidence)), ("submit", .boolean(submit))]
-        let digest = Hex.encode(Digest.sha256(Array(FormEncoder.encode(parameters).utf8))).prefix(16)
-        let updated = try context.stripe.updateDispute(
-            stripeID, parameters, idempotencyKey: StripeKeys.disputeEvidence(id.uuidString, digest: digest))
-        let status = submit ? "submitted" : "staged"
-        try context.database.withTransaction { connection in
-            try connection.query(
-                """
-                UPDATE disputes SET evidence_status = \(status), status = \(updated.status) WHERE id = \(id)
-                """)
-            try AuditLog.record(
-                AuditEntry(
-                    operation: "dispute.evidence", entityType: "dispute", entityID: id.uuidString.lowercased(),
-                    oldValues: [
-                        "evidence_status": JSONValue(dispute.evidence_status)
-                    ],
-                    newValues: ["evidence_status": .string(status), "fields": .array(evidence.map { .string($0.0) })]),
-                request: request, on: connection)
-        }
-        return .json(
-            [
-                "id": .string(id.uuidString.lowercased()), "evidence_status": .string(status),
-                "status": .string(updated.status),
-            ] as [String: JSONValue])
+        try ChargebackEvidence.answer(request, context) { _ in }
     }
-
-    /// The text and file-id fields of Stripe's dispute `evidence` hash (API version 2024-06-20 and later).
-    static let evidenceFields: Set<String> = [
-        "access_activity_log", "billing_address", "cancellation_policy", "cancellation_policy_disclosure",
-        "cancellation_rebuttal", "customer_communication", "customer_email_address", "customer_name",
-        "customer_purchase_ip", "customer_signature", "duplicate_charge_documentation", "duplicate_charge_explanation",
-        "duplicate_charge_id", "product_description", "receipt", "refund_policy", "refund_policy_disclosure",
-        "refund_refusal_explanation", "service_date", "service_documentation", "shipping_address", "shipping_carrier",
-        "shipping_date", "shipping_documentation", "shipping_tracking_number", "uncategorized_file",
-        "uncategorized_text",
-    ]
 }

@@ -1,13 +1,34 @@
 import Foundation
 import Postgres
 
-/// Buyers and sellers open platform disputes: `POST /api/payments/{id}/disputes`.
+/// Buyers and sellers open platform disputes: `POST /api/payments/{id}/disputes`; a seller
+/// answers the chargebacks of its direct charges: `POST /api/disputes/{id}/evidence`.
 struct DisputesResponder {
     func addRoutes(to router: inout Router) {
         router.add(
             "POST", "/api/payments/{id}/disputes", body: .json, access: .roles([.buyer, .seller]),
             rateLimits: [.dispute],
             audit: AuditTarget("dispute.open", entity: "payment"), open)
+        router.add(
+            "POST", "/api/disputes/{id}/evidence", body: .json, access: .roles([.seller]), rateLimits: [.dispute],
+            audit: AuditTarget("dispute.evidence", entity: "dispute"), lane: .stripe, evidence)
+    }
+
+    /// A direct charge's chargeback is the seller's to bear (issue 16), so the seller answers it:
+    /// evidence staged or submitted on the seller's account. Another seller's dispute is `404`
+    /// (its existence does not leak); a destination charge's chargeback is the platform's to
+    /// answer, by an admin (`403`).
+    private func evidence(_ request: Request, _ context: WorkerContext) throws -> Response {
+        let seller = try request.requireIdentity().profileID.uuidString.lowercased()
+        return try ChargebackEvidence.answer(request, context) { dispute in
+            guard dispute.payment.seller_id == seller else { throw APIError.notFound }
+            guard dispute.payment.charge_model == .direct else {
+                throw APIError(
+                    .forbidden,
+                    message:
+                        "A destination charge's chargeback is the platform's to answer: an admin submits its evidence.")
+            }
+        }
     }
 
     /// One open platform dispute per payment; it blocks capture and release until an admin
