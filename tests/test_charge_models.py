@@ -261,6 +261,14 @@ def test_a_payout_delay_changed_at_stripe_is_set_again(stack, db):
     assert "Stripe-Account" not in made[0]["headers"]
     # An account.updated that shows the configured delay (the fix's own, among them) asks for nothing.
     assert account_updates(7) and fixes_for(account_updates(7)) == []
+    # The same event applied again from the command line (`payments events replay`, as the
+    # sweeper's retries and the backfill apply stored events) is checked the same way: the fix
+    # is asked again, under the same key.
+    replayed = run([str(BINARY), "events", "replay", "--id", changed["id"]], env=stack.app.env, timeout=60)
+    assert replayed.returncode == 0, replayed.stderr
+    again = fixes_for([changed])
+    assert len(again) == 2 and {r["headers"]["Idempotency-Key"] for r in again} == {
+        made[0]["headers"]["Idempotency-Key"]}, again
 
 
 def test_a_bad_charge_model_setting_stops_start_up_naming_it(stack, tmp_path):

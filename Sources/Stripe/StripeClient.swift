@@ -84,16 +84,17 @@ public final class StripeClient {
 
     // A payment's calls take the connected `account` that owns its objects (a direct charge:
     // sent as `Stripe-Account`), or nil for the platform's own (a destination or platform charge).
+    // It has no default: every caller says which, so no call of a direct charge can forget it.
 
     /// `POST /v1/payment_intents`.
     public func createPaymentIntent(
-        _ parameters: [(String, StripeParameter)], idempotencyKey: String, account: String? = nil
+        _ parameters: [(String, StripeParameter)], idempotencyKey: String, account: String?
     ) throws(StripeError) -> PaymentIntent {
         try post("/v1/payment_intents", parameters, idempotencyKey: idempotencyKey, account: account)
     }
 
     /// A charge with its balance transaction expanded (Stripe's fee and the net).
-    public func retrieveChargeWithBalanceTransaction(_ id: String, account: String? = nil) throws(StripeError)
+    public func retrieveChargeWithBalanceTransaction(_ id: String, account: String?) throws(StripeError)
         -> Charge
     {
         try get(
@@ -102,7 +103,7 @@ public final class StripeClient {
     }
 
     /// `GET /v1/payment_intents/{id}` with `latest_charge` expanded.
-    public func retrievePaymentIntent(_ id: String, account: String? = nil) throws(StripeError) -> PaymentIntent {
+    public func retrievePaymentIntent(_ id: String, account: String?) throws(StripeError) -> PaymentIntent {
         try get(
             "/v1/payment_intents/\(Self.pathComponent(id))", query: [("expand", ["latest_charge"])], account: account)
     }
@@ -111,7 +112,7 @@ public final class StripeClient {
     /// `application_fee_amount` replaces the fee set at creation (a partial capture's smaller fee).
     public func capturePaymentIntent(
         _ id: String, amountToCapture: Int64?, applicationFeeAmount: Int64? = nil,
-        idempotencyKey: String, account: String? = nil
+        idempotencyKey: String, account: String?
     ) throws(StripeError) -> PaymentIntent {
         var parameters: [(String, StripeParameter)] =
             amountToCapture.map { [("amount_to_capture", .integer($0))] } ?? []
@@ -122,7 +123,7 @@ public final class StripeClient {
     }
 
     /// `POST /v1/payment_intents/{id}/cancel`.
-    public func cancelPaymentIntent(_ id: String, reason: String?, idempotencyKey: String, account: String? = nil)
+    public func cancelPaymentIntent(_ id: String, reason: String?, idempotencyKey: String, account: String?)
         throws(StripeError) -> PaymentIntent
     {
         let parameters: [(String, StripeParameter)] = reason.map { [("cancellation_reason", .string($0))] } ?? []
@@ -133,7 +134,7 @@ public final class StripeClient {
 
     /// `POST /v1/refunds`.
     public func createRefund(
-        _ parameters: [(String, StripeParameter)], idempotencyKey: String, account: String? = nil
+        _ parameters: [(String, StripeParameter)], idempotencyKey: String, account: String?
     ) throws(StripeError) -> Refund {
         try post("/v1/refunds", parameters, idempotencyKey: idempotencyKey, account: account)
     }

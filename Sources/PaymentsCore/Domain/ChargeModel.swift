@@ -10,9 +10,4 @@ public enum ChargeModel: String, Sendable, CaseIterable, SQLDecodable, Encodable
     /// The charge is made on the seller's connected account (`Stripe-Account`) with the
     /// platform's `application_fee_amount`; the seller is the merchant of record.
     case direct
-
-    /// The model a new purchase uses; milestone fundings are platform charges under either.
-    static func forPurchase(_ kind: PaymentKind, configured: ChargeModel) -> ChargeModel {
-        kind == .purchase ? configured : .destination
-    }
 }

@@ -34,7 +34,8 @@ struct ChargeFees {
             let chargeID: String = try row.decode("stripe_charge_id")
             let charge: Charge
             do {
-                charge = try stripe.retrieveChargeWithBalanceTransaction(chargeID)
+                // A destination charge: the platform's own.
+                charge = try stripe.retrieveChargeWithBalanceTransaction(chargeID, account: nil)
             } catch  where error.kind == .invalidRequest {
                 // Stripe has no such charge: marked, so that it is not asked again every run
                 // (the revenue report counts it among the unrecorded fees).

@@ -21,7 +21,9 @@ public enum EventsBackfill {
         let connection = Connection(connectionString: try environment.required("DATABASE_URL"))
         StripeClient.initializeGlobalState()
         let stripe = try StripeClient(configuration: try ServerConfiguration.stripeConfiguration(environment))
-        let inbox = WebhookInbox(connection: connection, audit: .system("payments events backfill"), followUps: stripe)
+        let inbox = WebhookInbox(
+            connection: connection, audit: .system("payments events backfill"), followUps: stripe,
+            payoutDelayDays: try MarketplaceConfiguration(environment: environment).payoutDelayDays)
 
         var platform = Tally()
         for payload in try fetch(.platform, account: nil, since: since, until: until, stripe: stripe) {

@@ -29,7 +29,9 @@ public enum EventsCommand {
         let stripe = (try? ServerConfiguration.stripeConfiguration(environment)).flatMap {
             try? StripeClient(configuration: $0)
         }
-        return try replay(selection, connection: connection, stripe: stripe)
+        // An account.updated replayed is checked against the payout delay like a live delivery.
+        let payoutDelayDays = (try? MarketplaceConfiguration(environment: environment))?.payoutDelayDays
+        return try replay(selection, connection: connection, stripe: stripe, payoutDelayDays: payoutDelayDays)
     }
 
     private static func list(status: String?, limit: Int, connection: Connection) throws {
@@ -50,9 +52,9 @@ public enum EventsCommand {
         }
     }
 
-    private static func replay(_ selection: Selection, connection: Connection, stripe: StripeClient?) throws
-        -> Bool
-    {
+    private static func replay(
+        _ selection: Selection, connection: Connection, stripe: StripeClient?, payoutDelayDays: Int?
+    ) throws -> Bool {
         let ids: [String]
         switch selection {
         case .id(let id):
@@ -64,7 +66,9 @@ public enum EventsCommand {
                 """
             ).rows.map { try $0.decode("id", as: String.self) }
         }
-        let inbox = WebhookInbox(connection: connection, audit: .system("payments events replay"), followUps: stripe)
+        let inbox = WebhookInbox(
+            connection: connection, audit: .system("payments events replay"), followUps: stripe,
+            payoutDelayDays: payoutDelayDays)
         var failures = 0
         for id in ids {
             do {

@@ -76,7 +76,14 @@ public struct Sweeper {
                 }
             ),
             ("record_charge_fees", { try ChargeFees(connection: connection, stripe: payments.stripe).run() }),
-            ("retry_webhook_events", { try retryEvents(on: connection, stripe: payments.stripe, failures: failures) }),
+            (
+                "retry_webhook_events",
+                {
+                    try retryEvents(
+                        on: connection, stripe: payments.stripe,
+                        payoutDelayDays: payments.marketplace.payoutDelayDays, failures: failures)
+                }
+            ),
             (
                 "deliver_notifications",
                 { try NotificationDispatcher(connection: connection, settings: try notifications.get()).run() }
@@ -121,9 +128,9 @@ public struct Sweeper {
     /// Re-applies parked and failed events whose next attempt is due (100 per run). Each is
     /// re-applied in its own transaction under its row lock, and effects are idempotent, so
     /// sweepers running at the same time cannot apply an event twice.
-    static func retryEvents(on connection: some SQLExecutor, stripe: StripeClient, failures: SweepFailures) throws
-        -> Int
-    {
+    static func retryEvents(
+        on connection: some SQLExecutor, stripe: StripeClient, payoutDelayDays: Int, failures: SweepFailures
+    ) throws -> Int {
         let due = try connection.query(
             """
             SELECT id FROM webhook_events
@@ -131,7 +138,9 @@ public struct Sweeper {
             ORDER BY next_attempt_at LIMIT 100
             """
         ).rows.map { try $0.decode("id", as: String.self) }
-        let inbox = WebhookInbox(connection: connection, audit: .system("payments sweep"), followUps: stripe)
+        let inbox = WebhookInbox(
+            connection: connection, audit: .system("payments sweep"), followUps: stripe,
+            payoutDelayDays: payoutDelayDays)
         var applied = 0
         for id in due {
             // One event's failure is recorded on its row (and counted) and must not stop the others.

@@ -65,7 +65,7 @@ struct WebhookEffects {
 
     init(
         event: Event, payload: [UInt8], endpoint: WebhookEndpoint, connection: Connection, audit: AuditContext,
-        payoutDelayDays: Int? = nil
+        payoutDelayDays: Int?
     ) {
         self.payoutDelayDays = payoutDelayDays
         self.event = event
