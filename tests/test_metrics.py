@@ -234,10 +234,9 @@ def test_the_webhook_backlog_counts_dead_events(stack, db):
 
 @pytest.mark.parametrize("view, tables, indexes", [
     ("metrics_webhook_backlog", ["webhook_events"], [{"webhook_events_backlog_idx"}]),
-    # Authorisations: the partial index of held payments, or the status index at status
-    # 'requires_capture' (the planner picks by the table's statistics); both read held ones only.
+    # Authorisations: the partial index of held payments (sql/0022), which holds only them.
     ("metrics_money_at_risk", ["payments", "disputes", "refunds"],
-     [{"payments_capture_before_idx", "payments_status_created_idx"}, {"disputes_open_idx"},
+     [{"payments_hold_expires_idx"}, {"disputes_open_idx"},
       {"refunds_pending_idx"}]),
 ])
 def test_scrape_queries_read_through_partial_indexes_not_whole_tables(stack, view, tables, indexes):

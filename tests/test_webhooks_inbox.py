@@ -427,6 +427,27 @@ def test_a_payment_intent_delivery_is_one_database_round_trip(stack, db):
     assert payment_row(db, payment["id"])["status"] == "succeeded"
 
 
+def test_a_payment_transition_that_touches_no_hold_is_a_hot_update(stack, db):
+    """Issue 17, item 3: no index on `payments` names `status` (the held payments' index names a
+    generated column, NULL outside `requires_capture`), so `processing` → `succeeded` changes no
+    indexed column and PostgreSQL writes it as a heap-only tuple, adding no index entry
+    (`pg_stat_user_tables.n_tup_hot_upd`, flushed by each backend within about 10 s)."""
+    def hot_updates() -> int:
+        db.execute("SELECT pg_stat_clear_snapshot()")
+        return db.execute("SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'payments'").fetchone()[0]
+
+    payments = [new_payment(db, status="processing") for _ in range(5)]
+    before = hot_updates()
+    now = int(time.time())
+    for payment in payments:
+        assert send(stack, succeeded(payment, now)).status_code == 200
+    assert all(payment_row(db, p["id"])["status"] == "succeeded" for p in payments)
+    deadline = time.monotonic() + 20
+    while hot_updates() - before < len(payments) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert hot_updates() - before >= len(payments)
+
+
 def test_a_failed_payment_intent_delivery_is_recorded_for_the_sweeper(stack, db):
     """The one-statement path keeps the inbox's failure semantics: an effect that fails rolls
     back, and the event is kept as `failed` (500), to be retried."""

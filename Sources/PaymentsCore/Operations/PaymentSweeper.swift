@@ -41,9 +41,9 @@ struct PaymentSweeper {
             let warned = try connection.query(
                 """
                 UPDATE payments SET hold_warned_at = now()
-                WHERE status = 'requires_capture' AND hold_warned_at IS NULL
-                  AND capture_before >= now() + make_interval(hours => \(margin))
-                  AND capture_before < now() + make_interval(hours => \(margin + marketplace.holdWarningHours))
+                WHERE hold_warned_at IS NULL
+                  AND hold_expires_at >= now() + make_interval(hours => \(margin))
+                  AND hold_expires_at < now() + make_interval(hours => \(margin + marketplace.holdWarningHours))
                 RETURNING id::text AS id, buyer_id::text AS buyer_id, seller_id::text AS seller_id,
                           iso8601(capture_before - make_interval(hours => \(margin))) AS action_at
                 """
@@ -69,10 +69,9 @@ struct PaymentSweeper {
         let due = try connection.query(
             """
             SELECT id, stripe_payment_intent_id, stripe_account, status, is_disputed FROM payments
-            WHERE status = 'requires_capture'
-              AND capture_before < now() + make_interval(hours => \(marketplace.captureMarginHours))
+            WHERE hold_expires_at < now() + make_interval(hours => \(marketplace.captureMarginHours))
               AND NOT (is_disputed AND hold_blocked_at IS NOT NULL)
-            ORDER BY capture_before LIMIT 100
+            ORDER BY hold_expires_at LIMIT 100
             """
         ).rows
         var settled = 0
