@@ -42,7 +42,8 @@ trap 'stop_peer; "$REPO/scripts/stop.sh"' EXIT
 echo $! >"$RUN_DIR/peer-flask.pid"
 deadline=$((SECONDS + 20))
 until [ -S "$peer_socket" ]; do
-    [ -n "$(pid_of "$RUN_DIR/peer-flask.pid" gunicorn)" ] || { tail -n 20 "$RUN_DIR/peer-flask.log" >&2; die "the Flask peer exited"; }
+    # Alive, not yet "gunicorn": until its exec, the process is this script's subshell.
+    kill -0 "$(cat "$RUN_DIR/peer-flask.pid")" 2>/dev/null || { tail -n 20 "$RUN_DIR/peer-flask.log" >&2; die "the Flask peer exited"; }
     [ "$SECONDS" -lt "$deadline" ] || die "the Flask peer did not open $peer_socket in 20 s"
     sleep 0.1
 done

@@ -22,6 +22,35 @@ import Testing
         return entries
     }
 
+    /// Every key, as Foundation's own `convertFromSnakeCase` names it (a keyed container's
+    /// `allKeys` are the converted JSON keys).
+    private struct FoundationKeys: Decodable {
+        struct Key: CodingKey {
+            let stringValue: String
+            var intValue: Int? { nil }
+            init(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
+        let names: Set<String>
+        init(from decoder: any Decoder) throws {
+            names = Set(try decoder.container(keyedBy: Key.self).allKeys.map(\.stringValue))
+        }
+    }
+
+    @Test func theFastKeyConversionIsFoundationsSnakeCaseRule() throws {
+        let keys = [
+            "id", "amount_capturable", "payment_method_details", "request_three_d_secure", "api_version",
+            "_leading", "trailing_", "__both__", "double__underscore", "_", "___", "UPPER_CASE", "mixed_Case_KEY",
+            "digit_3d_secure", "x_a3d_b_2", "x_ab3cd_9", "v1_0a", "a_b_c", "ümlaut_key", "",
+        ]
+        let json = "{" + keys.enumerated().map { "\"\($1)\":\($0)" }.joined(separator: ",") + "}"
+        let foundation = JSONDecoder()
+        foundation.keyDecodingStrategy = .convertFromSnakeCase
+        let expected = try foundation.decode(FoundationKeys.self, from: Data(json.utf8)).names
+        #expect(Set(keys.map(StripeJSON.camelCase)) == expected)
+        #expect(try StripeJSON.decoder.decode(FoundationKeys.self, from: Data(json.utf8)).names == expected)
+    }
+
     @Test func anEventAndItsPaymentIntentDecodeFromOneParse() throws {
         let intent = Array(
             #"""

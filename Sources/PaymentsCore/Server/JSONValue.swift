@@ -35,11 +35,16 @@ public enum JSONValue: Encodable, Sendable, Equatable {
 
 /// The encoder every response uses: sorted keys for stable output.
 enum JSONCoding {
-    static func encode(_ value: some Encodable) -> [UInt8] {
+    /// One encoder for every worker (configured once, never changed, so shared safely).
+    private static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
+    static func encode(_ value: some Encodable) -> [UInt8] {
         // Encoding our own response types cannot fail; an empty object keeps the contract if it ever did.
-        return (try? Array(encoder.encode(value))) ?? Array("{}".utf8)
+        (try? Array(encoder.encode(value))) ?? Array("{}".utf8)
     }
 }
 

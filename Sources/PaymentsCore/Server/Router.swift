@@ -47,8 +47,9 @@ struct Route: Sendable {
         return false
     }
 
-    /// Literal segments count more than `{parameters}` when two patterns match the same path.
-    var specificity: Int { segments.filter { !$0.hasPrefix("{") }.count }
+    /// Literal segments count more than `{parameters}` when two patterns match the same path
+    /// (counted once, when the route is added: routing compares it for every match).
+    let specificity: Int
 
     func match(_ pathSegments: [Substring]) -> [String: String]? {
         guard pathSegments.count == segments.count else { return nil }
@@ -86,10 +87,12 @@ public struct Router: Sendable {
         rateLimits: [RateLimitPolicy] = [], audit: AuditTarget? = nil, lane: LaneKind = .core,
         _ handler: @escaping Handler
     ) {
+        let segments = Self.split(pattern)
         routes.append(
             Route(
-                method: method, pattern: pattern, segments: Self.split(pattern), body: body, access: access,
-                rateLimits: rateLimits, audit: audit, lane: lane, handler: handler))
+                method: method, pattern: pattern, segments: segments, body: body, access: access,
+                rateLimits: rateLimits, audit: audit, lane: lane, handler: handler,
+                specificity: segments.filter { !$0.hasPrefix("{") }.count))
     }
 
     /// Finds the route for the path: only the most specific matching patterns count (so
