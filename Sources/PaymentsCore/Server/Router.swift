@@ -75,7 +75,8 @@ enum RouteResult {
 
 /// Maps method and path to a handler. Each endpoint family registers its routes in one place.
 public struct Router: Sendable {
-    private var routes: [Route] = []
+    /// By number of path segments: a path is only compared with the patterns of its length.
+    private var routes: [Int: [Route]] = [:]
 
     /// An empty router.
     public init() {}
@@ -88,7 +89,7 @@ public struct Router: Sendable {
         _ handler: @escaping Handler
     ) {
         let segments = Self.split(pattern)
-        routes.append(
+        routes[segments.count, default: []].append(
             Route(
                 method: method, pattern: pattern, segments: segments, body: body, access: access,
                 rateLimits: rateLimits, audit: audit, lane: lane, handler: handler,
@@ -99,7 +100,7 @@ public struct Router: Sendable {
     /// `/api/payments/capture` is never taken as `/api/payments/{id}`); 405 lists their methods.
     func route(method: String, path: String) -> RouteResult {
         let segments = Self.split(path)
-        let matches = routes.compactMap { route in route.match(segments).map { (route, $0) } }
+        let matches = (routes[segments.count] ?? []).compactMap { route in route.match(segments).map { (route, $0) } }
         guard let specificity = matches.map({ $0.0.specificity }).max() else { return .notFound }
         let candidates = matches.filter { $0.0.specificity == specificity }
         if let found = candidates.first(where: { $0.0.method == method })
