@@ -12,9 +12,9 @@ enum StripeJSON {
 
     /// Foundation's `convertFromSnakeCase`, with a fast path for the keys Stripe sends (ASCII
     /// lower case, digits and underscores). Foundation converts every key of every object with
-    /// Unicode-aware case mapping: a `payment_intent.succeeded` event took about 80 µs to decode
-    /// with it, under half of that with this (docs/performance.md, issue 17). No state is kept:
-    /// the workers share nothing here.
+    /// Unicode-aware case mapping: a `payment_intent.succeeded` event takes about twice as long
+    /// to decode with it as with this (docs/performance.md, issue 17). No state is kept: the
+    /// workers share nothing here (a shared cache of conversions cost more in lock waits).
     static func camelCase(_ key: String) -> String {
         let utf8 = key.utf8
         guard utf8.contains(UInt8(ascii: "_")) else { return key }
