@@ -275,7 +275,8 @@ def test_a_bad_charge_model_setting_stops_start_up_naming_it(stack, tmp_path):
     for settings, name in (({"CHARGE_MODEL": "separate"}, "CHARGE_MODEL"),
                            ({"CHARGE_MODEL": "DIRECT"}, "CHARGE_MODEL"),
                            ({"CHARGE_MODEL": "direct", "DESTINATION_ON_BEHALF_OF": "true"}, "DESTINATION_ON_BEHALF_OF"),
-                           ({"DESTINATION_ON_BEHALF_OF": "maybe"}, "DESTINATION_ON_BEHALF_OF")):
+                           ({"DESTINATION_ON_BEHALF_OF": "maybe"}, "DESTINATION_ON_BEHALF_OF"),
+                           ({"DIRECT_REFUND_APPLICATION_FEE": "sometimes"}, "DIRECT_REFUND_APPLICATION_FEE")):
         socket_path = tmp_path / "model.sock"
         env = {**stack.app.env, "FCGI_SOCKET": str(socket_path), **settings}
         result = run([str(BINARY), "serve"], env=env, timeout=15)

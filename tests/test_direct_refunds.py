@@ -1,0 +1,126 @@
+"""Issue 16, the rest — a direct charge's refunds through nginx, the real app, PostgreSQL and the
+fake Stripe:
+
+- the operator's choice of giving the platform's application fee back (`DIRECT_REFUND_APPLICATION_FEE`),
+  for goodwill and dispute refunds alike, recorded on the refund when it is reserved so that a
+  resumed refund keeps it whatever the setting says by then;
+- a refund that the seller's balance cannot cover (the fake's balance rule, as Stripe's: the
+  refund is made and stays `pending`, `pending_reason: insufficient_funds`, until the balance
+  covers it)."""
+
+import contextlib
+
+import pytest
+
+from charge_models import ChargeModelStack, stripe_account_scoped  # noqa: F401  (the autouse check)
+from harness.api import make_profile, onboarded_seller, wait_for
+from harness.assertions import assert_envelope
+from test_disputes_platform import captured_purchase, refund_rows
+from test_milestones import (  # noqa: F401  (the autouse fixture applies here too)
+    Client, executed, fake_object, fresh_loopback_windows, open_dispute, payment_row, settle, wait_payment,
+)
+
+
+@contextlib.contextmanager
+def direct_app(stack, **settings):
+    with stack.other_apps(CHARGE_MODEL="direct", **settings) as apps:
+        wait_for(lambda: apps.get("/api/health").status_code == 200, 15, what="the direct-charge app")
+        yield ChargeModelStack(stack, "direct", apps)
+
+
+@pytest.fixture(scope="module")
+def fee_refunded(stack):
+    """CHARGE_MODEL=direct with the default DIRECT_REFUND_APPLICATION_FEE (true)."""
+    with direct_app(stack) as app:
+        yield app
+
+
+@pytest.fixture(scope="module")
+def fee_kept(stack):
+    """CHARGE_MODEL=direct with DIRECT_REFUND_APPLICATION_FEE=false."""
+    with direct_app(stack, DIRECT_REFUND_APPLICATION_FEE="false") as app:
+        yield app
+
+
+def paid(app, db, price):
+    seller, buyer = onboarded_seller(app, db), make_profile(db, "buyer")
+    return {"seller": seller, "buyer": buyer, **captured_purchase(app, db, seller, buyer, price)}
+
+
+def refund_calls(stack, payment_id, dispute_id=None):
+    """The refund requests the fake executed for this payment (and its dispute), oldest first."""
+    prefixes = (f"payment:{payment_id}:refund:",) + ((f"dispute:{dispute_id}:refund:",) if dispute_id else ())
+    mine = [r for r in stack.stripe.received(method="POST", path_prefix="/v1/refunds")
+            if r["headers"].get("Idempotency-Key", "").startswith(prefixes)]
+    return executed([r for r in mine if r["status"] is not None])  # None: a dropped connection
+
+
+def application_fee(stack, case):
+    return fake_object(stack, fake_object(stack, case["charge"])["application_fee"])
+
+
+@pytest.mark.parametrize("setting", ["fee_refunded", "fee_kept"])
+def test_goodwill_and_dispute_refunds_give_the_fee_back_as_the_operator_chose(stack, db, request, setting):
+    app = request.getfixturevalue(setting)
+    refunds_fee = setting == "fee_refunded"
+    case = paid(app, db, 6000)
+    admin = Client(app, make_profile(db, "admin"))
+    # A goodwill refund, then the buyer's dispute: a dispute refund, then refund_buyer for the rest.
+    goodwill = admin.post(f"/api/admin/payments/{case['payment_id']}/refund", json={"amount": 1500, "reason": "late"})
+    assert goodwill.status_code == 201, goodwill.text
+    opened = open_dispute(app, case["buyer"], case["payment_id"])
+    assert opened.status_code == 201, opened.text
+    dispute_id = opened.json()["id"]
+    assert admin.refund(dispute_id, amount=1500).status_code == 201
+    resolved = admin.resolve(dispute_id, "refund_buyer")
+    assert resolved.status_code == 200, resolved.text
+    settle(stack)
+
+    calls = refund_calls(stack, case["payment_id"], dispute_id)
+    assert [(r["params"]["amount"], r["params"]["refund_application_fee"], r["headers"].get("Stripe-Account"))
+            for r in calls] == [(amount, str(refunds_fee).lower(), case_account(db, case))
+                                for amount in ("1500", "1500", "3000")], calls
+    assert [r["refund_application_fee"] for r in refund_rows(db, case["payment_id"])] == [refunds_fee] * 3
+    # The fee (10 %: 600) came back to the seller's account in proportion, or stayed the platform's.
+    fee = application_fee(stack, case)
+    assert (fee["amount"], fee["amount_refunded"]) == (600, 600 if refunds_fee else 0), fee
+    row = wait_payment(db, case["payment_id"], "refunded")
+    assert (row["amount_refunded"], row["amount_received"]) == (6000, 6000)
+
+
+def case_account(db, case):
+    return db.execute("SELECT stripe_account FROM payments WHERE id = %s", (case["payment_id"],)).fetchone()[0]
+
+
+@pytest.mark.parametrize("reserved_under,resumed_under", [("fee_kept", "fee_refunded"), ("fee_refunded", "fee_kept")])
+def test_a_resumed_refund_keeps_the_choice_it_was_reserved_under(stack, db, request, reserved_under, resumed_under):
+    first, then = request.getfixturevalue(reserved_under), request.getfixturevalue(resumed_under)
+    refunds_fee = reserved_under == "fee_refunded"
+    case = paid(first, db, 5000)
+    admin = Client(first, make_profile(db, "admin"))
+    try:
+        # The connection drops before the fake acts: the outcome is unknown, the refund kept.
+        stack.stripe_control("POST", "/_control/faults", {"type": "drop", "when": "before", "method": "POST",
+                                                          "path_prefix": "/v1/refunds", "count": 3})
+        lost = admin.post(f"/api/admin/payments/{case['payment_id']}/refund", json={"amount": 2000, "reason": "x"})
+    finally:
+        stack.stripe_control("DELETE", "/_control/faults")
+    assert_envelope(lost, 502, "stripe_unavailable")
+    assert refund_calls(stack, case["payment_id"]) == []
+    [reserved] = refund_rows(db, case["payment_id"])
+    assert (reserved["status"], reserved["outcome_unknown"], reserved["refund_application_fee"]) == (
+        "creating", True, refunds_fee)
+
+    # The operator changes the setting; the next refund of that amount resumes the reserved one.
+    admin.stack = then
+    resumed = admin.post(f"/api/admin/payments/{case['payment_id']}/refund", json={"amount": 2000, "reason": "x"})
+    assert resumed.status_code == 201, resumed.text
+    [call] = refund_calls(stack, case["payment_id"])
+    assert call["headers"]["Idempotency-Key"] == f"payment:{case['payment_id']}:refund:1"
+    assert call["params"]["refund_application_fee"] == str(refunds_fee).lower(), call["params"]
+    assert application_fee(stack, case)["amount_refunded"] == (200 if refunds_fee else 0)
+    # A new refund after it is made under the setting now in force.
+    settle(stack)
+    rest = admin.post(f"/api/admin/payments/{case['payment_id']}/refund", json={"reason": "the rest"})
+    assert rest.status_code == 201, rest.text
+    assert [r["refund_application_fee"] for r in refund_rows(db, case["payment_id"])] == [refunds_fee, not refunds_fee]
