@@ -6,3 +6,9 @@
 -- true. Refunds reserved before this migration were all made with the fee refunded: NULL reads
 -- as true.
 ALTER TABLE refunds ADD COLUMN refund_application_fee boolean;
+
+-- Why a pending refund waits, as Stripe reports it (`pending_reason`): `insufficient_funds` when
+-- the balance of the account that owns the charge (a direct charge's seller) cannot cover it
+-- yet; Stripe completes it when the balance can (charge.refund.updated), or fails it. NULL when
+-- the refund is not pending.
+ALTER TABLE refunds ADD COLUMN pending_reason text;

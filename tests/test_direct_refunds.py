@@ -124,3 +124,45 @@ def test_a_resumed_refund_keeps_the_choice_it_was_reserved_under(stack, db, requ
     rest = admin.post(f"/api/admin/payments/{case['payment_id']}/refund", json={"reason": "the rest"})
     assert rest.status_code == 201, rest.text
     assert [r["refund_application_fee"] for r in refund_rows(db, case["payment_id"])] == [refunds_fee, not refunds_fee]
+
+
+def test_a_refund_the_sellers_balance_cannot_cover_waits_pending_and_completes_when_funds_arrive(stack, db,
+                                                                                                  fee_refunded):
+    """Under `direct` a refund is taken from the seller's balance. When Stripe cannot take it (the
+    account's available balance is short and Stripe may not debit its bank), Stripe still makes
+    the refund, `pending` with `pending_reason: insufficient_funds`, and completes it when the
+    balance covers it. The platform answers the admin 201 with that status and reason, keeps the
+    amount reserved (no second refund can exceed the capture), and records the completion from
+    the refund's `charge.refund.updated`."""
+    case = paid(fee_refunded, db, 6000)
+    account = case_account(db, case)
+    admin = Client(fee_refunded, make_profile(db, "admin"))
+    drained = stack.stripe_control("POST", f"/_control/accounts/{account}/balance",
+                                   {"amount": 0, "debit_negative_balances": False})
+    assert drained["balance"]["available"][0]["amount"] == 0, drained
+
+    waiting = admin.post(f"/api/admin/payments/{case['payment_id']}/refund", json={"amount": 4000, "reason": "late"})
+    assert waiting.status_code == 201, waiting.text
+    body = waiting.json()
+    assert (body["amount"], body["status"], body["pending_reason"]) == (4000, "pending", "insufficient_funds"), body
+    settle(stack)
+    [row] = refund_rows(db, case["payment_id"])
+    assert (row["status"], row["pending_reason"], row["stripe_refund_id"]) == (
+        "pending", "insufficient_funds", body["stripe_refund_id"])
+    # The amount stays reserved: at most the rest can be refunded meanwhile.
+    assert_envelope(admin.post(f"/api/admin/payments/{case['payment_id']}/refund",
+                               json={"amount": 2001, "reason": "too much"}), 409, "refund_exceeds_captured")
+    audited = db.execute("SELECT new_values->>'pending_reason' FROM payment_audit_logs WHERE entity_id = %s "
+                         "AND operation = 'payment.refund' AND success", (case["payment_id"],)).fetchall()
+    assert audited == [("insufficient_funds",)], audited
+
+    # The seller's balance is topped up: Stripe takes the refund, and its event completes our row.
+    funded = stack.stripe_control("POST", f"/_control/accounts/{account}/balance", {"amount": 10000})
+    assert funded["refunds_succeeded"] == [body["stripe_refund_id"]], funded
+    settle(stack)
+    wait_for(lambda: refund_rows(db, case["payment_id"])[0]["status"] == "succeeded", 10,
+             what="the waiting refund to be recorded succeeded")
+    [row] = refund_rows(db, case["payment_id"])
+    assert (row["status"], row["pending_reason"]) == ("succeeded", None)
+    assert fake_object(stack, body["stripe_refund_id"])["status"] == "succeeded"
+    assert payment_row(db, case["payment_id"])["amount_refunded"] == 4000

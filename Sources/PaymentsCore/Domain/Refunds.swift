@@ -42,12 +42,17 @@ struct RefundRecord: Encodable {
     @Nullable var stripe_refund_id: String?
     let amount: Int64
     let status: String
+    /// Why a `pending` refund waits, as Stripe says: `insufficient_funds` when the balance of
+    /// the seller's account cannot cover a direct charge's refund yet (it completes by itself
+    /// once it can; docs/payments.md). NULL otherwise.
+    @Nullable var pending_reason: String?
 
     init(row: Row) throws {
         id = try row.decode("id")
         stripe_refund_id = try row.decodeIfPresent("stripe_refund_id")
         amount = try row.decode("amount_cents")
         status = try row.decode("status")
+        pending_reason = try row.decodeIfPresent("pending_reason")
     }
 }
 
@@ -197,8 +202,10 @@ struct Refunds {
             guard
                 let row = try connection.query(
                     """
-                    UPDATE refunds SET stripe_refund_id = \(refund.id), status = \(status) WHERE id = \(refundID)::uuid
-                    RETURNING id::text AS id, stripe_refund_id, amount_cents, status, sequence
+                    UPDATE refunds SET stripe_refund_id = \(refund.id), status = \(status),
+                                       pending_reason = \(refund.pendingReason)
+                    WHERE id = \(refundID)::uuid
+                    RETURNING id::text AS id, stripe_refund_id, amount_cents, status, pending_reason, sequence
                     """
                 ).first
             else { throw APIError.internalError }
@@ -220,6 +227,7 @@ struct Refunds {
                     newValues: [
                         "refund_id": .string(refundID), "stripe_refund_id": .string(refund.id),
                         "amount": .int(amount), "status": .string(status),
+                        "pending_reason": JSONValue(refund.pendingReason),
                         "amount_refunded": refundedAfter.map { .int($0) } ?? .null,
                     ]),
                 context: audit, on: connection)
@@ -289,7 +297,8 @@ struct Refunds {
         guard
             let row = try database.query(
                 """
-                SELECT id::text AS id, stripe_refund_id, amount_cents, status, sequence FROM refunds WHERE id = \(refundID)::uuid
+                SELECT id::text AS id, stripe_refund_id, amount_cents, status, pending_reason, sequence
+                FROM refunds WHERE id = \(refundID)::uuid
                 """
             ).first
         else { throw APIError.internalError }
