@@ -12,3 +12,28 @@ ALTER TABLE refunds ADD COLUMN refund_application_fee boolean;
 -- yet; Stripe completes it when the balance can (charge.refund.updated), or fails it. NULL when
 -- the refund is not pending.
 ALTER TABLE refunds ADD COLUMN pending_reason text;
+
+-- Readiness on the charge's terms: a destination charge made `on_behalf_of` the seller
+-- (DESTINATION_ON_BEHALF_OF) makes the seller the settlement merchant, and Stripe then requires
+-- the seller's `card_payments` capability as for a direct charge (known to be active), besides
+-- `transfers`. The two-argument form (0020) is the same without on_behalf_of.
+CREATE FUNCTION seller_readiness_gaps(s profiles, p_model text, p_on_behalf_of boolean) RETURNS text[]
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN s.stripe_account_id IS NULL THEN ARRAY['stripe_account']
+    ELSE array_remove(ARRAY[
+        CASE WHEN NOT s.charges_enabled THEN 'charges_enabled' END,
+        CASE WHEN NOT s.payouts_enabled THEN 'payouts_enabled' END,
+        CASE WHEN jsonb_array_length(s.requirements_past_due) > 0 THEN 'requirements.past_due' END,
+        CASE WHEN p_model = 'destination' AND s.capabilities IS NOT NULL
+                  AND s.capabilities->>'transfers' IS DISTINCT FROM 'active'
+             THEN 'capabilities.transfers' END,
+        CASE WHEN (p_model = 'direct' OR p_on_behalf_of)
+                  AND (s.capabilities->>'card_payments') IS DISTINCT FROM 'active'
+             THEN 'capabilities.card_payments' END
+    ], NULL) END
+$$;
+
+CREATE OR REPLACE FUNCTION seller_readiness_gaps(s profiles, p_model text) RETURNS text[]
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT seller_readiness_gaps(s, p_model, false)
+$$;

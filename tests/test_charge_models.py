@@ -302,3 +302,32 @@ def test_destination_on_behalf_of_makes_the_seller_the_settlement_merchant(stack
     # The setting is the row's from now on: the session's app (without it) captures it as made.
     captured = stack.post("/api/payments/capture", json={"payment_id": body["payment_id"]}, headers=buyer["headers"])
     assert captured.status_code == 200 and captured.json()["status"] == "succeeded", captured.text
+
+
+def test_destination_on_behalf_of_needs_card_payments_active(stack, db):
+    """With on_behalf_of the seller is the settlement merchant, and Stripe requires its
+    card_payments capability: without it, `409 seller_not_ready` names it (transfers alone is
+    enough for a plain destination charge)."""
+    seller, buyer = onboarded_seller(stack, db), make_profile(db, "buyer")
+    listing = make_listing(db, seller, price=5000)
+    with stack.other_apps(DESTINATION_ON_BEHALF_OF="true") as app:
+        wait_for(lambda: app.get("/api/health").status_code == 200, 15, what="the on_behalf_of app")
+        for capabilities in ('{"transfers": "active", "card_payments": "inactive"}', '{"transfers": "active"}'):
+            db.execute("UPDATE profiles SET capabilities = %s::jsonb WHERE id = %s", (capabilities, seller["id"]))
+            counts = table_fingerprint(db, tables=("payments", "listings"))
+            refused = app.post("/api/payments/create-intent", json={"listing_id": listing}, headers=buyer["headers"])
+            assert_envelope(refused, 409, "seller_not_ready")
+            assert "capabilities.card_payments" in refused.json()["error"]["message"], refused.text
+            assert table_fingerprint(db, tables=("payments", "listings")) == counts
+            listed = {item["id"]: item for item in app.get("/api/listings?kind=item&limit=100",
+                                                           headers=buyer["headers"]).json()["data"]}
+            assert listed[listing]["seller_can_be_paid"] is False
+            status = app.get("/api/connect/status", headers=seller["headers"]).json()
+            assert status["missing"] == ["capabilities.card_payments"], status
+            # Without on_behalf_of, the same seller can be paid by a destination charge.
+            assert stack.get("/api/connect/status", headers=seller["headers"]).json()["ready_to_sell"] is True
+        db.execute("UPDATE profiles SET capabilities = '{\"transfers\": \"active\", \"card_payments\": \"active\"}' "
+                   "WHERE id = %s", (seller["id"],))
+        created = app.post("/api/payments/create-intent", json={"listing_id": listing}, headers=buyer["headers"])
+        assert created.status_code == 201, created.text
+        assert payment_row(db, created.json()["payment_id"])["on_behalf_of"] is True
