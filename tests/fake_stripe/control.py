@@ -173,7 +173,7 @@ def get_object(fake: "FakeStripe", q: Dict[str, str], body: Dict[str, Any],
 def emit_event(fake: "FakeStripe", q: Dict[str, str], body: Dict[str, Any]) -> Reply:
     with fake.core.lock:
         return 200, events.emit_custom(fake.core, body["type"], body.get("object") or {},
-                                       body.get("account"))
+                                       body.get("account"), body.get("listed_under", False))
 
 
 @route("*", "/events")
