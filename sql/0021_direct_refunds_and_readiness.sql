@@ -37,3 +37,16 @@ CREATE OR REPLACE FUNCTION seller_readiness_gaps(s profiles, p_model text) RETUR
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT seller_readiness_gaps(s, p_model, false)
 $$;
+
+-- Events refused for their account (`account_mismatch`), counted where the inbox records its
+-- decision, so every path that applies an event counts: a live delivery, the sweeper's retries,
+-- a replay (admin or CLI), a backfill. The CLI paths run in other processes than /metrics; the
+-- stored decision is the one place they all share. A partial index keeps the scrape cheap
+-- (`status` is indexed already, so the predicate costs webhook_events no HOT updates).
+CREATE INDEX webhook_events_refused_idx ON webhook_events (endpoint)
+    WHERE status = 'ignored' AND last_error LIKE 'account_mismatch:%';
+
+CREATE VIEW metrics_webhook_refused AS
+    SELECT endpoint, count(*)::bigint AS events
+    FROM webhook_events WHERE status = 'ignored' AND last_error LIKE 'account_mismatch:%'
+    GROUP BY endpoint;

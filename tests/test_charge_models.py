@@ -22,6 +22,7 @@ from test_webhooks_inbox import encode, event, event_row, scrape, deliver
 from test_webhooks_routing import REJECTIONS, delta
 
 DIRECT = {"CHARGE_MODEL": "direct"}
+REFUSED = 'payments_webhook_events_refused{endpoint="%s",reason="account_mismatch"}'
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +167,7 @@ def test_a_direct_charge_event_from_another_account_changes_nothing_and_is_count
         assert row["last_error"].startswith("account_mismatch"), row["last_error"]
     after = scrape(stack)
     assert delta(before, after, metric) == len(events)
+    assert delta(before, after, REFUSED % endpoint) == len(events)
     assert table_fingerprint(db, tables=("payments", "listings", "refunds", "notifications")) == fingerprint
     assert payment_row(db, body["payment_id"])["status"] == "requires_capture"
     assert db.execute("SELECT count(*) FROM payment_audit_logs WHERE entity_id = %s AND metadata->>'event_id' = ANY(%s)",
@@ -331,3 +333,26 @@ def test_destination_on_behalf_of_needs_card_payments_active(stack, db):
         created = app.post("/api/payments/create-intent", json={"listing_id": listing}, headers=buyer["headers"])
         assert created.status_code == 201, created.text
         assert payment_row(db, created.json()["payment_id"])["on_behalf_of"] is True
+
+
+def test_an_event_refused_when_applied_again_off_the_live_path_is_counted(stack, db, direct_app):
+    """The sweeper's retries, replays and backfills apply stored events too: a refusal there is
+    counted like a live one, where the inbox records it (`payments_webhook_events_refused`)."""
+    body, account = direct_payment_for_events(stack, db, direct_app)
+    intruder = account_of(db, onboarded_seller(stack, db))
+    evt = intent_event("payment_intent.canceled", body, "canceled", account=intruder)
+    # Stored as its first application left it when that failed (as after an effect error): to be retried.
+    db.execute("INSERT INTO webhook_events (id, endpoint, type, created, account, object_id, payload, status, "
+               "attempts, last_error, next_attempt_at) VALUES (%s, 'connect', %s, %s, %s, %s, %s, 'failed', 1, "
+               "'an earlier failure', now())",
+               (evt["id"], evt["type"], evt["created"], intruder, body["payment_intent_id"], encode(evt)))
+    before = scrape(stack)
+    replayed = run([str(BINARY), "events", "replay", "--id", evt["id"]], env=stack.app.env, timeout=60)
+    assert replayed.returncode == 0 and replayed.stdout.split() == [evt["id"], "refused"], replayed
+    row = event_row(db, evt["id"])
+    assert row["status"] == "ignored" and row["last_error"].startswith("account_mismatch"), row
+    after = scrape(stack)
+    assert delta(before, after, REFUSED % "connect") == 1
+    # The live counter is this process's deliveries only: a replay in another process is not in it.
+    assert delta(before, after, REJECTIONS % ("connect", "account_mismatch")) == 0
+    assert payment_row(db, body["payment_id"])["status"] == "requires_capture"

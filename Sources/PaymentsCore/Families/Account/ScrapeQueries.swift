@@ -8,8 +8,27 @@ import Postgres
 enum ScrapeQueries {
     /// Every database family; throws when the database does not answer.
     static func families(on database: some SQLExecutor) throws -> [ScrapedFamily] {
-        try backlog(on: database) + moneyAtRisk(on: database) + sweeps(on: database) + reconciliation(on: database)
-            + notificationDeliveries(on: database)
+        try backlog(on: database) + refusals(on: database) + moneyAtRisk(on: database) + sweeps(on: database)
+            + reconciliation(on: database) + notificationDeliveries(on: database)
+    }
+
+    /// `payments_webhook_events_refused{endpoint,reason="account_mismatch"}`: the events refused
+    /// because their `account` is not the one that owns their object, however they were applied —
+    /// a live delivery, the sweeper's retry, an admin's or the CLI's replay, a backfill — as the
+    /// inbox stored its decision (`ignored`, `last_error` account_mismatch; sql/0021's view over a
+    /// partial index). Both endpoints always present.
+    static func refusals(on database: some SQLExecutor) throws -> [ScrapedFamily] {
+        var counts: [String: Int] = [:]
+        for row in try database.query("SELECT endpoint, events FROM metrics_webhook_refused").rows {
+            counts[try row.decode("endpoint", as: String.self)] = try row.decode("events", as: Int.self)
+        }
+        return [
+            ScrapedFamily(
+                name: "payments_webhook_events_refused", type: .gauge,
+                samples: WebhookEndpoint.allCases.map {
+                    ("endpoint=\"\($0.rawValue)\",reason=\"account_mismatch\"", Double(counts[$0.rawValue] ?? 0))
+                })
+        ]
     }
 
     /// `payments_webhook_backlog{status,type}`: parked, failed and dead events.
