@@ -356,3 +356,64 @@ def test_an_event_refused_when_applied_again_off_the_live_path_is_counted(stack,
     # The live counter is this process's deliveries only: a replay in another process is not in it.
     assert delta(before, after, REJECTIONS % ("connect", "account_mismatch")) == 0
     assert payment_row(db, body["payment_id"])["status"] == "requires_capture"
+
+
+def payout_delay_fixes(stack, account, events):
+    """The payout-delay fixes the app asked for these account.updated events (a fix's key names its event)."""
+    ids = {e["id"].lower() for e in events}
+    return [r for r in stack.stripe.received(method="POST", path_prefix=f"/v1/accounts/{account}")
+            if r["headers"].get("Idempotency-Key", "").startswith(f"account:{account.lower()}:payout_delay:")
+            and r["headers"]["Idempotency-Key"].rsplit(":", 1)[-1] in ids]
+
+
+def account_updated(stack, account, delay_days, created):
+    obj = stack.stripe_api("GET", f"/v1/accounts/{account}")
+    obj["settings"]["payouts"]["schedule"]["delay_days"] = delay_days
+    return event("account.updated", obj, created=created, account=account)
+
+
+def test_an_older_account_updated_applied_late_asks_for_no_payout_delay_fix(stack, db):
+    """Item 6 (a): an account.updated older than the view the profile holds shows a delay that may
+    long have been fixed: it changes nothing and asks for nothing. A newer one showing the same
+    drift is fixed (the control that the check can see a fix)."""
+    seller = onboarded_seller(stack, db)
+    account = account_of(db, seller)
+    settle(stack)
+    now = int(time.time())
+    newest = account_updated(stack, account, 7, now + 100)     # the configured delay: nothing to fix
+    older = account_updated(stack, account, 3, now + 50)       # older than `newest`, a drift
+    later = account_updated(stack, account, 3, now + 200)      # newer, the same drift
+    for evt in (newest, older, later):
+        response = deliver(stack, encode(evt), endpoint="connect")
+        assert response.status_code == 200 and response.json() == {"received": True}, response.text
+    wait_for(lambda: payout_delay_fixes(stack, account, [later]), 15, what="the newer drift's fix")
+    settle(stack)
+    assert payout_delay_fixes(stack, account, [newest, older]) == []
+    assert db.execute("SELECT account_event_created FROM profiles WHERE id = %s",
+                      (seller["id"],)).fetchone()[0] == now + 200
+
+
+def test_two_distinct_payout_delay_drifts_are_both_fixed(stack, db):
+    """Item 6 (c): each fix's key names its event, so a second drift after a first was fixed is
+    fixed too (a key made of the account and the days alone would replay the first answer)."""
+    seller = onboarded_seller(stack, db)
+    account = account_of(db, seller)
+    settle(stack)
+
+    def delay():
+        return stack.stripe_api("GET", f"/v1/accounts/{account}")["settings"]["payouts"]["schedule"]["delay_days"]
+
+    drifts = []
+    for days in (3, 4):
+        started = time.time()
+        stack.stripe_api("POST", f"/v1/accounts/{account}", {"settings[payouts][schedule][delay_days]": str(days)})
+        drifts += [e for e in stack.stripe.events("account.updated") if e.get("account") == account
+                   and e["created"] >= int(started) - 1
+                   and e["data"]["object"]["settings"]["payouts"]["schedule"]["delay_days"] == days][-1:]
+        wait_for(lambda: delay() == 7, 15, what=f"the payout delay set back to 7 after {days}")
+        settle(stack)
+    assert len(drifts) == 2
+    fixes = payout_delay_fixes(stack, account, drifts)
+    assert sorted(r["headers"]["Idempotency-Key"] for r in fixes) == sorted(
+        f"account:{account.lower()}:payout_delay:7:{e['id'].lower()}" for e in drifts), fixes
+    assert all(r["status"] == 200 and not r.get("idempotent_replayed") for r in fixes), fixes
