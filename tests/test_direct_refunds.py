@@ -16,6 +16,7 @@ from charge_models import ChargeModelStack, stripe_account_scoped  # noqa: F401 
 from harness.api import make_profile, onboarded_seller, wait_for
 from harness.assertions import assert_envelope
 from test_disputes_platform import captured_purchase, refund_rows
+from test_metrics import scrape, value
 from test_milestones import (  # noqa: F401  (the autouse fixture applies here too)
     Client, executed, fake_object, fresh_loopback_windows, open_dispute, payment_row, settle, wait_payment,
 )
@@ -137,6 +138,7 @@ def test_a_refund_the_sellers_balance_cannot_cover_waits_pending_and_completes_w
     case = paid(fee_refunded, db, 6000)
     account = case_account(db, case)
     admin = Client(fee_refunded, make_profile(db, "admin"))
+    before, _ = scrape(stack)
     drained = stack.stripe_control("POST", f"/_control/accounts/{account}/balance",
                                    {"amount": 0, "debit_negative_balances": False})
     assert drained["balance"]["available"][0]["amount"] == 0, drained
@@ -155,6 +157,13 @@ def test_a_refund_the_sellers_balance_cannot_cover_waits_pending_and_completes_w
     audited = db.execute("SELECT new_values->>'pending_reason' FROM payment_audit_logs WHERE entity_id = %s "
                          "AND operation = 'payment.refund' AND success", (case["payment_id"],)).fetchall()
     assert audited == [("insufficient_funds",)], audited
+    # Operations see it among the refunds not settled yet, under the direct model.
+    waiting_now, _ = scrape(stack)
+    for model, moved in (("direct", 1), ("destination", 0)):
+        assert value(waiting_now, "payments_refunds_pending", charge_model=model) - \
+            value(before, "payments_refunds_pending", charge_model=model) == moved, model
+    assert value(waiting_now, "payments_refunds_pending_amount_minor", charge_model="direct", currency="usd") - \
+        value(before, "payments_refunds_pending_amount_minor", charge_model="direct", currency="usd") == 4000
 
     # The seller's balance is topped up: Stripe takes the refund, and its event completes our row.
     funded = stack.stripe_control("POST", f"/_control/accounts/{account}/balance", {"amount": 10000})
@@ -166,3 +175,5 @@ def test_a_refund_the_sellers_balance_cannot_cover_waits_pending_and_completes_w
     assert (row["status"], row["pending_reason"]) == ("succeeded", None)
     assert fake_object(stack, body["stripe_refund_id"])["status"] == "succeeded"
     assert payment_row(db, case["payment_id"])["amount_refunded"] == 4000
+    assert value(scrape(stack)[0], "payments_refunds_pending", charge_model="direct") == \
+        value(before, "payments_refunds_pending", charge_model="direct")

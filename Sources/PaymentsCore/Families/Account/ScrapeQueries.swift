@@ -48,17 +48,19 @@ enum ScrapeQueries {
         ]
     }
 
-    /// For each kind of money at risk, the count (always present, 0 when none) and the amount
-    /// per currency in the currency's minor unit (cents): `payments_authorizations_expiring`,
-    /// `payments_disputes_open`, `payments_refunds_pending` and their `_amount_minor{currency}`.
+    /// For each kind of money at risk and each charge model, the count (always present, 0 when
+    /// none) and the amount per currency in the currency's minor unit (cents):
+    /// `payments_authorizations_expiring`, `payments_disputes_open`, `payments_refunds_pending`
+    /// and their `_amount_minor{currency}`, all by `charge_model`.
     static func moneyAtRisk(on database: some SQLExecutor) throws -> [ScrapedFamily] {
         let rows = try database.query(
-            "SELECT kind, currency, items, amount FROM metrics_money_at_risk ORDER BY kind, currency"
+            "SELECT kind, charge_model, currency, items, amount FROM metrics_money_at_risk ORDER BY kind, charge_model, currency"
         ).rows
         let decoded = try rows.map {
             (
-                kind: try $0.decode("kind", as: String.self), currency: try $0.decode("currency", as: String.self),
-                items: try $0.decode("items", as: Int.self), amount: try $0.decode("amount", as: Int.self)
+                kind: try $0.decode("kind", as: String.self), model: try $0.decode("charge_model", as: String.self),
+                currency: try $0.decode("currency", as: String.self), items: try $0.decode("items", as: Int.self),
+                amount: try $0.decode("amount", as: Int.self)
             )
         }
         return ["authorizations_expiring", "disputes_open", "refunds_pending"].flatMap { kind in
@@ -66,10 +68,20 @@ enum ScrapeQueries {
             return [
                 ScrapedFamily(
                     name: "payments_\(kind)", type: .gauge,
-                    samples: [("", Double(ofKind.reduce(0) { $0 + $1.items }))]),
+                    samples: ChargeModel.allCases.map { model in
+                        (
+                            "charge_model=\"\(model.rawValue)\"",
+                            Double(ofKind.filter { $0.model == model.rawValue }.reduce(0) { $0 + $1.items })
+                        )
+                    }),
                 ScrapedFamily(
                     name: "payments_\(kind)_amount_minor", type: .gauge,
-                    samples: ofKind.map { ("currency=\"\(Self.escaped($0.currency))\"", Double($0.amount)) }),
+                    samples: ofKind.map {
+                        (
+                            "charge_model=\"\(Self.escaped($0.model))\",currency=\"\(Self.escaped($0.currency))\"",
+                            Double($0.amount)
+                        )
+                    }),
             ]
         }
     }
