@@ -177,3 +177,22 @@ def test_a_refund_the_sellers_balance_cannot_cover_waits_pending_and_completes_w
     assert payment_row(db, case["payment_id"])["amount_refunded"] == 4000
     assert value(scrape(stack)[0], "payments_refunds_pending", charge_model="direct") == \
         value(before, "payments_refunds_pending", charge_model="direct")
+
+
+def test_a_waiting_refund_that_stripe_fails_frees_its_amount(stack, db, fee_refunded):
+    case = paid(fee_refunded, db, 5000)
+    account = case_account(db, case)
+    admin = Client(fee_refunded, make_profile(db, "admin"))
+    stack.stripe_control("POST", f"/_control/accounts/{account}/balance", {"amount": 0, "debit_negative_balances": False})
+    waiting = admin.post(f"/api/admin/payments/{case['payment_id']}/refund", json={"reason": "all of it"})
+    assert waiting.status_code == 201 and waiting.json()["pending_reason"] == "insufficient_funds", waiting.text
+    assert_envelope(admin.post(f"/api/admin/payments/{case['payment_id']}/refund", json={"reason": "again"}),
+                    409, "nothing_to_refund")
+    stack.stripe_control("POST", f"/_control/refunds/{waiting.json()['stripe_refund_id']}/status", {"status": "failed"})
+    settle(stack)
+    wait_for(lambda: refund_rows(db, case["payment_id"])[0]["status"] == "failed", 10, what="the failed refund")
+    # Its amount is free again: the admin can refund it anew (it waits for funds in its turn).
+    again = admin.post(f"/api/admin/payments/{case['payment_id']}/refund", json={"reason": "again"})
+    assert again.status_code == 201, again.text
+    assert (again.json()["amount"], again.json()["status"]) == (5000, "pending")
+    assert [r["status"] for r in refund_rows(db, case["payment_id"])] == ["failed", "pending"]
