@@ -25,20 +25,22 @@ CREATE INDEX payments_hold_expires_idx ON payments (hold_expires_at) WHERE hold_
 -- status index it could use instead cost every payment update its HOT chance.
 DROP INDEX payments_status_created_idx;
 
--- The money at risk (0012), reading the held payments through the new index.
+-- The money at risk (0012, per charge model since 0021), reading the held payments through the
+-- new index.
 CREATE OR REPLACE VIEW metrics_money_at_risk AS
     SELECT 'authorizations_expiring'::text AS kind, currency::text AS currency,
-           count(*)::bigint AS items, sum(amount_capturable)::bigint AS amount
+           count(*)::bigint AS items, sum(amount_capturable)::bigint AS amount, charge_model
     FROM payments
     WHERE hold_expires_at < now() + interval '24 hours'
-    GROUP BY currency
+    GROUP BY currency, charge_model
     UNION ALL
     SELECT 'disputes_open', coalesce(d.currency, p.currency)::text,
-           count(*), sum(coalesce(d.amount_cents, p.amount_cents - p.amount_refunded))::bigint
+           count(*), sum(coalesce(d.amount_cents, p.amount_cents - p.amount_refunded))::bigint, p.charge_model
     FROM disputes d JOIN payments p ON p.id = d.payment_id
     WHERE d.status IN ('open', 'warning_needs_response', 'warning_under_review', 'needs_response', 'under_review')
-    GROUP BY 2
+    GROUP BY 2, p.charge_model
     UNION ALL
-    SELECT 'refunds_pending', currency::text, count(*), sum(amount_cents)::bigint
-    FROM refunds WHERE status IN ('creating', 'pending', 'requires_action')
-    GROUP BY currency;
+    SELECT 'refunds_pending', r.currency::text, count(*), sum(r.amount_cents)::bigint, p.charge_model
+    FROM refunds r JOIN payments p ON p.id = r.payment_id
+    WHERE r.status IN ('creating', 'pending', 'requires_action')
+    GROUP BY r.currency, p.charge_model;

@@ -22,6 +22,7 @@ from test_webhooks_inbox import encode, event, event_row, scrape, deliver
 from test_webhooks_routing import REJECTIONS, delta
 
 DIRECT = {"CHARGE_MODEL": "direct"}
+REFUSED = 'payments_webhook_events_refused{endpoint="%s",reason="account_mismatch"}'
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +167,7 @@ def test_a_direct_charge_event_from_another_account_changes_nothing_and_is_count
         assert row["last_error"].startswith("account_mismatch"), row["last_error"]
     after = scrape(stack)
     assert delta(before, after, metric) == len(events)
+    assert delta(before, after, REFUSED % endpoint) == len(events)
     assert table_fingerprint(db, tables=("payments", "listings", "refunds", "notifications")) == fingerprint
     assert payment_row(db, body["payment_id"])["status"] == "requires_capture"
     assert db.execute("SELECT count(*) FROM payment_audit_logs WHERE entity_id = %s AND metadata->>'event_id' = ANY(%s)",
@@ -275,7 +277,8 @@ def test_a_bad_charge_model_setting_stops_start_up_naming_it(stack, tmp_path):
     for settings, name in (({"CHARGE_MODEL": "separate"}, "CHARGE_MODEL"),
                            ({"CHARGE_MODEL": "DIRECT"}, "CHARGE_MODEL"),
                            ({"CHARGE_MODEL": "direct", "DESTINATION_ON_BEHALF_OF": "true"}, "DESTINATION_ON_BEHALF_OF"),
-                           ({"DESTINATION_ON_BEHALF_OF": "maybe"}, "DESTINATION_ON_BEHALF_OF")):
+                           ({"DESTINATION_ON_BEHALF_OF": "maybe"}, "DESTINATION_ON_BEHALF_OF"),
+                           ({"DIRECT_REFUND_APPLICATION_FEE": "sometimes"}, "DIRECT_REFUND_APPLICATION_FEE")):
         socket_path = tmp_path / "model.sock"
         env = {**stack.app.env, "FCGI_SOCKET": str(socket_path), **settings}
         result = run([str(BINARY), "serve"], env=env, timeout=15)
@@ -301,3 +304,116 @@ def test_destination_on_behalf_of_makes_the_seller_the_settlement_merchant(stack
     # The setting is the row's from now on: the session's app (without it) captures it as made.
     captured = stack.post("/api/payments/capture", json={"payment_id": body["payment_id"]}, headers=buyer["headers"])
     assert captured.status_code == 200 and captured.json()["status"] == "succeeded", captured.text
+
+
+def test_destination_on_behalf_of_needs_card_payments_active(stack, db):
+    """With on_behalf_of the seller is the settlement merchant, and Stripe requires its
+    card_payments capability: without it, `409 seller_not_ready` names it (transfers alone is
+    enough for a plain destination charge)."""
+    seller, buyer = onboarded_seller(stack, db), make_profile(db, "buyer")
+    listing = make_listing(db, seller, price=5000)
+    with stack.other_apps(DESTINATION_ON_BEHALF_OF="true") as app:
+        wait_for(lambda: app.get("/api/health").status_code == 200, 15, what="the on_behalf_of app")
+        for capabilities in ('{"transfers": "active", "card_payments": "inactive"}', '{"transfers": "active"}'):
+            db.execute("UPDATE profiles SET capabilities = %s::jsonb WHERE id = %s", (capabilities, seller["id"]))
+            counts = table_fingerprint(db, tables=("payments", "listings"))
+            refused = app.post("/api/payments/create-intent", json={"listing_id": listing}, headers=buyer["headers"])
+            assert_envelope(refused, 409, "seller_not_ready")
+            assert "capabilities.card_payments" in refused.json()["error"]["message"], refused.text
+            assert table_fingerprint(db, tables=("payments", "listings")) == counts
+            listed = {item["id"]: item for item in app.get("/api/listings?kind=item&limit=100",
+                                                           headers=buyer["headers"]).json()["data"]}
+            assert listed[listing]["seller_can_be_paid"] is False
+            status = app.get("/api/connect/status", headers=seller["headers"]).json()
+            assert status["missing"] == ["capabilities.card_payments"], status
+            # Without on_behalf_of, the same seller can be paid by a destination charge.
+            assert stack.get("/api/connect/status", headers=seller["headers"]).json()["ready_to_sell"] is True
+        db.execute("UPDATE profiles SET capabilities = '{\"transfers\": \"active\", \"card_payments\": \"active\"}' "
+                   "WHERE id = %s", (seller["id"],))
+        created = app.post("/api/payments/create-intent", json={"listing_id": listing}, headers=buyer["headers"])
+        assert created.status_code == 201, created.text
+        assert payment_row(db, created.json()["payment_id"])["on_behalf_of"] is True
+
+
+def test_an_event_refused_when_applied_again_off_the_live_path_is_counted(stack, db, direct_app):
+    """The sweeper's retries, replays and backfills apply stored events too: a refusal there is
+    counted like a live one, where the inbox records it (`payments_webhook_events_refused`)."""
+    body, account = direct_payment_for_events(stack, db, direct_app)
+    intruder = account_of(db, onboarded_seller(stack, db))
+    evt = intent_event("payment_intent.canceled", body, "canceled", account=intruder)
+    # Stored as its first application left it when that failed (as after an effect error): to be retried.
+    db.execute("INSERT INTO webhook_events (id, endpoint, type, created, account, object_id, payload, status, "
+               "attempts, last_error, next_attempt_at) VALUES (%s, 'connect', %s, %s, %s, %s, %s, 'failed', 1, "
+               "'an earlier failure', now())",
+               (evt["id"], evt["type"], evt["created"], intruder, body["payment_intent_id"], encode(evt)))
+    before = scrape(stack)
+    replayed = run([str(BINARY), "events", "replay", "--id", evt["id"]], env=stack.app.env, timeout=60)
+    assert replayed.returncode == 0 and replayed.stdout.split() == [evt["id"], "refused"], replayed
+    row = event_row(db, evt["id"])
+    assert row["status"] == "ignored" and row["last_error"].startswith("account_mismatch"), row
+    after = scrape(stack)
+    assert delta(before, after, REFUSED % "connect") == 1
+    # The live counter is this process's deliveries only: a replay in another process is not in it.
+    assert delta(before, after, REJECTIONS % ("connect", "account_mismatch")) == 0
+    assert payment_row(db, body["payment_id"])["status"] == "requires_capture"
+
+
+def payout_delay_fixes(stack, account, events):
+    """The payout-delay fixes the app asked for these account.updated events (a fix's key names its event)."""
+    ids = {e["id"].lower() for e in events}
+    return [r for r in stack.stripe.received(method="POST", path_prefix=f"/v1/accounts/{account}")
+            if r["headers"].get("Idempotency-Key", "").startswith(f"account:{account.lower()}:payout_delay:")
+            and r["headers"]["Idempotency-Key"].rsplit(":", 1)[-1] in ids]
+
+
+def account_updated(stack, account, delay_days, created):
+    obj = stack.stripe_api("GET", f"/v1/accounts/{account}")
+    obj["settings"]["payouts"]["schedule"]["delay_days"] = delay_days
+    return event("account.updated", obj, created=created, account=account)
+
+
+def test_an_older_account_updated_applied_late_asks_for_no_payout_delay_fix(stack, db):
+    """Item 6 (a): an account.updated older than the view the profile holds shows a delay that may
+    long have been fixed: it changes nothing and asks for nothing. A newer one showing the same
+    drift is fixed (the control that the check can see a fix)."""
+    seller = onboarded_seller(stack, db)
+    account = account_of(db, seller)
+    settle(stack)
+    now = int(time.time())
+    newest = account_updated(stack, account, 7, now + 100)     # the configured delay: nothing to fix
+    older = account_updated(stack, account, 3, now + 50)       # older than `newest`, a drift
+    later = account_updated(stack, account, 3, now + 200)      # newer, the same drift
+    for evt in (newest, older, later):
+        response = deliver(stack, encode(evt), endpoint="connect")
+        assert response.status_code == 200 and response.json() == {"received": True}, response.text
+    wait_for(lambda: payout_delay_fixes(stack, account, [later]), 15, what="the newer drift's fix")
+    settle(stack)
+    assert payout_delay_fixes(stack, account, [newest, older]) == []
+    assert db.execute("SELECT account_event_created FROM profiles WHERE id = %s",
+                      (seller["id"],)).fetchone()[0] == now + 200
+
+
+def test_two_distinct_payout_delay_drifts_are_both_fixed(stack, db):
+    """Item 6 (c): each fix's key names its event, so a second drift after a first was fixed is
+    fixed too (a key made of the account and the days alone would replay the first answer)."""
+    seller = onboarded_seller(stack, db)
+    account = account_of(db, seller)
+    settle(stack)
+
+    def delay():
+        return stack.stripe_api("GET", f"/v1/accounts/{account}")["settings"]["payouts"]["schedule"]["delay_days"]
+
+    drifts = []
+    for days in (3, 4):
+        started = time.time()
+        stack.stripe_api("POST", f"/v1/accounts/{account}", {"settings[payouts][schedule][delay_days]": str(days)})
+        drifts += [e for e in stack.stripe.events("account.updated") if e.get("account") == account
+                   and e["created"] >= int(started) - 1
+                   and e["data"]["object"]["settings"]["payouts"]["schedule"]["delay_days"] == days][-1:]
+        wait_for(lambda: delay() == 7, 15, what=f"the payout delay set back to 7 after {days}")
+        settle(stack)
+    assert len(drifts) == 2
+    fixes = payout_delay_fixes(stack, account, drifts)
+    assert sorted(r["headers"]["Idempotency-Key"] for r in fixes) == sorted(
+        f"account:{account.lower()}:payout_delay:7:{e['id'].lower()}" for e in drifts), fixes
+    assert all(r["status"] == 200 and not r.get("idempotent_replayed") for r in fixes), fixes

@@ -7,6 +7,8 @@ import subprocess
 import time
 import uuid
 
+import requests
+
 from harness.api import make_profile, onboarded_seller, table_fingerprint
 from harness.paths import BINARY
 from test_milestones import fresh_loopback_windows, seller_account  # noqa: F401  (autouse fixture)
@@ -120,3 +122,46 @@ def test_an_account_that_revoked_access_does_not_stop_the_backfill(stack, db):
     asked = [r for r in stack.stripe.received(method="GET", path_prefix="/v1/events")
              if r["headers"].get("Stripe-Account") == account and r["time"] >= time.time() - 30]
     assert asked == [], "a revoked account was asked for its events"
+
+
+def test_an_event_listed_for_one_account_but_naming_another_is_skipped_and_reported(stack, db):
+    """The backfill lists each connected account's events with its `Stripe-Account`; an event in
+    that list whose own `account` is another one (or, in the platform's list, any account) is not
+    applied as either: it is skipped, named on stderr and counted."""
+    since = int(time.time()) - 5
+    listed, named = onboarded_seller(stack, db), onboarded_seller(stack, db)
+    listed_account, named_account = seller_account(db, listed), seller_account(db, named)
+
+    def payout(account_):
+        return {"id": f"po_{uuid.uuid4().hex[:20]}", "object": "payout", "amount": 700, "currency": "usd",
+                "status": "paid", "arrival_date": int(time.time()), "created": int(time.time()),
+                "failure_code": None, "destination": None, "metadata": {}}
+
+    foreign = [  # (the event, where the Events API lists it)
+        stack.stripe_control("POST", "/_control/events", {"type": "payout.paid", "object": payout(named_account),
+                                                           "account": named_account,
+                                                           "listed_under": listed_account}),
+        stack.stripe_control("POST", "/_control/events", {
+            "type": "payment_intent.canceled", "account": named_account, "listed_under": None,
+            "object": {"id": f"pi_{uuid.uuid4().hex[:20]}", "object": "payment_intent", "amount": 700,
+                       "currency": "usd", "status": "canceled", "metadata": {}}}),
+    ]
+    # What the fake lists to the listed account really is the other account's event.
+    page = requests.get(stack.stripe.url + "/v1/events?type=payout.paid&limit=100", verify=False, timeout=30,
+                        headers={"Authorization": "Bearer " + stack.app.env["STRIPE_SECRET_KEY"],
+                                 "Stripe-Account": listed_account}).json()
+    assert foreign[0]["id"] in [e["id"] for e in page["data"]] and foreign[0]["account"] == named_account
+
+    result = backfill(stack, "--since", str(since))
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    lines = dict(line.removeprefix("backfill: ").split(": ", 1) for line in result.stdout.splitlines())
+    assert lines["connect"].endswith(", 1 from another account skipped"), lines
+    assert lines["platform"].endswith(", 1 from another account skipped"), lines
+    assert f"{foreign[0]['id']} skipped: listed for {listed_account} but its account is {named_account}" \
+        in result.stderr, result.stderr
+    assert f"{foreign[1]['id']} skipped: listed for the platform but its account is {named_account}" \
+        in result.stderr, result.stderr
+    ids = [e["id"] for e in foreign]
+    assert db.execute("SELECT count(*) FROM webhook_events WHERE id = ANY(%s)", (ids,)).fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM payouts WHERE stripe_payout_id = %s",
+                      (foreign[0]["data"]["object"]["id"],)).fetchone()[0] == 0

@@ -1358,3 +1358,51 @@ def test_direct_charge_application_fee_and_its_refund(fake, receiver):
     assert fake.wait_for_webhooks(5)
     connect = [(g["event"]["type"], g["event"].get("account")) for g in receiver.events("/connect")]
     assert ("charge.refunded", acct) in connect and ("payment_intent.succeeded", acct) in connect
+
+
+def test_a_direct_refund_the_sellers_balance_cannot_cover_waits_for_funds(fake):
+    """Stripe's balance rule: a refund is taken from the available balance of the account that
+    owns the charge. When Stripe may not debit the account's bank (`debit_negative_balances`
+    false) and the balance cannot cover it, the refund is made `pending` with `pending_reason:
+    insufficient_funds`, takes nothing, and succeeds (refund.updated, charge.refund.updated)
+    once the balance covers it, oldest first."""
+    acct = onboarded_account(fake)
+    pi = call(fake, "POST", "/v1/payment_intents", {
+        "amount": 5000, "currency": "usd", "capture_method": "automatic", "application_fee_amount": 500,
+        "payment_method_types": ["card"]}, account=acct, idem="short:create").json()
+    assert fake.confirm_payment_intent(pi["id"], "pm_card_visa")[0] == 200
+    # The default (debit_negative_balances true): covered whatever the balance, which goes negative.
+    covered = call(fake, "POST", "/v1/refunds", {"payment_intent": pi["id"], "amount": 1000}, account=acct,
+                   idem="short:r1").json()
+    assert (covered["status"], covered["pending_reason"]) == ("succeeded", None)
+    assert control(fake, "POST", f"/accounts/{acct}/balance", {"amount": 300, "debit_negative_balances": "no"}
+                   ).status == 400
+    set_ = control(fake, "POST", f"/accounts/{acct}/balance", {"amount": 300, "debit_negative_balances": False})
+    assert set_.status == 200 and set_.json()["balance"]["available"][0]["amount"] == 300, set_.body
+    # 300 available and 100 of fee given back cannot cover 1000.
+    short = call(fake, "POST", "/v1/refunds", {"payment_intent": pi["id"], "amount": 1000,
+                                               "refund_application_fee": True}, account=acct, idem="short:r2").json()
+    assert (short["status"], short["pending_reason"], short["balance_transaction"]) == (
+        "pending", "insufficient_funds", None), short
+    second = call(fake, "POST", "/v1/refunds", {"payment_intent": pi["id"], "amount": 2000}, account=acct,
+                  idem="short:r3").json()
+    assert (second["status"], second["pending_reason"]) == ("pending", "insufficient_funds")
+    ch = call(fake, "GET", f"/v1/charges/{pi['latest_charge'] or covered['charge']}", account=acct).json()
+    assert ch["amount_refunded"] == 4000  # a pending refund counts on the charge, as at Stripe
+    available = call(fake, "GET", "/v1/balance", account=acct).json()["available"][0]["amount"]
+    assert available == 400  # the fee given back with the first waiting refund; nothing taken yet
+    # Funds arrive for the first only: it succeeds; the second still waits.
+    topped = control(fake, "POST", f"/accounts/{acct}/balance", {"amount": 1500}).json()
+    assert topped["refunds_succeeded"] == [short["id"]], topped
+    assert call(fake, "GET", f"/v1/refunds/{second['id']}", account=acct).json()["status"] == "pending"
+    assert call(fake, "GET", "/v1/balance", account=acct).json()["available"][0]["amount"] == 500
+    done = call(fake, "GET", f"/v1/refunds/{short['id']}", account=acct).json()
+    assert (done["status"], done["pending_reason"], done["balance_transaction"].startswith("txn_")) == (
+        "succeeded", None, True)
+    updated = [e for e in fake.events() if e["type"] == "charge.refund.updated"
+               and e["data"]["object"]["id"] == short["id"]]
+    assert [(e["account"], e["data"]["previous_attributes"]) for e in updated] == [(acct, {"status": "pending"})]
+    # A waiting refund that fails gives nothing back: it took nothing.
+    failed = control(fake, "POST", f"/refunds/{second['id']}/status", {"status": "failed"}).json()
+    assert failed["status"] == "failed" and not failed.get("failure_balance_transaction"), failed
+    assert call(fake, "GET", "/v1/balance", account=acct).json()["available"][0]["amount"] == 500

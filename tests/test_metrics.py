@@ -141,36 +141,45 @@ def test_a_busy_lane_shows_in_its_gauge(stack, faults):
     assert value(scrape(stack)[0], "payments_lane_busy_workers", lane="stripe") == 0
 
 
+DESTINATION = {"charge_model": "destination"}  # the session app's purchases
+
+
 def test_money_at_risk_moves_with_holds_disputes_and_refunds(stack, db):
     before, _ = scrape(stack)
+
+    def grown(after, name, **labels):
+        """How much a destination-charge series (the session app's purchases) moved since `before`."""
+        return value(after, name, **DESTINATION, **labels) - value(before, name, **DESTINATION, **labels)
+
     seller, buyer, listing, body = authorised(stack, db, price=4200)
     payment_id = body["payment_id"]
     # A hold that lapses in a week is not at risk yet; one that lapses within 24 hours is.
     db.execute("UPDATE payments SET capture_before = now() + interval '7 days' WHERE id = %s", (payment_id,))
     middle, _ = scrape(stack)
-    assert value(middle, "payments_authorizations_expiring") == value(before, "payments_authorizations_expiring")
+    assert grown(middle, "payments_authorizations_expiring") == 0
     db.execute("UPDATE payments SET capture_before = now() + interval '20 hours' WHERE id = %s", (payment_id,))
     expiring, _ = scrape(stack)
-    assert value(expiring, "payments_authorizations_expiring") - value(before, "payments_authorizations_expiring") == 1
-    assert value(expiring, "payments_authorizations_expiring_amount_minor", currency="usd") - \
-        value(before, "payments_authorizations_expiring_amount_minor", currency="usd") == 4200
+    assert grown(expiring, "payments_authorizations_expiring") == 1
+    assert grown(expiring, "payments_authorizations_expiring_amount_minor", currency="usd") == 4200
 
     response = open_dispute(stack, buyer, payment_id)
     assert response.status_code in (200, 201), response.text
     disputed, _ = scrape(stack)
-    assert value(disputed, "payments_disputes_open") - value(before, "payments_disputes_open") == 1
-    assert value(disputed, "payments_disputes_open_amount_minor", currency="usd") - \
-        value(before, "payments_disputes_open_amount_minor", currency="usd") == 4200
+    assert grown(disputed, "payments_disputes_open") == 1
+    assert grown(disputed, "payments_disputes_open_amount_minor", currency="usd") == 4200
 
     # A refund Stripe has not settled yet (`pending`, as Stripe reports bank refunds).
     db.execute("INSERT INTO refunds (payment_id, sequence, amount_cents, currency, status)"
                " VALUES (%s, 1, 1500, 'usd', 'pending')", (payment_id,))
     refunding, _ = scrape(stack)
-    assert value(refunding, "payments_refunds_pending") - value(before, "payments_refunds_pending") == 1
-    assert value(refunding, "payments_refunds_pending_amount_minor", currency="usd") - \
-        value(before, "payments_refunds_pending_amount_minor", currency="usd") == 1500
+    assert grown(refunding, "payments_refunds_pending") == 1
+    assert grown(refunding, "payments_refunds_pending_amount_minor", currency="usd") == 1500
+    # The other model's series moved not at all (both are always present).
+    for name in ("payments_authorizations_expiring", "payments_disputes_open", "payments_refunds_pending"):
+        assert (name, frozenset({"charge_model": "direct"}.items())) in refunding
+        assert value(refunding, name, charge_model="direct") == value(before, name, charge_model="direct")
     db.execute("UPDATE refunds SET status = 'succeeded' WHERE payment_id = %s", (payment_id,))
-    assert value(scrape(stack)[0], "payments_refunds_pending") == value(before, "payments_refunds_pending")
+    assert grown(scrape(stack)[0], "payments_refunds_pending") == 0
 
 
 def test_sweep_runs_rows_and_failures_are_recorded_and_scraped(stack, db, faults):
@@ -234,6 +243,7 @@ def test_the_webhook_backlog_counts_dead_events(stack, db):
 
 @pytest.mark.parametrize("view, tables, indexes", [
     ("metrics_webhook_backlog", ["webhook_events"], [{"webhook_events_backlog_idx"}]),
+    ("metrics_webhook_refused", ["webhook_events"], [{"webhook_events_refused_idx"}]),
     # Authorisations: the partial index of held payments (sql/0022), which holds only them.
     ("metrics_money_at_risk", ["payments", "disputes", "refunds"],
      [{"payments_hold_expires_idx"}, {"disputes_open_idx"},

@@ -58,6 +58,8 @@ def examples(op):
         for media, body in (response.get("content") or {}).items():
             if "example" in body:
                 found.append((f"{code} {media}", body["example"], body.get("schema", {})))
+            for name, named in (body.get("examples") or {}).items():  # OpenAPI's named examples
+                found.append((f"{code} {media} ({name})", named["value"], body.get("schema", {})))
         for name, header in (response.get("headers") or {}).items():
             header = resolve(header)
             if "example" in header:

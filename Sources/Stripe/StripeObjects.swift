@@ -180,6 +180,9 @@ public struct Refund: StripeObject {
     public let charge: Expandable<Charge>?
     public let reason: String?
     public let failureReason: String?
+    /// Why a `pending` refund waits: `insufficient_funds` (the balance of the account that owns
+    /// the charge cannot cover it yet), `processing` or `charge_pending`.
+    public let pendingReason: String?
     public let metadata: [String: String]?
 }
 

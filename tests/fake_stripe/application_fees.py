@@ -40,6 +40,10 @@ def refund(st: State, ctx: Ctx, fee_obj: Dict[str, Any], amount: int,
     fr["balance_transaction"] = balance.transaction(st, -amount, fee_obj["currency"],
                                                     "application_fee_refund", fr["id"], account)
     st.put(fr, account)
+    payer = st.scope.get(fee_obj["originating_transaction"])
+    if payer:  # a direct charge's fee came from the connected account's balance: it goes back there
+        balance.transaction(st, amount, fee_obj["currency"], "application_fee_refund", fr["id"], payer,
+                            available_now=True)
     fee_obj["amount_refunded"] += amount
     fee_obj["refunded"] = fee_obj["amount_refunded"] >= fee_obj["amount"]
     fee_obj["refunds"]["data"].insert(0, deep(fr))

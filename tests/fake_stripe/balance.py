@@ -11,12 +11,14 @@ from .util import check_unknown, new_id
 
 
 def transaction(st: State, amount: int, currency: str, type_: str, source: str,
-                account: Optional[str], fee: int = 0, description: Optional[str] = None
-                ) -> str:
-    """Record a balance transaction on `account`'s balance (None = the platform's); its id."""
+                account: Optional[str], fee: int = 0, description: Optional[str] = None,
+                available_now: bool = False) -> str:
+    """Record a balance transaction on `account`'s balance (None = the platform's); its id.
+    Funds become available two days on, or at once (`available_now`: a refund's debit, taken
+    from the available balance)."""
     t = {
         "id": new_id("txn"), "object": "balance_transaction", "amount": amount,
-        "available_on": st.now() + 2 * 86400, "created": st.now(),
+        "available_on": st.now() + (0 if available_now else 2 * 86400), "created": st.now(),
         "currency": currency, "description": description, "exchange_rate": None,
         "fee": fee,
         "fee_details": ([{"amount": fee, "application": None, "currency": currency,
@@ -32,6 +34,48 @@ def transaction(st: State, amount: int, currency: str, type_: str, source: str,
     }
     st.put(t, account)
     return t["id"]
+
+
+def available(st: State, account: Optional[str], currency: str) -> int:
+    """The available balance of `account` (None = the platform's) in `currency`."""
+    return sum(obj["net"] for obj, owner in st.scan()
+               if obj.get("object") == "balance_transaction" and owner == account
+               and obj["currency"] == currency and obj["available_on"] <= st.now())
+
+
+def covers(st: State, account: Optional[str], amount: int, currency: str) -> bool:
+    """Whether `account` can be debited `amount` now, as Stripe decides for a refund: from its
+    available balance (pending funds do not count), or at once, whatever the balance, when Stripe
+    may take a negative balance from the account's bank (`settings.payouts.debit_negative_balances`,
+    the fake's default). The platform's own balance is not modelled: always covered."""
+    if account is None or amount <= 0:
+        return True
+    acct = st.objects.get(account) or {}
+    if acct.get("settings", {}).get("payouts", {}).get("debit_negative_balances", True):
+        return True
+    return available(st, account, currency) >= amount
+
+
+def set_available(st: State, acct_id: str, p: Dict[str, Any]) -> Dict[str, Any]:
+    """Control: make a connected account's available balance `amount` (an `adjustment`, available
+    at once; 0 exhausts it), and optionally set `debit_negative_balances`. Its balance."""
+    acct = st.objects.get(acct_id)
+    if not acct or acct.get("object") != "account":
+        raise missing("account", acct_id)
+    currency = str(p.get("currency", "usd"))
+    try:
+        amount = int(p.get("amount", 0))
+    except (TypeError, ValueError):
+        raise invalid("amount must be an integer", param="amount")
+    if "debit_negative_balances" in p:
+        if not isinstance(p["debit_negative_balances"], bool):
+            raise invalid("debit_negative_balances must be true or false", param="debit_negative_balances")
+        acct["settings"]["payouts"]["debit_negative_balances"] = p["debit_negative_balances"]
+    difference = amount - available(st, acct_id, currency)
+    if difference:
+        transaction(st, difference, currency, "adjustment", acct_id, acct_id, description="balance set by the test",
+                    available_now=True)
+    return retrieve(st, Ctx(account=acct_id), {})
 
 
 def retrieve(st: State, ctx: Ctx, p: Dict[str, Any]) -> Dict[str, Any]:

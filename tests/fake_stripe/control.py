@@ -15,6 +15,7 @@ from . import (account_links, accounts, balance, control_webhooks, disputes, eve
                payment_intents, payment_methods, refunds, webhook_endpoints)
 from .forms import FormError, parse_form
 from .routes import Router
+from .state import Ctx
 from .util import deep
 
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ def get_object(fake: "FakeStripe", q: Dict[str, str], body: Dict[str, Any],
 def emit_event(fake: "FakeStripe", q: Dict[str, str], body: Dict[str, Any]) -> Reply:
     with fake.core.lock:
         return 200, events.emit_custom(fake.core, body["type"], body.get("object") or {},
-                                       body.get("account"))
+                                       body.get("account"), body.get("listed_under", False))
 
 
 @route("*", "/events")
@@ -262,6 +263,18 @@ def deauthorize(fake: "FakeStripe", q: Dict[str, str], body: Dict[str, Any],
 @route("POST", "/accounts/{acct}/payouts")
 def payout(fake: "FakeStripe", q: Dict[str, str], body: Dict[str, Any], acct: str) -> Reply:
     return _stateful(fake, lambda: balance.simulate_payout(fake.core, acct, body))
+
+
+@route("POST", "/accounts/{acct}/balance")
+def set_balance(fake: "FakeStripe", q: Dict[str, str], body: Dict[str, Any], acct: str) -> Reply:
+    """Set a connected account's available balance (`amount`, and `debit_negative_balances`);
+    refunds that were waiting for funds and are now covered then succeed."""
+    def apply() -> Dict[str, Any]:
+        balance.set_available(fake.core, acct, body)
+        covered = refunds.cover_waiting(fake.core, acct)
+        return {"balance": balance.retrieve(fake.core, Ctx(account=acct), {}),
+                "refunds_succeeded": [r["id"] for r in covered]}
+    return _stateful(fake, apply)
 
 
 @route("POST", "/account_links/expire")

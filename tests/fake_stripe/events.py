@@ -11,10 +11,10 @@ from .util import check_unknown, created_filter, deep, get_list, get_str, new_id
 
 
 def emit(st: State, type_: str, obj: Dict[str, Any], ctx: Optional[Ctx],
-         account: Optional[str] = None, previous: Optional[Dict[str, Any]] = None
-         ) -> Dict[str, Any]:
+         account: Optional[str] = None, previous: Optional[Dict[str, Any]] = None,
+         deliver: bool = True) -> Dict[str, Any]:
     """Record the event Stripe would send for a change of `obj` (events with `account` go to
-    the Connect endpoint), serialise it once, and pass it on for delivery."""
+    the Connect endpoint), serialise it once, and pass it on for delivery (unless not to)."""
     data: Dict[str, Any] = {"object": st.clean(deep(obj))}
     if previous:
         data["previous_attributes"] = deep(previous)
@@ -37,7 +37,8 @@ def emit(st: State, type_: str, obj: Dict[str, Any], ctx: Optional[Ctx],
     st.put(evt, account)
     body = json.dumps(evt, indent=2).encode("utf-8")
     st.event_bodies[evt["id"]] = body
-    st.on_event(evt, body)
+    if deliver:
+        st.on_event(evt, body)
     return evt
 
 
@@ -72,10 +73,17 @@ def list_(st: State, ctx: Ctx, p: Dict[str, Any]) -> Dict[str, Any]:
     return paginate(items, p, "/v1/events")
 
 
-def emit_custom(st: State, type_: str, obj: Dict[str, Any], account: Optional[str]
-                ) -> Dict[str, Any]:
-    """Control: record an arbitrary event (and deliver it)."""
-    return emit(st, type_, obj, None, account)
+def emit_custom(st: State, type_: str, obj: Dict[str, Any], account: Optional[str],
+                listed_under: Any = False) -> Dict[str, Any]:
+    """Control: record an arbitrary event (and deliver it). With `listed_under` (an account id,
+    or None for the platform) the event is not delivered but listed by the Events API to that
+    account while its body still says `account`: a fault, to see that a reader of one
+    account's events checks each event's own `account`."""
+    if listed_under is False:
+        return emit(st, type_, obj, None, account)
+    evt = emit(st, type_, obj, None, account, deliver=False)
+    st.put(evt, listed_under)
+    return evt
 
 
 # ---- webhook delivery glue (webhooks.py) ---------------------------------------------

@@ -70,6 +70,17 @@ def create(st: State, ctx: Ctx, p: Dict[str, Any]) -> Dict[str, Any]:
                       param="refund_application_fee")
     account = st.scope[ch["id"]]
     status = st.refund_mode
+    captured = ch["amount_captured"] or ch["amount"]
+    fee_obj = st.objects[ch["application_fee"]] if refund_fee else None
+    fr_amount = (min(round(amount * fee_obj["amount"] / captured), fee_obj["amount"] - fee_obj["amount_refunded"])
+                 if fee_obj else 0)
+    # Stripe's balance rule: a refund is taken from the available balance of the account that
+    # owns the charge (with the fee it gets back); one the balance cannot cover stays pending
+    # (`pending_reason: insufficient_funds`) until it can, unless Stripe may debit the
+    # account's bank (`debit_negative_balances`).
+    short = not balance.covers(st, account, amount - fr_amount, ch["currency"])
+    if short:
+        status = "pending"
     rf = {
         "id": new_id("re"), "object": "refund", "amount": amount,
         "balance_transaction": None, "charge": ch["id"], "created": st.now(),
@@ -78,14 +89,15 @@ def create(st: State, ctx: Ctx, p: Dict[str, Any]) -> Dict[str, Any]:
                                          "reference_type": "acquirer_reference_number",
                                          "type": "refund"}, "type": "card"},
         "metadata": metadata, "payment_intent": ch["payment_intent"], "reason": reason,
+        "pending_reason": ("insufficient_funds" if short else "processing" if status == "pending" else None),
         "receipt_number": None, "source_transfer_reversal": None, "status": status,
         "transfer_reversal": None,
     }
-    rf["balance_transaction"] = balance.transaction(st, -amount, ch["currency"], "refund",
-                                                    rf["id"], account)
+    if not short:
+        rf["balance_transaction"] = balance.transaction(st, -amount, ch["currency"], "refund",
+                                                        rf["id"], account, available_now=True)
     st.put(rf, account)
     charges.add_refunded(ch, amount)
-    captured = ch["amount_captured"] or ch["amount"]
     if reverse:
         tr = st.objects[ch["transfer"]]
         rev_amount = min(round(amount * tr["amount"] / captured),
@@ -94,14 +106,10 @@ def create(st: State, ctx: Ctx, p: Dict[str, Any]) -> Dict[str, Any]:
             trr = transfers.reverse(st, ctx, tr, rev_amount, {}, account,
                                     source_refund=rf["id"])
             rf["transfer_reversal"] = trr["id"]
-    if refund_fee:
-        fee_obj = st.objects[ch["application_fee"]]
-        fr_amount = min(round(amount * fee_obj["amount"] / captured),
-                        fee_obj["amount"] - fee_obj["amount_refunded"])
-        if fr_amount > 0:
-            # The fee refund is the platform's, where its fee lives (a direct charge's
-            # refund is made on the connected account, its fee on the platform).
-            application_fees.refund(st, ctx, fee_obj, fr_amount, st.scope[fee_obj["id"]])
+    if fee_obj and fr_amount > 0:
+        # The fee refund is the platform's, where its fee lives (a direct charge's
+        # refund is made on the connected account, its fee on the platform).
+        application_fees.refund(st, ctx, fee_obj, fr_amount, st.scope[fee_obj["id"]])
     events.emit(st, "charge.refunded", ch, ctx, account)
     events.emit(st, "refund.created", rf, ctx, account)
     return rf
@@ -151,14 +159,34 @@ def set_status(st: State, re_id: str, status: str, failure_reason: Optional[str]
         charges.add_refunded(ch, -rf["amount"])
         if status == "failed":
             rf["failure_reason"] = failure_reason or "unknown"
-            rf["failure_balance_transaction"] = balance.transaction(
-                st, rf["amount"], rf["currency"], "refund_failure", rf["id"], account)
+            if rf["balance_transaction"]:  # a refund still waiting for funds took nothing yet
+                rf["failure_balance_transaction"] = balance.transaction(
+                    st, rf["amount"], rf["currency"], "refund_failure", rf["id"], account)
     rf["status"] = status
+    if status != "pending":
+        rf["pending_reason"] = None
     events.emit(st, "refund.updated", rf, ctx, account, prev)
     events.emit(st, "charge.refund.updated", rf, ctx, account, prev)
     if status == "failed":
         events.emit(st, "refund.failed", rf, ctx, account)
     return rf
+
+
+def cover_waiting(st: State, account: str) -> list:
+    """Refunds of `account` waiting for funds (`pending_reason: insufficient_funds`) that its
+    available balance now covers are taken from it and succeed, oldest first (each with its
+    `refund.updated` and `charge.refund.updated`). The refunds that succeeded."""
+    waiting = [rf for rf, owner in st.scan() if owner == account and rf.get("object") == "refund"
+               and rf["status"] == "pending" and rf.get("pending_reason") == "insufficient_funds"]
+    done = []
+    for rf in reversed(waiting):  # scan() is newest first
+        if not balance.covers(st, account, rf["amount"], rf["currency"]):
+            break
+        rf = st.objects[rf["id"]]
+        rf["balance_transaction"] = balance.transaction(st, -rf["amount"], rf["currency"], "refund",
+                                                        rf["id"], account, available_now=True)
+        done.append(set_status(st, rf["id"], "succeeded"))
+    return done
 
 
 def list_(st: State, ctx: Ctx, p: Dict[str, Any]) -> Dict[str, Any]:

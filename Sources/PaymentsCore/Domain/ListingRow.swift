@@ -57,13 +57,13 @@ struct ListingRow {
     }
 
     /// The listing, locked (`FOR UPDATE`) until the transaction ends, or nil when there is none;
-    /// its seller's gaps are those of a charge under `model`.
-    static func lock(_ id: UUID, model: ChargeModel, on connection: some SQLExecutor) throws -> ListingRow? {
+    /// its seller's gaps are those of a charge on `terms`.
+    static func lock(_ id: UUID, terms: ChargeTerms, on connection: some SQLExecutor) throws -> ListingRow? {
         try connection.query(
             """
             SELECT l.id, l.seller_id, l.kind, l.price_cents, l.currency, l.status, l.title, l.reserved_by,
                    COALESCE(l.reserved_until > now(), false) AS hold_active, s.stripe_account_id AS seller_account,
-                   \(sql: SQLQuery(unsafeSQL: SellerGaps.column(of: "s", model: model)))
+                   \(sql: SQLQuery(unsafeSQL: SellerGaps.column(of: "s", terms: terms)))
             FROM listings l JOIN profiles s ON s.id = l.seller_id
             WHERE l.id = \(id) FOR UPDATE OF l
             """

@@ -19,13 +19,13 @@ struct ProfileRow {
     /// read for (`seller_readiness_gaps`); empty when ready.
     let sellerGaps: [String]
 
-    /// The select list that `init(row:)` reads; the seller's gaps are those of `model`.
-    static func columns(model: ChargeModel) -> SQLQuery {
+    /// The select list that `init(row:)` reads; the seller's gaps are those of a charge on `terms`.
+    static func columns(terms: ChargeTerms) -> SQLQuery {
         SQLQuery(
             unsafeSQL: """
                 id, user_id, roles, email, display_name, stripe_account_id, charges_enabled, payouts_enabled,
                 details_submitted, requirements_due, disabled_reason,
-                \(SellerGaps.column(of: "profiles", model: model))
+                \(SellerGaps.column(of: "profiles", terms: terms))
                 """)
     }
 
@@ -44,24 +44,25 @@ struct ProfileRow {
         sellerGaps = try SellerGaps.decode(row)
     }
 
-    /// The profile with this id, or nil; its seller gaps are those of a purchase under `model`.
-    static func find(_ id: UUID, model: ChargeModel, on connection: some SQLExecutor) throws -> ProfileRow? {
-        try connection.query("SELECT \(sql: columns(model: model)) FROM profiles WHERE id = \(id)").first.map(
+    /// The profile with this id, or nil; its seller gaps are those of a purchase on `terms`.
+    static func find(_ id: UUID, terms: ChargeTerms, on connection: some SQLExecutor) throws -> ProfileRow? {
+        try connection.query("SELECT \(sql: columns(terms: terms)) FROM profiles WHERE id = \(id)").first.map(
             ProfileRow.init(row:))
     }
 }
 
 /// What keeps a seller from being paid (`seller_readiness_gaps`, sql/0016, model-aware since
-/// sql/0020), read beside a profile or a listing's seller: one select expression, one decoder.
+/// sql/0020, `on_behalf_of`-aware since sql/0021), read beside a profile or a listing's seller:
+/// one select expression, one decoder.
 enum SellerGaps {
-    /// The select-list expression for the profiles row `alias` (`profiles`, `s`), under `model`.
-    static func column(of alias: String, model: ChargeModel) -> String {
-        "array_to_string(\(call(alias, model: model)), ',') AS seller_gaps"
+    /// The select-list expression for the profiles row `alias` (`profiles`, `s`), on `terms`.
+    static func column(of alias: String, terms: ChargeTerms) -> String {
+        "array_to_string(\(call(alias, terms: terms)), ',') AS seller_gaps"
     }
 
-    /// The function call itself (`model` is one of the enum's fixed names, never input).
-    static func call(_ alias: String, model: ChargeModel) -> String {
-        "seller_readiness_gaps(\(alias), '\(model.rawValue)')"
+    /// The function call itself (the model is one of the enum's fixed names, never input).
+    static func call(_ alias: String, terms: ChargeTerms) -> String {
+        "seller_readiness_gaps(\(alias), '\(terms.model.rawValue)', \(terms.onBehalfOf))"
     }
 
     /// The names, in the function's order; empty when the seller is ready.

@@ -42,12 +42,17 @@ struct RefundRecord: Encodable {
     @Nullable var stripe_refund_id: String?
     let amount: Int64
     let status: String
+    /// Why a `pending` refund waits, as Stripe says: `insufficient_funds` when the balance of
+    /// the seller's account cannot cover a direct charge's refund yet (it completes by itself
+    /// once it can; docs/payments.md). NULL otherwise.
+    @Nullable var pending_reason: String?
 
     init(row: Row) throws {
         id = try row.decode("id")
         stripe_refund_id = try row.decodeIfPresent("stripe_refund_id")
         amount = try row.decode("amount_cents")
         status = try row.decode("status")
+        pending_reason = try row.decodeIfPresent("pending_reason")
     }
 }
 
@@ -109,7 +114,7 @@ struct Refunds {
             guard
                 let payment = try connection.query(
                     """
-                    SELECT status, amount_received, amount_refunded, currency,
+                    SELECT status, amount_received, amount_refunded, currency, kind, charge_model,
                            amount_received - COALESCE((SELECT sum(amount_cents) FROM refunds
                                WHERE payment_id = payments.id AND status NOT IN ('failed', 'canceled')), 0) AS remainder
                     FROM payments WHERE id = \(paymentID)::uuid
@@ -123,6 +128,8 @@ struct Refunds {
             let currency: String = try payment.decode("currency")
             let alreadyRefunded: Int64 = try payment.decode("amount_refunded")
             let amount = requested ?? remainder
+            let refundsFee = try feeChoice(
+                kind: payment.decode("kind"), model: payment.decode("charge_model"))
             guard remainder > 0 else {
                 throw APIError(.nothingToRefund)
             }
@@ -134,14 +141,14 @@ struct Refunds {
                 let row = try connection.query(
                     """
                     INSERT INTO refunds (payment_id, dispute_id, sequence, amount_cents, currency, reason, status, created_by,
-                                         attempt, request_key)
+                                         attempt, request_key, refund_application_fee)
                     VALUES (\(paymentID)::uuid, \(disputeID)::uuid,
                             (SELECT COALESCE(max(sequence), 0) + 1 FROM refunds WHERE payment_id = \(paymentID)::uuid),
                             \(amount), \(currency), \(reason), 'creating', \(audit.actorProfileID),
                             (SELECT count(*) + 1 FROM refunds WHERE payment_id = \(paymentID)::uuid
                                AND dispute_id IS NOT DISTINCT FROM \(disputeID)::uuid AND attempt IS NOT NULL),
-                            \(requestKey))
-                    RETURNING id::text AS id, amount_cents, attempt AS number, stripe_refund_id,
+                            \(requestKey), \(refundsFee))
+                    RETURNING id::text AS id, amount_cents, attempt AS number, stripe_refund_id, refund_application_fee,
                               \(alreadyRefunded)::bigint AS refunded_before
                     """
                 ).first
@@ -156,13 +163,16 @@ struct Refunds {
         let amount: Int64 = try reservation.decode("amount_cents")
         let number: Int = try reservation.decode("number")
         let refundedBefore: JSONValue = .int(try reservation.decode("refunded_before"))
+        // NULL: reserved before the choice was recorded, when the fee was always refunded.
+        let refundsFee = try reservation.decodeIfPresent("refund_application_fee", as: Bool.self) ?? true
 
         let refund: Refund
         do {
             try reverseReleasedTransfer(
                 paymentID: paymentID, amount: amount, key: scope.reversalKey(paymentID: paymentID, number: number))
             let (parameters, account) = try parameters(
-                paymentID: paymentID, amount: amount, disputeID: disputeID, refundID: refundID)
+                paymentID: paymentID, amount: amount, disputeID: disputeID, refundID: refundID,
+                refundsFee: refundsFee)
             refund = try context.stripe.createRefund(
                 parameters, idempotencyKey: scope.refundKey(paymentID: paymentID, number: number), account: account)
         } catch {
@@ -192,8 +202,10 @@ struct Refunds {
             guard
                 let row = try connection.query(
                     """
-                    UPDATE refunds SET stripe_refund_id = \(refund.id), status = \(status) WHERE id = \(refundID)::uuid
-                    RETURNING id::text AS id, stripe_refund_id, amount_cents, status, sequence
+                    UPDATE refunds SET stripe_refund_id = \(refund.id), status = \(status),
+                                       pending_reason = \(refund.pendingReason)
+                    WHERE id = \(refundID)::uuid
+                    RETURNING id::text AS id, stripe_refund_id, amount_cents, status, pending_reason, sequence
                     """
                 ).first
             else { throw APIError.internalError }
@@ -215,6 +227,7 @@ struct Refunds {
                     newValues: [
                         "refund_id": .string(refundID), "stripe_refund_id": .string(refund.id),
                         "amount": .int(amount), "status": .string(status),
+                        "pending_reason": JSONValue(refund.pendingReason),
                         "amount_refunded": refundedAfter.map { .int($0) } ?? .null,
                     ]),
                 context: audit, on: connection)
@@ -237,7 +250,7 @@ struct Refunds {
         on connection: Connection
     ) throws -> Row? {
         let columns: SQLQuery = """
-            id::text AS id, amount_cents, attempt AS number, stripe_refund_id,
+            id::text AS id, amount_cents, attempt AS number, stripe_refund_id, refund_application_fee,
             (SELECT amount_refunded FROM payments WHERE id = payment_id) AS refunded_before
             """
         if let requestKey,
@@ -284,19 +297,34 @@ struct Refunds {
         guard
             let row = try database.query(
                 """
-                SELECT id::text AS id, stripe_refund_id, amount_cents, status, sequence FROM refunds WHERE id = \(refundID)::uuid
+                SELECT id::text AS id, stripe_refund_id, amount_cents, status, pending_reason, sequence
+                FROM refunds WHERE id = \(refundID)::uuid
                 """
             ).first
         else { throw APIError.internalError }
         return row
     }
 
+    /// Whether a new refund gives the platform's fee back, recorded on its row: always for a
+    /// destination charge, as the operator chose (`DIRECT_REFUND_APPLICATION_FEE`) for a direct
+    /// one; nil for a platform charge (a milestone), which has no application fee.
+    private func feeChoice(kind: PaymentKind, model: ChargeModel) -> Bool? {
+        switch (kind, model) {
+        case (.purchase, .destination): true
+        case (.purchase, .direct): context.shared.configuration.marketplace.directRefundApplicationFee
+        case (.milestone, _): nil
+        }
+    }
+
     /// The refund's parameters and the account it is made on. Destination charges take the
     /// seller's share back with the refund (`reverse_transfer`) and the platform's fee; a direct
     /// charge is refunded on the seller's account (the payment row's `stripe_account`), from the
-    /// seller's balance, with the platform's fee given back to it (`refund_application_fee`); a
-    /// platform charge (milestone) is refunded from the platform alone.
-    private func parameters(paymentID: String, amount: Int64, disputeID: String?, refundID: String) throws -> (
+    /// seller's balance, with the platform's fee given back to it (`refund_application_fee`) when
+    /// the refund's row says so (`refundsFee`); a platform charge (milestone) is refunded from
+    /// the platform alone.
+    private func parameters(
+        paymentID: String, amount: Int64, disputeID: String?, refundID: String, refundsFee: Bool
+    ) throws -> (
         [(String, StripeParameter)], account: String?
     ) {
         guard
@@ -323,7 +351,7 @@ struct Refunds {
             try payment.decode("kind", as: PaymentKind.self), try payment.decode("charge_model", as: ChargeModel.self)
         ) {
         case (.purchase, .destination): parameters += [("reverse_transfer", true), ("refund_application_fee", true)]
-        case (.purchase, .direct): parameters += [("refund_application_fee", true)]
+        case (.purchase, .direct): parameters += [("refund_application_fee", .boolean(refundsFee))]
         case (.milestone, _): break
         }
         return (parameters, account)

@@ -30,49 +30,86 @@ extension StripeClient: StripeFollowUpSink {
 }
 
 /// Stripe calls that a request decides on but must not wait for: cancelling an authorisation
-/// that a webhook showed we gave up on, setting a payout delay a seller's account lost. Webhook deliveries never wait on Stripe, so they hand
-/// these to one background thread with a Stripe client of its own. Best effort, as before:
-/// the cancel key makes a repeat harmless, and an authorisation nobody captures lapses at
-/// Stripe. The queue is bounded; when it is full the oldest work is dropped and counted.
-final class StripeFollowUps: StripeFollowUpSink, @unchecked Sendable {
-    // @unchecked: `pending` is touched only while `condition` is locked.
+/// that a webhook showed we gave up on, setting a payout delay a seller's account lost. Webhook
+/// deliveries never wait on Stripe, so they hand these to background threads with Stripe clients
+/// of their own. Best effort, as before: each key makes a repeat harmless, and an authorisation
+/// nobody captures lapses at Stripe. Each kind has its own bounded queue and thread, so a burst
+/// of one (thousands of cancellations after an outage) can neither drop nor delay the other; when
+/// a queue is full its oldest work is dropped and counted.
+final class StripeFollowUps: StripeFollowUpSink, Sendable {
+    private let cancellations: FollowUpQueue
+    private let accountFixes: FollowUpQueue
+
+    /// Starts the background threads, or runs nothing when there is no Stripe configuration.
+    init(configuration: StripeConfiguration, metrics: Metrics, capacity: Int = 10_000) {
+        cancellations = FollowUpQueue(
+            kind: "cancel", configuration: configuration, metrics: metrics, capacity: capacity)
+        accountFixes = FollowUpQueue(
+            kind: "payout_delay", configuration: configuration, metrics: metrics, capacity: capacity)
+    }
+
+    /// The kinds the queues are named by in metrics (`kind` label).
+    static let kinds = ["cancel", "payout_delay"]
+
+    /// Queues the calls, each on its kind's queue; returns at once.
+    func perform(_ items: [StripeFollowUp]) {
+        var cancels: [StripeFollowUp] = []
+        var fixes: [StripeFollowUp] = []
+        for item in items {
+            switch item {
+            case .cancel: cancels.append(item)
+            case .payoutDelay: fixes.append(item)
+            }
+        }
+        cancellations.enqueue(cancels)
+        accountFixes.enqueue(fixes)
+    }
+
+    /// Waits (at most `timeout`, for both queues together) until nothing is queued or being sent:
+    /// on shutdown, so that a stopping process does not drop the calls it took on.
+    func drain(timeout: Duration) -> Bool {
+        let deadline = Date().addingTimeInterval(Double(timeout.components.seconds))
+        return cancellations.drain(until: deadline) && accountFixes.drain(until: deadline)
+    }
+}
+
+/// One kind's bounded queue and the thread that sends it.
+private final class FollowUpQueue: @unchecked Sendable {
+    // @unchecked: `pending` and `sending` are touched only while `condition` is locked.
     private let condition = NSCondition()
     private var pending: [StripeFollowUp] = []
     private var sending = false
+    private let kind: String
     private let capacity: Int
     private let metrics: Metrics
 
-    /// Starts the background thread, or runs nothing when there is no Stripe configuration.
-    init(configuration: StripeConfiguration, metrics: Metrics, capacity: Int = 10_000) {
+    init(kind: String, configuration: StripeConfiguration, metrics: Metrics, capacity: Int) {
+        self.kind = kind
         self.capacity = capacity
         self.metrics = metrics
         let thread = Thread { [self] in
             // Without a curl handle nothing can be sent; the queue then only counts what it drops.
             guard let stripe = try? StripeClient(configuration: configuration) else { return }
-            while true { self.perform(self.next(), with: stripe) }
+            while true { self.send(self.next(), with: stripe) }
         }
-        thread.name = "stripe-follow-ups"
+        thread.name = "stripe-follow-ups-\(kind)"
         thread.start()
     }
 
-    /// Queues the calls; returns at once.
-    func perform(_ items: [StripeFollowUp]) {
+    func enqueue(_ items: [StripeFollowUp]) {
         guard !items.isEmpty else { return }
         condition.lock()
         pending.append(contentsOf: items)
         if pending.count > capacity {
             let dropped = pending.count - capacity
             pending.removeFirst(dropped)
-            for _ in 0..<dropped { metrics.increment("payments_stripe_follow_ups_dropped_total") }
+            for _ in 0..<dropped { metrics.increment("payments_stripe_follow_ups_dropped_total{kind=\"\(kind)\"}") }
         }
         condition.broadcast()
         condition.unlock()
     }
 
-    /// Waits (at most `timeout`) until the queue is empty and nothing is being sent: on
-    /// shutdown, so that a stopping process does not drop the cancellations it took on.
-    func drain(timeout: Duration) -> Bool {
-        let deadline = Date().addingTimeInterval(Double(timeout.components.seconds))
+    func drain(until deadline: Date) -> Bool {
         condition.lock()
         defer { condition.unlock() }
         while !pending.isEmpty || sending {
@@ -91,7 +128,7 @@ final class StripeFollowUps: StripeFollowUpSink, @unchecked Sendable {
         return pending.removeFirst()
     }
 
-    private func perform(_ item: StripeFollowUp, with stripe: StripeClient) {
+    private func send(_ item: StripeFollowUp, with stripe: StripeClient) {
         let outcome: String
         do {
             try stripe.send(item)
@@ -99,6 +136,6 @@ final class StripeFollowUps: StripeFollowUpSink, @unchecked Sendable {
         } catch {
             outcome = "failed"
         }
-        metrics.increment("payments_stripe_follow_ups_total{outcome=\"\(outcome)\"}")
+        metrics.increment("payments_stripe_follow_ups_total{kind=\"\(kind)\",outcome=\"\(outcome)\"}")
     }
 }

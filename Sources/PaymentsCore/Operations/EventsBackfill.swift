@@ -14,6 +14,8 @@ public enum EventsBackfill {
         public var applied = 0
         public var duplicates = 0
         public var failed = 0
+        /// Listed for one account but naming another (or none) as its `account`: not applied.
+        public var foreign = 0
     }
 
     /// Backfills both endpoints; prints one line per endpoint; false when an event failed.
@@ -27,14 +29,14 @@ public enum EventsBackfill {
 
         var platform = Tally()
         for payload in try fetch(.platform, account: nil, since: since, until: until, stripe: stripe) {
-            apply(payload, endpoint: .platform, inbox: inbox, into: &platform)
+            apply(payload, endpoint: .platform, listedFor: nil, inbox: inbox, into: &platform)
         }
         var connect = Tally()
         for account in try ConnectedAccounts.active(on: connection) {
             // One account Stripe refuses (its access was revoked meanwhile) does not stop the others.
             do {
                 for payload in try fetch(.connect, account: account, since: since, until: until, stripe: stripe) {
-                    apply(payload, endpoint: .connect, inbox: inbox, into: &connect)
+                    apply(payload, endpoint: .connect, listedFor: account, inbox: inbox, into: &connect)
                 }
             } catch let error as StripeError where error.kind == .permission {
                 // Revoked or deleted meanwhile: nothing to fetch for it; named, not a failure.
@@ -44,7 +46,8 @@ public enum EventsBackfill {
         for (endpoint, tally) in [(WebhookEndpoint.platform, platform), (.connect, connect)] {
             print(
                 "backfill: \(endpoint.rawValue): \(tally.fetched) fetched, \(tally.applied) applied, "
-                    + "\(tally.duplicates) already stored, \(tally.failed) failed")
+                    + "\(tally.duplicates) already stored, \(tally.failed) failed, "
+                    + "\(tally.foreign) from another account skipped")
         }
         return platform.failed + connect.failed == 0
     }
@@ -76,12 +79,23 @@ public enum EventsBackfill {
         return events.reversed()
     }
 
+    /// Feeds one fetched event to the inbox. An event listed for `account` (nil: the platform's)
+    /// whose own `account` says otherwise is skipped and named: applying it would let whatever
+    /// the listing got wrong decide which account's payment it touches.
     private static func apply(
-        _ payload: [UInt8], endpoint: WebhookEndpoint, inbox: WebhookInbox, into tally: inout Tally
+        _ payload: [UInt8], endpoint: WebhookEndpoint, listedFor account: String?, inbox: WebhookInbox,
+        into tally: inout Tally
     ) {
         tally.fetched += 1
         do {
             let event = try Event.decode(payload)
+            guard event.account == account else {
+                tally.foreign += 1
+                printError(
+                    "backfill: \(endpoint.rawValue): \(event.id) skipped: listed for \(account ?? "the platform") "
+                        + "but its account is \(event.account ?? "none")")
+                return
+            }
             switch try inbox.receive(event, payload: payload, endpoint: endpoint) {
             case .duplicate: tally.duplicates += 1
             case .applied: tally.applied += 1

@@ -326,6 +326,10 @@ public struct MarketplaceConfiguration: Sendable {
     /// Under `destination`, make the seller the settlement merchant (`on_behalf_of` = the
     /// seller's account; `DESTINATION_ON_BEHALF_OF`, default off).
     public var destinationOnBehalfOf: Bool
+    /// Whether a direct charge's refund gives the platform's application fee back, in proportion
+    /// (`refund_application_fee`; `DIRECT_REFUND_APPLICATION_FEE`, default on). Recorded on each
+    /// refund when it is reserved, so a resumed refund keeps the choice it was made under.
+    public var directRefundApplicationFee: Bool
 
     /// Reads and validates the settings.
     public init(environment: Environment) throws {
@@ -358,6 +362,7 @@ public struct MarketplaceConfiguration: Sendable {
                 description: "environment variable DESTINATION_ON_BEHALF_OF applies to CHARGE_MODEL=destination only; "
                     + "a direct charge is already made on the seller's account")
         }
+        directRefundApplicationFee = try environment.flag("DIRECT_REFUND_APPLICATION_FEE", default: true)
     }
 
     /// The largest amount Stripe charges (eight digits of minor units).

@@ -77,8 +77,11 @@ public struct SharedState: Sendable {
                         "payments_webhook_signature_failures_total{endpoint=\"\(endpoint.rawValue)\",reason=\"\($0.rawValue)\"}"
                     }
                 }
-                + ["ok", "failed"].map { "payments_stripe_follow_ups_total{outcome=\"\($0)\"}" } + [
-                    "payments_stripe_follow_ups_dropped_total", "payments_database_pool_timeouts_total",
+                + StripeFollowUps.kinds.flatMap { kind in
+                    ["ok", "failed"].map { "payments_stripe_follow_ups_total{kind=\"\(kind)\",outcome=\"\($0)\"}" }
+                        + ["payments_stripe_follow_ups_dropped_total{kind=\"\(kind)\"}"]
+                } + [
+                    "payments_database_pool_timeouts_total",
                     "payments_database_unavailable_total", "payments_metrics_database_errors_total",
                 ])
         followUps = StripeFollowUps(configuration: stripe, metrics: metrics)

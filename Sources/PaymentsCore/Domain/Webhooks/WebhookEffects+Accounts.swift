@@ -7,23 +7,24 @@ extension WebhookEffects {
     /// Applies to the profile of the event's connected account (`event.account`, which Stripe
     /// sets on Connect deliveries) and only when the object is that account: an event whose
     /// object names another account must not change that other seller's profile. A seller of
-    /// ours whose payout delay differs from `PAYOUT_DELAY_DAYS` gets it set again, after the commit.
+    /// ours whose payout delay differs from `PAYOUT_DELAY_DAYS` gets it set again, after the
+    /// commit — only from the newest view of the account: an older event applied late (the
+    /// profile already holds a newer one) shows a delay that may long have been fixed.
     func accountUpdated(_ account: Account, followUps: inout [StripeFollowUp]) throws -> EffectOutcome {
         guard let eventAccount = event.account, eventAccount == account.id else { return .refused }
-        let outcome = try mirror(account)
-        if outcome == .processed, let wanted = payoutDelayDays, let shown = account.payoutDelayDays,
+        let synced = try AccountMirror.sync(
+            account, eventCreated: event.created, operation: "account.updated", metadata: eventMetadata,
+            audit: audit, on: connection)
+        if case .synced = synced, let wanted = payoutDelayDays, let shown = account.payoutDelayDays,
             shown != Int64(wanted)
         {
             followUps.append(.payoutDelay(PayoutDelayFix(account: account.id, delayDays: wanted, eventID: event.id)))
         }
-        return outcome
+        return try outcome(of: synced, account)
     }
 
-    private func mirror(_ account: Account) throws -> EffectOutcome {
-        switch try AccountMirror.sync(
-            account, eventCreated: event.created, operation: "account.updated", metadata: eventMetadata,
-            audit: audit, on: connection)
-        {
+    private func outcome(of synced: AccountMirror.Result, _ account: Account) throws -> EffectOutcome {
+        switch synced {
         case .unknownAccount:
             return .parked
         case .stale, .synced(_, chargesChanged: false):

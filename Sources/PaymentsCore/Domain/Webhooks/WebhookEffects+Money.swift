@@ -9,9 +9,9 @@ extension WebhookEffects {
         let updated = try connection.query(
             """
             UPDATE refunds SET status = \(refund.status ?? "pending"), failure_reason = \(refund.failureReason),
-                   last_event_created = \(event.created)
+                   pending_reason = \(refund.pendingReason), last_event_created = \(event.created)
             WHERE stripe_refund_id = \(refund.id) AND last_event_created <= \(event.created)
-              AND status IS DISTINCT FROM \(refund.status ?? "pending")
+              AND (status, pending_reason) IS DISTINCT FROM (\(refund.status ?? "pending"), \(refund.pendingReason))
             RETURNING id, payment_id
             """)
         if let row = updated.first {
@@ -35,10 +35,10 @@ extension WebhookEffects {
         try connection.query(
             """
             INSERT INTO refunds (payment_id, sequence, stripe_refund_id, amount_cents, currency, reason, status,
-                                 failure_reason, last_event_created)
+                                 failure_reason, pending_reason, last_event_created)
             SELECT \(paymentID)::uuid, COALESCE(MAX(sequence), 0) + 1, \(refund.id), \(refund.amount),
                    \(currency), \(refund.reason), \(refund.status ?? "pending"), \(refund.failureReason),
-                   \(event.created)
+                   \(refund.pendingReason), \(event.created)
             FROM refunds WHERE payment_id = \(paymentID)::uuid
             ON CONFLICT (stripe_refund_id) DO NOTHING
             """)

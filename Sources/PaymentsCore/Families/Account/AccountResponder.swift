@@ -15,7 +15,7 @@ struct AccountResponder {
         let identity = try request.requireIdentity()
         guard
             let profile = try ProfileRow.find(
-                identity.profileID, model: context.shared.configuration.marketplace.chargeModel, on: context.database)
+                identity.profileID, terms: context.shared.configuration.marketplace.purchaseTerms, on: context.database)
         else {
             throw APIError.notFound
         }

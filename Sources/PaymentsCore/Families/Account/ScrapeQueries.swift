@@ -8,8 +8,27 @@ import Postgres
 enum ScrapeQueries {
     /// Every database family; throws when the database does not answer.
     static func families(on database: some SQLExecutor) throws -> [ScrapedFamily] {
-        try backlog(on: database) + moneyAtRisk(on: database) + sweeps(on: database) + reconciliation(on: database)
-            + notificationDeliveries(on: database)
+        try backlog(on: database) + refusals(on: database) + moneyAtRisk(on: database) + sweeps(on: database)
+            + reconciliation(on: database) + notificationDeliveries(on: database)
+    }
+
+    /// `payments_webhook_events_refused{endpoint,reason="account_mismatch"}`: the events refused
+    /// because their `account` is not the one that owns their object, however they were applied —
+    /// a live delivery, the sweeper's retry, an admin's or the CLI's replay, a backfill — as the
+    /// inbox stored its decision (`ignored`, `last_error` account_mismatch; sql/0021's view over a
+    /// partial index). Both endpoints always present.
+    static func refusals(on database: some SQLExecutor) throws -> [ScrapedFamily] {
+        var counts: [String: Int] = [:]
+        for row in try database.query("SELECT endpoint, events FROM metrics_webhook_refused").rows {
+            counts[try row.decode("endpoint", as: String.self)] = try row.decode("events", as: Int.self)
+        }
+        return [
+            ScrapedFamily(
+                name: "payments_webhook_events_refused", type: .gauge,
+                samples: WebhookEndpoint.allCases.map {
+                    ("endpoint=\"\($0.rawValue)\",reason=\"account_mismatch\"", Double(counts[$0.rawValue] ?? 0))
+                })
+        ]
     }
 
     /// `payments_webhook_backlog{status,type}`: parked, failed and dead events.
@@ -29,17 +48,19 @@ enum ScrapeQueries {
         ]
     }
 
-    /// For each kind of money at risk, the count (always present, 0 when none) and the amount
-    /// per currency in the currency's minor unit (cents): `payments_authorizations_expiring`,
-    /// `payments_disputes_open`, `payments_refunds_pending` and their `_amount_minor{currency}`.
+    /// For each kind of money at risk and each charge model, the count (always present, 0 when
+    /// none) and the amount per currency in the currency's minor unit (cents):
+    /// `payments_authorizations_expiring`, `payments_disputes_open`, `payments_refunds_pending`
+    /// and their `_amount_minor{currency}`, all by `charge_model`.
     static func moneyAtRisk(on database: some SQLExecutor) throws -> [ScrapedFamily] {
         let rows = try database.query(
-            "SELECT kind, currency, items, amount FROM metrics_money_at_risk ORDER BY kind, currency"
+            "SELECT kind, charge_model, currency, items, amount FROM metrics_money_at_risk ORDER BY kind, charge_model, currency"
         ).rows
         let decoded = try rows.map {
             (
-                kind: try $0.decode("kind", as: String.self), currency: try $0.decode("currency", as: String.self),
-                items: try $0.decode("items", as: Int.self), amount: try $0.decode("amount", as: Int.self)
+                kind: try $0.decode("kind", as: String.self), model: try $0.decode("charge_model", as: String.self),
+                currency: try $0.decode("currency", as: String.self), items: try $0.decode("items", as: Int.self),
+                amount: try $0.decode("amount", as: Int.self)
             )
         }
         return ["authorizations_expiring", "disputes_open", "refunds_pending"].flatMap { kind in
@@ -47,10 +68,20 @@ enum ScrapeQueries {
             return [
                 ScrapedFamily(
                     name: "payments_\(kind)", type: .gauge,
-                    samples: [("", Double(ofKind.reduce(0) { $0 + $1.items }))]),
+                    samples: ChargeModel.allCases.map { model in
+                        (
+                            "charge_model=\"\(model.rawValue)\"",
+                            Double(ofKind.filter { $0.model == model.rawValue }.reduce(0) { $0 + $1.items })
+                        )
+                    }),
                 ScrapedFamily(
                     name: "payments_\(kind)_amount_minor", type: .gauge,
-                    samples: ofKind.map { ("currency=\"\(Self.escaped($0.currency))\"", Double($0.amount)) }),
+                    samples: ofKind.map {
+                        (
+                            "charge_model=\"\(Self.escaped($0.model))\",currency=\"\(Self.escaped($0.currency))\"",
+                            Double($0.amount)
+                        )
+                    }),
             ]
         }
     }

@@ -30,7 +30,7 @@ struct ConnectResponder {
         let profileID = identity.profileID.uuidString.lowercased()
         guard
             let profile = try ProfileRow.find(
-                identity.profileID, model: context.shared.configuration.marketplace.chargeModel, on: context.database)
+                identity.profileID, terms: context.shared.configuration.marketplace.purchaseTerms, on: context.database)
         else {
             throw APIError.notFound
         }
@@ -96,7 +96,7 @@ struct ConnectResponder {
         let identity = try request.requireIdentity()
         guard
             let profile = try ProfileRow.find(
-                identity.profileID, model: context.shared.configuration.marketplace.chargeModel, on: context.database)
+                identity.profileID, terms: context.shared.configuration.marketplace.purchaseTerms, on: context.database)
         else {
             throw APIError.notFound
         }
@@ -122,7 +122,7 @@ struct ConnectResponder {
         let identity = try request.requireIdentity()
         guard
             let profile = try ProfileRow.find(
-                identity.profileID, model: context.shared.configuration.marketplace.chargeModel, on: context.database),
+                identity.profileID, terms: context.shared.configuration.marketplace.purchaseTerms, on: context.database),
             let account = profile.stripeAccountID, profile.detailsSubmitted
         else {
             throw APIError(.notOnboarded)

@@ -16,7 +16,7 @@ struct SellerMoneyResponder {
         let identity = try request.requireIdentity()
         guard
             let profile = try ProfileRow.find(
-                identity.profileID, model: context.shared.configuration.marketplace.chargeModel, on: context.database),
+                identity.profileID, terms: context.shared.configuration.marketplace.purchaseTerms, on: context.database),
             let account = profile.stripeAccountID
         else { throw APIError(.notOnboarded) }
         let balance: Balance = try context.stripe.get("/v1/balance", account: account)

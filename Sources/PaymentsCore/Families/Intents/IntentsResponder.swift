@@ -84,7 +84,7 @@ struct IntentsResponder {
         request: Request, on connection: Connection
     ) throws -> Reservation {
         let model = marketplace.chargeModel
-        guard let listing = try ListingRow.lock(listingID, model: model, on: connection) else {
+        guard let listing = try ListingRow.lock(listingID, terms: marketplace.purchaseTerms, on: connection) else {
             throw APIError(.listingNotFound)
         }
         guard listing.sellerID != identity.profileID else {

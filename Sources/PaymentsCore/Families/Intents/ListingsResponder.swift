@@ -17,8 +17,8 @@ struct ListingsResponder {
         let cursor = try PageCursor.from(request)
         // An item is bought under the configured model; a job's milestones are platform charges.
         let purchaseGaps = SQLQuery(
-            unsafeSQL: SellerGaps.call("s", model: context.shared.configuration.marketplace.chargeModel))
-        let fundingGaps = SQLQuery(unsafeSQL: SellerGaps.call("s", model: .destination))
+            unsafeSQL: SellerGaps.call("s", terms: context.shared.configuration.marketplace.purchaseTerms))
+        let fundingGaps = SQLQuery(unsafeSQL: SellerGaps.call("s", terms: .platformCharge))
         let rows = try context.database.query(
             """
             SELECT l.id, l.title, l.kind, l.price_cents, l.currency, l.seller_id,

@@ -34,7 +34,7 @@ struct MilestonesResponder {
         let database = context.database
 
         let attempt = try database.withTransaction { connection -> IntentCreation.Attempt in
-            guard let listing = try ListingRow.lock(listingID, model: .destination, on: connection) else {
+            guard let listing = try ListingRow.lock(listingID, terms: .platformCharge, on: connection) else {
                 throw APIError(.listingNotFound)
             }
             guard
