@@ -105,8 +105,10 @@ def calls(stack, key, path_prefix=None, method="POST", family=False):
 
 
 def executed(requests_):
-    """Requests the fake executed (2xx, not a replay of a stored response, not a fault)."""
-    return [r for r in requests_ if 200 <= r["status"] < 300 and not r.get("idempotent_replayed") and not r.get("fault")]
+    """Requests the fake executed (2xx, not a replay of a stored response, not a fault; a dropped
+    connection's request has no status at all)."""
+    return [r for r in requests_ if not r.get("fault") and r.get("status") is not None and 200 <= r["status"] < 300
+            and not r.get("idempotent_replayed")]
 
 
 def transfers_for_charge(stack, charge_id):
