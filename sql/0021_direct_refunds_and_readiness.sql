@@ -51,24 +51,4 @@ CREATE VIEW metrics_webhook_refused AS
     FROM webhook_events WHERE status = 'ignored' AND last_error LIKE 'account_mismatch:%'
     GROUP BY endpoint;
 
--- Money at risk split by charge model (0012's view, with `charge_model` as its last column): an
--- operator running both models sees whose balance a disputed or refunded amount comes from. Two
--- values, so the families stay small. Milestone fundings (platform charges) read `destination`,
--- as on their rows.
-CREATE OR REPLACE VIEW metrics_money_at_risk AS
-    SELECT 'authorizations_expiring'::text AS kind, currency::text AS currency,
-           count(*)::bigint AS items, sum(amount_capturable)::bigint AS amount, charge_model
-    FROM payments
-    WHERE status = 'requires_capture' AND capture_before < now() + interval '24 hours'
-    GROUP BY currency, charge_model
-    UNION ALL
-    SELECT 'disputes_open', coalesce(d.currency, p.currency)::text,
-           count(*), sum(coalesce(d.amount_cents, p.amount_cents - p.amount_refunded))::bigint, p.charge_model
-    FROM disputes d JOIN payments p ON p.id = d.payment_id
-    WHERE d.status IN ('open', 'warning_needs_response', 'warning_under_review', 'needs_response', 'under_review')
-    GROUP BY 2, p.charge_model
-    UNION ALL
-    SELECT 'refunds_pending', r.currency::text, count(*), sum(r.amount_cents)::bigint, p.charge_model
-    FROM refunds r JOIN payments p ON p.id = r.payment_id
-    WHERE r.status IN ('creating', 'pending', 'requires_action')
-    GROUP BY r.currency, p.charge_model;
+-- Money at risk split by charge model: in 0022, which redefines that view for its own reason.

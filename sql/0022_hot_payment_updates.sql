@@ -25,8 +25,10 @@ CREATE INDEX payments_hold_expires_idx ON payments (hold_expires_at) WHERE hold_
 -- status index it could use instead cost every payment update its HOT chance.
 DROP INDEX payments_status_created_idx;
 
--- The money at risk (0012, per charge model since 0021), reading the held payments through the
--- new index.
+-- The money at risk (0012), reading the held payments through the new index, and split by charge
+-- model (`charge_model` as its last column): an operator running both models sees whose balance
+-- a disputed or refunded amount comes from. Two values, so the families stay small. Milestone
+-- fundings (platform charges) read `destination`, as on their rows.
 CREATE OR REPLACE VIEW metrics_money_at_risk AS
     SELECT 'authorizations_expiring'::text AS kind, currency::text AS currency,
            count(*)::bigint AS items, sum(amount_capturable)::bigint AS amount, charge_model
