@@ -43,12 +43,12 @@ final class StripeFollowUps: StripeFollowUpSink, Sendable {
     /// Starts the background threads, or runs nothing when there is no Stripe configuration.
     init(configuration: StripeConfiguration, metrics: Metrics, capacity: Int = 10_000) {
         cancellations = FollowUpQueue(
-            kind: "cancel", configuration: configuration, metrics: metrics, capacity: capacity)
+            kind: Self.kinds[0], configuration: configuration, metrics: metrics, capacity: capacity)
         accountFixes = FollowUpQueue(
-            kind: "payout_delay", configuration: configuration, metrics: metrics, capacity: capacity)
+            kind: Self.kinds[1], configuration: configuration, metrics: metrics, capacity: capacity)
     }
 
-    /// The kinds the queues are named by in metrics (`kind` label).
+    /// The kinds the queues are named by in metrics (`kind` label): cancellations, payout-delay fixes.
     static let kinds = ["cancel", "payout_delay"]
 
     /// Queues the calls, each on its kind's queue; returns at once.
