@@ -49,12 +49,11 @@ public enum ServeCommand {
             ])
         let finished = server.run(
             lanes: lanes,
-            makeHandler: { lane, index in
+            makeHandler: { lane, _ in
                 // A worker without a curl handle cannot serve; there is no way to continue without memory.
                 guard
                     let context = try? WorkerContext(
-                        shared: shared, lane: LaneKind(rawValue: lane.name) ?? .core,
-                        workerIndex: index)
+                        shared: shared, lane: LaneKind(rawValue: lane.name) ?? .core)
                 else { preconditionFailure("cannot allocate a curl handle") }
                 return WorkerHandler(application: application, context: context)
             },

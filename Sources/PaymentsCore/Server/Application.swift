@@ -132,8 +132,7 @@ public struct Application: Sendable {
         let microseconds = Int(
             elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000)
         shared.metrics.recordRequest(
-            lane: context.lane.rawValue, route: route, status: status, microseconds: microseconds,
-            worker: context.workerIndex)
+            lane: context.lane.rawValue, route: route, status: status, microseconds: microseconds)
         var fields: [(String, LogValue)] = [
             ("request_id", .string(request.requestID)),
             ("method", .string(request.method)),

@@ -1,17 +1,17 @@
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Process-wide counters, histograms and gauges, exposed in Prometheus text format at
 /// `/metrics`. Names carry their labels (`name{label="value"}`), which keeps this a dictionary;
 /// every label value is bounded (route patterns, lanes, Stripe operations, outcomes).
 public final class Metrics: Sendable {
-    private let counters = Mutex<[String: Int]>([:])
-    /// Request counts and latencies are sharded by worker so that workers do not contend for one lock.
-    private let requestShards: [Shard] = (0..<Metrics.shardCount).map { _ in Shard() }
+    /// Every series is sharded by thread, so that workers do not contend for one lock; a scrape
+    /// adds the shards up.
+    private let shards: [Shard] = (0..<Metrics.shardCount).map { _ in Shard() }
     private static let shardCount = 64
-    /// Histograms other than the requests' (webhook processing, Stripe calls), by series.
-    private let histograms = Mutex<[Series: Histogram]>([:])
-    /// Workers of each lane running a request now (lane saturation).
-    private let busyWorkers = Mutex<[String: Int]>([:])
 
     /// Upper bounds (seconds) of the webhook processing histogram.
     static let webhookBuckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
@@ -56,21 +56,34 @@ public final class Metrics: Sendable {
         let status: Int
     }
 
-    /// One worker's request counts and latencies (a class, since a `Mutex` cannot be stored in an array).
+    /// One shard of every series (a class, since a `Mutex` cannot be stored in an array).
     private final class Shard: Sendable {
-        let counts = Mutex<[RequestKey: Int]>([:])
-        let latencies = Mutex<[Series: Histogram]>([:])
+        let counters = Mutex<[String: Int]>([:])
+        let requests = Mutex<[RequestKey: Int]>([:])
+        let histograms = Mutex<[Series: Histogram]>([:])
+        /// Workers of each lane running a request now (lane saturation): a worker marks itself
+        /// busy and free again on its own thread, so the shards' sum is the lane's count.
+        let busyWorkers = Mutex<[String: Int]>([:])
+    }
+
+    /// The calling thread's shard: its thread id, Fibonacci-hashed (thread ids are addresses a
+    /// stack size apart, which a plain modulo would fold onto a few shards).
+    private var shard: Shard {
+        shards[
+            Int(
+                truncatingIfNeeded: (UInt64(UInt(bitPattern: Int(bitPattern: pthread_self()))) &* 0x9E37_79B9_7F4A_7C15)
+                    >> 58)]
     }
 
     /// Counts one finished request on the calling worker's shard, and its latency by route
     /// pattern and status class.
-    func recordRequest(lane: String, route: String, status: Int, microseconds: Int, worker: Int) {
-        let shard = requestShards[worker % Self.shardCount]
-        shard.counts.withLock { $0[RequestKey(lane: lane, route: route, status: status), default: 0] += 1 }
+    func recordRequest(lane: String, route: String, status: Int, microseconds: Int) {
+        let shard = shard
+        shard.requests.withLock { $0[RequestKey(lane: lane, route: route, status: status), default: 0] += 1 }
         let series = Series(
             family: "payments_http_request_duration_seconds",
             labels: "route=\"\(route)\",status_class=\"\(status / 100)xx\"")
-        shard.latencies.withLock {
+        shard.histograms.withLock {
             $0[series, default: Histogram(bounds: Self.latencyBuckets)].observe(
                 Double(microseconds) / 1_000_000, bounds: Self.latencyBuckets)
         }
@@ -79,14 +92,14 @@ public final class Metrics: Sendable {
     /// Counters that exist before their first event, at 0, so that `rate()` and alert rules see
     /// them from the first scrape (a series that appears with its first event hides that event).
     func declare(_ names: [String]) {
-        counters.withLock { counters in
+        shards[0].counters.withLock { counters in
             for name in names where counters[name] == nil { counters[name] = 0 }
         }
     }
 
     /// Adds one to a named counter (label set included in the name).
     public func increment(_ name: String) {
-        counters.withLock { $0[name, default: 0] += 1 }
+        shard.counters.withLock { $0[name, default: 0] += 1 }
     }
 
     /// Records how long one webhook delivery took to process.
@@ -104,28 +117,31 @@ public final class Metrics: Sendable {
     }
 
     private func observe(_ series: Series, _ seconds: Double, bounds: [Double]) {
-        histograms.withLock { $0[series, default: Histogram(bounds: bounds)].observe(seconds, bounds: bounds) }
+        shard.histograms.withLock { $0[series, default: Histogram(bounds: bounds)].observe(seconds, bounds: bounds) }
     }
 
     /// Marks a worker of `lane` busy (`true`) or free again (`false`).
     func setWorkerBusy(lane: String, _ isBusy: Bool) {
-        busyWorkers.withLock { $0[lane, default: 0] += isBusy ? 1 : -1 }
+        shard.busyWorkers.withLock { $0[lane, default: 0] += isBusy ? 1 : -1 }
     }
 
     /// The exposition text. `scraped` are the families read at scrape time (the database's
     /// gauges and the sweeper's counters, the pool, the lanes). Every series carries `instance`,
     /// so the scrape of each process is told apart.
     func render(scraped: [ScrapedFamily] = [], instance: String) -> String {
-        var snapshot = counters.withLock { $0 }
-        var histogramSnapshot = histograms.withLock { $0 }
-        for shard in requestShards {
-            for (key, value) in shard.counts.withLock({ $0 }) {
+        var snapshot: [String: Int] = [:]
+        var histogramSnapshot: [Series: Histogram] = [:]
+        for shard in shards {
+            snapshot.merge(shard.counters.withLock { $0 }, uniquingKeysWith: +)
+            for (key, value) in shard.requests.withLock({ $0 }) {
                 snapshot[
                     "payments_http_requests_total{lane=\"\(key.lane)\",route=\"\(key.route)\",status=\"\(key.status)\"}",
                     default: 0] += value
             }
-            for (series, histogram) in shard.latencies.withLock({ $0 }) {
-                histogramSnapshot[series, default: Histogram(bounds: Self.latencyBuckets)].add(histogram)
+            histogramSnapshot.merge(shard.histograms.withLock { $0 }) { total, more in
+                var total = total
+                total.add(more)
+                return total
             }
         }
         var lines: [String] = []
@@ -162,7 +178,9 @@ public final class Metrics: Sendable {
 
     /// The lanes' gauges: workers and busy workers per lane.
     func laneFamilies(workers: [(lane: String, count: Int)]) -> [ScrapedFamily] {
-        let busy = busyWorkers.withLock { $0 }
+        let busy = shards.reduce(into: [String: Int]()) { busy, shard in
+            busy.merge(shard.busyWorkers.withLock { $0 }, uniquingKeysWith: +)
+        }
         return [
             ScrapedFamily(
                 name: "payments_lane_workers", type: .gauge,

@@ -77,6 +77,9 @@ enum RouteResult {
 public struct Router: Sendable {
     /// By number of path segments: a path is only compared with the patterns of its length.
     private var routes: [Int: [Route]] = [:]
+    /// Patterns without parameters, by method and pattern: a path equal to one is answered by
+    /// it without comparing others (no pattern can be more specific than an exact one).
+    private var exactRoutes: [String: Route] = [:]
 
     /// An empty router.
     public init() {}
@@ -89,16 +92,20 @@ public struct Router: Sendable {
         _ handler: @escaping Handler
     ) {
         let segments = Self.split(pattern)
-        routes[segments.count, default: []].append(
-            Route(
-                method: method, pattern: pattern, segments: segments, body: body, access: access,
-                rateLimits: rateLimits, audit: audit, lane: lane, handler: handler,
-                specificity: segments.filter { !$0.hasPrefix("{") }.count))
+        let route = Route(
+            method: method, pattern: pattern, segments: segments, body: body, access: access,
+            rateLimits: rateLimits, audit: audit, lane: lane, handler: handler,
+            specificity: segments.filter { !$0.hasPrefix("{") }.count)
+        routes[segments.count, default: []].append(route)
+        if route.specificity == segments.count, exactRoutes[Self.exactKey(method, pattern)] == nil {
+            exactRoutes[Self.exactKey(method, pattern)] = route
+        }
     }
 
     /// Finds the route for the path: only the most specific matching patterns count (so
     /// `/api/payments/capture` is never taken as `/api/payments/{id}`); 405 lists their methods.
     func route(method: String, path: String) -> RouteResult {
+        if let exact = exactRoutes[Self.exactKey(method, path)] { return .found(exact, [:]) }
         let segments = Self.split(path)
         let matches = (routes[segments.count] ?? []).compactMap { route in route.match(segments).map { (route, $0) } }
         guard let specificity = matches.map({ $0.0.specificity }).max() else { return .notFound }
@@ -110,6 +117,8 @@ public struct Router: Sendable {
         }
         return .methodNotAllowed(Set(candidates.map(\.0.method)).sorted())
     }
+
+    private static func exactKey(_ method: String, _ path: String) -> String { method + " " + path }
 
     private static func split(_ path: String) -> [Substring] {
         var trimmed = Substring(path)

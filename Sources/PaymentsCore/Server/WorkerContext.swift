@@ -24,14 +24,11 @@ public final class WorkerContext {
     public let shared: SharedState
     /// The lane this worker serves.
     public let lane: LaneKind
-    /// The worker's process-wide index (metrics shard).
-    public let workerIndex: Int
 
     /// Creates a context for one worker; throws only when libcurl cannot allocate a handle.
-    public init(shared: SharedState, lane: LaneKind = .core, workerIndex: Int = 0) throws {
+    public init(shared: SharedState, lane: LaneKind = .core) throws {
         self.shared = shared
         self.lane = lane
-        self.workerIndex = workerIndex
         database = Database(pool: shared.pool)
         stripe = try StripeClient(configuration: shared.stripeConfiguration)
     }

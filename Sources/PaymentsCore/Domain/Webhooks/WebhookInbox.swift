@@ -8,7 +8,7 @@ struct WebhookPayloadExpired: Error {
 }
 
 /// The answer to one delivery.
-enum DeliveryOutcome: Equatable {
+enum DeliveryOutcome: Hashable {
     case applied(EffectOutcome)
     case duplicate
 }

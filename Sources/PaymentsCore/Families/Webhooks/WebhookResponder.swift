@@ -71,26 +71,31 @@ struct WebhookResponder {
             seconds: Double(elapsed.components.attoseconds) / 1e18 + Double(elapsed.components.seconds))
 
         let label: String
-        let body: [String: JSONValue]
         switch outcome {
         case .duplicate:
             label = "duplicate"
-            body = ["received": true, "duplicate": true]
         case .applied(.refused):
             // Stored as `ignored` with the reason in `last_error`; Stripe has nothing to retry.
             label = EffectOutcome.refused.rawValue
-            body = ["received": true, "status": "ignored"]
             metrics.increment(
                 "payments_webhook_rejections_total{endpoint=\"\(endpoint.rawValue)\",reason=\"account_mismatch\"}")
         case .applied(let effect):
             label = effect.rawValue
-            body = effect == .processed ? ["received": true] : ["received": true, "status": .string(effect.rawValue)]
         }
         metrics.increment(
             "payments_webhook_events_total{endpoint=\"\(endpoint.rawValue)\",type=\"\(event.type)\",outcome=\"\(label)\"}"
         )
-        return .json(body)
+        return Self.answers[outcome] ?? .json(["received": true])
     }
+
+    /// The answer to each outcome, encoded once: there are only these few.
+    private static let answers: [DeliveryOutcome: Response] = [
+        .duplicate: .json(["received": true, "duplicate": true] as [String: JSONValue]),
+        .applied(.processed): .json(["received": true]),
+        .applied(.refused): .json(["received": true, "status": "ignored"] as [String: JSONValue]),
+        .applied(.ignored): .json(["received": true, "status": "ignored"] as [String: JSONValue]),
+        .applied(.parked): .json(["received": true, "status": "parked"] as [String: JSONValue]),
+    ]
 
     /// An event rendered at another API version than ours (an endpoint created by hand, or one
     /// left behind by an upgrade) may be shaped differently: it is still processed, but counted
