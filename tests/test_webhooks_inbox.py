@@ -448,6 +448,24 @@ def test_a_payment_transition_that_touches_no_hold_is_a_hot_update(stack, db):
     assert hot_updates() - before >= len(payments)
 
 
+def test_a_duplicate_payment_intent_delivery_writes_nothing(stack, db):
+    """Issue 17 (sql/0027): a delivery of an event already processed reads its row without locking
+    it. A row lock is a write (the locker's transaction id in the row's xmax, WAL to flush at the
+    commit): during a retry storm most deliveries are duplicates, and they now cost a read."""
+    payment = new_payment(db, status="processing")
+    body = encode(succeeded(payment, int(time.time())))
+    assert deliver(stack, body).status_code == 200
+    version = "SELECT xmin::text, xmax::text FROM webhook_events WHERE id = %s"
+    event_id = json.loads(body)["id"]
+    first = db.execute(version, (event_id,)).fetchone()
+    assert first[1] == "0", first
+    for _ in range(3):
+        answer = deliver(stack, body)
+        assert answer.status_code == 200 and answer.json() == {"received": True, "duplicate": True}, answer.text
+    assert db.execute(version, (event_id,)).fetchone() == first
+    assert event_row(db, event_id)["attempts"] == 1
+
+
 def test_a_failed_payment_intent_delivery_is_recorded_for_the_sweeper(stack, db):
     """The one-statement path keeps the inbox's failure semantics: an effect that fails rolls
     back, and the event is kept as `failed` (500), to be retried."""
