@@ -1,3 +1,4 @@
+import Dispatch
 import Testing
 
 @testable import PaymentsCore
@@ -19,10 +20,32 @@ import Testing
         #expect(StripeClient.operation(method: "GET", path: "/v1/balance") == "GET /v1/balance")
     }
 
+    @Test func seriesCountedOnManyThreadsAreAddedUp() {
+        let metrics = Metrics()
+        DispatchQueue.concurrentPerform(iterations: 16) { _ in
+            for _ in 0..<100 {
+                metrics.increment("payments_test_total")
+                metrics.recordRequest(lane: "core", route: "/api/health", status: 200, microseconds: 1_000)
+            }
+            metrics.setWorkerBusy(lane: "core", true)
+        }
+        let text = metrics.render(instance: "h")
+        #expect(text.contains(#"payments_test_total{instance="h"} 1600"#))
+        #expect(
+            text.contains(
+                #"payments_http_requests_total{instance="h",lane="core",route="/api/health",status="200"} 1600"#))
+        #expect(
+            text.contains(
+                #"payments_http_request_duration_seconds_count{instance="h",route="/api/health",status_class="2xx"} 1600"#
+            ))
+        let busy = metrics.laneFamilies(workers: [("core", 16)]).first { $0.name == "payments_lane_busy_workers" }
+        #expect(busy?.samples.first?.value == 16)
+    }
+
     @Test func histogramsAreCumulativeAndCarryTheInstance() {
         let metrics = Metrics()
-        metrics.recordRequest(lane: "core", route: "/api/health", status: 200, microseconds: 3_000, worker: 0)
-        metrics.recordRequest(lane: "core", route: "/api/health", status: 204, microseconds: 70_000, worker: 9)
+        metrics.recordRequest(lane: "core", route: "/api/health", status: 200, microseconds: 3_000)
+        metrics.recordRequest(lane: "core", route: "/api/health", status: 204, microseconds: 70_000)
         metrics.observeStripeCall(operation: "GET /v1/balance", outcome: "ok", seconds: 0.2)
         let text = metrics.render(instance: "h/app.sock")
         let health = #"instance="h/app.sock",route="/api/health",status_class="2xx""#

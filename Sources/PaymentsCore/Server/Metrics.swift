@@ -67,12 +67,11 @@ public final class Metrics: Sendable {
     }
 
     /// The calling thread's shard: its thread id, Fibonacci-hashed (thread ids are addresses a
-    /// stack size apart, which a plain modulo would fold onto a few shards).
+    /// stack size apart, which a plain modulo would fold onto a few shards); its top 6 bits pick one
+    /// of the 64.
     private var shard: Shard {
-        shards[
-            Int(
-                truncatingIfNeeded: (UInt64(UInt(bitPattern: Int(bitPattern: pthread_self()))) &* 0x9E37_79B9_7F4A_7C15)
-                    >> 58)]
+        let thread = UInt64(pthread_self())
+        return shards[Int((thread &* 0x9E37_79B9_7F4A_7C15) >> 58)]
     }
 
     /// Counts one finished request on the calling worker's shard, and its latency by route
