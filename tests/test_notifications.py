@@ -397,11 +397,9 @@ def test_every_notification_goes_through_the_notifier_and_every_kind_has_a_templ
                      if re.search(r"INSERT\s+INTO\s+notifications\b", p.read_text(), re.I))
     # The one other writer: the payment_intent events' effect in SQL (one round trip per delivery,
     # issue 17; redefined by issue 16's migration to check the event's account, and by issue 17's
-    # fewer statements, narrow row lock and transitions as expressions), whose kinds must be
-    # NotificationKind's too.
+    # fewer statements and transitions as expressions), whose kinds must be NotificationKind's too.
     effect = ["sql/0018_webhook_one_round_trip.sql", "sql/0020_charge_models.sql",
-              "sql/0023_webhook_fewer_statements.sql", "sql/0025_webhook_narrow_row_lock.sql",
-              "sql/0028_transitions_as_expressions.sql"]
+              "sql/0023_webhook_fewer_statements.sql", "sql/0025_transitions_as_expressions.sql"]
     assert writers == ["Sources/PaymentsCore/Domain/Notifier.swift", *effect], writers
     enum = re.findall(r'case (\w+) = "(\w+)"', (REPO / "Sources/PaymentsCore/Domain/NotificationKind.swift").read_text())
     in_sql = {kind for path in effect for kind in re.findall(r"v_kind := '(\w+)'", (REPO / path).read_text())}
