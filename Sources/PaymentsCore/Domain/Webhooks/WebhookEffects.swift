@@ -3,7 +3,7 @@ import Postgres
 import Stripe
 
 /// What applying an event did.
-enum EffectOutcome: String {
+enum EffectOutcome: String, CaseIterable {
     /// The effect ran (or was already in place: a repeated or stale event changes nothing).
     case processed
     /// The object it concerns is not in our database yet; retried when it appears.

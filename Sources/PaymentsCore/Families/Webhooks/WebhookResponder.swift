@@ -75,7 +75,6 @@ struct WebhookResponder {
         case .duplicate:
             label = "duplicate"
         case .applied(.refused):
-            // Stored as `ignored` with the reason in `last_error`; Stripe has nothing to retry.
             label = EffectOutcome.refused.rawValue
             metrics.increment(
                 "payments_webhook_rejections_total{endpoint=\"\(endpoint.rawValue)\",reason=\"account_mismatch\"}")
@@ -85,17 +84,25 @@ struct WebhookResponder {
         metrics.increment(
             "payments_webhook_events_total{endpoint=\"\(endpoint.rawValue)\",type=\"\(event.type)\",outcome=\"\(label)\"}"
         )
-        return Self.answers[outcome] ?? .json(["received": true])
+        return Self.answers[outcome] ?? Self.answer(to: outcome)
     }
 
-    /// The answer to each outcome, encoded once: there are only these few.
-    private static let answers: [DeliveryOutcome: Response] = [
-        .duplicate: .json(["received": true, "duplicate": true] as [String: JSONValue]),
-        .applied(.processed): .json(["received": true]),
-        .applied(.refused): .json(["received": true, "status": "ignored"] as [String: JSONValue]),
-        .applied(.ignored): .json(["received": true, "status": "ignored"] as [String: JSONValue]),
-        .applied(.parked): .json(["received": true, "status": "parked"] as [String: JSONValue]),
-    ]
+    /// The answer to each outcome, encoded once: there are only five.
+    private static let answers = Dictionary(
+        uniqueKeysWithValues: ([.duplicate] + EffectOutcome.allCases.map(DeliveryOutcome.applied)).map {
+            ($0, answer(to: $0))
+        })
+
+    private static func answer(to outcome: DeliveryOutcome) -> Response {
+        switch outcome {
+        case .duplicate: .json(["received": true, "duplicate": true] as [String: JSONValue])
+        case .applied(.processed): .json(["received": true])
+        // A refused event is stored `ignored` (the reason in `last_error`): Stripe has nothing to retry.
+        case .applied(.refused), .applied(.ignored):
+            .json(["received": true, "status": "ignored"] as [String: JSONValue])
+        case .applied(.parked): .json(["received": true, "status": "parked"] as [String: JSONValue])
+        }
+    }
 
     /// An event rendered at another API version than ours (an endpoint created by hand, or one
     /// left behind by an upgrade) may be shaped differently: it is still processed, but counted
