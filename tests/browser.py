@@ -95,3 +95,20 @@ def headless_chromium(profile_dir: Path):
                 service.stop()
         finally:
             _end(pids)
+
+
+def wait_through_navigation(driver, timeout, condition):
+    """Waits until `condition(driver)` is truthy while the page may be navigating away (a
+    click whose script fetches and then sets `location`). Chromedriver refuses a command that
+    a navigation interrupts ("aborted by navigation"); that only means "not there yet"."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def attempt(d):
+        try:
+            return condition(d)
+        except WebDriverException as error:
+            if "aborted by navigation" in str(error):
+                return False
+            raise
+    return WebDriverWait(driver, timeout, ignored_exceptions=[StaleElementReferenceException]).until(attempt)

@@ -13,7 +13,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from browser import WINDOW, headless_chromium
+from browser import WINDOW, headless_chromium, wait_through_navigation
 from harness.api import make_profile
 
 
@@ -60,7 +60,7 @@ def complete_on_hosted_page(stack, driver, account):
     assert page_url.startswith(f"{stack.stripe.url}/setup/e/{account}/"), page_url
     assert account in driver.find_element(By.TAG_NAME, "body").text
     driver.find_element(By.ID, "complete").click()
-    WebDriverWait(driver, 20).until(lambda d: d.current_url.startswith(stack.app.env["APP_RETURN_URL"]))
+    wait_through_navigation(driver, 20, lambda d: d.current_url.startswith(stack.app.env["APP_RETURN_URL"]))
     return page_url
 
 
@@ -141,7 +141,7 @@ def test_browser_save_for_later_is_not_enabled(stack, db, browser, tmp_path):
              if b.get_attribute("value") == "later"]
     assert len(later) == 1, "the hosted page has no Save-for-later button"
     later[0].click()
-    WebDriverWait(browser, 20).until(lambda d: d.current_url.startswith(stack.app.env["APP_RETURN_URL"]))
+    wait_through_navigation(browser, 20, lambda d: d.current_url.startswith(stack.app.env["APP_RETURN_URL"]))
     body = assert_marketplace_shows(stack, browser, "incomplete", "payments are not enabled")
     assert "payments enabled" not in body
     assert profile_flags(db, seller["id"]) == (False, False, False)

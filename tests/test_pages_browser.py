@@ -19,7 +19,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from browser import WINDOW, headless_chromium
+from browser import WINDOW, headless_chromium, wait_through_navigation
 from charge_models import stack_by_model  # noqa: F401  (the buyer's purchase under both charge models)
 from harness.api import make_profile, onboarded_seller, token, wait_for
 from harness.paths import REPO
@@ -45,8 +45,7 @@ def text_of(driver, element_id):
 def wait_text(driver, element_id, expected, timeout=WAIT):
     """Waits until the element's text contains `expected`; returns the text."""
     try:
-        WebDriverWait(driver, timeout, ignored_exceptions=[StaleElementReferenceException]).until(
-            lambda d: expected in text_of(d, element_id))
+        wait_through_navigation(driver, timeout, lambda d: expected in text_of(d, element_id))
     except Exception as error:
         raise AssertionError(f"#{element_id} never showed {expected!r}; it shows {text_of(driver, element_id)!r};"
                              f" console: {console_errors(driver)}") from error
@@ -302,10 +301,10 @@ def test_seller_onboards_and_sees_balance_and_payouts(stack, db, browser, tmp_pa
     # The onboarding button: POST /api/connect/accounts, then the browser follows the link to
     # the fake's hosted page, completes, and comes back through our return endpoint.
     click(browser, browser.find_element(By.ID, "onboard"))
-    WebDriverWait(browser, WAIT).until(EC.presence_of_element_located((By.ID, "complete")))
+    wait_through_navigation(browser, WAIT, EC.presence_of_element_located((By.ID, "complete")))
     assert browser.current_url.startswith(f"{stack.stripe.url}/setup/e/acct_"), browser.current_url
     browser.find_element(By.ID, "complete").click()
-    WebDriverWait(browser, WAIT).until(lambda d: d.current_url.startswith(stack.app.env["APP_RETURN_URL"]))
+    wait_through_navigation(browser, WAIT, lambda d: d.current_url.startswith(stack.app.env["APP_RETURN_URL"]))
     wait_text(browser, "result", "payments enabled")
     browser.find_element(By.ID, "seller-page").click()
 
