@@ -28,12 +28,16 @@ let package = Package(
         .target(name: "HTTPClient", dependencies: ["CCurl"]),
         .target(name: "Cryptography", dependencies: ["CCrypto"]),
 
+        // A linear-time JSON parser for untrusted bytes, and the value it produces.
+        .target(name: "JSON"),
+
         // Stripe: the API client and the webhook signature verifier (and signer).
-        .target(name: "Stripe", dependencies: ["HTTPClient", "Cryptography"]),
+        .target(name: "Stripe", dependencies: ["HTTPClient", "Cryptography", "JSON"]),
 
         // The application: configuration, router, responders, shared guards, migrations.
         // HTTPClient directly for the notification dispatcher's outbound webhooks and SMTP.
-        .target(name: "PaymentsCore", dependencies: ["FastCGI", "Postgres", "HTTPClient", "Stripe", "Cryptography"]),
+        .target(
+            name: "PaymentsCore", dependencies: ["FastCGI", "Postgres", "HTTPClient", "Stripe", "Cryptography", "JSON"]),
         // The command line: one ParsableCommand per subcommand, over PaymentsCore's operations.
         .target(
             name: "PaymentsCLI",
@@ -42,7 +46,7 @@ let package = Package(
 
         .testTarget(
             name: "PaymentsCoreTests",
-            dependencies: ["PaymentsCore", "Postgres", "Cryptography", "HTTPClient", "Stripe", "FastCGI"]),
+            dependencies: ["PaymentsCore", "Postgres", "Cryptography", "HTTPClient", "Stripe", "FastCGI", "JSON"]),
         .testTarget(name: "PaymentsCLITests", dependencies: ["PaymentsCLI", "PaymentsCore", "Stripe"]),
     ],
     swiftLanguageModes: [.v6]

@@ -12,6 +12,11 @@ public enum RequestBody: Sendable, Equatable {
     case tooLarge(declaredLength: Int)
     /// The stream ended before `CONTENT_LENGTH` bytes arrived, or the length was not a number.
     case malformed
+
+    /// The body was read to its end.
+    var isComplete: Bool {
+        if case .complete = self { true } else { false }
+    }
 }
 
 /// One FastCGI request: its parameters (CGI environment) and body.
@@ -157,8 +162,14 @@ final class Exchange {
         }
     }
 
-    /// Ends the request and releases its connection.
-    func finish() {
+    /// Ends the request and closes its connection. When the request's input was read to its end
+    /// (`inputRead`), nothing more will come from nginx and the socket is closed at once.
+    /// Otherwise (a body refused unread) libfcgi's lingering close runs: our side shut down, then
+    /// nginx's remaining bytes read and dropped until it closes (at most 2 s), so that nginx is
+    /// not cut off while it still sends.
+    func finish(inputRead: Bool) {
+        if inputRead { _ = FCGX_Detach(request) }  // a detached request is closed without lingering
         FCGX_Finish_r(request)
+        request.pointee.detached = 0
     }
 }

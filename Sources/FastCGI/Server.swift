@@ -139,7 +139,7 @@ public struct FastCGIServer: Sendable {
                 let waited = Date().timeIntervalSince(sent)
                 exchange.write(handler.respondBusy(to: request, waited: .milliseconds(Int(waited * 1000))))
             }
-            exchange.finish()
+            exchange.finish(inputRead: body.isComplete)
         }
     }
 

@@ -51,6 +51,16 @@ import Testing
         #expect(try StripeJSON.decoder.decode(FoundationKeys.self, from: Data(json.utf8)).names == expected)
     }
 
+    @Test func theSignatureHeaderIsTrimmedAsFoundationTrimsIt() {
+        for text in [
+            "t", " t", "t ", "\tv1\t", "\u{00A0}t\u{2003}", "\u{3000}v1", "t\n", "\nt", "", "   ", " \u{00A0} ", "v 1",
+        ] {
+            #expect(
+                String(trimmingWhitespace(Substring(text))) == text.trimmingCharacters(in: .whitespaces),
+                "\(text.unicodeScalars.map { String($0.value, radix: 16) })")
+        }
+    }
+
     @Test func anEventAndItsPaymentIntentDecodeFromOneParse() throws {
         let intent = Array(
             #"""

@@ -3,6 +3,7 @@ import Foundation
 import Stripe
 import Testing
 
+@testable import JSON
 @testable import PaymentsCore
 
 /// The parsers and arithmetic that untrusted bytes reach before anything is verified.

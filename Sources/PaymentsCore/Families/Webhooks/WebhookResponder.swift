@@ -31,7 +31,7 @@ struct WebhookResponder {
             throw APIError(.signatureInvalid, message: "The Stripe-Signature header is invalid (\(error.rawValue)).")
         }
         // One parse: the envelope, and the object when it is a PaymentIntent (the bulk of the traffic).
-        guard let (event, intent) = try? Event.decode(request.body, objectAs: PaymentIntent.self),
+        guard let (event, intent) = try? Event.decodeWithPaymentIntent(request.body),
             !event.id.isEmpty, !event.type.isEmpty
         else {
             throw APIError(.invalidEvent)
