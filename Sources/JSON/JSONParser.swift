@@ -142,6 +142,13 @@ public struct JSONParser {
             guard peek()?.isDigit == true else { throw failure("expected a digit in the exponent") }
             skipDigits()
         }
+        // Up to 18 digits always fit in 64 bits: summed in place, without a string.
+        if isInteger, index - start <= 18 {
+            let negative = bytes[start] == UInt8(ascii: "-")
+            var value: Int64 = 0
+            for digit in bytes[(negative ? start + 1 : start)..<index] { value = value * 10 + Int64(digit &- 0x30) }
+            return .int(negative ? -value : value)
+        }
         let text = String(decoding: bytes[start..<index], as: UTF8.self)
         if isInteger, let integer = Int64(text) { return .int(integer) }
         guard let double = Double(text), double.isFinite else {
@@ -155,6 +162,7 @@ public struct JSONParser {
     /// A string's contents: escapes decoded, UTF-8 validated, raw control characters refused.
     private mutating func parseString() throws(Failure) -> String {
         index += 1  // the opening quote
+        if let plain = plainASCIIString() { return plain }
         var scalars = String.UnicodeScalarView()
         var runStart = index
         while true {
@@ -175,6 +183,27 @@ public struct JSONParser {
                 index += 1
             }
         }
+    }
+
+    /// The common string, printable ASCII up to its closing quote (keys, ids, statuses), made in
+    /// one step and its quote consumed; nil (nothing consumed) for any other string.
+    private mutating func plainASCIIString() -> String? {
+        var end = index
+        while end < bytes.count {
+            switch bytes[end] {
+            case UInt8(ascii: "\""):
+                let text = bytes.withUnsafeBufferPointer {
+                    String(decoding: UnsafeBufferPointer(rebasing: $0[index..<end]), as: UTF8.self)
+                }
+                index = end + 1
+                return text
+            case 0x20..<0x80 where bytes[end] != UInt8(ascii: "\\"):
+                end += 1
+            default:
+                return nil
+            }
+        }
+        return nil
     }
 
     /// Appends the unescaped bytes `runStart..<index`, which must be valid UTF-8.

@@ -19,6 +19,17 @@ import Testing
         #expect(try JSONParser.parse(Array("9223372036854775807".utf8)) == .int(.max))
         #expect(try JSONParser.parse(Array("9223372036854775808".utf8)) == .double(9_223_372_036_854_775_808))
         #expect(try JSONParser.parse(Array("\"na\u{EF}ve\"".utf8)) == .string("na\u{EF}ve"))
+        // Either side of the in-place sum of up to 18 digits, and of the plain ASCII string.
+        for text in [
+            "999999999999999999", "-99999999999999999", "-999999999999999999", "1000000000000000000", "0", "-0",
+        ] {
+            #expect(try JSONParser.parse(Array(text.utf8)) == .int(Int64(text)!), "\(text)")
+        }
+        #expect(try JSONParser.parse(Array("-9223372036854775808".utf8)) == .int(.min))
+        #expect(
+            try JSONParser.parse(Array(#"["a\u007f ~", "plain", "", "tail\\", "\"head"]"#.utf8)) == [
+                "a\u{7F} ~", "plain", "", "tail\\", "\"head",
+            ])
     }
 
     @Test(arguments: [
