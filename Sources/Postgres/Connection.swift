@@ -45,7 +45,7 @@ public final class Connection {
     public func query(_ query: SQLQuery) throws(DatabaseError) -> QueryResult {
         // libpq reads text parameters up to their first NUL: refuse one rather than let a value
         // be silently cut short (`"admin\u{0}x"` must never be looked up as `"admin"`).
-        if query.binds.contains(where: { $0?.utf8.contains(0) == true }) {
+        if query.binds.contains(where: { if case .text(let text)? = $0 { text.utf8.contains(0) } else { false } }) {
             throw DatabaseError(
                 kind: .invalidData, sqlState: "22021",
                 serverMessage: "a parameter contains a NUL character, which text cannot hold")
@@ -74,8 +74,8 @@ public final class Connection {
             preparedStatements[name] = query.sql
         }
         roundTrips += 1
-        let result = Self.withParameters(query.binds) { count, values, lengths in
-            PQexecPrepared(connection, name, count, values, lengths, nil, 0)
+        let result = Self.withParameters(query.binds) { count, values, lengths, formats in
+            PQexecPrepared(connection, name, count, values, lengths, formats, 0)
         }
         defer { PQclear(result) }
         do {
@@ -155,24 +155,45 @@ public final class Connection {
 
     private static func execute(_ query: SQLQuery, on connection: OpaquePointer) -> OpaquePointer? {
         guard !query.binds.isEmpty else { return PQexec(connection, query.sql) }
-        return withParameters(query.binds) { count, values, lengths in
-            PQexecParams(connection, query.sql, count, nil, values, lengths, nil, 0)
+        return withParameters(query.binds) { count, values, lengths, formats in
+            PQexecParams(connection, query.sql, count, nil, values, lengths, formats, 0)
         }
     }
 
-    /// Text parameters as libpq takes them: C strings (NULL for SQL NULL) and their lengths.
+    /// Parameters as libpq takes them: each value's bytes (a C string for text, the raw bytes
+    /// for binary; NULL for SQL NULL), their lengths and formats (0 text, 1 binary).
     private static func withParameters<T>(
-        _ binds: [String?],
-        _ body: (Int32, UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<Int32>?) -> T
+        _ binds: [SQLParameter?],
+        _ body: (Int32, UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<Int32>?, UnsafePointer<Int32>?) -> T
     ) -> T {
-        let values: [UnsafeMutablePointer<CChar>?] = binds.map { $0.flatMap { strdup($0) } }
-        defer {
-            for value in values { free(value) }
+        let values: [UnsafeMutablePointer<CChar>?] = binds.map { bind in
+            switch bind {
+            case nil: return nil
+            case .text(let text)?: return strdup(text)
+            case .binary(let bytes)?:
+                let copy = UnsafeMutablePointer<CChar>.allocate(capacity: max(bytes.count, 1))
+                UnsafeMutableRawBufferPointer(start: copy, count: bytes.count).copyBytes(from: bytes)
+                return copy
+            }
         }
-        let lengths = binds.map { Int32(clamping: $0?.utf8.count ?? 0) }
+        defer {
+            for (value, bind) in zip(values, binds) {
+                if case .binary? = bind { value?.deallocate() } else { free(value) }
+            }
+        }
+        let lengths = binds.map { bind -> Int32 in
+            switch bind {
+            case nil: 0
+            case .text(let text)?: Int32(clamping: text.utf8.count)
+            case .binary(let bytes)?: Int32(clamping: bytes.count)
+            }
+        }
+        let formats = binds.map { bind -> Int32 in if case .binary? = bind { 1 } else { 0 } }
         return values.map { UnsafePointer($0) }.withUnsafeBufferPointer { pointers in
             lengths.withUnsafeBufferPointer { lengths in
-                body(Int32(values.count), pointers.baseAddress, lengths.baseAddress)
+                formats.withUnsafeBufferPointer { formats in
+                    body(Int32(values.count), pointers.baseAddress, lengths.baseAddress, formats.baseAddress)
+                }
             }
         }
     }

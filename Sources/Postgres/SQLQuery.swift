@@ -1,38 +1,38 @@
 import Foundation
 
-/// A value that can be sent to PostgreSQL as a text-format parameter.
+/// One parameter as libpq sends it: PostgreSQL's text form, or raw bytes in binary format.
+public enum SQLParameter: Sendable, Equatable {
+    /// The text form (`42`, `true`, a UUID's lower-case spelling, any string).
+    case text(String)
+    /// Binary format: a `bytea` parameter's bytes as they are, no encoding either way.
+    case binary([UInt8])
+}
+
+/// A value that can be sent to PostgreSQL as a parameter.
 public protocol SQLBindable {
-    /// The parameter's text form, or nil for SQL NULL.
-    var sqlParameter: String? { get }
+    /// The parameter, or nil for SQL NULL.
+    var sqlParameter: SQLParameter? { get }
 }
 
-extension String: SQLBindable { public var sqlParameter: String? { self } }
-extension Int: SQLBindable { public var sqlParameter: String? { String(self) } }
-extension Int64: SQLBindable { public var sqlParameter: String? { String(self) } }
-extension Int32: SQLBindable { public var sqlParameter: String? { String(self) } }
-extension Double: SQLBindable { public var sqlParameter: String? { String(self) } }
-extension Bool: SQLBindable { public var sqlParameter: String? { self ? "true" : "false" } }
-extension UUID: SQLBindable { public var sqlParameter: String? { uuidString.lowercased() } }
+extension String: SQLBindable { public var sqlParameter: SQLParameter? { .text(self) } }
+extension Int: SQLBindable { public var sqlParameter: SQLParameter? { .text(String(self)) } }
+extension Int64: SQLBindable { public var sqlParameter: SQLParameter? { .text(String(self)) } }
+extension Int32: SQLBindable { public var sqlParameter: SQLParameter? { .text(String(self)) } }
+extension Double: SQLBindable { public var sqlParameter: SQLParameter? { .text(String(self)) } }
+extension Bool: SQLBindable { public var sqlParameter: SQLParameter? { .text(self ? "true" : "false") } }
+extension UUID: SQLBindable { public var sqlParameter: SQLParameter? { .text(uuidString.lowercased()) } }
 extension Optional: SQLBindable where Wrapped: SQLBindable {
-    public var sqlParameter: String? { self?.sqlParameter }
+    public var sqlParameter: SQLParameter? { self?.sqlParameter }
 }
 
-/// Raw bytes sent as `bytea` (hex format), kept byte-exact.
+/// Raw bytes sent as `bytea` in binary format: byte-exact, and neither side encodes or decodes
+/// them (a webhook's payload is most of its statement's bytes).
 public struct ByteA: SQLBindable, Sendable {
     /// The bytes.
     public let bytes: [UInt8]
     /// Wraps bytes for binding.
     public init(_ bytes: [UInt8]) { self.bytes = bytes }
-    public var sqlParameter: String? {
-        let digits = Array("0123456789abcdef".utf8)
-        var text: [UInt8] = Array("\\x".utf8)
-        text.reserveCapacity(2 + bytes.count * 2)
-        for byte in bytes {
-            text.append(digits[Int(byte >> 4)])
-            text.append(digits[Int(byte & 0x0f)])
-        }
-        return String(decoding: text, as: UTF8.self)
-    }
+    public var sqlParameter: SQLParameter? { .binary(bytes) }
 }
 
 /// A SQL statement whose interpolated values become `$1, $2, …` parameters, so that a value can
@@ -44,7 +44,7 @@ public struct SQLQuery: Sendable, ExpressibleByStringInterpolation {
     /// The statement text with `$n` placeholders.
     public private(set) var sql: String
     /// The parameters, in placeholder order.
-    public private(set) var binds: [String?]
+    public private(set) var binds: [SQLParameter?]
     /// The name this statement is prepared under on each connection (nil: planned on every call).
     public private(set) var preparedName: String?
 
@@ -75,7 +75,7 @@ public struct SQLQuery: Sendable, ExpressibleByStringInterpolation {
     /// Collects literal text and parameters.
     public struct StringInterpolation: StringInterpolationProtocol {
         var sql = ""
-        var binds: [String?] = []
+        var binds: [SQLParameter?] = []
 
         public init(literalCapacity: Int, interpolationCount: Int) {
             sql.reserveCapacity(literalCapacity + interpolationCount * 3)

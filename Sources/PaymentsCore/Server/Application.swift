@@ -58,11 +58,7 @@ public struct Application: Sendable {
         context.stripe.beginRequest()
         defer { context.stripe.endRequest() }
         do {
-            request = Request(
-                parameters: parameters,
-                body: try Self.completeBody(
-                    fastCGIRequest.body,
-                    limit: shared.configuration.maximumBodyBytes), requestID: requestID)
+            request.body = try Self.completeBody(fastCGIRequest.body, limit: shared.configuration.maximumBodyBytes)
             switch router.route(method: request.method, path: request.path) {
             case .notFound:
                 throw APIError.notFound

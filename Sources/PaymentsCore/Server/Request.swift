@@ -11,7 +11,7 @@ public struct Request: Sendable {
     /// Request headers by lower-case name (`authorization`, `idempotency-key`, `cookie`, …).
     public let headers: [String: String]
     /// The exact body bytes.
-    public let body: [UInt8]
+    public internal(set) var body: [UInt8]
     /// nginx's request id (or one we generated), echoed as `X-Request-Id`.
     public let requestID: String
     /// The client address as nginx saw it (`REMOTE_ADDR`, no port).
