@@ -99,7 +99,7 @@ public struct ServerConfiguration: Sendable {
     public var socketGroup: UInt32?
     /// The Stripe lane's socket (`FCGI_STRIPE_SOCKET`; default beside `FCGI_SOCKET`).
     public var stripeSocketAddress: String
-    /// Core-lane worker threads: webhooks, reads, ops (`WORKERS`, default 16).
+    /// Core-lane worker threads: webhooks, reads, ops (`WORKERS`, default 8).
     public var workers: Int
     /// Stripe-lane worker threads: routes that call Stripe (`STRIPE_WORKERS`, default 64).
     public var stripeWorkers: Int
@@ -160,7 +160,7 @@ public struct ServerConfiguration: Sendable {
             throw ConfigurationError(
                 description: "environment variable FCGI_STRIPE_SOCKET must differ from FCGI_SOCKET")
         }
-        workers = try environment.integer("WORKERS", default: 16, in: 1...512)
+        workers = try environment.integer("WORKERS", default: 8, in: 1...512)
         stripeWorkers = try environment.integer("STRIPE_WORKERS", default: 64, in: 1...1024)
         laneQueueTimeout = .milliseconds(
             try environment.integer("LANE_QUEUE_TIMEOUT_MS", default: 1000, in: 1...60_000))
