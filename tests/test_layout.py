@@ -90,7 +90,7 @@ def test_only_the_command_line_target_uses_argument_parser():
         assert imports(path) <= {"ArgumentParser", "Foundation", "PaymentsCore"}, (path, imports(path))
     assert imports(SOURCES / "payments" / "main.swift") == {"PaymentsCLI"}
     package = (REPO / "Package.swift").read_text()
-    core = re.search(r'\.target\(name: "PaymentsCore", dependencies: \[([^\]]*)\]', package)
+    core = re.search(r'\.target\(\s*name: "PaymentsCore",\s*dependencies: \[([^\]]*)\]', package)
     assert core and "ArgumentParser" not in core.group(1), "PaymentsCore must not depend on the parser"
 
 
