@@ -160,8 +160,8 @@ public final class Connection {
         }
     }
 
-    /// Parameters as libpq takes them: each value's bytes (a C string for text, the raw bytes
-    /// for binary; NULL for SQL NULL), their lengths and formats (0 text, 1 binary).
+    /// Parameters as libpq takes them: each value's bytes, malloc'd (a C string for text, the raw
+    /// bytes for binary; NULL for SQL NULL), their lengths and formats (0 text, 1 binary).
     private static func withParameters<T>(
         _ binds: [SQLParameter?],
         _ body: (Int32, UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<Int32>?, UnsafePointer<Int32>?) -> T
@@ -171,15 +171,13 @@ public final class Connection {
             case nil: return nil
             case .text(let text)?: return strdup(text)
             case .binary(let bytes)?:
-                let copy = UnsafeMutablePointer<CChar>.allocate(capacity: max(bytes.count, 1))
-                UnsafeMutableRawBufferPointer(start: copy, count: bytes.count).copyBytes(from: bytes)
+                let copy = malloc(max(bytes.count, 1))?.bindMemory(to: CChar.self, capacity: bytes.count)
+                copy.map { UnsafeMutableRawBufferPointer(start: $0, count: bytes.count).copyBytes(from: bytes) }
                 return copy
             }
         }
         defer {
-            for (value, bind) in zip(values, binds) {
-                if case .binary? = bind { value?.deallocate() } else { free(value) }
-            }
+            for value in values { free(value) }
         }
         let lengths = binds.map { bind -> Int32 in
             switch bind {
