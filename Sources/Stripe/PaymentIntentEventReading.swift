@@ -75,8 +75,8 @@ enum PaymentIntentEventReading {
         /// Throws `unsure` when two keys convert to one name: which one `Codable` reads is its own affair.
         init(_ object: [String: JSONValue]) throws(Failure) {
             var members = [String: JSONValue](minimumCapacity: object.count)
-            for (key, value) in object where members.updateValue(value, forKey: StripeJSON.camelCase(key)) != nil {
-                throw .unsure
+            for (key, value) in object {
+                if members.updateValue(value, forKey: StripeJSON.camelCase(key)) != nil { throw .unsure }
             }
             self.members = members
         }
