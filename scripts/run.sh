@@ -144,7 +144,9 @@ for n in $(seq 1 "$processes"); do
     echo $! >"$pid_file"
     deadline=$((SECONDS + 15))
     until [ -S "$socket" ] && [ -n "$(pid_of "$pid_file" "$PAYMENTS_BIN")" ]; do
-        [ -n "$(pid_of "$pid_file" "$PAYMENTS_BIN")" ] || { tail -n 20 "$RUN_DIR/app-$n.log" >&2; die "payments serve $n exited"; }
+        # Alive is enough here: until its exec the process is this script's subshell (or
+        # setsid), whose command line does not name the binary yet.
+        kill -0 "$(cat "$pid_file")" 2>/dev/null || { tail -n 20 "$RUN_DIR/app-$n.log" >&2; die "payments serve $n exited"; }
         [ "$SECONDS" -lt "$deadline" ] || die "payments serve $n did not open its socket in 15 s"
         sleep 0.1
     done
