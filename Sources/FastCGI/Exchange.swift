@@ -170,6 +170,6 @@ final class Exchange {
     func finish(inputRead: Bool) {
         if inputRead { _ = FCGX_Detach(request) }  // a detached request is closed without lingering
         FCGX_Finish_r(request)
-        request.pointee.detached = 0
+        request.pointee.detached = 0  // the slot's next request starts attached, whatever libfcgi left
     }
 }

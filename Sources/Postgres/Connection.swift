@@ -160,37 +160,30 @@ public final class Connection {
         }
     }
 
-    /// Parameters as libpq takes them: each value's bytes, malloc'd (a C string for text, the raw
-    /// bytes for binary; NULL for SQL NULL), their lengths and formats (0 text, 1 binary).
+    /// Parameters as libpq takes them: each value malloc'd (a C string for text, the raw bytes for
+    /// binary; NULL for SQL NULL), with its length and format (libpq reads the length of binary
+    /// values only: text ends at its NUL).
     private static func withParameters<T>(
         _ binds: [SQLParameter?],
         _ body: (Int32, UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<Int32>?, UnsafePointer<Int32>?) -> T
     ) -> T {
-        let values: [UnsafeMutablePointer<CChar>?] = binds.map { bind in
+        let parameters = binds.map { bind -> (value: UnsafeMutablePointer<CChar>?, length: Int32, format: Int32) in
             switch bind {
-            case nil: return nil
-            case .text(let text)?: return strdup(text)
+            case nil: return (nil, 0, 0)
+            case .text(let text)?: return (strdup(text), 0, 0)
             case .binary(let bytes)?:
                 let copy = malloc(max(bytes.count, 1))?.bindMemory(to: CChar.self, capacity: bytes.count)
                 copy.map { UnsafeMutableRawBufferPointer(start: $0, count: bytes.count).copyBytes(from: bytes) }
-                return copy
+                return (copy, Int32(clamping: bytes.count), 1)
             }
         }
         defer {
-            for value in values { free(value) }
+            for parameter in parameters { free(parameter.value) }
         }
-        let lengths = binds.map { bind -> Int32 in
-            switch bind {
-            case nil: 0
-            case .text(let text)?: Int32(clamping: text.utf8.count)
-            case .binary(let bytes)?: Int32(clamping: bytes.count)
-            }
-        }
-        let formats = binds.map { bind -> Int32 in if case .binary? = bind { 1 } else { 0 } }
-        return values.map { UnsafePointer($0) }.withUnsafeBufferPointer { pointers in
-            lengths.withUnsafeBufferPointer { lengths in
-                formats.withUnsafeBufferPointer { formats in
-                    body(Int32(values.count), pointers.baseAddress, lengths.baseAddress, formats.baseAddress)
+        return parameters.map { UnsafePointer($0.value) }.withUnsafeBufferPointer { values in
+            parameters.map(\.length).withUnsafeBufferPointer { lengths in
+                parameters.map(\.format).withUnsafeBufferPointer { formats in
+                    body(Int32(parameters.count), values.baseAddress, lengths.baseAddress, formats.baseAddress)
                 }
             }
         }
